@@ -1,0 +1,382 @@
+//! Network namespaces for the real-client tests: `Netns` and `Topology`.
+//!
+//! Owns: creating and deleting namespaces, running commands inside them, and
+//! the isolation check that must pass before any `tailscaled` starts.
+//! Depends on `process` and iproute2 (`ip netns`, `ip -j`), util-linux
+//! `setpriv` and bash; requires root.
+//!
+//! Why: a stock `tailscaled` contacts Tailscale's public hosts unless it is
+//! told otherwise, and the tests must never reach the Internet. Every
+//! simulated host lives in its own namespace whose only link is a veth into a
+//! hub namespace holding a bridge; the hub has no uplink, so nothing can leave.
+//! Nothing is created in the root namespace: both veth ends are made directly
+//! inside the test namespaces, and deleting the namespaces removes them.
+
+use std::collections::BTreeSet;
+use std::ffi::OsStr;
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Once};
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+use serde_json::Value;
+
+use super::process::{CmdOutput, run};
+
+/// Prefix of every namespace the harness creates: `csit<pid>n<seq>...`.
+const PREFIX: &str = "csit";
+/// PATH given to programs started with a cleared environment.
+pub const CLEAN_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+const IP_TIMEOUT: Duration = Duration::from_secs(20);
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+static STALE_CLEANUP: Once = Once::new();
+
+/// A network namespace created by the harness; cheap to clone. The namespace
+/// is deleted when the last clone is dropped, so a `Server` or `Tailscaled`
+/// holding a clone keeps it alive until its processes are gone.
+#[derive(Clone, Debug)]
+pub struct Netns(Arc<Inner>);
+
+#[derive(Debug)]
+struct Inner {
+    name: String,
+    /// Set for namespaces built by `Topology`: the only subnet the namespace
+    /// may route to, and the dummy default gateway.
+    isolation: Option<(Ipv4Net, Ipv4Addr)>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let out = run(
+            Command::new("ip").args(["netns", "del", &self.name]),
+            IP_TIMEOUT,
+        );
+        if !out.success() {
+            eprintln!("harness: could not delete netns {}:\n{out}", self.name);
+        }
+    }
+}
+
+impl Netns {
+    /// Creates namespace `name` with `lo` up and IPv6 disabled (nothing in
+    /// the tests needs it, and it keeps the route table small and checkable).
+    pub fn create(name: &str) -> Netns {
+        Netns::create_inner(name, None)
+    }
+
+    fn create_inner(name: &str, isolation: Option<(Ipv4Net, Ipv4Addr)>) -> Netns {
+        remove_stale_namespaces();
+        let out = run(Command::new("ip").args(["netns", "add", name]), IP_TIMEOUT);
+        if !out.success() {
+            panic!(
+                "cannot create network namespace {name}; the real-client tests need root and \
+                 iproute2 (`ip netns`):\n{out}"
+            );
+        }
+        let ns = Netns(Arc::new(Inner {
+            name: name.to_owned(),
+            isolation,
+        }));
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns.run(
+            &[
+                "sysctl",
+                "-qw",
+                "net.ipv6.conf.all.disable_ipv6=1",
+                "net.ipv6.conf.default.disable_ipv6=1",
+            ],
+            IP_TIMEOUT,
+        )
+        .expect_success("disabling IPv6 in the test namespace");
+        ns
+    }
+
+    pub fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    /// Runs `ip -n <ns> <args>` and panics if it fails.
+    pub fn ip(&self, args: &[&str]) -> CmdOutput {
+        run(
+            Command::new("ip").args(["-n", self.name()]).args(args),
+            IP_TIMEOUT,
+        )
+        .expect_success(&format!("ip -n {} {}", self.name(), args.join(" ")))
+    }
+
+    /// A `Command` that runs `program` inside this namespace. The process gets
+    /// SIGKILL if the spawning thread dies (`setpriv --pdeathsig`), so even a
+    /// test process killed without unwinding leaves no client running. Spawn
+    /// long-lived children from the test's own thread for that reason.
+    pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", self.name()])
+            .args(["setpriv", "--pdeathsig", "KILL", "--"])
+            .arg(program);
+        cmd
+    }
+
+    /// Runs `args[0] args[1..]` inside the namespace with a timeout.
+    pub fn run(&self, args: &[&str], timeout: Duration) -> CmdOutput {
+        let (program, rest) = args.split_first().expect("empty command");
+        run(self.command(program).args(rest), timeout)
+    }
+
+    /// Plain HTTP/1.0 GET from inside the namespace, using bash's /dev/tcp so
+    /// no curl is needed. Returns (status code, body).
+    pub fn http_get(&self, ip: Ipv4Addr, port: u16, path: &str) -> Result<(u16, String), String> {
+        // `exec cat` so killing the shell on timeout leaves no reader behind.
+        let script = "exec 3<>\"/dev/tcp/$0/$1\" || exit 7; \
+                      printf 'GET %s HTTP/1.0\\r\\nHost: %s:%s\\r\\n\\r\\n' \"$2\" \"$0\" \"$1\" >&3; \
+                      exec cat <&3";
+        let out = self.run(
+            &[
+                "bash",
+                "-c",
+                script,
+                &ip.to_string(),
+                &port.to_string(),
+                path,
+            ],
+            Duration::from_secs(10),
+        );
+        if !out.success() {
+            return Err(format!("GET http://{ip}:{port}{path} failed:\n{out}"));
+        }
+        let (head, body) = out
+            .stdout
+            .split_once("\r\n\r\n")
+            .unwrap_or((out.stdout.as_str(), ""));
+        let code = head
+            .lines()
+            .next()
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| format!("no HTTP status line from {ip}:{port}: {:?}", out.stdout))?;
+        Ok((code, body.to_owned()))
+    }
+
+    /// Panics unless every route in the namespace stays inside its test
+    /// subnet, apart from the dummy default route, and the only interfaces are
+    /// loopback, the bridge and veths. Must hold before `tailscaled` starts.
+    pub fn assert_isolated(&self) {
+        let Some((subnet, gateway)) = self.0.isolation else {
+            panic!(
+                "namespace {} was not built by Topology; refusing to treat it as isolated",
+                self.name()
+            );
+        };
+        let loopback: Ipv4Net = "127.0.0.0/8".parse().expect("constant");
+        let mut bad = Vec::new();
+        for route in self.json(&["-4", "route", "show", "table", "all"]) {
+            let dst = route["dst"].as_str().unwrap_or("");
+            let dev = route["dev"].as_str().unwrap_or("");
+            let via = route["gateway"].as_str();
+            let ok = if dst == "default" {
+                via == Some(gateway.to_string().as_str())
+            } else {
+                let net = dst
+                    .parse::<Ipv4Net>()
+                    .or_else(|_| dst.parse::<Ipv4Addr>().map(Ipv4Net::from));
+                match net {
+                    Ok(net) if subnet.contains(&net) => via.is_none(),
+                    Ok(net) if loopback.contains(&net) => dev == "lo",
+                    _ => false,
+                }
+            };
+            if !ok {
+                bad.push(route.to_string());
+            }
+        }
+        // IPv6 is disabled, so not even link-local routes may exist.
+        for route in self.json(&["-6", "route", "show", "table", "all"]) {
+            bad.push(route.to_string());
+        }
+        for link in self.json(&["link", "show"]) {
+            let name = link["ifname"].as_str().unwrap_or("");
+            let kind_ok = name == "lo"
+                || name == "eth0"
+                || name == "br0"
+                || (name.starts_with("vh") && name[2..].parse::<u32>().is_ok());
+            if !kind_ok {
+                bad.push(format!("unexpected interface {link}"));
+            }
+        }
+        assert!(
+            bad.is_empty(),
+            "namespace {} is not isolated to {subnet} (default via {gateway}):\n  {}",
+            self.name(),
+            bad.join("\n  ")
+        );
+    }
+
+    fn json(&self, args: &[&str]) -> Vec<Value> {
+        let mut full = vec!["-j"];
+        full.extend_from_slice(args);
+        let out = self.ip(&full);
+        if out.stdout.trim().is_empty() {
+            return Vec::new();
+        }
+        match serde_json::from_str::<Value>(&out.stdout) {
+            Ok(Value::Array(items)) => items,
+            other => panic!("unexpected `ip -j {}` output: {other:?}", args.join(" ")),
+        }
+    }
+
+    /// Which namespace (by name) process `pid` lives in, per `ip netns identify`.
+    pub fn identify(pid: u32) -> String {
+        run(
+            Command::new("ip").args(["netns", "identify", &pid.to_string()]),
+            IP_TIMEOUT,
+        )
+        .stdout
+        .trim()
+        .to_owned()
+    }
+
+    /// PIDs of all processes inside this namespace (`ip netns pids`).
+    pub fn pids(&self) -> Vec<u32> {
+        run(
+            Command::new("ip").args(["netns", "pids", self.name()]),
+            IP_TIMEOUT,
+        )
+        .stdout
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+    }
+
+    /// Names of all namespaces currently known to `ip netns`.
+    pub fn list() -> BTreeSet<String> {
+        let out = run(Command::new("ip").args(["netns", "list"]), IP_TIMEOUT)
+            .expect_success("ip netns list");
+        out.stdout
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// Deletes namespaces left by an earlier test process that died without
+/// unwinding (their names embed its PID). Its children died with it
+/// (`--pdeathsig`), so only the names remain.
+fn remove_stale_namespaces() {
+    STALE_CLEANUP.call_once(|| {
+        for name in Netns::list() {
+            let Some(rest) = name.strip_prefix(PREFIX) else {
+                continue;
+            };
+            let Some((pid, _)) = rest.split_once('n') else {
+                continue;
+            };
+            if pid.parse::<u32>().is_err() || Path::new(&format!("/proc/{pid}")).exists() {
+                continue;
+            }
+            eprintln!("harness: removing stale namespace {name}");
+            let _ = run(Command::new("ip").args(["netns", "del", &name]), IP_TIMEOUT);
+        }
+    });
+}
+
+/// A hub namespace with a bridge (`10.213.X.1/24`, where the server listens)
+/// and `hosts` host namespaces, each joined to the bridge by a veth, with
+/// address `10.213.X.(10+i)/24` and a default route via `10.213.X.254`, which
+/// nobody owns: `tailscaled` only believes the network is up when it sees a
+/// non-loopback default route.
+#[derive(Debug)]
+pub struct Topology {
+    octet: u8,
+    tag: String,
+    hub: Netns,
+    hosts: Vec<Netns>,
+}
+
+impl Topology {
+    pub fn new(hosts: usize) -> Topology {
+        assert!(hosts <= 200, "at most 200 hosts per topology");
+        let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+        let pid = std::process::id();
+        // Topologies are fully separate L2 islands, so equal X in two tests
+        // would still work; distinct X just makes logs unambiguous.
+        let octet = u8::try_from((pid + seq) % 250 + 1).expect("in range");
+        let tag = format!("{PREFIX}{pid}n{seq}");
+        let subnet = Ipv4Net::new(Ipv4Addr::new(10, 213, octet, 0), 24).expect("valid prefix");
+        let gateway = Ipv4Addr::new(10, 213, octet, 254);
+
+        let isolated = |name: String| Netns::create_inner(&name, Some((subnet, gateway)));
+        let hub = isolated(format!("{tag}hub"));
+        let hub_cidr = format!("{}/24", Ipv4Addr::new(10, 213, octet, 1));
+        hub.ip(&["link", "add", "br0", "type", "bridge"]);
+        hub.ip(&["addr", "add", &hub_cidr, "dev", "br0"]);
+        hub.ip(&["link", "set", "br0", "up"]);
+
+        let mut host_nss = Vec::with_capacity(hosts);
+        for i in 0..hosts {
+            let ns = isolated(format!("{tag}h{i}"));
+            let port = format!("vh{i}");
+            hub.ip(&[
+                "link",
+                "add",
+                &port,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                ns.name(),
+            ]);
+            hub.ip(&["link", "set", &port, "master", "br0", "up"]);
+            let cidr = format!("{}/24", Ipv4Addr::new(10, 213, octet, 10 + i as u8));
+            ns.ip(&["addr", "add", &cidr, "dev", "eth0"]);
+            ns.ip(&["link", "set", "eth0", "up"]);
+            ns.ip(&["route", "add", "default", "via", &gateway.to_string()]);
+            host_nss.push(ns);
+        }
+        Topology {
+            octet,
+            tag,
+            hub,
+            hosts: host_nss,
+        }
+    }
+
+    /// Unique per topology; used to name namespaces and temp files.
+    pub fn tag(&self) -> &str {
+        &self.tag
+    }
+
+    pub fn hub(&self) -> &Netns {
+        &self.hub
+    }
+
+    pub fn host(&self, i: usize) -> &Netns {
+        &self.hosts[i]
+    }
+
+    pub fn hosts(&self) -> &[Netns] {
+        &self.hosts
+    }
+
+    pub fn subnet(&self) -> Ipv4Net {
+        Ipv4Net::new(Ipv4Addr::new(10, 213, self.octet, 0), 24).expect("valid prefix")
+    }
+
+    pub fn hub_ip(&self) -> Ipv4Addr {
+        Ipv4Addr::new(10, 213, self.octet, 1)
+    }
+
+    pub fn host_ip(&self, i: usize) -> Ipv4Addr {
+        Ipv4Addr::new(10, 213, self.octet, 10 + i as u8)
+    }
+
+    /// The default gateway of every host: an address nobody answers for.
+    pub fn gateway(&self) -> Ipv4Addr {
+        Ipv4Addr::new(10, 213, self.octet, 254)
+    }
+}

@@ -1,0 +1,11 @@
+//! Real-client integration tests: stock `tailscaled` releases (fetched by
+//! `.ci/fetch-tailscale.sh`) against a live `clawscale serve`, each in its
+//! own network namespace with no route out. Needs root and iproute2.
+//!
+//! `harness` holds the fixtures; `selftest` proves the harness itself
+//! (isolation, cleanup) without needing a working server; the other modules
+//! are end-to-end scenarios.
+
+mod enroll;
+mod harness;
+mod selftest;

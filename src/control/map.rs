@@ -1,0 +1,170 @@
+//! `POST /machine/map` (control.md §4): lite updates, and the long poll that
+//! streams a full map followed by deltas and keep-alives.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Extension;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use rand::Rng;
+use tokio::sync::mpsc;
+
+use super::{ControlState, Peer};
+use crate::http::error::ApiError;
+use crate::mapper::build::{Delta, SentState, build_delta, build_full};
+use crate::mapper::frame::{self, Compression};
+use crate::mapper::sessions::Session;
+use crate::state::MapUpdate;
+use crate::tailcfg::{MIN_CAPABILITY_VERSION, MapRequest, MapResponse};
+use crate::types::{DiscoPublic, NodeId, NodePublic};
+
+pub(super) async fn handler(
+    State(cs): State<ControlState>,
+    Extension(peer): Extension<Peer>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let req: MapRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid map request: {e}")))?;
+    if req.version < MIN_CAPABILITY_VERSION {
+        return Err(ApiError::bad_request("client too old for clawscale"));
+    }
+    let node_key: NodePublic = req
+        .node_key
+        .as_deref()
+        .unwrap_or("")
+        .parse()
+        .map_err(|e| ApiError::bad_request(format!("NodeKey: {e}")))?;
+    let world = cs.state.world();
+    let node = world
+        .node_by_node_key(&node_key)
+        .cloned()
+        .ok_or_else(|| ApiError::unauthorized("node not registered"))?;
+    // The tunnel's authenticated machine key must own the node it names.
+    if node.machine_key != peer.machine_key {
+        tracing::warn!(node = %node.id, machine = ?peer.machine_key, "map request with foreign node key");
+        return Err(ApiError::unauthorized("node key does not belong to this machine"));
+    }
+    let disco_key = match req.disco_key.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(
+            s.parse::<DiscoPublic>()
+                .map_err(|e| ApiError::bad_request(format!("DiscoKey: {e}")))?,
+        ),
+    }
+    .filter(|k| !k.is_zero());
+    let update = MapUpdate {
+        disco_key,
+        endpoints: req.endpoints.clone(),
+        hostinfo: req.hostinfo.clone(),
+        cap_version: req.version,
+    };
+    cs.state.update_from_map(node.id, update).await?;
+
+    let compression = Compression::from_request(req.compress.as_deref());
+    if !req.stream {
+        if req.omit_peers {
+            // Lite update: applied above; the client discards the body.
+            return Ok(StatusCode::OK.into_response());
+        }
+        let mut sent = SentState::default();
+        let world = cs.state.world();
+        let full = build_full(&world, node.id, &mut sent, cs.state.now())
+            .ok_or_else(|| ApiError::unauthorized("node not registered"))?;
+        let bytes = frame::encode(&full, compression)
+            .map_err(|e| crate::state::Error::Internal(e.to_string()))?;
+        cs.metrics.frame("full");
+        return Ok(Body::from(bytes).into_response());
+    }
+
+    // Long poll. Register the session before building the first map so no
+    // change published in between is lost.
+    let session = cs.state.sessions().open(node.id);
+    let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(8);
+    tokio::spawn(stream_session(cs, node.id, session, compression, tx));
+    let body = Body::from_stream(tokio_stream_from(rx));
+    Ok(Response::new(body))
+}
+
+fn tokio_stream_from(
+    mut rx: mpsc::Receiver<Result<Bytes, Infallible>>,
+) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// Runs one map stream until the client goes away or its node is deleted.
+async fn stream_session(
+    cs: ControlState,
+    node: NodeId,
+    session: Arc<Session>,
+    compression: Compression,
+    tx: mpsc::Sender<Result<Bytes, Infallible>>,
+) {
+    if let Err(e) = cs.state.refresh_presence(node).await {
+        tracing::warn!(node = %node, error = %e, "could not mark node online");
+    }
+    let result = run_stream(&cs, node, &session, compression, &tx).await;
+    if let Err(reason) = result {
+        tracing::debug!(node = %node, session = session.id, reason, "map stream ended");
+    }
+    cs.state.sessions().close(&session);
+    if let Err(e) = cs.state.refresh_presence(node).await {
+        tracing::warn!(node = %node, error = %e, "could not mark node offline");
+    }
+}
+
+async fn run_stream(
+    cs: &ControlState,
+    node: NodeId,
+    session: &Session,
+    compression: Compression,
+    tx: &mpsc::Sender<Result<Bytes, Infallible>>,
+) -> Result<(), &'static str> {
+    let send = |resp: MapResponse, kind: &'static str| async move {
+        let bytes = frame::encode(&resp, compression).map_err(|_| "encode failed")?;
+        tx.send(Ok(bytes)).await.map_err(|_| "client gone")?;
+        cs.metrics.frame(kind);
+        Ok::<(), &'static str>(())
+    };
+    let mut sent = SentState::default();
+    // Drop what was merged so far *before* reading the World: all of it is in
+    // that World, and anything published later stays in the mailbox.
+    let _ = session.take();
+    let world = cs.state.world();
+    let full = build_full(&world, node, &mut sent, cs.state.now()).ok_or("node removed")?;
+    send(full, "full").await?;
+
+    let mut next_keepalive = tokio::time::Instant::now() + keepalive_interval(cs.keepalive);
+    loop {
+        tokio::select! {
+            _ = session.notified() => {
+                let change = session.take();
+                if change.is_empty() {
+                    continue;
+                }
+                let world = cs.state.world();
+                match build_delta(&world, node, &change, &mut sent, cs.state.now()) {
+                    Delta::Frame(resp) => {
+                        send(*resp, "delta").await?;
+                        next_keepalive = tokio::time::Instant::now() + keepalive_interval(cs.keepalive);
+                    }
+                    Delta::Nothing => {}
+                    Delta::SelfRemoved => return Err("node removed"),
+                }
+            }
+            _ = tokio::time::sleep_until(next_keepalive) => {
+                send(MapResponse::keep_alive(), "keepalive").await?;
+                next_keepalive = tokio::time::Instant::now() + keepalive_interval(cs.keepalive);
+            }
+            _ = tx.closed() => return Err("client gone"),
+        }
+    }
+}
+
+/// Base period plus up to 9 s of jitter so many clients do not wake together.
+fn keepalive_interval(base: Duration) -> Duration {
+    base + Duration::from_millis(rand::thread_rng().gen_range(0..9_000))
+}

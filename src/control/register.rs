@@ -1,0 +1,84 @@
+//! `POST /machine/register` (control.md §3).
+
+use axum::Extension;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+
+use super::{ControlState, Peer};
+use crate::http::error::ApiError;
+use crate::mapper::build::TAGGED_DEVICES_USER_ID;
+use crate::state::{RegisterInput, RegisterOutcome};
+use crate::tailcfg::{self, MIN_CAPABILITY_VERSION, RegisterRequest, RegisterResponse};
+
+pub(super) async fn handler(
+    State(cs): State<ControlState>,
+    Extension(peer): Extension<Peer>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let req: RegisterRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid register request: {e}")))?;
+    if req.version < MIN_CAPABILITY_VERSION {
+        return Err(ApiError::bad_request(format!(
+            "client capability version {} is too old; clawscale needs {} (tailscale 1.78) or newer",
+            req.version, MIN_CAPABILITY_VERSION
+        )));
+    }
+    let node_key = req
+        .node_key()
+        .map_err(|e| ApiError::bad_request(format!("NodeKey: {e}")))?;
+    if node_key.is_zero() {
+        return Err(ApiError::bad_request("NodeKey must not be zero"));
+    }
+    let old_node_key = req
+        .old_node_key()
+        .map_err(|e| ApiError::bad_request(format!("OldNodeKey: {e}")))?;
+    let input = RegisterInput {
+        machine_key: peer.machine_key,
+        node_key,
+        old_node_key,
+        auth_key: req.auth_key().map(str::to_string),
+        expiry: req.expiry(),
+        hostinfo: req.hostinfo.clone().unwrap_or_else(|| serde_json::json!({})),
+        ephemeral: req.ephemeral,
+        version: req.version,
+    };
+    let outcome = cs.state.register(input).await?;
+    let resp = match outcome {
+        RegisterOutcome::Authorized { node, user } => {
+            cs.metrics.registration("authorized");
+            let (id, login, display) = if node.is_tagged() {
+                (TAGGED_DEVICES_USER_ID, "tagged-devices".to_string(), "Tagged Devices".to_string())
+            } else {
+                (user.id.0, user.login_name().to_string(), user.display().to_string())
+            };
+            RegisterResponse {
+                user: tailcfg::User {
+                    id,
+                    display_name: display.clone(),
+                },
+                login: tailcfg::Login {
+                    id,
+                    provider: "clawscale".into(),
+                    login_name: login,
+                    display_name: display,
+                },
+                machine_authorized: true,
+                ..Default::default()
+            }
+        }
+        RegisterOutcome::LoggedOut => {
+            cs.metrics.registration("logged_out");
+            RegisterResponse::default()
+        }
+        RegisterOutcome::Refused(msg) => {
+            cs.metrics.registration("refused");
+            tracing::info!(machine = ?peer.machine_key, reason = %msg, "registration refused");
+            RegisterResponse {
+                error: msg,
+                ..Default::default()
+            }
+        }
+    };
+    Ok(axum::Json(resp).into_response())
+}

@@ -1,0 +1,51 @@
+//! `/ts2021`: accept the Noise upgrade, then serve the tunnel router over
+//! HTTP/2 (prior knowledge; the client is the HTTP/2 client and multiplexes
+//! every control request on this one connection).
+
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::service::TowerToHyperService;
+
+use super::{ControlState, Peer, tunnel_router};
+use crate::noise;
+use crate::types::MachinePublic;
+
+pub(super) async fn upgrade(State(cs): State<ControlState>, req: Request) -> Response {
+    let (resp, pending) = match noise::accept(req, &cs.noise_key) {
+        Ok(ok) => ok,
+        Err(e) => {
+            tracing::debug!(error = %e, "rejected /ts2021 upgrade");
+            let status = if e.is_peer_fault() {
+                StatusCode::BAD_REQUEST
+            } else {
+                StatusCode::INTERNAL_SERVER_ERROR
+            };
+            return (status, e.to_string()).into_response();
+        }
+    };
+    tokio::spawn(async move {
+        let accepted = match pending.finish().await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::debug!(error = %e, "noise upgrade did not complete");
+                return;
+            }
+        };
+        cs.metrics.noise_handshakes.inc();
+        let peer = Peer {
+            machine_key: MachinePublic(accepted.machine_key),
+            version: accepted.version,
+        };
+        tracing::debug!(machine = ?peer.machine_key, version = peer.version, "noise tunnel up");
+        let router = tunnel_router(cs).layer(axum::Extension(peer));
+        let service = TowerToHyperService::new(router);
+        let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .serve_connection(TokioIo::new(accepted.stream), service);
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, machine = ?peer.machine_key, "noise tunnel closed");
+        }
+    });
+    resp
+}

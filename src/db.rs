@@ -1,0 +1,144 @@
+//! Persistence: the database is the truth across restarts; `state` derives the
+//! in-memory World from it at boot and writes through it (commit first, then
+//! publish). Only the state writer calls the mutating functions here.
+//!
+//! Two engines behind one API: SQLite (embedded default) and PostgreSQL. The
+//! SQL is written once with `$N` placeholders (both engines accept them) and
+//! the [`on_pool!`] macro instantiates each query for both pool types, so
+//! there is one query text and native column types on each engine. Migrations
+//! are per engine under `migrations/{sqlite,postgres}` with the same numbering.
+//!
+//! May depend on: `types`. Nothing here knows about the protocol or policy.
+
+mod nodes;
+mod preauth_keys;
+mod rows;
+mod users;
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+
+pub use nodes::{KeyUse, NodeRecord};
+pub use preauth_keys::NewPreAuthKey;
+
+/// Where the data lives.
+#[derive(Debug, Clone)]
+pub enum Target {
+    Sqlite { path: PathBuf, write_ahead_log: bool },
+    Postgres { url: String, max_connections: u32 },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("database error: {0}")]
+    Sqlx(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A pool on one of the two engines.
+#[derive(Clone, Debug)]
+pub enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$pool` bound to the concrete pool of either engine.
+/// The body is compiled once per engine, so it must only use API both share.
+macro_rules! on_pool {
+    ($db:expr, |$pool:ident| $body:expr) => {
+        match $db {
+            $crate::db::Db::Sqlite($pool) => $body,
+            $crate::db::Db::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_pool;
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+impl Db {
+    /// Opens (creating if needed) and migrates the database.
+    pub async fn connect(target: &Target) -> Result<Db> {
+        let db = match target {
+            Target::Sqlite {
+                path,
+                write_ahead_log,
+            } => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|e| {
+                        Error::Conflict(format!("cannot create {}: {e}", dir.display()))
+                    })?;
+                }
+                let journal = if *write_ahead_log {
+                    SqliteJournalMode::Wal
+                } else {
+                    SqliteJournalMode::Delete
+                };
+                let opts = SqliteConnectOptions::new()
+                    .filename(path)
+                    .create_if_missing(true)
+                    .journal_mode(journal)
+                    // NORMAL is durable across application crashes in WAL mode;
+                    // only an OS crash can lose the last transactions.
+                    .synchronous(SqliteSynchronous::Normal)
+                    .foreign_keys(true)
+                    .busy_timeout(Duration::from_secs(5));
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(4)
+                    .connect_with(opts)
+                    .await?;
+                SQLITE_MIGRATIONS.run(&pool).await?;
+                Db::Sqlite(pool)
+            }
+            Target::Postgres {
+                url,
+                max_connections,
+            } => {
+                let opts = PgConnectOptions::from_str(url)?;
+                let pool = PgPoolOptions::new()
+                    .max_connections((*max_connections).max(1))
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(opts)
+                    .await?;
+                POSTGRES_MIGRATIONS.run(&pool).await?;
+                Db::Postgres(pool)
+            }
+        };
+        Ok(db)
+    }
+
+    pub fn engine(&self) -> &'static str {
+        match self {
+            Db::Sqlite(_) => "sqlite",
+            Db::Postgres(_) => "postgres",
+        }
+    }
+
+    pub async fn close(&self) {
+        on_pool!(self, |p| p.close().await)
+    }
+}
+
+/// Maps a unique-constraint violation to `Conflict(msg)`, passing other
+/// errors through.
+fn conflict_on_unique(e: sqlx::Error, msg: impl FnOnce() -> String) -> Error {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => Error::Conflict(msg()),
+        _ => Error::Sqlx(e),
+    }
+}

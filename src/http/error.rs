@@ -1,0 +1,44 @@
+//! The one place state errors become HTTP responses. Client errors pass their
+//! message through; internal errors are logged here and answered with a
+//! generic text so nothing internal leaks.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use crate::state;
+
+#[derive(Debug)]
+pub struct ApiError(pub StatusCode, pub String);
+
+impl ApiError {
+    pub fn bad_request(msg: impl Into<String>) -> Self {
+        ApiError(StatusCode::BAD_REQUEST, msg.into())
+    }
+
+    pub fn unauthorized(msg: impl Into<String>) -> Self {
+        ApiError(StatusCode::UNAUTHORIZED, msg.into())
+    }
+}
+
+impl From<state::Error> for ApiError {
+    fn from(e: state::Error) -> Self {
+        use state::Error::*;
+        match e {
+            NotFound(m) => ApiError(StatusCode::NOT_FOUND, m),
+            InvalidArgument(m) => ApiError(StatusCode::BAD_REQUEST, m),
+            Conflict(m) => ApiError(StatusCode::CONFLICT, m),
+            FailedPrecondition(m) => ApiError(StatusCode::PRECONDITION_FAILED, m),
+            Internal(m) => {
+                tracing::error!(error = %m, "internal error");
+                ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal error".into())
+            }
+            Stopped => ApiError(StatusCode::SERVICE_UNAVAILABLE, "shutting down".into()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, self.1).into_response()
+    }
+}

@@ -1,0 +1,23 @@
+//! clawscale: a self-hosted, Headscale-compatible Tailscale control server.
+//!
+//! Architecture (see `../shared/design/STYLE.md`):
+//! - `types`: domain model (keys, users, nodes, pre-auth keys).
+//! - `tailcfg`: Tailscale wire types (JSON only, no logic).
+//! - `noise`: the TS2021 Noise transport; `control`: the control protocol
+//!   served over it.
+//! - `state`: the one owner of tailnet state: an immutable `World` published
+//!   by a single writer after each database commit (`db`), with typed changes.
+//! - `mapper`: World → MapResponses, and the live map sessions.
+//! - `derp`: embedded DERP relay and STUN.
+//! - `admin`: the headscale.v1 gRPC API; `cli`: the command line.
+//! - `http`: the public listener, errors, metrics; `app`: wiring.
+
+pub mod clock;
+pub mod control;
+pub mod db;
+pub mod http;
+pub mod mapper;
+// TEMP pub mod noise;
+pub mod state;
+pub mod tailcfg;
+pub mod types;

@@ -1,0 +1,178 @@
+//! Live map sessions and their mailboxes.
+//!
+//! Each long-poll `/machine/map` stream is one session; a node may have
+//! several at once (a reconnect races the old stream's teardown), so sessions
+//! are keyed by a unique id and counted per node. The writer calls
+//! [`Sessions::dispatch`] after publishing a World; that only merges the change
+//! into each mailbox under a short leaf lock and wakes the session. Nothing
+//! here ever waits on a client, and nothing is dropped: a slow session just
+//! merges more into its pending change.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
+
+use crate::state::change::Change;
+use crate::types::NodeId;
+
+pub type SessionId = u64;
+
+/// One stream's mailbox.
+#[derive(Debug)]
+pub struct Session {
+    pub id: SessionId,
+    pub node: NodeId,
+    pending: Mutex<Change>,
+    notify: Notify,
+}
+
+impl Session {
+    /// Takes everything merged since the last call.
+    pub fn take(&self) -> Change {
+        std::mem::take(&mut *self.lock())
+    }
+
+    /// Resolves when something has been merged (possibly already).
+    pub async fn notified(&self) {
+        self.notify.notified().await
+    }
+
+    fn push(&self, change: &Change) {
+        self.lock().merge(change.clone());
+        // notify_one stores a permit if the session is not waiting right now,
+        // so a change that lands while a frame is being written is not lost.
+        self.notify.notify_one();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Change> {
+        // A poisoned mailbox only means a panic elsewhere mid-merge; the
+        // data is a plain set of ids, still usable.
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Sessions {
+    next_id: AtomicU64,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    by_id: BTreeMap<SessionId, Arc<Session>>,
+    per_node: HashMap<NodeId, usize>,
+}
+
+impl Sessions {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Sessions::default())
+    }
+
+    /// Registers a new session for `node`. Register *before* reading the
+    /// World for the first full map, so no change published in between is
+    /// missed (at worst it is sent twice).
+    pub fn open(&self, node: NodeId) -> Arc<Session> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let s = Arc::new(Session {
+            id,
+            node,
+            pending: Mutex::new(Change::default()),
+            notify: Notify::new(),
+        });
+        let mut inner = self.lock();
+        inner.by_id.insert(id, s.clone());
+        *inner.per_node.entry(node).or_default() += 1;
+        s
+    }
+
+    /// Removes a session; returns how many sessions the node still has.
+    pub fn close(&self, session: &Session) -> usize {
+        let mut inner = self.lock();
+        if inner.by_id.remove(&session.id).is_none() {
+            return inner.per_node.get(&session.node).copied().unwrap_or(0);
+        }
+        let left = match inner.per_node.get_mut(&session.node) {
+            Some(n) => {
+                *n -= 1;
+                *n
+            }
+            None => 0,
+        };
+        if left == 0 {
+            inner.per_node.remove(&session.node);
+        }
+        left
+    }
+
+    pub fn count(&self, node: NodeId) -> usize {
+        self.lock().per_node.get(&node).copied().unwrap_or(0)
+    }
+
+    pub fn total(&self) -> usize {
+        self.lock().by_id.len()
+    }
+
+    /// Merges `change` into every session's mailbox and wakes it. Sessions
+    /// decide themselves what part concerns them (self vs. peers).
+    pub fn dispatch(&self, change: &Change) {
+        if change.is_empty() {
+            return;
+        }
+        let sessions: Vec<Arc<Session>> = self.lock().by_id.values().cloned().collect();
+        for s in sessions {
+            s.push(change);
+        }
+    }
+
+    /// Sends a change to one node's sessions only.
+    pub fn dispatch_to(&self, node: NodeId, change: &Change) {
+        let sessions: Vec<Arc<Session>> = self
+            .lock()
+            .by_id
+            .values()
+            .filter(|s| s.node == node)
+            .cloned()
+            .collect();
+        for s in sessions {
+            s.push(change);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_count_per_node_and_old_close_does_not_remove_new() {
+        let s = Sessions::new();
+        let old = s.open(NodeId(1));
+        let new = s.open(NodeId(1));
+        assert_eq!(s.count(NodeId(1)), 2);
+        assert_eq!(s.close(&old), 1, "closing the old stream leaves the new one");
+        assert_eq!(s.close(&old), 1, "double close is harmless");
+        assert_eq!(s.close(&new), 0);
+        assert_eq!(s.total(), 0);
+    }
+
+    #[tokio::test]
+    async fn dispatch_merges_and_wakes() {
+        let s = Sessions::new();
+        let a = s.open(NodeId(1));
+        s.dispatch(&Change::upsert(NodeId(2)));
+        s.dispatch(&Change::remove(NodeId(3)));
+        // Permit stored: returns immediately.
+        tokio::time::timeout(std::time::Duration::from_secs(1), a.notified())
+            .await
+            .unwrap();
+        let c = a.take();
+        assert!(c.upserted.contains(&NodeId(2)) && c.removed.contains(&NodeId(3)));
+        assert!(a.take().is_empty());
+    }
+}

@@ -1,0 +1,83 @@
+//! The one place that owns tailnet state and its change notifications.
+//!
+//! Readers get an immutable `Arc<World>` (never blocking). Every mutation goes
+//! through [`StateHandle`], whose methods run as jobs on a single writer task
+//! (`writer`): validate against the current World, commit to the database,
+//! build the next World, publish it, then hand a typed [`change::Change`] to
+//! the map sessions. Because the writer publishes, callers (control protocol,
+//! admin API, scheduler) cannot forget to propagate a change.
+//!
+//! May depend on: `types`, `db`, `tailcfg` (settings only), `mapper::sessions`,
+//! `clock`.
+
+pub mod change;
+pub mod ipam;
+mod register;
+mod world;
+mod writer;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+
+pub use register::{RegisterInput, RegisterOutcome};
+pub use world::{Settings, World};
+pub use writer::{Core, MapUpdate, StateHandle, start};
+
+use crate::db;
+
+/// What can go wrong in a state operation, by kind; transports map these to
+/// status codes in one place each (`http::error`, `admin::status`).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+    #[error("the state writer has stopped")]
+    Stopped,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<db::Error> for Error {
+    fn from(e: db::Error) -> Self {
+        match e {
+            db::Error::NotFound(m) => Error::NotFound(m.to_string()),
+            db::Error::Conflict(m) => Error::Conflict(m),
+            other => Error::Internal(other.to_string()),
+        }
+    }
+}
+
+/// Read-only access to the newest World, for DNS, whois and the mapper.
+#[derive(Clone, Debug)]
+pub struct StateReader(watch::Receiver<Arc<World>>);
+
+impl StateReader {
+    pub fn world(&self) -> Arc<World> {
+        // Clone the Arc out; never hold the borrow across an await.
+        self.0.borrow().clone()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Arc<World>> {
+        self.0.clone()
+    }
+}
+
+/// Options fixed at start-up that shape state transitions.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub ipam: ipam::Ipam,
+    pub ephemeral_inactivity_timeout: std::time::Duration,
+}
+
+/// Optional expiry for a new key: `None` = never.
+pub type Expiration = Option<DateTime<Utc>>;

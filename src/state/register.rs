@@ -1,0 +1,284 @@
+//! Node registration (`/machine/register`) as a state transition.
+//!
+//! Order of checks, mirroring what tailscaled sends (control.md §3.2):
+//! 1. `Expiry` in the past ⇒ logout (ephemeral nodes are deleted).
+//! 2. A known machine presenting its current (or, for rotation, previous)
+//!    node key ⇒ refresh, no key consumed — also when it repeats its auth key
+//!    (container restarts re-run `tailscale up --authkey`).
+//! 3. An auth key ⇒ validate and consume it *in the same database
+//!    transaction* that writes the node.
+//! 4. Otherwise ⇒ an error the client shows to the user (clawscale has no
+//!    interactive login).
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use super::change::{Change, PatchMask};
+use super::writer::Core;
+use super::{Error, Result, StateHandle};
+use crate::db::KeyUse;
+use crate::types::{
+    DnsLabel, MachinePublic, Node, NodeId, NodePublic, PreAuthKey, PreAuthSecret, User,
+};
+
+/// A registration request after wire decoding, with the Noise-authenticated
+/// machine key.
+#[derive(Debug, Clone)]
+pub struct RegisterInput {
+    pub machine_key: MachinePublic,
+    pub node_key: NodePublic,
+    pub old_node_key: Option<NodePublic>,
+    pub auth_key: Option<String>,
+    pub expiry: Option<DateTime<Utc>>,
+    pub hostinfo: serde_json::Value,
+    pub ephemeral: bool,
+    pub version: i32,
+}
+
+#[derive(Debug, Clone)]
+pub enum RegisterOutcome {
+    /// Logged in; the node may start its map poll.
+    Authorized { node: Arc<Node>, user: Arc<User> },
+    /// Logout done (or nothing to log out).
+    LoggedOut,
+    /// Refused, with a message for the user.
+    Refused(String),
+}
+
+impl StateHandle {
+    pub async fn register(&self, input: RegisterInput) -> Result<RegisterOutcome> {
+        self.run(move |core| Box::pin(async move { core.register(input).await }))
+            .await
+    }
+}
+
+impl Core {
+    async fn register(&mut self, req: RegisterInput) -> Result<RegisterOutcome> {
+        let now = self.now();
+        let existing = self.world.node_by_machine_key(&req.machine_key).cloned();
+
+        // A node key may only ever belong to one machine.
+        if let Some(other) = self.world.node_by_node_key(&req.node_key) {
+            if other.machine_key != req.machine_key {
+                return Ok(RegisterOutcome::Refused(
+                    "node key is registered to a different machine".into(),
+                ));
+            }
+        }
+
+        if req.expiry.is_some_and(|e| e <= now) {
+            return self.logout(existing, &req, now).await;
+        }
+
+        if let Some(node) = &existing {
+            let current = node.node_key == req.node_key;
+            let rotated = req.old_node_key == Some(node.node_key);
+            if (current || rotated) && !node.is_expired(now) {
+                if rotated && !current {
+                    return self.rotate_key(node.clone(), req.node_key).await;
+                }
+                return self.authorized(node.id);
+            }
+        }
+
+        let Some(text) = req.auth_key.clone() else {
+            let msg = match &existing {
+                Some(n) if n.is_expired(now) => {
+                    "node key expired or logged out; log in again with \
+                     `tailscale up --authkey <key>`"
+                }
+                _ => {
+                    "this control server (clawscale) needs a pre-auth key: \
+                     `tailscale up --login-server <url> --authkey <key>`"
+                }
+            };
+            return Ok(RegisterOutcome::Refused(msg.into()));
+        };
+        let key = match self.validate_key(&text, now).await? {
+            Ok(k) => k,
+            Err(msg) => return Ok(RegisterOutcome::Refused(msg)),
+        };
+        self.register_with_key(existing, key, req, now).await
+    }
+
+    /// Checks a presented key; `Ok(Err(msg))` is a refusal for the user.
+    async fn validate_key(
+        &self,
+        text: &str,
+        now: DateTime<Utc>,
+    ) -> Result<std::result::Result<PreAuthKey, String>> {
+        const INVALID: &str = "invalid pre-auth key";
+        let Some(secret) = PreAuthSecret::parse(text) else {
+            return Ok(Err(INVALID.into()));
+        };
+        let Some(key) = self.db.find_preauth_key(&secret.prefix).await? else {
+            return Ok(Err(INVALID.into()));
+        };
+        if !key.matches(&secret) {
+            return Ok(Err(INVALID.into()));
+        }
+        if key.is_expired(now) {
+            return Ok(Err("pre-auth key expired".into()));
+        }
+        if key.used && !key.reusable {
+            return Ok(Err("pre-auth key has already been used".into()));
+        }
+        if self.world.user(key.user_id).is_none() {
+            return Ok(Err(INVALID.into()));
+        }
+        Ok(Ok(key))
+    }
+
+    async fn register_with_key(
+        &mut self,
+        existing: Option<Arc<Node>>,
+        key: PreAuthKey,
+        req: RegisterInput,
+        now: DateTime<Utc>,
+    ) -> Result<RegisterOutcome> {
+        let hostname = req
+            .hostinfo
+            .get("Hostname")
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_string();
+        let (node, new) = match existing {
+            // Same machine logging in again (after logout or expiry): it keeps
+            // its id, name and addresses.
+            Some(old) => {
+                let mut n = (*old).clone();
+                n.node_key = req.node_key;
+                n.expiry = None;
+                n.user_id = key.user_id;
+                n.tags = key.tags.clone();
+                n.ephemeral = key.ephemeral || req.ephemeral;
+                n.auth_key_id = Some(key.id);
+                n.hostinfo = req.hostinfo.clone();
+                n.hostname = hostname;
+                n.cap_version = req.version;
+                (n, false)
+            }
+            None => {
+                let label = DnsLabel::from_hostname(&hostname);
+                let given_name = label.unique(|n| self.world.name_taken(n, None));
+                let ipv4 = self
+                    .opts
+                    .ipam
+                    .next_v4(|ip| self.world.ip_taken(ip))
+                    .map_err(|e| Error::FailedPrecondition(e.to_string()))?;
+                let ipv6 = self
+                    .opts
+                    .ipam
+                    .next_v6(|ip| self.world.ip_taken(ip))
+                    .map_err(|e| Error::FailedPrecondition(e.to_string()))?;
+                let n = Node {
+                    id: NodeId(0),
+                    machine_key: req.machine_key,
+                    node_key: req.node_key,
+                    disco_key: Default::default(),
+                    hostname,
+                    given_name,
+                    user_id: key.user_id,
+                    tags: key.tags.clone(),
+                    ipv4,
+                    ipv6,
+                    endpoints: vec![],
+                    home_derp: 0,
+                    hostinfo: req.hostinfo.clone(),
+                    expiry: None,
+                    ephemeral: key.ephemeral || req.ephemeral,
+                    auth_key_id: Some(key.id),
+                    cap_version: req.version,
+                    created_at: now,
+                    last_seen: None,
+                };
+                (n, true)
+            }
+        };
+        let key_use = KeyUse {
+            id: key.id,
+            reusable: key.reusable,
+        };
+        let id = match self.db.register_node(Some(key_use), &node, new).await {
+            Ok(id) => id,
+            Err(crate::db::Error::Conflict(msg)) if msg.contains("already been used") => {
+                return Ok(RegisterOutcome::Refused(msg));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let node = Node { id, ..node };
+        tracing::info!(
+            node = %id,
+            name = %node.given_name,
+            user = %node.user_id,
+            ephemeral = node.ephemeral,
+            new,
+            "node registered"
+        );
+        let mut w = self.draft();
+        w.put_node(Arc::new(node));
+        let change = Change::upsert(id);
+        self.publish(w, change);
+        self.authorized(id)
+    }
+
+    async fn rotate_key(&mut self, node: Arc<Node>, new_key: NodePublic) -> Result<RegisterOutcome> {
+        let mut n = (*node).clone();
+        n.node_key = new_key;
+        self.db.save_node(&n).await?;
+        let id = n.id;
+        let mut w = self.draft();
+        w.put_node(Arc::new(n));
+        self.publish(
+            w,
+            Change::patch(
+                id,
+                PatchMask {
+                    key: true,
+                    ..Default::default()
+                },
+            ),
+        );
+        self.authorized(id)
+    }
+
+    async fn logout(
+        &mut self,
+        existing: Option<Arc<Node>>,
+        req: &RegisterInput,
+        now: DateTime<Utc>,
+    ) -> Result<RegisterOutcome> {
+        let Some(node) = existing.filter(|n| n.node_key == req.node_key) else {
+            return Ok(RegisterOutcome::LoggedOut);
+        };
+        if node.ephemeral {
+            tracing::info!(node = %node.id, "ephemeral node logged out; removing it");
+            self.delete_node(node.id).await?;
+            return Ok(RegisterOutcome::LoggedOut);
+        }
+        let mut n = (*node).clone();
+        n.expiry = Some(now);
+        self.db.save_node(&n).await?;
+        let id = n.id;
+        let mut w = self.draft();
+        w.put_node(Arc::new(n));
+        self.publish(w, Change::upsert(id));
+        tracing::info!(node = %id, "node logged out");
+        Ok(RegisterOutcome::LoggedOut)
+    }
+
+    fn authorized(&self, id: NodeId) -> Result<RegisterOutcome> {
+        let node = self
+            .world
+            .node(id)
+            .cloned()
+            .ok_or_else(|| Error::Internal("registered node vanished".into()))?;
+        let user = self
+            .world
+            .user(node.user_id)
+            .cloned()
+            .ok_or_else(|| Error::Internal("node owner vanished".into()))?;
+        Ok(RegisterOutcome::Authorized { node, user })
+    }
+}

@@ -1,0 +1,146 @@
+//! The World: an immutable snapshot of everything the control plane serves
+//! (users, nodes, presence, static settings) plus the indexes readers need.
+//!
+//! Assumptions: reads vastly outnumber writes; readers take an `Arc<World>`
+//! and never block; only the writer (`state::writer`) builds new Worlds,
+//! always *after* the database commit they reflect.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use crate::tailcfg;
+use crate::types::{MachinePublic, Node, NodeId, NodePublic, User, UserId};
+
+/// Settings derived from configuration that every map carries. Reloadable
+/// parts (DERP map, DNS) live here so changes fan out like any other state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub base_domain: String,
+    pub derp_map: tailcfg::DerpMap,
+    pub dns: tailcfg::DnsConfig,
+    /// `MapResponse.Domain`: the tailnet's display name.
+    pub domain: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct World {
+    pub generation: u64,
+    pub settings: Arc<Settings>,
+    pub users: BTreeMap<UserId, Arc<User>>,
+    pub nodes: BTreeMap<NodeId, Arc<Node>>,
+    /// Nodes with at least one live map stream.
+    pub online: BTreeSet<NodeId>,
+    by_node_key: HashMap<NodePublic, NodeId>,
+    by_machine_key: HashMap<MachinePublic, NodeId>,
+    by_ip: HashMap<IpAddr, NodeId>,
+    by_name: HashMap<String, NodeId>,
+}
+
+impl World {
+    pub fn new(settings: Settings, users: Vec<User>, nodes: Vec<Node>) -> Self {
+        let mut w = World {
+            generation: 0,
+            settings: Arc::new(settings),
+            users: users.into_iter().map(|u| (u.id, Arc::new(u))).collect(),
+            nodes: BTreeMap::new(),
+            online: BTreeSet::new(),
+            by_node_key: HashMap::new(),
+            by_machine_key: HashMap::new(),
+            by_ip: HashMap::new(),
+            by_name: HashMap::new(),
+        };
+        for n in nodes {
+            w.put_node(Arc::new(n));
+        }
+        w
+    }
+
+    pub fn node(&self, id: NodeId) -> Option<&Arc<Node>> {
+        self.nodes.get(&id)
+    }
+
+    pub fn user(&self, id: UserId) -> Option<&Arc<User>> {
+        self.users.get(&id)
+    }
+
+    pub fn user_by_name(&self, name: &str) -> Option<&Arc<User>> {
+        self.users.values().find(|u| u.name == name)
+    }
+
+    pub fn node_by_node_key(&self, k: &NodePublic) -> Option<&Arc<Node>> {
+        self.by_node_key.get(k).and_then(|id| self.nodes.get(id))
+    }
+
+    pub fn node_by_machine_key(&self, k: &MachinePublic) -> Option<&Arc<Node>> {
+        self.by_machine_key.get(k).and_then(|id| self.nodes.get(id))
+    }
+
+    pub fn node_by_ip(&self, ip: &IpAddr) -> Option<&Arc<Node>> {
+        self.by_ip.get(ip).and_then(|id| self.nodes.get(id))
+    }
+
+    pub fn name_taken(&self, name: &str, except: Option<NodeId>) -> bool {
+        self.by_name
+            .get(name)
+            .is_some_and(|id| Some(*id) != except)
+    }
+
+    pub fn ip_taken(&self, ip: &IpAddr) -> bool {
+        self.by_ip.contains_key(ip)
+    }
+
+    pub fn is_online(&self, id: NodeId) -> bool {
+        self.online.contains(&id)
+    }
+
+    /// Inserts or replaces a node, keeping every index in step.
+    pub(super) fn put_node(&mut self, node: Arc<Node>) {
+        if let Some(old) = self.nodes.get(&node.id).cloned() {
+            self.unindex(&old);
+        }
+        self.by_node_key.insert(node.node_key, node.id);
+        self.by_machine_key.insert(node.machine_key, node.id);
+        for ip in node.addresses() {
+            self.by_ip.insert(ip, node.id);
+        }
+        self.by_name
+            .insert(node.given_name.as_str().to_string(), node.id);
+        self.nodes.insert(node.id, node);
+    }
+
+    pub(super) fn remove_node(&mut self, id: NodeId) -> Option<Arc<Node>> {
+        let old = self.nodes.remove(&id)?;
+        self.unindex(&old);
+        self.online.remove(&id);
+        Some(old)
+    }
+
+    pub(super) fn put_user(&mut self, user: User) {
+        self.users.insert(user.id, Arc::new(user));
+    }
+
+    pub(super) fn remove_user(&mut self, id: UserId) {
+        self.users.remove(&id);
+    }
+
+    fn unindex(&mut self, n: &Node) {
+        // Only drop index entries that still point at this node: a key or
+        // name may already have moved to another node in the same batch.
+        let id = n.id;
+        if self.by_node_key.get(&n.node_key) == Some(&id) {
+            self.by_node_key.remove(&n.node_key);
+        }
+        if self.by_machine_key.get(&n.machine_key) == Some(&id) {
+            self.by_machine_key.remove(&n.machine_key);
+        }
+        for ip in n.addresses() {
+            if self.by_ip.get(&ip) == Some(&id) {
+                self.by_ip.remove(&ip);
+            }
+        }
+        if self.by_name.get(n.given_name.as_str()) == Some(&id) {
+            self.by_name.remove(n.given_name.as_str());
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! `tailcfg.FilterRule` (control.md §4.9). `SrcBits` and `DstPorts[].Bits`
+//! are deliberately absent: the 1.96 parser rejects a filter that has them.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilterRule {
+    #[serde(rename = "SrcIPs")]
+    pub src_ips: Vec<String>,
+    #[serde(rename = "DstPorts", default, skip_serializing_if = "Vec::is_empty")]
+    pub dst_ports: Vec<NetPortRange>,
+    #[serde(rename = "IPProto", default, skip_serializing_if = "Vec::is_empty")]
+    pub ip_proto: Vec<i32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetPortRange {
+    #[serde(rename = "IP")]
+    pub ip: String,
+    #[serde(rename = "Ports")]
+    pub ports: PortRange,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortRange {
+    #[serde(rename = "First")]
+    pub first: u16,
+    #[serde(rename = "Last")]
+    pub last: u16,
+}
+
+impl FilterRule {
+    /// Everything from everyone: what a tailnet without a policy gets.
+    pub fn allow_all() -> Self {
+        FilterRule {
+            src_ips: vec!["*".into()],
+            dst_ports: vec![NetPortRange {
+                ip: "*".into(),
+                ports: PortRange {
+                    first: 0,
+                    last: 65535,
+                },
+            }],
+            ip_proto: vec![],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allow_all_has_no_bits_fields() {
+        let j = serde_json::to_string(&FilterRule::allow_all()).unwrap();
+        assert_eq!(
+            j,
+            r#"{"SrcIPs":["*"],"DstPorts":[{"IP":"*","Ports":{"First":0,"Last":65535}}]}"#
+        );
+        assert!(!j.contains("Bits"));
+    }
+}

@@ -1,0 +1,66 @@
+//! `tailcfg.Node` as sent to clients (self and peers).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::{is_false, is_zero_i32, is_zero_i64};
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Node {
+    #[serde(rename = "ID")]
+    pub id: i64,
+    #[serde(rename = "StableID")]
+    pub stable_id: String,
+    /// FQDN with trailing dot.
+    #[serde(rename = "Name")]
+    pub name: String,
+    #[serde(rename = "User")]
+    pub user: i64,
+    #[serde(rename = "Key")]
+    pub key: String,
+    #[serde(rename = "KeyExpiry", skip_serializing_if = "Option::is_none")]
+    pub key_expiry: Option<DateTime<Utc>>,
+    #[serde(rename = "Machine", skip_serializing_if = "Option::is_none")]
+    pub machine: Option<String>,
+    /// Omitted (never `""`) while the node has not reported one.
+    #[serde(rename = "DiscoKey", skip_serializing_if = "Option::is_none")]
+    pub disco_key: Option<String>,
+    #[serde(rename = "Addresses")]
+    pub addresses: Vec<String>,
+    /// `None` ⇒ same as `Addresses` (capver ≥ 112); `Some(vec![])` would mean
+    /// "route nothing", so it is only sent deliberately.
+    #[serde(rename = "AllowedIPs", skip_serializing_if = "Option::is_none")]
+    pub allowed_ips: Option<Vec<String>>,
+    #[serde(rename = "Endpoints", skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<String>,
+    #[serde(rename = "HomeDERP", skip_serializing_if = "is_zero_i32")]
+    pub home_derp: i32,
+    /// Pre-capver-111 clients (1.78 is 109) read the home region from this
+    /// legacy string when `HomeDERP` is unknown to them.
+    #[serde(rename = "DERP", skip_serializing_if = "String::is_empty")]
+    pub legacy_derp: String,
+    #[serde(rename = "Hostinfo", skip_serializing_if = "Option::is_none")]
+    pub hostinfo: Option<serde_json::Value>,
+    #[serde(rename = "Created", skip_serializing_if = "Option::is_none")]
+    pub created: Option<DateTime<Utc>>,
+    #[serde(rename = "Cap", skip_serializing_if = "is_zero_i32")]
+    pub cap: i32,
+    #[serde(rename = "Tags", skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    #[serde(rename = "PrimaryRoutes", skip_serializing_if = "Vec::is_empty")]
+    pub primary_routes: Vec<String>,
+    #[serde(rename = "LastSeen", skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<DateTime<Utc>>,
+    #[serde(rename = "Online", skip_serializing_if = "Option::is_none")]
+    pub online: Option<bool>,
+    #[serde(rename = "MachineAuthorized", skip_serializing_if = "is_false")]
+    pub machine_authorized: bool,
+    #[serde(rename = "CapMap", skip_serializing_if = "BTreeMap::is_empty")]
+    pub cap_map: BTreeMap<String, Vec<serde_json::Value>>,
+    #[serde(rename = "Expired", skip_serializing_if = "is_false")]
+    pub expired: bool,
+    #[serde(rename = "Sharer", skip_serializing_if = "is_zero_i64")]
+    pub sharer: i64,
+}

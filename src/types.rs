@@ -1,0 +1,19 @@
+//! Domain types: identifiers, keys, users, nodes and pre-auth keys.
+//!
+//! These are clawscale's own model. They never derive a wire format directly:
+//! `tailcfg` (client protocol), `db` (rows) and `admin` (protobuf) convert from
+//! them at their own edges. Depends on nothing else in the crate.
+
+pub mod dns_name;
+pub mod ids;
+pub mod keys;
+pub mod node;
+pub mod preauth_key;
+pub mod user;
+
+pub use dns_name::DnsLabel;
+pub use ids::{NodeId, PreAuthKeyId, UserId};
+pub use keys::{DiscoPublic, KeyError, MachinePublic, NodePublic};
+pub use node::{Node, Owner};
+pub use preauth_key::{PreAuthKey, PreAuthSecret};
+pub use user::User;
