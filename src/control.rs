@@ -10,7 +10,7 @@
 
 mod map;
 mod register;
-// TEMP mod tunnel;
+mod tunnel;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,7 +67,7 @@ impl ControlState {
 pub fn public_router(cs: ControlState) -> Router {
     Router::new()
         .route("/key", get(key))
-        // TEMP .route("/ts2021", any(tunnel::upgrade))
+        .route("/ts2021", any(tunnel::upgrade))
         .with_state(cs)
 }
 

@@ -13,11 +13,13 @@
 //! - `http`: the public listener, errors, metrics; `app`: wiring.
 
 pub mod clock;
+pub mod config;
 pub mod control;
 pub mod db;
+pub mod derp;
 pub mod http;
 pub mod mapper;
-// TEMP pub mod noise;
+pub mod noise;
 pub mod state;
 pub mod tailcfg;
 pub mod types;
