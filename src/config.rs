@@ -1,0 +1,307 @@
+//! Server configuration: reading the YAML file, environment and CLI overrides
+//! into one validated, typed [`Config`].
+//!
+//! Owns: the file format (Headscale v0.29 key names wherever the concept is the
+//! same, so a Headscale `config.yaml` for the supported features loads as is),
+//! defaults, validation and the list of warnings about Headscale keys that are
+//! accepted but not acted on yet.
+//!
+//! Depends on nothing else in the crate. Everything downstream gets an
+//! immutable `Config` (usually behind an `Arc`); nothing reads YAML or
+//! `CLAWSCALE_*` variables anywhere else.
+//!
+//! Loading has two stages (see `STYLE.md`):
+//! 1. `raw` mirrors the YAML with serde. Every struct denies unknown fields;
+//!    `keys` checks the parsed document against that same schema first, so
+//!    every unknown key is reported with its dotted path (`dns.magicdns`) and a
+//!    suggestion, in one go.
+//! 2. `validate` turns the raw tree (after `env` overrides) into [`Config`]:
+//!    parsed addresses, prefixes, durations and database settings, with errors
+//!    that name the offending key.
+//!
+//! Precedence, highest first: [`Overrides`] (CLI flags) > `CLAWSCALE_*`
+//! environment variables (see `env`) > the file > built-in defaults.
+//!
+//! Relative paths are kept as written, so they resolve against the process
+//! working directory. (Headscale resolves them against the directory of the
+//! config file; absolute paths behave the same in both.)
+
+mod env;
+mod keys;
+mod raw;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::{Ipv4Net, Ipv6Net};
+
+pub use keys::UnknownKey;
+
+/// Errors from loading the configuration. Each names the key (dotted YAML
+/// path) or file it is about.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read config file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// YAML syntax error, or a value of the wrong type (serde's message
+    /// carries the key path and the line/column).
+    #[error("config file {origin}: {message}")]
+    Parse { origin: String, message: String },
+    #[error("config file {origin}: {}", format_unknown(.keys))]
+    UnknownKeys {
+        origin: String,
+        keys: Vec<UnknownKey>,
+    },
+    #[error("invalid {key}: {reason}")]
+    Invalid { key: String, reason: String },
+}
+
+fn format_unknown(keys: &[UnknownKey]) -> String {
+    keys.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Settings given on the command line (or their environment fallbacks, which
+/// `main.rs` wires through clap): they beat the file and `CLAWSCALE_*` keys.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// `--data-dir` / `CLAWSCALE_DATA_DIR`.
+    pub data_dir: Option<PathBuf>,
+    /// `--database-url` / `CLAWSCALE_DATABASE_URL`: `postgres://…` or
+    /// `postgresql://…` selects Postgres; `sqlite://path`, `sqlite:path` or a
+    /// bare path selects SQLite.
+    pub database_url: Option<String>,
+    /// `--listen-addr`.
+    pub listen_addr: Option<SocketAddr>,
+}
+
+/// The validated server configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// URL clients use to reach this server (no trailing slash).
+    pub server_url: String,
+    pub listen_addr: SocketAddr,
+    /// Extra listener for `/metrics`; `/metrics` is served on `listen_addr` too.
+    pub metrics_listen_addr: Option<SocketAddr>,
+    pub grpc_listen_addr: Option<SocketAddr>,
+    pub grpc_allow_insecure: bool,
+    pub unix_socket: PathBuf,
+    pub unix_socket_permission: u32,
+    pub data_dir: PathBuf,
+    pub noise_private_key_path: PathBuf,
+    pub prefixes: Prefixes,
+    pub database: Database,
+    pub dns: Dns,
+    pub derp: Derp,
+    pub tls: Tls,
+    pub ephemeral_node_inactivity_timeout: Duration,
+    pub log: Log,
+    pub policy: Policy,
+    /// One line per accepted-but-ignored or deprecated setting; the server
+    /// logs them at startup.
+    pub warnings: Vec<String>,
+}
+
+/// Tailnet address ranges. At least one family is always present.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prefixes {
+    pub v4: Option<Ipv4Net>,
+    pub v6: Option<Ipv6Net>,
+    pub allocation: Allocation,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allocation {
+    /// Next free address after the last one handed out.
+    Sequential,
+    /// A random free address.
+    Random,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub enum Database {
+    Sqlite {
+        path: PathBuf,
+        write_ahead_log: bool,
+    },
+    Postgres {
+        url: String,
+        max_open_conns: u32,
+    },
+}
+
+// Hand-written so the Postgres password never reaches a log line.
+impl fmt::Debug for Database {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Database::Sqlite {
+                path,
+                write_ahead_log,
+            } => f
+                .debug_struct("Sqlite")
+                .field("path", path)
+                .field("write_ahead_log", write_ahead_log)
+                .finish(),
+            Database::Postgres {
+                url,
+                max_open_conns,
+            } => f
+                .debug_struct("Postgres")
+                .field("url", &validate::redact_url_password(url))
+                .field("max_open_conns", max_open_conns)
+                .finish(),
+        }
+    }
+}
+
+/// DNS settings pushed to clients (Headscale's `dns` section).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dns {
+    pub magic_dns: bool,
+    /// Empty only when `magic_dns` is off and no base domain was given.
+    pub base_domain: String,
+    pub override_local_dns: bool,
+    /// IP addresses or DoH URLs.
+    pub nameservers_global: Vec<String>,
+    /// Split DNS: domain → nameservers.
+    pub nameservers_split: BTreeMap<String, Vec<String>>,
+    pub search_domains: Vec<String>,
+    pub extra_records: Vec<ExtraRecord>,
+    /// JSON file of extra records, watched at runtime (exclusive with
+    /// `extra_records`).
+    pub extra_records_path: Option<PathBuf>,
+}
+
+/// One static record. `r#type` is `"A"` or `"AAAA"` (Tailscale clients only
+/// use those) and `value` is an address of that family.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtraRecord {
+    pub name: String,
+    pub r#type: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Derp {
+    /// The embedded relay; `None` when `derp.server.enabled` is false.
+    pub server: Option<DerpServer>,
+    /// Remote DERP map URLs (not fetched yet; a warning says so).
+    pub urls: Vec<String>,
+    /// Local DERP map files (not read yet; a warning says so).
+    pub paths: Vec<PathBuf>,
+    pub auto_update_enabled: bool,
+    pub update_frequency: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DerpServer {
+    pub region_id: u32,
+    pub region_code: String,
+    pub region_name: String,
+    pub verify_clients: bool,
+    /// `None` when explicitly set to an empty string (no STUN).
+    pub stun_listen_addr: Option<SocketAddr>,
+    pub private_key_path: PathBuf,
+    pub ipv4: Option<Ipv4Addr>,
+    pub ipv6: Option<Ipv6Addr>,
+    pub automatically_add_embedded_derp_region: bool,
+    /// `tls_cert_path`/`tls_key_path` when configured, otherwise a
+    /// self-signed pair kept under `data_dir`.
+    pub tls_cert_path: PathBuf,
+    pub tls_key_path: PathBuf,
+}
+
+/// Certificate for the main listener (Headscale `tls_cert_path`/`tls_key_path`).
+/// Both or neither are set.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Tls {
+    pub cert_path: Option<PathBuf>,
+    pub key_path: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Log {
+    /// A `tracing` level name: `error`, `warn`, `info`, `debug` or `trace`
+    /// (Headscale's `panic`/`fatal` map to `error`).
+    pub level: String,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    pub mode: PolicyMode,
+    /// HuJSON policy file for `PolicyMode::File`; `None` means no policy
+    /// (everything allowed, as in Headscale).
+    pub path: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyMode {
+    File,
+    Database,
+}
+
+/// Environment lookup; tests pass a map instead of touching the process env.
+type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// Loads the configuration from `path` (or built-in defaults when `None`),
+/// then applies `CLAWSCALE_*` environment variables and `overrides`.
+pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config, Error> {
+    let env = |name: &str| std::env::var(name).ok();
+    match path {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            build(&text, &path.display().to_string(), overrides, &env)
+        }
+        None => build("", "<defaults>", overrides, &env),
+    }
+}
+
+impl Config {
+    /// Built-in defaults with the given data directory, ignoring the
+    /// environment. Used when no config file is given, and by tests.
+    pub fn embedded(data_dir: impl Into<PathBuf>) -> Config {
+        let overrides = Overrides {
+            data_dir: Some(data_dir.into()),
+            ..Overrides::default()
+        };
+        match build("", "<defaults>", &overrides, &|_| None) {
+            Ok(config) => config,
+            // The defaults are constants and a data directory is never
+            // rejected, so this is a programming error; the tests cover it.
+            Err(err) => panic!("built-in default config is invalid: {err}"),
+        }
+    }
+
+    /// Parses YAML text with `overrides` but without reading the environment.
+    pub fn from_yaml(text: &str, overrides: &Overrides) -> Result<Config, Error> {
+        build(text, "<yaml>", overrides, &|_| None)
+    }
+}
+
+fn build(text: &str, origin: &str, overrides: &Overrides, env: EnvLookup) -> Result<Config, Error> {
+    let mut raw = raw::parse(text, origin)?;
+    env::apply(&mut raw, env)?;
+    validate::validate(raw, overrides)
+}

@@ -1,0 +1,177 @@
+//! `dns` section → [`Dns`], with Headscale's rules: MagicDNS needs a base
+//! domain, the base domain must not swallow the server's own host name,
+//! overriding local DNS needs global nameservers, and nameservers that are
+//! neither an address nor a URL are dropped with a warning.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+
+use super::super::raw::{RawDns, RawExtraRecord};
+use super::super::{Dns, Error, ExtraRecord};
+use super::{invalid, parse};
+
+pub(super) fn build(
+    raw: &RawDns,
+    server_host: &str,
+    warnings: &mut Vec<String>,
+) -> Result<Dns, Error> {
+    let base_domain = raw.base_domain.trim().to_ascii_lowercase();
+    if base_domain.is_empty() {
+        if raw.magic_dns {
+            return Err(invalid(
+                "dns.base_domain",
+                "must be set when dns.magic_dns is true",
+            ));
+        }
+    } else {
+        check_base_domain(&base_domain, server_host)?;
+    }
+
+    let nameservers_global =
+        nameservers(&raw.nameservers.global, "dns.nameservers.global", warnings);
+    let nameservers_split: BTreeMap<String, Vec<String>> = raw
+        .nameservers
+        .split
+        .iter()
+        .map(|(domain, servers)| {
+            let key = format!("dns.nameservers.split.{domain}");
+            (
+                domain.trim().to_string(),
+                nameservers(servers, &key, warnings),
+            )
+        })
+        .collect();
+
+    // Without the key Headscale would default to true and then insist on
+    // global nameservers; defaulting to "only if there are some" lets a
+    // file without nameservers load, and changes nothing for one with them.
+    let override_local_dns = raw
+        .override_local_dns
+        .unwrap_or(!nameservers_global.is_empty());
+    if override_local_dns && nameservers_global.is_empty() {
+        return Err(invalid(
+            "dns.override_local_dns",
+            "is true but dns.nameservers.global has no usable nameserver",
+        ));
+    }
+
+    let extra_records = raw
+        .extra_records
+        .iter()
+        .enumerate()
+        .map(|(index, record)| extra_record(index, record))
+        .collect::<Result<Vec<_>, _>>()?;
+    let extra_records_path = super::non_empty_path(raw.extra_records_path.as_deref());
+    if extra_records_path.is_some() && !extra_records.is_empty() {
+        return Err(invalid(
+            "dns.extra_records_path",
+            "cannot be combined with dns.extra_records; keep one of them",
+        ));
+    }
+
+    Ok(Dns {
+        magic_dns: raw.magic_dns,
+        base_domain,
+        override_local_dns,
+        nameservers_global,
+        nameservers_split,
+        search_domains: raw
+            .search_domains
+            .iter()
+            .map(|d| d.trim().to_string())
+            .filter(|d| !d.is_empty())
+            .collect(),
+        extra_records,
+        extra_records_path,
+    })
+}
+
+/// Clients resolve everything under the base domain through MagicDNS, so a
+/// server (or DERP) named inside it would become unreachable for them.
+fn check_base_domain(base_domain: &str, server_host: &str) -> Result<(), Error> {
+    if !parse::is_dns_name(base_domain) {
+        return Err(invalid(
+            "dns.base_domain",
+            format!(
+                "{base_domain:?} is not a DNS name (letters, digits, hyphens; no trailing dot)"
+            ),
+        ));
+    }
+    if server_host == base_domain {
+        return Err(invalid(
+            "dns.base_domain",
+            format!(
+                "{base_domain:?} must differ from the server_url host, or clients could no longer reach the server"
+            ),
+        ));
+    }
+    if server_host.ends_with(&format!(".{base_domain}")) {
+        return Err(invalid(
+            "dns.base_domain",
+            format!(
+                "server_url host {server_host:?} lies inside {base_domain:?}; clients could no longer reach the server"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Keeps addresses (`1.1.1.1`, `1.1.1.1:53`, `[::1]:53`) and URLs (DoH,
+/// `https://dns.nextdns.io/abc`); drops the rest with a warning, as Headscale
+/// does.
+fn nameservers(list: &[String], key: &str, warnings: &mut Vec<String>) -> Vec<String> {
+    list.iter()
+        .map(|ns| ns.trim())
+        .filter(|ns| {
+            let usable = ns.parse::<IpAddr>().is_ok()
+                || ns.parse::<SocketAddr>().is_ok()
+                || ns
+                    .split_once("://")
+                    .is_some_and(|(scheme, rest)| !scheme.is_empty() && !rest.is_empty());
+            if !usable {
+                warnings.push(format!(
+                    "{key}: ignoring {ns:?}, which is neither an IP address nor a URL"
+                ));
+            }
+            usable
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+fn extra_record(index: usize, raw: &RawExtraRecord) -> Result<ExtraRecord, Error> {
+    let key = |field: &str| format!("dns.extra_records[{index}].{field}");
+    let name = raw.name.trim().trim_end_matches('.');
+    if !parse::is_dns_name(name) {
+        return Err(invalid(
+            &key("name"),
+            format!("{:?} is not a DNS name", raw.name),
+        ));
+    }
+    let kind = raw.kind.trim().to_ascii_uppercase();
+    let value = raw.value.trim();
+    let ip: IpAddr = value
+        .parse()
+        .map_err(|_| invalid(&key("value"), format!("{value:?} is not an IP address")))?;
+    // Tailscale clients only serve A and AAAA from ExtraRecords.
+    match (kind.as_str(), ip) {
+        ("A", IpAddr::V4(_)) | ("AAAA", IpAddr::V6(_)) => {}
+        ("A" | "AAAA", _) => {
+            return Err(invalid(
+                &key("value"),
+                format!("{value} does not match record type {kind}"),
+            ));
+        }
+        _ => {
+            return Err(invalid(
+                &key("type"),
+                format!("{:?} is not \"A\" or \"AAAA\"", raw.kind),
+            ));
+        }
+    }
+    Ok(ExtraRecord {
+        name: name.to_string(),
+        r#type: kind,
+        value: ip.to_string(),
+    })
+}
