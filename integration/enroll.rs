@@ -2,25 +2,43 @@
 //! rules, logout, ephemeral nodes, server restarts and mixed client versions.
 //!
 //! Expectations mirror Headscale with the same config: MagicDNS names are
-//! `<hostname>.clawql.local.`, refused keys surface in `tailscale up` as
-//! Headscale's messages ("authkey already used", "authkey expired"), a
-//! logged-out node stays registered unless it is ephemeral.
+//! `<hostname>.clawql.local.`, a logged-out node stays registered unless it
+//! is ephemeral. A refused key must make `tailscale up` fail at once with
+//! `backend error: <text>`: the client only surfaces an error that way when
+//! the server answers `/machine/register` with HTTP 200 and a non-empty
+//! `RegisterResponse.Error` (a vizerror in `control/controlclient/direct.go`);
+//! any non-200 status is retried with backoff and `up` just times out. The
+//! texts follow Headscale ("authkey already used", "authkey expired").
 
 use std::thread;
 use std::time::Duration;
 
 use crate::harness::{
-    BASE_DOMAIN, ClientVersion, Db, KeyOptions, Server, Tailscaled, TailscaledOptions, Topology,
-    assert_stays, postgres, skip_real_clients, wait_for,
+    BASE_DOMAIN, ClientVersion, CmdOutput, Db, KeyOptions, Server, Tailscaled, TailscaledOptions,
+    Topology, assert_stays, postgres, skip_real_clients, wait_for,
 };
 
 const JOIN: Duration = Duration::from_secs(90);
 const CONVERGE: Duration = Duration::from_secs(60);
 const USER: &str = "alice";
-/// What the client shows when a single-use key is reused (Headscale wording).
+/// How `tailscale up` reports a `RegisterResponse.Error`.
+const BACKEND_ERROR: &str = "backend error:";
+/// Part of the server's text for a reused single-use key (Headscale wording).
 const ALREADY_USED: &str = "already used";
-/// What the client shows for an expired key (Headscale wording).
+/// Part of the server's text for an expired key (Headscale wording).
 const EXPIRED: &str = "expired";
+
+/// Asserts that `up` was refused promptly with a message containing `what`.
+#[track_caller]
+fn assert_refused(out: &CmdOutput, what: &str) {
+    assert!(!out.success(), "key was accepted:\n{out}");
+    let text = out.combined().to_lowercase();
+    assert!(
+        text.contains(BACKEND_ERROR) && text.contains(what),
+        "`tailscale up` did not fail with \"{BACKEND_ERROR} ...{what}...\"; the server must \
+         answer /machine/register with 200 and RegisterResponse.Error:\n{out}"
+    );
+}
 
 fn host(i: usize) -> String {
     format!("node{i}")
@@ -204,14 +222,7 @@ fn single_use_key_is_refused_the_second_time() {
     nodes[0].wait_state("Running", JOIN);
 
     let second = nodes[1].up(&server.url(), &key, &host(1));
-    assert!(
-        !second.success(),
-        "reused single-use key was accepted:\n{second}"
-    );
-    assert!(
-        second.combined().to_lowercase().contains(ALREADY_USED),
-        "no clear message for a reused key:\n{second}"
-    );
+    assert_refused(&second, ALREADY_USED);
     assert_ne!(nodes[1].status().expect("status").backend_state, "Running");
     let names: Vec<String> = server.nodes().iter().map(|n| n.name().to_owned()).collect();
     assert_eq!(names, vec![host(0)]);
@@ -234,11 +245,7 @@ fn expired_key_is_refused() {
     thread::sleep(Duration::from_secs(3));
     let node = Tailscaled::start(topo.host(0), &host(0), ClientVersion::V1_96_4);
     let out = node.up(&server.url(), &key, &host(0));
-    assert!(!out.success(), "expired key was accepted:\n{out}");
-    assert!(
-        out.combined().to_lowercase().contains(EXPIRED),
-        "no clear message for an expired key:\n{out}"
-    );
+    assert_refused(&out, EXPIRED);
     assert!(server.nodes().is_empty());
 }
 
@@ -272,7 +279,8 @@ fn ephemeral_nodes_are_removed_after_logout_or_inactivity() {
     }
     let topo = Topology::new(2);
     let server = Server::start_with(&topo, Db::Sqlite, |cfg| {
-        cfg.set("ephemeral_node_inactivity_timeout", "10s");
+        // Below Headscale's 65 s floor: accepted with a warning.
+        cfg.set("node.ephemeral.inactivity_timeout", "10s");
     });
     server.create_user(USER);
     let key = server.create_preauthkey(
@@ -309,6 +317,7 @@ fn restart_keeps_nodes(db: Db) {
     let ips = join_all(&server, &nodes, &key);
     let mut ids: Vec<_> = server.nodes().iter().map(|n| n.id()).collect();
     ids.sort();
+    assert!(ids.len() == 2 && ids.iter().all(Option::is_some), "{ids:?}");
 
     server.restart();
 

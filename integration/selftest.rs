@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::harness::postgres::{self, PgDatabase};
 use crate::harness::process::OwnedChild;
 use crate::harness::{ClientVersion, Netns, Tailscaled, Topology, skip_real_clients, wait_for};
 
@@ -191,4 +192,62 @@ fn tailscaled_refuses_a_namespace_that_is_not_isolated() {
     let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
     assert!(msg.contains("198.51.100.0/24"), "{msg}");
     assert!(topo.host(0).pids().is_empty());
+}
+
+#[test]
+fn postgres_is_reachable_from_the_hub_over_its_socket() {
+    if skip_real_clients() {
+        return;
+    }
+    let Some(url) = postgres::admin_url() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{} must be set in CI",
+            postgres::URL_ENV
+        );
+        eprintln!("skipping: {} is not set", postgres::URL_ENV);
+        return;
+    };
+    let topo = Topology::new(0);
+    let db = PgDatabase::create(topo.tag());
+    let name = db.params().dbname.clone();
+    // Connect exactly as the server will: from the isolated hub, via socket.
+    let p = db.params();
+    let hub_url = format!(
+        "postgres://{}:{}@localhost/{}?host={}&port={}",
+        p.user, p.pass, p.dbname, p.host, p.port
+    );
+    let out = topo
+        .hub()
+        .run(
+            &[
+                "psql",
+                "-X",
+                "-d",
+                &hub_url,
+                "-tAc",
+                "SELECT current_database()",
+            ],
+            Duration::from_secs(30),
+        )
+        .expect_success("psql from the hub namespace");
+    assert_eq!(out.stdout.trim(), name);
+
+    drop(db);
+    let out = crate::harness::process::run(
+        std::process::Command::new("psql").args([
+            "-X",
+            "-d",
+            &url,
+            "-tAc",
+            &format!("SELECT count(*) FROM pg_database WHERE datname = '{name}'"),
+        ]),
+        Duration::from_secs(30),
+    )
+    .expect_success("psql");
+    assert_eq!(
+        out.stdout.trim(),
+        "0",
+        "test database {name} was not dropped"
+    );
 }

@@ -133,7 +133,7 @@ impl PgDatabase {
             .set("database.postgres.name", &p.dbname)
             .set("database.postgres.user", &p.user)
             .set("database.postgres.pass", &p.pass)
-            .set("database.postgres.ssl", "disable");
+            .set("database.postgres.ssl", false);
     }
 
     fn psql(&self, sql: &str) {

@@ -157,9 +157,10 @@ impl OwnedChild {
             return Some(status);
         }
         // std only offers SIGKILL and the crate forbids `unsafe` (no libc), so
-        // SIGTERM goes through kill(1). The PID is our unreaped child: safe.
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
+        // SIGTERM goes through bash's builtin `kill` (procps may be absent).
+        // The PID is our unreaped child, so it cannot have been reused.
+        let _ = Command::new("bash")
+            .args(["-c", "kill -TERM \"$0\"", &self.pid().to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();

@@ -360,15 +360,18 @@ impl Server {
         );
     }
 
+    /// A clean environment, so stray `CLAWSCALE_*` variables cannot override
+    /// the test config; only the log level may be raised from outside.
     fn clean_env(&self, cmd: &mut std::process::Command) {
         cmd.env_clear()
             .env("PATH", CLEAN_PATH)
             .env("HOME", self.dir.path())
-            .env("RUST_BACKTRACE", "1")
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info,clawscale=debug".to_owned()),
-            );
+            .env("RUST_BACKTRACE", "1");
+        for var in ["RUST_LOG", "CLAWSCALE_LOG_LEVEL"] {
+            if let Some(v) = std::env::var_os(var) {
+                cmd.env(var, v);
+            }
+        }
     }
 }
 
@@ -387,8 +390,9 @@ impl Drop for Server {
     }
 }
 
-/// The config every test starts from. Headscale key names; external DERP
-/// maps are switched off so the server never tries to fetch one.
+/// The config every test starts from (key names as in
+/// `deploy/config.example.yaml`). External DERP maps are set empty
+/// explicitly so the server never tries to fetch one.
 fn default_config(ip: Ipv4Addr, dir: &Path, data: &Path) -> ServerConfig {
     let mut cfg = ServerConfig {
         root: Yaml::Mapping(Mapping::new()),
@@ -409,7 +413,7 @@ fn default_config(ip: Ipv4Addr, dir: &Path, data: &Path) -> ServerConfig {
         )
         .set("derp.urls", Vec::<String>::new())
         .set("derp.paths", Vec::<String>::new())
-        .set("ephemeral_node_inactivity_timeout", "30m")
+        .set("node.ephemeral.inactivity_timeout", "30m")
         .set("dns.base_domain", BASE_DOMAIN)
         .set("dns.magic_dns", true);
     cfg
@@ -426,11 +430,11 @@ mod tests {
             Path::new("/t"),
             Path::new("/t/data"),
         );
-        cfg.set("ephemeral_node_inactivity_timeout", "5s")
+        cfg.set("node.ephemeral.inactivity_timeout", "5s")
             .set("derp.server.region_id", 900);
         let parsed: Yaml = serde_norway::from_str(&cfg.to_yaml()).expect("valid yaml");
         assert_eq!(
-            parsed["ephemeral_node_inactivity_timeout"].as_str(),
+            parsed["node"]["ephemeral"]["inactivity_timeout"].as_str(),
             Some("5s")
         );
         assert_eq!(parsed["derp"]["server"]["region_id"].as_u64(), Some(900));

@@ -227,7 +227,15 @@ impl Tailscaled {
         );
         let mut cmd = self.ns.command(&self.bins.tailscaled);
         self.clean_env(&mut cmd);
-        cmd.env("TS_NO_LOGS_NO_SUPPORT", "true");
+        // TS_LOGS_DIR keeps the log-policy file out of /var/lib/tailscale;
+        // the rest are belt and braces (as in Tailscale's own integration
+        // tests): panic rather than talk to Tailscale's control plane, no
+        // UPnP/NAT-PMP probes, no rate-limited (lost) log lines.
+        cmd.env("TS_NO_LOGS_NO_SUPPORT", "true")
+            .env("TS_LOGS_DIR", dir)
+            .env("TS_PANIC_IF_HIT_MAIN_CONTROL", "1")
+            .env("TS_DISABLE_PORTMAPPER", "1")
+            .env("TS_DEBUG_LOG_RATE", "all");
         if self.opts.always_derp {
             cmd.env("TS_DEBUG_ALWAYS_USE_DERP", "1");
         }
@@ -429,7 +437,8 @@ impl Tailscaled {
 
 impl Drop for Tailscaled {
     fn drop(&mut self) {
-        if std::thread::panicking() {
+        // Only a daemon that actually started has a log worth showing.
+        if std::thread::panicking() && self.log_path.exists() {
             self.dump_log();
         }
         self.stop();
