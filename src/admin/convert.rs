@@ -1,0 +1,302 @@
+//! Domain ↔ headscale.v1 protobuf conversions. Pure functions: no I/O, no
+//! state access beyond the `World` snapshot a caller passes in.
+//!
+//! Field semantics follow Headscale v0.29.2 (`types.Node.Proto`,
+//! `types.PreAuthKey.Proto`): `Node.name` is the client's hostname and
+//! `given_name` the MagicDNS name; a tagged node is shown as owned by the
+//! special "tagged-devices" user (tags are its identity); a pre-auth key in a
+//! listing shows only its public prefix.
+
+use chrono::{DateTime, Utc};
+use prost_types::Timestamp;
+
+use super::proto;
+use crate::mapper::build::TAGGED_DEVICES_USER_ID;
+use crate::state::{Error, World};
+use crate::types::{Node, NodeId, PreAuthKey, PreAuthKeyId, User, UserId};
+
+/// Text form of a pre-auth key in listings: the public prefix only. Same
+/// shape as `types::preauth_key`'s text form with the secret replaced.
+pub(super) fn masked_key(prefix: &str) -> String {
+    format!("cskey-auth-{prefix}-***")
+}
+
+pub(super) fn timestamp(t: DateTime<Utc>) -> Timestamp {
+    Timestamp {
+        seconds: t.timestamp(),
+        // Always < 2e9, so it fits; a leap second's nanos are clamped.
+        nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(999_999_999),
+    }
+}
+
+/// A client-supplied timestamp; rejects out-of-range values instead of
+/// wrapping them.
+pub(super) fn from_timestamp(ts: &Timestamp) -> Result<DateTime<Utc>, Error> {
+    u32::try_from(ts.nanos)
+        .ok()
+        .filter(|n| *n < 1_000_000_000)
+        .and_then(|nanos| DateTime::from_timestamp(ts.seconds, nanos))
+        .ok_or_else(|| Error::InvalidArgument("timestamp out of range".into()))
+}
+
+fn id_from_wire(id: u64, what: &str) -> Result<i64, Error> {
+    // Ids are positive i64 in the database; anything larger cannot exist.
+    i64::try_from(id).map_err(|_| Error::NotFound(format!("{what} not found")))
+}
+
+pub(super) fn user_id(id: u64) -> Result<UserId, Error> {
+    id_from_wire(id, "user").map(UserId)
+}
+
+pub(super) fn node_id(id: u64) -> Result<NodeId, Error> {
+    id_from_wire(id, "node").map(NodeId)
+}
+
+pub(super) fn key_id(id: u64) -> Result<PreAuthKeyId, Error> {
+    id_from_wire(id, "pre-auth key").map(PreAuthKeyId)
+}
+
+fn id_to_wire(id: i64) -> u64 {
+    u64::try_from(id).unwrap_or(0)
+}
+
+pub(super) fn user(u: &User) -> proto::User {
+    proto::User {
+        id: id_to_wire(u.id.0),
+        name: u.name.clone(),
+        created_at: Some(timestamp(u.created_at)),
+        display_name: u.display_name.clone(),
+        email: u.email.clone(),
+        provider_id: String::new(),
+        provider: String::new(),
+        profile_pic_url: String::new(),
+    }
+}
+
+/// The pseudo-user tagged nodes are shown under (same id and name as in the
+/// map responses, `mapper::build`).
+pub(super) fn tagged_devices_user() -> proto::User {
+    proto::User {
+        id: id_to_wire(TAGGED_DEVICES_USER_ID),
+        name: "tagged-devices".into(),
+        display_name: "Tagged Devices".into(),
+        ..Default::default()
+    }
+}
+
+/// A pre-auth key; `key` is the full secret right after creation and the
+/// masked form everywhere else.
+pub(super) fn preauth_key(k: &PreAuthKey, owner: Option<&User>, key: String) -> proto::PreAuthKey {
+    proto::PreAuthKey {
+        user: owner.map(user),
+        id: id_to_wire(k.id.0),
+        key,
+        reusable: k.reusable,
+        ephemeral: k.ephemeral,
+        used: k.used,
+        expiration: k.expiration.map(timestamp),
+        created_at: Some(timestamp(k.created_at)),
+        acl_tags: k.tags.clone(),
+    }
+}
+
+/// A node as the admin API shows it, from one World snapshot.
+pub(super) fn node(n: &Node, world: &World) -> proto::Node {
+    let owner = world.user(n.user_id).map(|u| user(u));
+    // Keys live only in the database; the read path stays on the World, so
+    // the enrolling key is summarised from what the node itself records.
+    let pre_auth_key = n.auth_key_id.map(|id| proto::PreAuthKey {
+        id: id_to_wire(id.0),
+        user: owner.clone(),
+        ephemeral: n.ephemeral,
+        ..Default::default()
+    });
+    let shown_user = if n.is_tagged() {
+        Some(tagged_devices_user())
+    } else {
+        owner
+    };
+    proto::Node {
+        id: id_to_wire(n.id.0),
+        machine_key: n.machine_key.to_string(),
+        node_key: n.node_key.to_string(),
+        disco_key: n.disco_key.to_string(),
+        ip_addresses: n.addresses().iter().map(ToString::to_string).collect(),
+        name: n.hostname.clone(),
+        user: shown_user,
+        last_seen: n.last_seen.map(timestamp),
+        expiry: n.expiry.map(timestamp),
+        pre_auth_key,
+        created_at: Some(timestamp(n.created_at)),
+        // Pre-auth keys are the only way to join clawscale today.
+        register_method: proto::RegisterMethod::AuthKey as i32,
+        given_name: n.given_name.to_string(),
+        online: world.is_online(n.id),
+        approved_routes: Vec::new(),
+        available_routes: Vec::new(),
+        subnet_routes: Vec::new(),
+        tags: n.tags.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::state::Settings;
+    use crate::types::{DiscoPublic, DnsLabel, MachinePublic, NodePublic};
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(secs, 0).single().expect("valid")
+    }
+
+    fn alice() -> User {
+        User {
+            id: UserId(7),
+            name: "alice".into(),
+            display_name: "Alice A.".into(),
+            email: "alice@example.com".into(),
+            created_at: at(1_700_000_000),
+        }
+    }
+
+    fn sample_node(tags: Vec<String>) -> Node {
+        Node {
+            id: NodeId(3),
+            machine_key: MachinePublic([1; 32]),
+            node_key: NodePublic([2; 32]),
+            disco_key: DiscoPublic([3; 32]),
+            hostname: "Alice's Laptop".into(),
+            given_name: DnsLabel::parse("alices-laptop").expect("valid label"),
+            user_id: UserId(7),
+            tags,
+            ipv4: Some(Ipv4Addr::new(100, 64, 0, 1)),
+            ipv6: Some("fd7a:115c:a1e0::1".parse::<Ipv6Addr>().expect("valid")),
+            endpoints: vec![],
+            home_derp: 0,
+            hostinfo: serde_json::json!({}),
+            expiry: Some(at(1_800_000_000)),
+            ephemeral: true,
+            auth_key_id: Some(PreAuthKeyId(11)),
+            cap_version: 100,
+            created_at: at(1_700_000_100),
+            last_seen: None,
+        }
+    }
+
+    fn world_with(node: Node) -> World {
+        let settings = Settings {
+            base_domain: "ts.example".into(),
+            derp_map: Default::default(),
+            dns: Default::default(),
+            domain: "ts.example".into(),
+        };
+        World::new(settings, vec![alice()], vec![node])
+    }
+
+    #[test]
+    fn user_fields() {
+        let p = user(&alice());
+        assert_eq!(p.id, 7);
+        assert_eq!(p.name, "alice");
+        assert_eq!(p.display_name, "Alice A.");
+        assert_eq!(p.email, "alice@example.com");
+        assert_eq!(p.created_at.map(|t| t.seconds), Some(1_700_000_000));
+    }
+
+    #[test]
+    fn node_fields_follow_headscale() {
+        let n = sample_node(vec![]);
+        let w = world_with(n.clone());
+        let p = node(&n, &w);
+        assert_eq!(p.id, 3);
+        assert_eq!(p.machine_key, format!("mkey:{}", "01".repeat(32)));
+        assert_eq!(p.node_key, format!("nodekey:{}", "02".repeat(32)));
+        assert_eq!(p.disco_key, format!("discokey:{}", "03".repeat(32)));
+        assert_eq!(p.ip_addresses, vec!["100.64.0.1", "fd7a:115c:a1e0::1"]);
+        assert_eq!(p.name, "Alice's Laptop");
+        assert_eq!(p.given_name, "alices-laptop");
+        assert_eq!(p.user.as_ref().map(|u| u.name.as_str()), Some("alice"));
+        assert_eq!(p.expiry.map(|t| t.seconds), Some(1_800_000_000));
+        assert_eq!(p.last_seen, None);
+        assert_eq!(p.register_method, proto::RegisterMethod::AuthKey as i32);
+        assert!(!p.online, "nobody is connected");
+        let key = p.pre_auth_key.expect("enrolled with a key");
+        assert_eq!(key.id, 11);
+        assert!(key.ephemeral);
+        assert!(key.key.is_empty(), "no key text on the read path");
+        assert!(p.tags.is_empty());
+    }
+
+    #[test]
+    fn tagged_node_is_shown_under_tagged_devices() {
+        let n = sample_node(vec!["tag:web".into()]);
+        let w = world_with(n.clone());
+        let p = node(&n, &w);
+        let u = p.user.expect("user");
+        assert_eq!(u.id, 2_147_455_555);
+        assert_eq!(u.name, "tagged-devices");
+        assert_eq!(p.tags, vec!["tag:web"]);
+        // The enrolling user is still visible on the key summary.
+        assert_eq!(p.pre_auth_key.and_then(|k| k.user).map(|u| u.id), Some(7));
+    }
+
+    #[test]
+    fn preauth_key_listing_form_hides_the_secret() {
+        let k = PreAuthKey {
+            id: PreAuthKeyId(5),
+            prefix: "0123456789ab".into(),
+            hash: [9; 32],
+            user_id: UserId(7),
+            reusable: true,
+            ephemeral: false,
+            used: true,
+            tags: vec!["tag:a".into()],
+            expiration: None,
+            created_at: at(1_700_000_000),
+        };
+        let p = preauth_key(&k, Some(&alice()), masked_key(&k.prefix));
+        assert_eq!(p.key, "cskey-auth-0123456789ab-***");
+        assert_eq!(p.id, 5);
+        assert!(p.reusable && p.used && !p.ephemeral);
+        assert_eq!(p.acl_tags, vec!["tag:a"]);
+        assert_eq!(p.expiration, None);
+        assert_eq!(p.user.map(|u| u.id), Some(7));
+    }
+
+    #[test]
+    fn timestamps_round_trip_and_reject_garbage() {
+        let t = Utc
+            .timestamp_opt(1_700_000_000, 123_456_789)
+            .single()
+            .expect("valid");
+        assert_eq!(from_timestamp(&timestamp(t)).expect("valid"), t);
+        let bad_nanos = Timestamp {
+            seconds: 0,
+            nanos: -1,
+        };
+        assert!(matches!(
+            from_timestamp(&bad_nanos),
+            Err(Error::InvalidArgument(_))
+        ));
+        let too_far = Timestamp {
+            seconds: i64::MAX,
+            nanos: 0,
+        };
+        assert!(matches!(
+            from_timestamp(&too_far),
+            Err(Error::InvalidArgument(_))
+        ));
+    }
+
+    #[test]
+    fn ids_beyond_i64_are_not_found() {
+        assert_eq!(node_id(42).expect("fits"), NodeId(42));
+        assert!(matches!(node_id(u64::MAX), Err(Error::NotFound(_))));
+        assert!(matches!(user_id(1 << 63), Err(Error::NotFound(_))));
+        assert!(matches!(key_id(u64::MAX), Err(Error::NotFound(_))));
+    }
+}

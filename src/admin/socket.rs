@@ -1,0 +1,149 @@
+//! The admin API's unix socket: binding it safely (stale-socket clean-up,
+//! permissions) and serving/connecting gRPC over it.
+//!
+//! Headscale serves the same API on `unix_socket` with mode
+//! `unix_socket_permission` (default 0770); access control is the socket's
+//! file mode, so the mode is applied right after binding.
+
+use std::io::ErrorKind;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use futures_util::stream;
+use hyper_util::rt::TokioIo;
+use tokio::net::{UnixListener, UnixStream};
+use tonic::transport::{Channel, Endpoint, Server, Uri};
+
+use super::{AdminService, Error, HeadscaleServiceClient};
+
+/// Binds `path` with file mode `mode`, replacing a stale socket left by a
+/// crashed server but never a live one or a non-socket file.
+pub fn bind_unix(path: &Path, mode: u32) -> Result<UnixListener, Error> {
+    let io = |source| Error::Socket {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            // A blocking connect to a unix socket answers at once: refused
+            // means nobody listens any more.
+            match std::os::unix::net::UnixStream::connect(path) {
+                Ok(_) => return Err(Error::InUse(path.to_path_buf())),
+                Err(_) => std::fs::remove_file(path).map_err(io)?,
+            }
+        }
+        Ok(_) => return Err(Error::NotASocket(path.to_path_buf())),
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
+    }
+    let listener = UnixListener::bind(path).map_err(io)?;
+    // Until this runs the socket has the umask's mode, which for the usual
+    // umasks denies connecting to group/others anyway.
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io)?;
+    Ok(listener)
+}
+
+/// Serves the admin API on an already bound listener until it fails.
+pub async fn serve_listener(listener: UnixListener, svc: AdminService) -> Result<(), Error> {
+    // Accept errors are never passed on: tonic ends the whole server on most
+    // of them, and a transient one (EMFILE under load) must not take the
+    // admin API down for good. Back off briefly and keep accepting instead.
+    let incoming = stream::unfold(listener, |listener| async move {
+        loop {
+            match listener.accept().await {
+                Ok((conn, _addr)) => return Some((Ok::<_, std::io::Error>(conn), listener)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin socket: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    });
+    Server::builder()
+        .add_service(svc.into_server())
+        .serve_with_incoming(incoming)
+        .await
+        .map_err(Error::Serve)
+}
+
+/// Binds `path` (see [`bind_unix`]) and serves the admin API on it.
+pub async fn serve_unix(path: &Path, mode: u32, svc: AdminService) -> Result<(), Error> {
+    let listener = bind_unix(path, mode)?;
+    serve_listener(listener, svc).await
+}
+
+/// A gRPC client over the admin socket at `path`.
+pub async fn connect_unix(path: &Path) -> Result<HeadscaleServiceClient<Channel>, Error> {
+    let connect_error = |source| Error::Connect {
+        path: path.to_path_buf(),
+        source,
+    };
+    // The URI is only a placeholder for HTTP/2's :authority; the connector
+    // below ignores it and dials the socket.
+    let endpoint = Endpoint::from_static("http://clawscale.sock")
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(60));
+    let socket: PathBuf = path.to_path_buf();
+    let channel = endpoint
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let socket = socket.clone();
+            async move { UnixStream::connect(socket).await.map(TokioIo::new) }
+        }))
+        .await
+        .map_err(connect_error)?;
+    Ok(HeadscaleServiceClient::new(channel))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn bind_applies_mode_and_replaces_only_stale_sockets() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sub").join("admin.sock");
+
+        let live = bind_unix(&path, 0o660).expect("first bind");
+        let mode = std::fs::metadata(&path)
+            .expect("exists")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o660);
+
+        // A server is listening: refuse to steal its socket.
+        assert!(matches!(bind_unix(&path, 0o660), Err(Error::InUse(_))));
+
+        // The server is gone but its socket file remains: replace it.
+        drop(live);
+        assert!(path.exists());
+        let _again = bind_unix(&path, 0o600).expect("stale socket replaced");
+        let mode = std::fs::metadata(&path)
+            .expect("exists")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[tokio::test]
+    async fn bind_never_deletes_a_regular_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("not-a-socket");
+        std::fs::write(&path, b"precious").expect("write");
+        assert!(matches!(bind_unix(&path, 0o600), Err(Error::NotASocket(_))));
+        assert_eq!(std::fs::read(&path).expect("still there"), b"precious");
+    }
+
+    #[tokio::test]
+    async fn connect_to_missing_socket_fails_cleanly() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = connect_unix(&dir.path().join("nope.sock"))
+            .await
+            .expect_err("nothing listens");
+        assert!(matches!(err, Error::Connect { .. }));
+        assert!(err.to_string().contains("nope.sock"), "{err}");
+    }
+}

@@ -1,0 +1,200 @@
+//! The `clawscale` command line, shaped like Headscale v0.29's CLI: `serve`
+//! runs the server; `users`, `preauthkeys` and `nodes` talk to a running
+//! server over the admin unix socket (headscale.v1 gRPC); `version`.
+//!
+//! Global options as in Headscale: `-c/--config FILE` (env
+//! `CLAWSCALE_CONFIG`), `-o/--output json|json-line|yaml` (default: a
+//! human-readable table or message) and `--force` (skip confirmations).
+//! Management commands read the config only to find `unix_socket`.
+//!
+//! May depend on: `admin` (client and proto types), `config`, `app` (serve).
+//! Errors are printed as `Error: <message>` on stderr with exit status 1.
+
+mod nodes;
+mod output;
+mod preauthkeys;
+mod serve;
+mod users;
+
+#[cfg(test)]
+mod tests;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tonic::transport::Channel;
+
+use crate::admin::{self, HeadscaleServiceClient};
+use crate::config::{self, Overrides};
+pub use output::Format;
+
+/// Command-line arguments.
+#[derive(Debug, Parser)]
+#[command(
+    name = "clawscale",
+    version,
+    about = "Self-hosted, Headscale-compatible Tailscale control server"
+)]
+pub struct Cli {
+    /// Configuration file (Headscale key names); built-in defaults if unset.
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "CLAWSCALE_CONFIG",
+        value_name = "FILE"
+    )]
+    pub config: Option<PathBuf>,
+    /// Output format; a human-readable table or message if unset.
+    #[arg(short, long, global = true, value_enum, value_name = "FORMAT")]
+    pub output: Option<Format>,
+    /// Do not ask for confirmation.
+    #[arg(long, global = true)]
+    pub force: bool,
+    /// Data directory; overrides the config (the admin socket lives here
+    /// unless `unix_socket` says otherwise).
+    #[arg(long, global = true, env = "CLAWSCALE_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the control server.
+    Serve(serve::ServeArgs),
+    /// Manage users.
+    #[command(subcommand, visible_alias = "user")]
+    Users(users::UsersCommand),
+    /// Manage pre-auth keys.
+    #[command(subcommand, visible_aliases = ["preauthkey", "authkey", "pre"])]
+    Preauthkeys(preauthkeys::KeysCommand),
+    /// Manage nodes.
+    #[command(subcommand, visible_alias = "node")]
+    Nodes(nodes::NodesCommand),
+    /// Print the version.
+    Version,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] config::Error),
+    #[error("{0} (is `clawscale serve` running with the same config?)")]
+    Connect(#[from] admin::Error),
+    #[error("{}", .0.message())]
+    Rpc(#[from] tonic::Status),
+    #[error("{0}")]
+    Usage(String),
+    #[error("cannot write output: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("cannot encode output: {0}")]
+    Encode(String),
+    #[error("{0}")]
+    Serve(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What a management command works with.
+pub(crate) struct Ctx<'a> {
+    pub client: HeadscaleServiceClient<Channel>,
+    pub out: &'a mut dyn Write,
+    pub format: Option<Format>,
+    pub force: bool,
+}
+
+impl Ctx<'_> {
+    /// Prints `value` in the chosen machine format, or `human()` if none.
+    pub fn emit<T: serde::Serialize>(
+        &mut self,
+        value: &T,
+        human: impl FnOnce() -> String,
+    ) -> Result<()> {
+        output::emit(self.out, self.format, value, human)
+    }
+
+    /// Prints a one-line result (`{"result": msg}` in machine formats).
+    pub fn done(&mut self, msg: &str) -> Result<()> {
+        let value = serde_json::json!({ "result": msg });
+        output::emit(self.out, self.format, &value, || msg.to_string())
+    }
+
+    /// Asks on the terminal unless `--force` was given.
+    pub fn confirm(&mut self, prompt: &str) -> Result<bool> {
+        if self.force {
+            return Ok(true);
+        }
+        eprint!("{prompt} [y/N] ");
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        Ok(matches!(
+            answer.trim().to_ascii_lowercase().as_str(),
+            "y" | "yes"
+        ))
+    }
+}
+
+/// Entry point for `src/main.rs`: parses arguments, runs, reports errors.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("Error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut stdout = std::io::stdout().lock();
+    match runtime.block_on(run(cli, &mut stdout)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = stdout.flush();
+            eprintln!("Error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs one parsed command, writing results to `out`.
+pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
+    let Cli {
+        config: config_path,
+        output: format,
+        force,
+        data_dir,
+        command,
+    } = cli;
+    if let Command::Serve(args) = command {
+        return serve::run(config_path.as_deref(), data_dir, args).await;
+    }
+    serve::init_tracing("warn", None);
+    if let Command::Version = command {
+        let version = env!("CARGO_PKG_VERSION");
+        let value = serde_json::json!({ "version": version });
+        return output::emit(out, format, &value, || format!("clawscale {version}"));
+    }
+    let overrides = Overrides {
+        data_dir,
+        ..Overrides::default()
+    };
+    let config = config::load(config_path.as_deref(), &overrides)?;
+    let client = admin::connect_unix(&config.unix_socket).await?;
+    let mut ctx = Ctx {
+        client,
+        out,
+        format,
+        force,
+    };
+    match command {
+        Command::Users(cmd) => users::run(&mut ctx, cmd).await,
+        Command::Preauthkeys(cmd) => preauthkeys::run(&mut ctx, cmd).await,
+        Command::Nodes(cmd) => nodes::run(&mut ctx, cmd).await,
+        Command::Serve(_) | Command::Version => Ok(()),
+    }
+}

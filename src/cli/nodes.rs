@@ -1,0 +1,185 @@
+//! `clawscale nodes …`, with Headscale v0.29's flags (`-i/--identifier`,
+//! `-u/--user`, `-e/--expiry`, `-d/--disable`).
+
+use clap::Subcommand;
+
+use super::output::{NodeView, cell_time, is_past, table};
+use super::{Ctx, Error, Result};
+use crate::admin::proto::{
+    self, DeleteNodeRequest, ExpireNodeRequest, GetNodeRequest, ListNodesRequest, RenameNodeRequest,
+};
+
+#[derive(Debug, Subcommand)]
+pub enum NodesCommand {
+    /// List nodes.
+    #[command(visible_aliases = ["ls", "show"])]
+    List {
+        /// Only nodes of this user (name or id).
+        #[arg(short, long)]
+        user: Option<String>,
+    },
+    /// Delete a node.
+    #[command(visible_alias = "del")]
+    Delete {
+        #[arg(short, long, value_name = "ID")]
+        identifier: u64,
+    },
+    /// Expire (log out) a node: it must log in again.
+    #[command(visible_aliases = ["logout", "exp", "e"])]
+    Expire {
+        #[arg(short, long, value_name = "ID")]
+        identifier: u64,
+        /// When (RFC 3339); now if unset. Only "now" is supported.
+        #[arg(short, long)]
+        expiry: Option<String>,
+        /// Never expire (not supported by clawscale yet).
+        #[arg(short, long, conflicts_with = "expiry")]
+        disable: bool,
+    },
+    /// Rename a node (its MagicDNS name).
+    #[command(visible_alias = "mv")]
+    Rename {
+        #[arg(short, long, value_name = "ID")]
+        identifier: u64,
+        new_name: String,
+    },
+}
+
+pub(super) async fn run(ctx: &mut Ctx<'_>, cmd: NodesCommand) -> Result<()> {
+    match cmd {
+        NodesCommand::List { user } => {
+            let req = ListNodesRequest {
+                user: user.unwrap_or_default(),
+            };
+            let nodes = ctx.client.list_nodes(req).await?.into_inner().nodes;
+            let views: Vec<NodeView> = nodes.iter().map(NodeView::from).collect();
+            ctx.emit(&views, || nodes_table(&nodes))
+        }
+        NodesCommand::Delete { identifier } => {
+            let node = ctx
+                .client
+                .get_node(GetNodeRequest {
+                    node_id: identifier,
+                })
+                .await?
+                .into_inner()
+                .node;
+            let name = node.map(|n| n.given_name).unwrap_or_default();
+            if !ctx.confirm(&format!("Delete node {name:?} ({identifier})?"))? {
+                return ctx.done("Node not deleted");
+            }
+            ctx.client
+                .delete_node(DeleteNodeRequest {
+                    node_id: identifier,
+                })
+                .await?;
+            ctx.done("Node deleted")
+        }
+        NodesCommand::Expire {
+            identifier,
+            expiry,
+            disable,
+        } => {
+            let expiry = match expiry {
+                Some(text) => {
+                    let at = chrono::DateTime::parse_from_rfc3339(&text)
+                        .map_err(|e| Error::Usage(format!("--expiry {text:?}: {e}")))?;
+                    Some(prost_types::Timestamp {
+                        seconds: at.timestamp(),
+                        nanos: 0,
+                    })
+                }
+                None => None,
+            };
+            let req = ExpireNodeRequest {
+                node_id: identifier,
+                expiry,
+                disable_expiry: disable,
+            };
+            let node = ctx.client.expire_node(req).await?.into_inner().node;
+            let node = node.ok_or_else(|| Error::Usage("server returned no node".into()))?;
+            ctx.emit(&NodeView::from(&node), || "Node expired".into())
+        }
+        NodesCommand::Rename {
+            identifier,
+            new_name,
+        } => {
+            let req = RenameNodeRequest {
+                node_id: identifier,
+                new_name,
+            };
+            let node = ctx.client.rename_node(req).await?.into_inner().node;
+            let node = node.ok_or_else(|| Error::Usage("server returned no node".into()))?;
+            ctx.emit(&NodeView::from(&node), || "Node renamed".into())
+        }
+    }
+}
+
+/// The first 8 hex digits of a key (`nodekey:0123abcd…` → `0123abcd`):
+/// enough to tell keys apart in a table.
+fn short_key(key: &str) -> String {
+    let hex = key.split_once(':').map_or(key, |(_, h)| h);
+    hex.chars().take(8).collect()
+}
+
+fn nodes_table(nodes: &[proto::Node]) -> String {
+    let rows: Vec<Vec<String>> = nodes
+        .iter()
+        .map(|n| {
+            let ephemeral = n.pre_auth_key.as_ref().is_some_and(|k| k.ephemeral);
+            vec![
+                n.id.to_string(),
+                n.name.clone(),
+                n.given_name.clone(),
+                short_key(&n.machine_key),
+                short_key(&n.node_key),
+                n.user.as_ref().map(|u| u.name.clone()).unwrap_or_default(),
+                n.tags.join(","),
+                n.ip_addresses.join(", "),
+                ephemeral.to_string(),
+                cell_time(n.last_seen.as_ref()),
+                cell_time(n.expiry.as_ref()),
+                if n.online { "online" } else { "offline" }.into(),
+                if is_past(n.expiry.as_ref()) {
+                    "yes"
+                } else {
+                    "no"
+                }
+                .into(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "ID",
+            "Hostname",
+            "Name",
+            "MachineKey",
+            "NodeKey",
+            "User",
+            "Tags",
+            "IP addresses",
+            "Ephemeral",
+            "Last seen",
+            "Expiration",
+            "Connected",
+            "Expired",
+        ],
+        &rows,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_keys_drop_the_prefix() {
+        assert_eq!(
+            short_key(&format!("nodekey:{}", "ab".repeat(32))),
+            "abababab"
+        );
+        assert_eq!(short_key("garbage"), "garbage");
+        assert_eq!(short_key(""), "");
+    }
+}

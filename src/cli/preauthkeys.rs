@@ -1,0 +1,200 @@
+//! `clawscale preauthkeys …`, with Headscale v0.29's flags (`-u/--user`,
+//! `--reusable`, `--ephemeral`, `-e/--expiration`, `--tags`, `-i/--id`).
+//! `--user` takes a user name or id (Headscale v0.29 takes only the id).
+
+use std::time::Duration;
+
+use clap::Subcommand;
+
+use super::output::{KeyView, cell_time, table};
+use super::{Ctx, Error, Result, users};
+use crate::admin::proto::{
+    self, CreatePreAuthKeyRequest, DeletePreAuthKeyRequest, ExpirePreAuthKeyRequest,
+    ListPreAuthKeysRequest,
+};
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key; prints the secret, which cannot be shown again.
+    #[command(visible_aliases = ["c", "new"])]
+    Create {
+        /// Owner: user name or id.
+        #[arg(short, long)]
+        user: String,
+        /// Allow more than one node to join with the key.
+        #[arg(long)]
+        reusable: bool,
+        /// Nodes that join with the key are removed once offline.
+        #[arg(long)]
+        ephemeral: bool,
+        /// Lifetime, e.g. 30m, 24h, 90d; `never` for no expiry.
+        #[arg(short, long, default_value = "1h", value_parser = parse_lifetime)]
+        expiration: Lifetime,
+        /// Tags for nodes that join with the key (`tag:a,tag:b`).
+        #[arg(long, value_delimiter = ',')]
+        tags: Vec<String>,
+    },
+    /// List keys (secrets are never shown).
+    #[command(visible_aliases = ["ls", "show"])]
+    List {
+        /// Only keys of this user (name or id).
+        #[arg(short, long)]
+        user: Option<String>,
+    },
+    /// Expire a key now.
+    #[command(visible_aliases = ["revoke", "exp", "e"])]
+    Expire {
+        #[arg(short, long)]
+        id: u64,
+    },
+    /// Delete a key.
+    #[command(visible_aliases = ["del", "rm", "d"])]
+    Delete {
+        #[arg(short, long)]
+        id: u64,
+    },
+}
+
+/// A key lifetime: `None` = never expires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifetime(pub Option<Duration>);
+
+fn parse_lifetime(s: &str) -> Result<Lifetime, String> {
+    if matches!(s.trim(), "never" | "0") {
+        return Ok(Lifetime(None));
+    }
+    humantime::parse_duration(s.trim())
+        .map(|d| Lifetime(Some(d)))
+        .map_err(|e| format!("{s:?} is not a duration like 30m, 24h or 90d: {e}"))
+}
+
+pub(super) async fn run(ctx: &mut Ctx<'_>, cmd: KeysCommand) -> Result<()> {
+    match cmd {
+        KeysCommand::Create {
+            user,
+            reusable,
+            ephemeral,
+            expiration,
+            tags,
+        } => {
+            let owner = users::resolve(ctx, &user).await?;
+            let expiration = match expiration.0 {
+                None => None,
+                Some(d) => {
+                    let d = chrono::Duration::from_std(d)
+                        .map_err(|_| Error::Usage("expiration is too far away".into()))?;
+                    let at = chrono::Utc::now()
+                        .checked_add_signed(d)
+                        .ok_or_else(|| Error::Usage("expiration is too far away".into()))?;
+                    Some(prost_types::Timestamp {
+                        seconds: at.timestamp(),
+                        nanos: 0,
+                    })
+                }
+            };
+            let req = CreatePreAuthKeyRequest {
+                user: owner.id,
+                reusable,
+                ephemeral,
+                expiration,
+                acl_tags: tags,
+            };
+            let key = ctx.client.create_pre_auth_key(req).await?.into_inner();
+            let key = key
+                .pre_auth_key
+                .ok_or_else(|| Error::Usage("server returned no key".into()))?;
+            let text = key.key.clone();
+            ctx.emit(&KeyView::from(&key), || text)
+        }
+        KeysCommand::List { user } => {
+            let owner = match user {
+                Some(spec) => Some(users::resolve(ctx, &spec).await?.id),
+                None => None,
+            };
+            let keys = ctx
+                .client
+                .list_pre_auth_keys(ListPreAuthKeysRequest {})
+                .await?
+                .into_inner()
+                .pre_auth_keys;
+            // The v0.29 API has no user filter; filter here.
+            let keys: Vec<proto::PreAuthKey> = keys
+                .into_iter()
+                .filter(|k| owner.is_none_or(|id| k.user.as_ref().is_some_and(|u| u.id == id)))
+                .collect();
+            let views: Vec<KeyView> = keys.iter().map(KeyView::from).collect();
+            ctx.emit(&views, || keys_table(&keys))
+        }
+        KeysCommand::Expire { id } => {
+            ctx.client
+                .expire_pre_auth_key(ExpirePreAuthKeyRequest { id })
+                .await?;
+            ctx.done("Key expired")
+        }
+        KeysCommand::Delete { id } => {
+            ctx.client
+                .delete_pre_auth_key(DeletePreAuthKeyRequest { id })
+                .await?;
+            ctx.done("Key deleted")
+        }
+    }
+}
+
+fn keys_table(keys: &[proto::PreAuthKey]) -> String {
+    let rows: Vec<Vec<String>> = keys
+        .iter()
+        .map(|k| {
+            let owner = if !k.acl_tags.is_empty() {
+                k.acl_tags.join(",")
+            } else {
+                k.user
+                    .as_ref()
+                    .map(|u| u.name.clone())
+                    .unwrap_or_else(|| "-".into())
+            };
+            vec![
+                k.id.to_string(),
+                k.key.clone(),
+                k.reusable.to_string(),
+                k.ephemeral.to_string(),
+                k.used.to_string(),
+                cell_time(k.expiration.as_ref()),
+                cell_time(k.created_at.as_ref()),
+                owner,
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "ID",
+            "Key/Prefix",
+            "Reusable",
+            "Ephemeral",
+            "Used",
+            "Expiration",
+            "Created",
+            "Owner",
+        ],
+        &rows,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifetimes() {
+        assert_eq!(
+            parse_lifetime("1h"),
+            Ok(Lifetime(Some(Duration::from_secs(3600))))
+        );
+        assert_eq!(
+            parse_lifetime("90d"),
+            Ok(Lifetime(Some(Duration::from_secs(90 * 86400))))
+        );
+        assert_eq!(parse_lifetime("never"), Ok(Lifetime(None)));
+        assert_eq!(parse_lifetime("0"), Ok(Lifetime(None)));
+        assert!(parse_lifetime("soon").is_err());
+    }
+}
