@@ -29,8 +29,14 @@ pub use preauth_keys::NewPreAuthKey;
 /// Where the data lives.
 #[derive(Debug, Clone)]
 pub enum Target {
-    Sqlite { path: PathBuf, write_ahead_log: bool },
-    Postgres { url: String, max_connections: u32 },
+    Sqlite {
+        path: PathBuf,
+        write_ahead_log: bool,
+    },
+    Postgres {
+        url: String,
+        max_connections: u32,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +45,9 @@ pub enum Error {
     NotFound(&'static str),
     #[error("{0}")]
     Conflict(String),
+    /// A single-use pre-auth key was consumed by a concurrent registration.
+    #[error("pre-auth key already used")]
+    KeyAlreadyUsed,
     #[error("database error: {0}")]
     Sqlx(#[from] sqlx::Error),
     #[error("migration failed: {0}")]

@@ -12,6 +12,9 @@
 //! - `admin`: the headscale.v1 gRPC API; `cli`: the command line.
 //! - `http`: the public listener, errors, metrics; `app`: wiring.
 
+pub mod admin;
+pub mod app;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod control;

@@ -52,6 +52,7 @@ impl From<db::Error> for Error {
         match e {
             db::Error::NotFound(m) => Error::NotFound(m.to_string()),
             db::Error::Conflict(m) => Error::Conflict(m),
+            e @ db::Error::KeyAlreadyUsed => Error::Conflict(e.to_string()),
             other => Error::Internal(other.to_string()),
         }
     }

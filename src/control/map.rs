@@ -46,7 +46,9 @@ pub(super) async fn handler(
     // The tunnel's authenticated machine key must own the node it names.
     if node.machine_key != peer.machine_key {
         tracing::warn!(node = %node.id, machine = ?peer.machine_key, "map request with foreign node key");
-        return Err(ApiError::unauthorized("node key does not belong to this machine"));
+        return Err(ApiError::unauthorized(
+            "node key does not belong to this machine",
+        ));
     }
     let disco_key = match req.disco_key.as_deref() {
         None | Some("") => None,

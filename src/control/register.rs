@@ -39,7 +39,10 @@ pub(super) async fn handler(
         old_node_key,
         auth_key: req.auth_key().map(str::to_string),
         expiry: req.expiry(),
-        hostinfo: req.hostinfo.clone().unwrap_or_else(|| serde_json::json!({})),
+        hostinfo: req
+            .hostinfo
+            .clone()
+            .unwrap_or_else(|| serde_json::json!({})),
         ephemeral: req.ephemeral,
         version: req.version,
     };
@@ -48,9 +51,17 @@ pub(super) async fn handler(
         RegisterOutcome::Authorized { node, user } => {
             cs.metrics.registration("authorized");
             let (id, login, display) = if node.is_tagged() {
-                (TAGGED_DEVICES_USER_ID, "tagged-devices".to_string(), "Tagged Devices".to_string())
+                (
+                    TAGGED_DEVICES_USER_ID,
+                    "tagged-devices".to_string(),
+                    "Tagged Devices".to_string(),
+                )
             } else {
-                (user.id.0, user.login_name().to_string(), user.display().to_string())
+                (
+                    user.id.0,
+                    user.login_name().to_string(),
+                    user.display().to_string(),
+                )
             };
             RegisterResponse {
                 user: tailcfg::User {

@@ -43,7 +43,9 @@ macro_rules! node_from_row {
                 .map_err(|e| Error::Corrupt(format!("hostinfo: {e}")))?,
             expiry: $r.try_get("expiry")?,
             ephemeral: $r.try_get("ephemeral")?,
-            auth_key_id: $r.try_get::<Option<i64>, _>("auth_key_id")?.map(PreAuthKeyId),
+            auth_key_id: $r
+                .try_get::<Option<i64>, _>("auth_key_id")?
+                .map(PreAuthKeyId),
             cap_version: $r.try_get("cap_version")?,
             created_at: $r.try_get("created_at")?,
             last_seen: $r.try_get("last_seen")?,
@@ -118,7 +120,12 @@ impl Db {
     /// single-use key only if it is still unused, so two concurrent uses can
     /// never both succeed: TS-2025-007) and inserts the node (`node.id` ignored)
     /// or updates the existing row. Returns the node id.
-    pub async fn register_node(&self, key: Option<KeyUse>, node: &Node, new: bool) -> Result<NodeId> {
+    pub async fn register_node(
+        &self,
+        key: Option<KeyUse>,
+        node: &Node,
+        new: bool,
+    ) -> Result<NodeId> {
         on_pool!(self, |p| {
             let mut tx = p.begin().await?;
             if let Some(k) = key {
@@ -133,7 +140,7 @@ impl Db {
                     .await?
                     .rows_affected();
                 if n != 1 {
-                    return Err(Error::Conflict("pre-auth key has already been used".into()));
+                    return Err(Error::KeyAlreadyUsed);
                 }
             }
             let id = if new {

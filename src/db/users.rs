@@ -62,9 +62,7 @@ impl Db {
                 .bind(id.0)
                 .execute(p)
                 .await
-                .map_err(|e| {
-                    conflict_on_unique(e, || format!("user {new_name:?} already exists"))
-                })?
+                .map_err(|e| conflict_on_unique(e, || format!("user {new_name:?} already exists")))?
                 .rows_affected()
         });
         if n == 0 {

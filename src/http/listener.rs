@@ -69,7 +69,9 @@ async fn handle(
         Some(acceptor) if first[0] == TLS_HANDSHAKE => {
             let tls = tokio::time::timeout(FIRST_BYTE_TIMEOUT, acceptor.accept(stream))
                 .await
-                .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake"))??;
+                .map_err(|_| {
+                    std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake")
+                })??;
             serve_conn(tls, app).await
         }
         _ => serve_conn(stream, app).await,

@@ -81,10 +81,22 @@ impl Metrics {
             "Completed TS2021 Noise handshakes",
             self.noise_handshakes.clone(),
         );
-        reg.register("map_sessions", "Open map streams", self.map_sessions.clone());
+        reg.register(
+            "map_sessions",
+            "Open map streams",
+            self.map_sessions.clone(),
+        );
         reg.register("nodes", "Registered nodes", self.nodes.clone());
-        reg.register("nodes_online", "Nodes with a live map stream", self.nodes_online.clone());
-        reg.register("derp_clients", "Connected DERP clients", self.derp_clients.clone());
+        reg.register(
+            "nodes_online",
+            "Nodes with a live map stream",
+            self.nodes_online.clone(),
+        );
+        reg.register(
+            "derp_clients",
+            "Connected DERP clients",
+            self.derp_clients.clone(),
+        );
         reg.register(
             "derp_packets_relayed",
             "Packets relayed by the embedded DERP server",
@@ -130,7 +142,10 @@ mod tests {
             nodes: 5,
             ..Default::default()
         });
-        assert!(text.contains("clawscale_map_frames_total{kind=\"full\"} 2"), "{text}");
+        assert!(
+            text.contains("clawscale_map_frames_total{kind=\"full\"} 2"),
+            "{text}"
+        );
         assert!(text.contains("clawscale_registrations_total{outcome=\"authorized\"} 1"));
         assert!(text.contains("clawscale_map_sessions 3"));
         assert!(text.contains("clawscale_nodes 5"));

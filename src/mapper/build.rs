@@ -54,14 +54,21 @@ pub fn build_full(
     let mut user_ids: BTreeSet<i64> = BTreeSet::new();
     user_ids.insert(owner_id(me));
     user_ids.extend(peers.iter().map(|p| owner_id(p)));
-    let user_profiles = user_ids.iter().filter_map(|id| profile(world, *id)).collect();
+    let user_profiles = user_ids
+        .iter()
+        .filter_map(|id| profile(world, *id))
+        .collect();
 
     let settings = &world.settings;
     let resp = MapResponse {
         node: Some(tail_node(world, me, now, true)),
         derp_map: Some(settings.derp_map.clone()),
-        peers: (!peers.is_empty())
-            .then(|| peers.iter().map(|p| tail_node(world, p, now, false)).collect()),
+        peers: (!peers.is_empty()).then(|| {
+            peers
+                .iter()
+                .map(|p| tail_node(world, p, now, false))
+                .collect()
+        }),
         peers_removed,
         dns_config: Some(settings.dns.clone()),
         domain: settings.domain.clone(),
@@ -130,8 +137,7 @@ pub fn build_delta(
             continue;
         }
         if let Some(p) = world.node(*id) {
-            resp.peers_changed_patch
-                .push(peer_patch(world, p, *mask));
+            resp.peers_changed_patch.push(peer_patch(world, p, *mask));
         }
     }
     if change.users {
@@ -251,7 +257,11 @@ fn peer_patch(world: &World, p: &Node, mask: PatchMask) -> PeerChange {
             None
         },
         online: online.then_some(is_online),
-        last_seen: if online && !is_online { p.last_seen } else { None },
+        last_seen: if online && !is_online {
+            p.last_seen
+        } else {
+            None
+        },
         // A patch cannot say "never expires"; expiry changes that clear the
         // expiry are sent as full upserts instead.
         key_expiry: if key_expiry { p.expiry } else { None },

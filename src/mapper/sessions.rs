@@ -155,7 +155,11 @@ mod tests {
         let old = s.open(NodeId(1));
         let new = s.open(NodeId(1));
         assert_eq!(s.count(NodeId(1)), 2);
-        assert_eq!(s.close(&old), 1, "closing the old stream leaves the new one");
+        assert_eq!(
+            s.close(&old),
+            1,
+            "closing the old stream leaves the new one"
+        );
         assert_eq!(s.close(&old), 1, "double close is harmless");
         assert_eq!(s.close(&new), 0);
         assert_eq!(s.total(), 0);

@@ -121,10 +121,18 @@ mod tests {
 
     #[test]
     fn small_pool_exhausts_and_skips_reserved() {
-        let p = ipam("100.100.100.96/29", "fd7a:115c:a1e0::50/124", Strategy::Sequential);
+        let p = ipam(
+            "100.100.100.96/29",
+            "fd7a:115c:a1e0::50/124",
+            Strategy::Sequential,
+        );
         // Every host address of this /29 lies in the reserved 100.100.100.0/24.
         assert_eq!(p.next_v4(|_| false), Err(Exhausted("IPv4")));
-        let p = ipam("100.64.0.0/30", "fd7a:115c:a1e0::50/124", Strategy::Sequential);
+        let p = ipam(
+            "100.64.0.0/30",
+            "fd7a:115c:a1e0::50/124",
+            Strategy::Sequential,
+        );
         let mut taken: HashSet<IpAddr> = HashSet::new();
         for _ in 0..2 {
             let a = p.next_v4(|ip| taken.contains(ip)).unwrap().unwrap();

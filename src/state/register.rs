@@ -59,12 +59,12 @@ impl Core {
         let existing = self.world.node_by_machine_key(&req.machine_key).cloned();
 
         // A node key may only ever belong to one machine.
-        if let Some(other) = self.world.node_by_node_key(&req.node_key) {
-            if other.machine_key != req.machine_key {
-                return Ok(RegisterOutcome::Refused(
-                    "node key is registered to a different machine".into(),
-                ));
-            }
+        if let Some(other) = self.world.node_by_node_key(&req.node_key)
+            && other.machine_key != req.machine_key
+        {
+            return Ok(RegisterOutcome::Refused(
+                "node key is registered to a different machine".into(),
+            ));
         }
 
         if req.expiry.is_some_and(|e| e <= now) {
@@ -122,7 +122,7 @@ impl Core {
             return Ok(Err("pre-auth key expired".into()));
         }
         if key.used && !key.reusable {
-            return Ok(Err("pre-auth key has already been used".into()));
+            return Ok(Err("pre-auth key already used".into()));
         }
         if self.world.user(key.user_id).is_none() {
             return Ok(Err(INVALID.into()));
@@ -202,8 +202,8 @@ impl Core {
         };
         let id = match self.db.register_node(Some(key_use), &node, new).await {
             Ok(id) => id,
-            Err(crate::db::Error::Conflict(msg)) if msg.contains("already been used") => {
-                return Ok(RegisterOutcome::Refused(msg));
+            Err(e @ crate::db::Error::KeyAlreadyUsed) => {
+                return Ok(RegisterOutcome::Refused(e.to_string()));
             }
             Err(e) => return Err(e.into()),
         };
@@ -223,7 +223,11 @@ impl Core {
         self.authorized(id)
     }
 
-    async fn rotate_key(&mut self, node: Arc<Node>, new_key: NodePublic) -> Result<RegisterOutcome> {
+    async fn rotate_key(
+        &mut self,
+        node: Arc<Node>,
+        new_key: NodePublic,
+    ) -> Result<RegisterOutcome> {
         let mut n = (*node).clone();
         n.node_key = new_key;
         self.db.save_node(&n).await?;

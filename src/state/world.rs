@@ -81,9 +81,7 @@ impl World {
     }
 
     pub fn name_taken(&self, name: &str, except: Option<NodeId>) -> bool {
-        self.by_name
-            .get(name)
-            .is_some_and(|id| Some(*id) != except)
+        self.by_name.get(name).is_some_and(|id| Some(*id) != except)
     }
 
     pub fn ip_taken(&self, ip: &IpAddr) -> bool {

@@ -75,7 +75,9 @@ impl Core {
     }
 
     fn schedule(&self, after: Duration, job: Job) {
-        let Some(jobs) = self.jobs.upgrade() else { return };
+        let Some(jobs) = self.jobs.upgrade() else {
+            return;
+        };
         tokio::spawn(async move {
             tokio::time::sleep(after).await;
             let _ = jobs.send(job).await;
@@ -247,7 +249,11 @@ impl StateHandle {
 
     pub async fn create_user(&self, name: &str, display_name: &str, email: &str) -> Result<User> {
         validate_user_name(name).map_err(Error::InvalidArgument)?;
-        let (name, display, email) = (name.to_string(), display_name.to_string(), email.to_string());
+        let (name, display, email) = (
+            name.to_string(),
+            display_name.to_string(),
+            email.to_string(),
+        );
         self.run(move |core| {
             Box::pin(async move {
                 let now = core.now();
@@ -497,10 +503,10 @@ fn home_derp_of(hostinfo: &serde_json::Value) -> i32 {
 /// A Hostinfo without `NetInfo` keeps the previous `NetInfo` (clients send it
 /// only when it changed).
 fn merge_hostinfo(old: &serde_json::Value, mut new: serde_json::Value) -> serde_json::Value {
-    if let (Some(obj), Some(prev)) = (new.as_object_mut(), old.get("NetInfo")) {
-        if !obj.contains_key("NetInfo") {
-            obj.insert("NetInfo".into(), prev.clone());
-        }
+    if let (Some(obj), Some(prev)) = (new.as_object_mut(), old.get("NetInfo"))
+        && !obj.contains_key("NetInfo")
+    {
+        obj.insert("NetInfo".into(), prev.clone());
     }
     new
 }

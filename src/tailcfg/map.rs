@@ -151,7 +151,10 @@ mod tests {
             ..Default::default()
         };
         let v = serde_json::to_value(&p).unwrap();
-        assert_eq!(v, serde_json::json!({"NodeID":7,"DERPRegion":999,"Online":false}));
+        assert_eq!(
+            v,
+            serde_json::json!({"NodeID":7,"DERPRegion":999,"Online":false})
+        );
     }
 
     #[test]

@@ -132,7 +132,10 @@ mod tests {
         assert_eq!(r.expiry().unwrap().timestamp(), 123);
         let r: RegisterRequest =
             serde_json::from_str(r#"{"Expiry":"2030-01-01T00:00:00+02:00"}"#).unwrap();
-        assert_eq!(r.expiry().unwrap().to_rfc3339(), "2029-12-31T22:00:00+00:00");
+        assert_eq!(
+            r.expiry().unwrap().to_rfc3339(),
+            "2029-12-31T22:00:00+00:00"
+        );
     }
 
     #[test]

@@ -35,7 +35,9 @@ impl DnsLabel {
     pub fn parse(name: &str) -> Result<Self, String> {
         let ok = !name.is_empty()
             && name.len() <= MAX_LABEL
-            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             && name.as_bytes()[0].is_ascii_alphanumeric()
             && name.as_bytes()[name.len() - 1].is_ascii_alphanumeric();
         if ok {

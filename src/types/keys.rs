@@ -131,7 +131,10 @@ mod tests {
 
     #[test]
     fn rejects_bad_forms() {
-        assert!(matches!("".parse::<NodePublic>(), Err(KeyError::Prefix(..))));
+        assert!(matches!(
+            "".parse::<NodePublic>(),
+            Err(KeyError::Prefix(..))
+        ));
         let m = format!("mkey:{}", "00".repeat(32));
         assert!(matches!(m.parse::<NodePublic>(), Err(KeyError::Prefix(..))));
         assert_eq!(

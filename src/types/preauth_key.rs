@@ -131,7 +131,13 @@ mod tests {
     fn parse_rejects_malformed() {
         assert!(PreAuthSecret::parse("").is_none());
         assert!(PreAuthSecret::parse("cskey-auth-zz").is_none());
-        assert!(PreAuthSecret::parse(&format!("cskey-auth-{}-{}", "a".repeat(12), "b".repeat(63))).is_none());
-        assert!(PreAuthSecret::parse(&format!("hskey-auth-{}-{}", "a".repeat(12), "b".repeat(64))).is_none());
+        assert!(
+            PreAuthSecret::parse(&format!("cskey-auth-{}-{}", "a".repeat(12), "b".repeat(63)))
+                .is_none()
+        );
+        assert!(
+            PreAuthSecret::parse(&format!("hskey-auth-{}-{}", "a".repeat(12), "b".repeat(64)))
+                .is_none()
+        );
     }
 }

@@ -42,7 +42,9 @@ pub fn validate_user_name(name: &str) -> Result<(), String> {
         return Err("user name must be 1-63 characters".into());
     }
     if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!("user name {name:?} contains whitespace or control characters"));
+        return Err(format!(
+            "user name {name:?} contains whitespace or control characters"
+        ));
     }
     if name.starts_with('@') || name.starts_with('-') {
         return Err(format!("user name {name:?} must not start with '@' or '-'"));

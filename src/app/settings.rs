@@ -1,0 +1,250 @@
+//! Derives the per-map settings (DERP map, DNS config) and a few listener
+//! facts from configuration.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+
+use axum::http::Uri;
+use ipnet::{Ipv4Net, Ipv6Net};
+
+use crate::config::{Config, DerpServer};
+use crate::state::Settings;
+use crate::tailcfg::{DerpMap, DerpNode, DerpRegion, DnsConfig, DnsRecord, Resolver};
+
+/// `server_url` with a `:0` port replaced by the port actually bound (tests
+/// and ad-hoc runs listen on port 0).
+pub(super) fn effective_server_url(server_url: &str, bound: SocketAddr) -> String {
+    match server_url.parse::<Uri>() {
+        Ok(u) if u.port_u16() == Some(0) => {
+            let host = u.host().unwrap_or("127.0.0.1");
+            let scheme = u.scheme_str().unwrap_or("http");
+            let path = u.path().trim_end_matches('/');
+            format!("{scheme}://{host}:{}{path}", bound.port())
+        }
+        _ => server_url.trim_end_matches('/').to_string(),
+    }
+}
+
+/// Host part of a URL, without IPv6 brackets.
+fn url_host(url: &str) -> Option<String> {
+    let u: Uri = url.parse().ok()?;
+    Some(
+        u.host()?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string(),
+    )
+}
+
+fn url_port(url: &str) -> u16 {
+    let Ok(u) = url.parse::<Uri>() else {
+        return 443;
+    };
+    u.port_u16().unwrap_or(match u.scheme_str() {
+        Some("http") => 80,
+        _ => 443,
+    })
+}
+
+/// Names the DERP certificate must cover: everything a client may dial.
+pub(super) fn tls_names(server_url: &str, d: &DerpServer, bound: SocketAddr) -> Vec<String> {
+    let mut names = Vec::new();
+    if let Some(h) = url_host(server_url) {
+        names.push(h);
+    }
+    if let Some(a) = d.ipv4 {
+        names.push(a.to_string());
+    }
+    if let Some(a) = d.ipv6 {
+        names.push(a.to_string());
+    }
+    if super::dialable(bound.ip()) {
+        names.push(bound.ip().to_string());
+    }
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// The settings every map carries.
+pub(super) fn world_settings(
+    config: &Config,
+    server_url: &str,
+    derp: Option<(&DerpServer, bool, String, Option<SocketAddr>)>,
+) -> anyhow::Result<Settings> {
+    let mut derp_map = DerpMap {
+        regions: BTreeMap::new(),
+        omit_default_regions: true,
+    };
+    if let Some((d, self_signed, cert_name, stun)) = derp {
+        let host = url_host(server_url)
+            .ok_or_else(|| anyhow::anyhow!("server_url {server_url:?} has no host"))?;
+        let host_ip: Option<IpAddr> = host.parse().ok();
+        let ipv4 = d
+            .ipv4
+            .map(|a| a.to_string())
+            .or_else(|| host_ip.filter(IpAddr::is_ipv4).map(|a| a.to_string()));
+        let ipv6 = d
+            .ipv6
+            .map(|a| a.to_string())
+            .or_else(|| host_ip.filter(IpAddr::is_ipv6).map(|a| a.to_string()));
+        let region_id = i32::try_from(d.region_id)?;
+        let node = DerpNode {
+            name: format!("{region_id}a"),
+            region_id,
+            host_name: host,
+            cert_name: if self_signed {
+                cert_name
+            } else {
+                String::new()
+            },
+            ipv4: ipv4.unwrap_or_default(),
+            ipv6: ipv6.unwrap_or_default(),
+            stun_port: stun.map(|s| i32::from(s.port())).unwrap_or(-1),
+            derp_port: i32::from(url_port(server_url)),
+            insecure_for_tests: false,
+        };
+        derp_map.regions.insert(
+            region_id.to_string(),
+            DerpRegion {
+                region_id,
+                region_code: d.region_code.clone(),
+                region_name: d.region_name.clone(),
+                nodes: vec![node],
+            },
+        );
+    }
+    Ok(Settings {
+        base_domain: config.dns.base_domain.clone(),
+        derp_map,
+        dns: dns_config(config),
+        domain: config.dns.base_domain.clone(),
+    })
+}
+
+fn resolvers(addrs: &[String]) -> Vec<Resolver> {
+    addrs.iter().map(|a| Resolver { addr: a.clone() }).collect()
+}
+
+/// Headscale's mapping of the `dns` section onto `tailcfg.DNSConfig`.
+pub(super) fn dns_config(config: &Config) -> DnsConfig {
+    let dns = &config.dns;
+    let mut out = DnsConfig {
+        proxied: dns.magic_dns,
+        extra_records: dns
+            .extra_records
+            .iter()
+            .map(|r| DnsRecord {
+                name: r.name.clone(),
+                r#type: r.r#type.clone(),
+                value: r.value.clone(),
+            })
+            .collect(),
+        ..Default::default()
+    };
+    if dns.override_local_dns {
+        out.resolvers = resolvers(&dns.nameservers_global);
+    } else {
+        out.fallback_resolvers = resolvers(&dns.nameservers_global);
+    }
+    for (suffix, servers) in &dns.nameservers_split {
+        out.routes.insert(suffix.clone(), resolvers(servers));
+    }
+    if dns.magic_dns {
+        out.domains.push(dns.base_domain.clone());
+        for zone in reverse_zones(config.prefixes.v4, config.prefixes.v6) {
+            // `[]`, never null: the client's clone drops nil route values.
+            out.routes.entry(zone).or_default();
+        }
+    }
+    out.domains.extend(dns.search_domains.iter().cloned());
+    out
+}
+
+/// Reverse-DNS zones covering the tailnet prefixes, at label granularity.
+pub(super) fn reverse_zones(v4: Option<Ipv4Net>, v6: Option<Ipv6Net>) -> Vec<String> {
+    let mut zones = Vec::new();
+    if let Some(net) = v4 {
+        let octets = usize::from(net.prefix_len().div_ceil(8)).max(1);
+        let wider = Ipv4Net::new(net.network(), (octets * 8) as u8)
+            .map(|n| n.trunc())
+            .ok();
+        if let Some(sub) = wider {
+            for n in net.subnets(sub.prefix_len()).into_iter().flatten() {
+                let o = n.network().octets();
+                let labels: Vec<String> = o[..octets].iter().rev().map(|b| b.to_string()).collect();
+                zones.push(format!("{}.in-addr.arpa.", labels.join(".")));
+            }
+        }
+    }
+    if let Some(net) = v6 {
+        let nibbles = usize::from(net.prefix_len().div_ceil(4)).max(1);
+        let hex: String = net
+            .network()
+            .octets()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let labels: Vec<String> = hex[..nibbles]
+            .chars()
+            .rev()
+            .map(|c| c.to_string())
+            .collect();
+        // Prefixes not on a nibble boundary would need several zones; the
+        // Tailscale range (/48) is on one.
+        zones.push(format!("{}.ip6.arpa.", labels.join(".")));
+    }
+    zones
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_url_port_zero_is_replaced() {
+        let bound: SocketAddr = "127.0.0.1:41000".parse().unwrap();
+        assert_eq!(
+            effective_server_url("http://127.0.0.1:0", bound),
+            "http://127.0.0.1:41000"
+        );
+        assert_eq!(
+            effective_server_url("https://ctl.example/", bound),
+            "https://ctl.example"
+        );
+    }
+
+    #[test]
+    fn reverse_zones_for_tailscale_ranges() {
+        let z = reverse_zones(
+            Some("100.64.0.0/10".parse().unwrap()),
+            Some("fd7a:115c:a1e0::/48".parse().unwrap()),
+        );
+        assert_eq!(z.len(), 65);
+        assert_eq!(z[0], "64.100.in-addr.arpa.");
+        assert_eq!(z[63], "127.100.in-addr.arpa.");
+        assert_eq!(z[64], "0.e.1.a.c.5.1.1.a.7.d.f.ip6.arpa.");
+    }
+
+    #[test]
+    fn derp_map_pins_self_signed_cert() {
+        let mut cfg = Config::embedded("/tmp/x");
+        cfg.dns.base_domain = "clawql.local".into();
+        let d = cfg.derp.server.clone().unwrap();
+        let stun: SocketAddr = "127.0.0.1:3478".parse().unwrap();
+        let s = world_settings(
+            &cfg,
+            "http://127.0.0.1:8080",
+            Some((&d, true, "sha256-raw:ab".into(), Some(stun))),
+        )
+        .unwrap();
+        let region = &s.derp_map.regions[&d.region_id.to_string()];
+        let node = &region.nodes[0];
+        assert_eq!(node.cert_name, "sha256-raw:ab");
+        assert_eq!(node.ipv4, "127.0.0.1");
+        assert_eq!(node.derp_port, 8080);
+        assert_eq!(node.stun_port, 3478);
+        assert!(s.dns.proxied);
+        assert_eq!(s.dns.domains, vec!["clawql.local".to_string()]);
+    }
+}
