@@ -267,3 +267,6 @@ fn peer_patch(world: &World, p: &Node, mask: PatchMask) -> PeerChange {
         key_expiry: if key_expiry { p.expiry } else { None },
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -92,8 +92,9 @@ impl World {
         self.online.contains(&id)
     }
 
-    /// Inserts or replaces a node, keeping every index in step.
-    pub(super) fn put_node(&mut self, node: Arc<Node>) {
+    /// Inserts or replaces a node, keeping every index in step. Only ever
+    /// called on a draft the caller owns: published Worlds sit behind `Arc`.
+    pub fn put_node(&mut self, node: Arc<Node>) {
         if let Some(old) = self.nodes.get(&node.id).cloned() {
             self.unindex(&old);
         }
@@ -107,7 +108,7 @@ impl World {
         self.nodes.insert(node.id, node);
     }
 
-    pub(super) fn remove_node(&mut self, id: NodeId) -> Option<Arc<Node>> {
+    pub fn remove_node(&mut self, id: NodeId) -> Option<Arc<Node>> {
         let old = self.nodes.remove(&id)?;
         self.unindex(&old);
         self.online.remove(&id);
