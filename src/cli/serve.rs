@@ -40,15 +40,19 @@ pub(super) async fn run(
 /// Logs to stderr at `default_level`, unless `RUST_LOG` says otherwise.
 /// Safe to call more than once (later calls do nothing).
 pub(super) fn init_tracing(default_level: &str, format: Option<LogFormat>) {
+    use std::io::IsTerminal;
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
-    let installed = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .try_init()
-        .is_ok();
-    if installed && format == Some(LogFormat::Json) {
-        // tracing-subscriber is built without its `json` feature.
-        tracing::warn!("log.format \"json\" is not supported yet; logging as text");
-    }
+        // Colour codes only help a human at a terminal; in files and
+        // journals they are noise.
+        .with_ansi(std::io::stderr().is_terminal());
+    // An error only means a subscriber is already installed.
+    let _ = if format == Some(LogFormat::Json) {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
 }
