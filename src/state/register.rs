@@ -230,20 +230,12 @@ impl Core {
     ) -> Result<RegisterOutcome> {
         let mut n = (*node).clone();
         n.node_key = new_key;
-        self.db.save_node(&n).await?;
         let id = n.id;
-        let mut w = self.draft();
-        w.put_node(Arc::new(n));
-        self.publish(
-            w,
-            Change::patch(
-                id,
-                PatchMask {
-                    key: true,
-                    ..Default::default()
-                },
-            ),
-        );
+        let key_changed = PatchMask {
+            key: true,
+            ..Default::default()
+        };
+        self.commit_node(n, Change::patch(id, key_changed)).await?;
         self.authorized(id)
     }
 
@@ -263,11 +255,8 @@ impl Core {
         }
         let mut n = (*node).clone();
         n.expiry = Some(now);
-        self.db.save_node(&n).await?;
         let id = n.id;
-        let mut w = self.draft();
-        w.put_node(Arc::new(n));
-        self.publish(w, Change::upsert(id));
+        self.commit_node(n, Change::upsert(id)).await?;
         tracing::info!(node = %id, "node logged out");
         Ok(RegisterOutcome::LoggedOut)
     }

@@ -19,7 +19,7 @@ use crate::db::{Db, NewPreAuthKey};
 use crate::mapper::sessions::Sessions;
 use crate::types::user::validate_user_name;
 use crate::types::{
-    DiscoPublic, DnsLabel, NodeId, PreAuthKey, PreAuthKeyId, PreAuthSecret, User, UserId,
+    DiscoPublic, DnsLabel, Node, NodeId, PreAuthKey, PreAuthKeyId, PreAuthSecret, User, UserId,
     node::normalize_tags,
 };
 
@@ -72,6 +72,23 @@ impl Core {
     /// A mutable copy of the current World to build the next one from.
     pub(super) fn draft(&self) -> World {
         (*self.world).clone()
+    }
+
+    /// A copy of node `id` to modify, or NotFound.
+    pub(super) fn node_copy(&self, id: NodeId) -> Result<Node> {
+        self.world
+            .node(id)
+            .map(|n| (**n).clone())
+            .ok_or_else(|| Error::NotFound("node not found".into()))
+    }
+
+    /// Saves a modified node, then publishes it with `change`.
+    pub(super) async fn commit_node(&mut self, n: Node, change: Change) -> Result<()> {
+        self.db.save_node(&n).await?;
+        let mut w = self.draft();
+        w.put_node(Arc::new(n));
+        self.publish(w, change);
+        Ok(())
     }
 
     fn schedule(&self, after: Duration, job: Job) {
@@ -372,12 +389,7 @@ impl StateHandle {
     pub async fn update_from_map(&self, id: NodeId, u: MapUpdate) -> Result<()> {
         self.run(move |core| {
             Box::pin(async move {
-                let node = core
-                    .world
-                    .node(id)
-                    .cloned()
-                    .ok_or_else(|| Error::NotFound("node not found".into()))?;
-                let mut n = (*node).clone();
+                let mut n = core.node_copy(id)?;
                 let mut mask = PatchMask::default();
                 let mut structural = false;
                 if let Some(d) = u.disco_key.filter(|d| *d != n.disco_key) {
@@ -410,16 +422,12 @@ impl StateHandle {
                 if mask.is_empty() && !structural {
                     return Ok(());
                 }
-                core.db.save_node(&n).await?;
-                let mut w = core.draft();
-                w.put_node(Arc::new(n));
                 let change = if structural {
                     Change::upsert(id)
                 } else {
                     Change::patch(id, mask)
                 };
-                core.publish(w, change);
-                Ok(())
+                core.commit_node(n, change).await
             })
         })
         .await
@@ -447,18 +455,9 @@ impl StateHandle {
     pub async fn expire_node(&self, id: NodeId) -> Result<()> {
         self.run(move |core| {
             Box::pin(async move {
-                let node = core
-                    .world
-                    .node(id)
-                    .cloned()
-                    .ok_or_else(|| Error::NotFound("node not found".into()))?;
-                let mut n = (*node).clone();
+                let mut n = core.node_copy(id)?;
                 n.expiry = Some(core.now());
-                core.db.save_node(&n).await?;
-                let mut w = core.draft();
-                w.put_node(Arc::new(n));
-                core.publish(w, Change::upsert(id));
-                Ok(())
+                core.commit_node(n, Change::upsert(id)).await
             })
         })
         .await
@@ -468,23 +467,14 @@ impl StateHandle {
         let label = DnsLabel::parse(new_name).map_err(Error::InvalidArgument)?;
         self.run(move |core| {
             Box::pin(async move {
-                let node = core
-                    .world
-                    .node(id)
-                    .cloned()
-                    .ok_or_else(|| Error::NotFound("node not found".into()))?;
+                let mut n = core.node_copy(id)?;
                 if core.world.name_taken(label.as_str(), Some(id)) {
                     return Err(Error::Conflict(format!(
                         "name {label} is already used by another node"
                     )));
                 }
-                let mut n = (*node).clone();
                 n.given_name = label;
-                core.db.save_node(&n).await?;
-                let mut w = core.draft();
-                w.put_node(Arc::new(n));
-                core.publish(w, Change::upsert(id));
-                Ok(())
+                core.commit_node(n, Change::upsert(id)).await
             })
         })
         .await
