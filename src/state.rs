@@ -12,7 +12,10 @@
 
 pub mod change;
 pub mod ipam;
+mod nodes;
+mod preauth_keys;
 mod register;
+mod users;
 mod world;
 mod writer;
 

@@ -92,7 +92,7 @@ fn full_map_has_self_peers_profiles_and_allow_all() {
     assert_eq!(sent.peers.len(), 2);
     // The wire form has no empty disco key (trap 11) and a Peers list.
     let j =
-        serde_json::to_value(&build_full(&w, NodeId(2), &mut SentState::default(), now())).unwrap();
+        serde_json::to_value(build_full(&w, NodeId(2), &mut SentState::default(), now())).unwrap();
     assert!(j["Node"].get("DiscoKey").is_none());
 }
 

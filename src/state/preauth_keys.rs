@@ -1,0 +1,73 @@
+//! Pre-auth key transitions. Keys change no World (they are only read at
+//! registration, from the database), so nothing is published here.
+
+use chrono::{DateTime, Utc};
+
+use super::{Error, Result, StateHandle};
+use crate::db::NewPreAuthKey;
+use crate::types::node::normalize_tags;
+use crate::types::{PreAuthKey, PreAuthKeyId, PreAuthSecret, UserId};
+
+impl StateHandle {
+    /// Creates a key and returns it with its secret text, which is never
+    /// stored and never shown again.
+    pub async fn create_preauth_key(
+        &self,
+        user: UserId,
+        reusable: bool,
+        ephemeral: bool,
+        expiration: Option<DateTime<Utc>>,
+        tags: Vec<String>,
+    ) -> Result<(PreAuthKey, String)> {
+        let tags = normalize_tags(tags).map_err(Error::InvalidArgument)?;
+        self.run(move |core| {
+            Box::pin(async move {
+                if core.world.user(user).is_none() {
+                    return Err(Error::NotFound("user not found".into()));
+                }
+                let now = core.now();
+                if expiration.is_some_and(|e| e <= now) {
+                    return Err(Error::InvalidArgument("expiration is in the past".into()));
+                }
+                let secret = PreAuthSecret::generate();
+                let key = core
+                    .db
+                    .create_preauth_key(
+                        &NewPreAuthKey {
+                            prefix: secret.prefix.clone(),
+                            hash: secret.hash(),
+                            user_id: user,
+                            reusable,
+                            ephemeral,
+                            tags,
+                            expiration,
+                        },
+                        now,
+                    )
+                    .await?;
+                Ok((key, secret.reveal()))
+            })
+        })
+        .await
+    }
+
+    pub async fn list_preauth_keys(&self, user: Option<UserId>) -> Result<Vec<PreAuthKey>> {
+        self.run(move |core| Box::pin(async move { Ok(core.db.list_preauth_keys(user).await?) }))
+            .await
+    }
+
+    pub async fn expire_preauth_key(&self, id: PreAuthKeyId) -> Result<()> {
+        self.run(move |core| {
+            Box::pin(async move {
+                let now = core.now();
+                Ok(core.db.expire_preauth_key(id, now).await?)
+            })
+        })
+        .await
+    }
+
+    pub async fn delete_preauth_key(&self, id: PreAuthKeyId) -> Result<()> {
+        self.run(move |core| Box::pin(async move { Ok(core.db.delete_preauth_key(id).await?) }))
+            .await
+    }
+}
