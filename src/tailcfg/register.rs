@@ -78,7 +78,9 @@ pub struct RegisterResponse {
     pub machine_authorized: bool,
     #[serde(rename = "AuthURL")]
     pub auth_url: String,
-    #[serde(rename = "Error", skip_serializing_if = "String::is_empty")]
+    /// Always present, like Go's field (no `omitempty`): some clients
+    /// (tailscale-rs) require it.
+    #[serde(rename = "Error")]
     pub error: String,
 }
 
@@ -139,9 +141,9 @@ mod tests {
     }
 
     #[test]
-    fn error_field_only_when_set() {
+    fn error_field_is_always_sent() {
         let ok = serde_json::to_value(RegisterResponse::default()).unwrap();
-        assert!(ok.get("Error").is_none());
+        assert_eq!(ok["Error"], "");
         assert_eq!(ok["AuthURL"], "");
         let err = RegisterResponse {
             error: "bad key".into(),
