@@ -1,0 +1,25 @@
+//! Fast in-process tier: the whole server (`clawscale::app::start`) on
+//! 127.0.0.1 port 0 with a temp data directory, driven by simulated nodes
+//! built on tailscale-rs `ts_control` (see `client.rs`). No namespaces and
+//! no real `tailscaled`; the whole target runs in seconds.
+//!
+//! Modules: `server` (fixture), `client` (simulated node), `enroll`
+//! (netmap, joins, disconnects, re-registration, restart), `keys`
+//! (pre-auth key rules and the single-use race), `postgres` (the enrollment
+//! scenarios on PostgreSQL), `badinput` (hostile input, then a health
+//! check).
+
+mod badinput;
+mod client;
+mod enroll;
+mod keys;
+mod postgres;
+mod server;
+
+use std::time::Duration;
+
+/// `dns.base_domain` of the embedded config.
+pub const BASE_DOMAIN: &str = "clawql.local";
+
+/// Bound on waiting for a netmap condition.
+pub const WAIT: Duration = Duration::from_secs(15);
