@@ -133,7 +133,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 
     let metrics = Metrics::new();
     let cs = ControlState::new(state.clone(), noise_key, metrics.clone());
-    let mut app = control::public_router(cs).route("/healthz", get(healthz));
+    let health = Router::new()
+        .route("/healthz", get(healthz))
+        .with_state(state.clone());
+    let mut app = control::public_router(cs).merge(health);
 
     let mut tls_config = None;
     let mut derp_server = None;
@@ -184,8 +187,22 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     })
 }
 
-async fn healthz() -> &'static str {
-    "ok\n"
+/// Healthy when the state writer runs and the database answers in time.
+async fn healthz(
+    axum::extract::State(state): axum::extract::State<StateHandle>,
+) -> (axum::http::StatusCode, &'static str) {
+    use axum::http::StatusCode;
+    match tokio::time::timeout(std::time::Duration::from_secs(5), state.ping()).await {
+        Ok(Ok(())) => (StatusCode::OK, "ok\n"),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "health check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n")
+        }
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "state writer not responding\n",
+        ),
+    }
 }
 
 /// DERP admission: only node keys of live (non-expired) tailnet nodes.

@@ -138,6 +138,14 @@ impl Db {
         }
     }
 
+    /// A trivial round trip, for health checks.
+    pub async fn ping(&self) -> Result<()> {
+        on_pool!(self, |p| {
+            sqlx::query("SELECT 1").execute(p).await?;
+        });
+        Ok(())
+    }
+
     pub async fn close(&self) {
         on_pool!(self, |p| p.close().await)
     }

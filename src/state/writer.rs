@@ -246,6 +246,12 @@ impl StateHandle {
         self.reader.world()
     }
 
+    /// Proves the writer is alive and the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        self.run(|core| Box::pin(async move { Ok(core.db.ping().await?) }))
+            .await
+    }
+
     pub fn reader(&self) -> StateReader {
         self.reader.clone()
     }
