@@ -85,3 +85,6 @@ pub struct Options {
 
 /// Optional expiry for a new key: `None` = never.
 pub type Expiration = Option<DateTime<Utc>>;
+
+#[cfg(test)]
+mod tests;
