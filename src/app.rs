@@ -210,10 +210,9 @@ struct TailnetVerifier(StateHandle);
 
 impl derp::ClientVerifier for TailnetVerifier {
     fn is_allowed(&self, node_key: &[u8; 32]) -> bool {
-        let world = self.0.world();
-        world
-            .node_by_node_key(&NodePublic(*node_key))
-            .is_some_and(|n| !n.is_expired(self.0.now()))
+        self.0
+            .world()
+            .is_live_node_key(&NodePublic(*node_key), self.0.now())
     }
 }
 

@@ -99,7 +99,17 @@ impl Fixture {
 async fn single_use_key_registers_once_and_refreshes_without_consuming() {
     let f = fixture(Duration::from_secs(1800)).await;
     let key = f.key(false, false, &[]).await;
+    assert!(
+        !f.state
+            .world()
+            .is_live_node_key(&NodePublic([1; 32]), Utc::now())
+    );
     let a = f.authorized(input(1, 1, Some(&key), "web")).await;
+    assert!(
+        f.state
+            .world()
+            .is_live_node_key(&NodePublic([1; 32]), Utc::now())
+    );
     assert_eq!(a.given_name.as_str(), "web");
     assert_eq!(a.ipv4.unwrap().to_string(), "100.64.0.1");
     // The same machine repeating its key (container restart) is a refresh.
@@ -187,6 +197,12 @@ async fn logout_expires_and_a_new_key_brings_the_same_node_back() {
     ));
     let n = f.state.world().node(a.id).cloned().unwrap();
     assert!(n.is_expired(Utc::now()), "logout must expire the node");
+    // ... and the DERP server stops admitting its key.
+    assert!(
+        !f.state
+            .world()
+            .is_live_node_key(&NodePublic([1; 32]), Utc::now())
+    );
     // Without a key it stays logged out, with a clear message.
     let msg = f.refused(input(1, 1, None, "web")).await;
     assert!(msg.contains("expired or logged out"), "{msg}");

@@ -72,6 +72,12 @@ impl World {
         self.by_node_key.get(k).and_then(|id| self.nodes.get(id))
     }
 
+    /// Whether `k` belongs to a node whose key has not expired: the DERP
+    /// admission rule for `verify_clients`.
+    pub fn is_live_node_key(&self, k: &NodePublic, now: chrono::DateTime<chrono::Utc>) -> bool {
+        self.node_by_node_key(k).is_some_and(|n| !n.is_expired(now))
+    }
+
     pub fn node_by_machine_key(&self, k: &MachinePublic) -> Option<&Arc<Node>> {
         self.by_machine_key.get(k).and_then(|id| self.nodes.get(id))
     }
