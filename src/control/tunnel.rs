@@ -12,6 +12,9 @@ use super::{ControlState, Peer, tunnel_router};
 use crate::noise;
 use crate::types::MachinePublic;
 
+/// Same budget the client gives the whole handshake (controlhttp).
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub(super) async fn upgrade(State(cs): State<ControlState>, req: Request) -> Response {
     let (resp, pending) = match noise::accept(req, &cs.noise_key) {
         Ok(ok) => ok,
@@ -26,10 +29,16 @@ pub(super) async fn upgrade(State(cs): State<ControlState>, req: Request) -> Res
         }
     };
     tokio::spawn(async move {
-        let accepted = match pending.finish().await {
-            Ok(a) => a,
-            Err(e) => {
+        // Writing the handshake response must not wait forever on a client
+        // that stopped reading after its upgrade request.
+        let accepted = match tokio::time::timeout(HANDSHAKE_TIMEOUT, pending.finish()).await {
+            Ok(Ok(a)) => a,
+            Ok(Err(e)) => {
                 tracing::debug!(error = %e, "noise upgrade did not complete");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!("noise upgrade timed out");
                 return;
             }
         };
