@@ -87,4 +87,6 @@ pub struct Options {
 pub type Expiration = Option<DateTime<Utc>>;
 
 #[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
 mod tests;

@@ -2,7 +2,6 @@
 //! served over a real unix socket and driven with the generated client.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tonic::Code;
@@ -10,11 +9,7 @@ use tonic::transport::Channel;
 
 use super::proto::*;
 use super::{AdminService, HeadscaleServiceClient, bind_unix, connect_unix, serve_listener};
-use crate::clock::SystemClock;
-use crate::db::{Db, Target};
-use crate::mapper::sessions::Sessions;
-use crate::state::ipam::{Ipam, Strategy};
-use crate::state::{self, Options, RegisterInput, RegisterOutcome, Settings, StateHandle};
+use crate::state::{RegisterInput, RegisterOutcome, StateHandle};
 use crate::types::{MachinePublic, NodePublic, PreAuthSecret};
 
 /// Keep `dir` bound while the test runs: dropping it deletes the database.
@@ -27,30 +22,7 @@ pub(crate) struct Fixture {
 
 /// A running admin API on a fresh database (also used by the CLI tests).
 pub(crate) async fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = Db::connect(&Target::Sqlite {
-        path: dir.path().join("db.sqlite"),
-        write_ahead_log: true,
-    })
-    .await
-    .expect("database");
-    let settings = Settings {
-        base_domain: "ts.example".into(),
-        derp_map: Default::default(),
-        dns: Default::default(),
-        domain: "ts.example".into(),
-    };
-    let opts = Options {
-        ipam: Ipam {
-            v4: Some("100.64.0.0/10".parse().expect("prefix")),
-            v6: Some("fd7a:115c:a1e0::/48".parse().expect("prefix")),
-            strategy: Strategy::Sequential,
-        },
-        ephemeral_inactivity_timeout: Duration::from_secs(1800),
-    };
-    let state = state::start(db, settings, Sessions::new(), Arc::new(SystemClock), opts)
-        .await
-        .expect("state writer");
+    let (dir, state) = crate::state::testing::temp_state(Duration::from_secs(1800)).await;
     let path = dir.path().join("admin.sock");
     let listener = bind_unix(&path, 0o600).expect("bind");
     tokio::spawn(serve_listener(listener, AdminService::new(state.clone())));

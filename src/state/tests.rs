@@ -7,11 +7,7 @@ use std::time::Duration;
 use chrono::Utc;
 use serde_json::json;
 
-use super::ipam::{Ipam, Strategy};
-use super::{Options, RegisterInput, RegisterOutcome, Settings, StateHandle, start};
-use crate::clock::SystemClock;
-use crate::db::{Db, Target};
-use crate::mapper::sessions::Sessions;
+use super::{RegisterInput, RegisterOutcome, StateHandle};
 use crate::types::{MachinePublic, Node, NodePublic, Owner, UserId};
 
 struct Fixture {
@@ -21,30 +17,7 @@ struct Fixture {
 }
 
 async fn fixture(ephemeral_timeout: Duration) -> Fixture {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = Db::connect(&Target::Sqlite {
-        path: dir.path().join("db.sqlite"),
-        write_ahead_log: true,
-    })
-    .await
-    .expect("database");
-    let settings = Settings {
-        base_domain: "clawql.local".into(),
-        derp_map: Default::default(),
-        dns: Default::default(),
-        domain: "clawql.local".into(),
-    };
-    let opts = Options {
-        ipam: Ipam {
-            v4: Some("100.64.0.0/10".parse().expect("prefix")),
-            v6: Some("fd7a:115c:a1e0::/48".parse().expect("prefix")),
-            strategy: Strategy::Sequential,
-        },
-        ephemeral_inactivity_timeout: ephemeral_timeout,
-    };
-    let state = start(db, settings, Sessions::new(), Arc::new(SystemClock), opts)
-        .await
-        .expect("state writer");
+    let (dir, state) = super::testing::temp_state(ephemeral_timeout).await;
     let user = state.create_user("alice", "", "").await.expect("user").id;
     Fixture {
         _dir: dir,

@@ -1,0 +1,42 @@
+//! Test support: a running state writer on a throwaway SQLite database, for
+//! any module's tests that need a real `StateHandle`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::ipam::{Ipam, Strategy};
+use super::{Options, Settings, StateHandle, start};
+use crate::clock::SystemClock;
+use crate::db::{Db, Target};
+use crate::mapper::sessions::Sessions;
+
+/// Starts a writer over a fresh database in a new temp dir (MagicDNS domain
+/// `clawql.local`, Tailscale's address ranges). Keep the `TempDir` alive for
+/// as long as the state is used: dropping it deletes the database.
+pub(crate) async fn temp_state(ephemeral_timeout: Duration) -> (tempfile::TempDir, StateHandle) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Db::connect(&Target::Sqlite {
+        path: dir.path().join("db.sqlite"),
+        write_ahead_log: true,
+    })
+    .await
+    .expect("database");
+    let settings = Settings {
+        base_domain: "clawql.local".into(),
+        derp_map: Default::default(),
+        dns: Default::default(),
+        domain: "clawql.local".into(),
+    };
+    let opts = Options {
+        ipam: Ipam {
+            v4: Some("100.64.0.0/10".parse().expect("prefix")),
+            v6: Some("fd7a:115c:a1e0::/48".parse().expect("prefix")),
+            strategy: Strategy::Sequential,
+        },
+        ephemeral_inactivity_timeout: ephemeral_timeout,
+    };
+    let state = start(db, settings, Sessions::new(), Arc::new(SystemClock), opts)
+        .await
+        .expect("state writer");
+    (dir, state)
+}
