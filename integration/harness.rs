@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 pub use bins::ClientVersion;
 pub use netns::{Netns, Topology};
-pub use process::CmdOutput;
+pub use process::{CmdOutput, OwnedChild};
 pub use server::{Db, KeyOptions, NodeRecord, Server, ServerConfig};
 pub use tailscaled::{PeerStatus, Pong, Status, Tailscaled, TailscaledOptions};
 

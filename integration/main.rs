@@ -8,4 +8,5 @@
 
 mod enroll;
 mod harness;
+mod policy;
 mod selftest;

@@ -18,9 +18,11 @@ use crate::derp;
 use crate::http::listener;
 use crate::http::metrics::{self, Metrics, Snapshot, SnapshotSource};
 use crate::mapper::sessions::Sessions;
+use crate::state::policy::PolicyStore;
 use crate::state::{self, StateHandle, ipam};
 use crate::types::NodePublic;
 
+mod policy_file;
 mod settings;
 
 /// A started server; dropping it does not stop the tasks (use the runtime).
@@ -90,6 +92,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         },
     };
     let db = Db::connect(&target).await.context("opening the database")?;
+    let (policy_store, policy_text) = policy_file::initial(&config.policy)?;
     tracing::info!(engine = db.engine(), "database ready");
 
     // DERP TLS first: its certificate pin goes into the DERP map.
@@ -128,10 +131,16 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             },
         },
         ephemeral_inactivity_timeout: config.ephemeral_node_inactivity_timeout,
+        policy_store,
+        policy_text,
     };
     let state = state::start(db, world_settings, sessions, clock, opts).await?;
 
     let metrics = Metrics::new();
+    if let (PolicyStore::File, Some(path)) = (policy_store, &config.policy.path) {
+        policy_file::watch(path.clone(), state.clone(), metrics.clone())
+            .context("watching the policy file")?;
+    }
     let cs = ControlState::new(state.clone(), noise_key, metrics.clone());
     let health = Router::new()
         .route("/healthz", get(healthz))

@@ -12,8 +12,10 @@
 
 mod nodes;
 mod output;
+pub mod policy;
 mod preauthkeys;
 mod serve;
+pub mod topology;
 mod users;
 
 #[cfg(test)]
@@ -74,6 +76,9 @@ pub enum Command {
     /// Manage nodes.
     #[command(subcommand, visible_alias = "node")]
     Nodes(nodes::NodesCommand),
+    /// Check, explain and compile policies; get/set a server's policy.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
     /// Print the version.
     Version,
 }
@@ -151,6 +156,21 @@ pub fn main() -> ExitCode {
         }
     };
     let mut stdout = std::io::stdout().lock();
+    if let Command::Policy(cmd) = &cli.command
+        && cmd.is_offline()
+    {
+        let Command::Policy(cmd) = cli.command else {
+            unreachable!("matched above")
+        };
+        return match policy::run_offline(&mut stdout, cmd) {
+            Ok(code) => ExitCode::from(code.unwrap_or(0)),
+            Err(e) => {
+                let _ = stdout.flush();
+                eprintln!("Error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match runtime.block_on(run(cli, &mut stdout)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -195,6 +215,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
         Command::Users(cmd) => users::run(&mut ctx, cmd).await,
         Command::Preauthkeys(cmd) => preauthkeys::run(&mut ctx, cmd).await,
         Command::Nodes(cmd) => nodes::run(&mut ctx, cmd).await,
+        Command::Policy(cmd) => policy::run(&mut ctx, cmd).await,
         Command::Serve(_) | Command::Version => Ok(()),
     }
 }

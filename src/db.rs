@@ -11,6 +11,7 @@
 //! May depend on: `types`. Nothing here knows about the protocol or policy.
 
 mod nodes;
+mod policies;
 mod preauth_keys;
 mod rows;
 mod users;

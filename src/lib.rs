@@ -7,6 +7,8 @@
 //!   served over it.
 //! - `state`: the one owner of tailnet state: an immutable `World` published
 //!   by a single writer after each database commit (`db`), with typed changes.
+//! - `policy`: Tailscale policy files parsed, validated and compiled per node
+//!   (packet filters, peers, CapMaps, SSH policies).
 //! - `mapper`: World → MapResponses, and the live map sessions.
 //! - `derp`: embedded DERP relay and STUN.
 //! - `admin`: the headscale.v1 gRPC API; `cli`: the command line.
@@ -23,6 +25,7 @@ pub mod derp;
 pub mod http;
 pub mod mapper;
 pub mod noise;
+pub mod policy;
 pub mod state;
 pub mod tailcfg;
 pub mod types;

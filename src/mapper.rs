@@ -4,10 +4,14 @@
 //! `sessions` holds live streams and their mailboxes; `frame` encodes a
 //! MapResponse for the wire (zstd + little-endian length).
 //!
-//! May depend on: `state` (World, Change), `tailcfg`, `types`.
+//! `view` is one node's share of the compiled policy.
+//!
+//! May depend on: `state` (World, Change), `policy` (output types), `tailcfg`,
+//! `types`.
 
 pub mod build;
 pub mod frame;
 pub mod sessions;
+pub mod view;
 
 pub use build::{SentState, build_delta, build_full};

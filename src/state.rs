@@ -7,12 +7,13 @@
 //! the map sessions. Because the writer publishes, callers (control protocol,
 //! admin API, scheduler) cannot forget to propagate a change.
 //!
-//! May depend on: `types`, `db`, `tailcfg` (settings only), `mapper::sessions`,
-//! `clock`.
+//! May depend on: `types`, `db`, `policy`, `tailcfg` (settings only),
+//! `mapper::sessions`, `clock`.
 
 pub mod change;
 pub mod ipam;
 mod nodes;
+pub mod policy;
 mod preauth_keys;
 mod register;
 mod users;
@@ -81,6 +82,9 @@ impl StateReader {
 pub struct Options {
     pub ipam: ipam::Ipam,
     pub ephemeral_inactivity_timeout: std::time::Duration,
+    pub policy_store: policy::PolicyStore,
+    /// In file mode: the policy file's text at boot (`None`: no file).
+    pub policy_text: Option<String>,
 }
 
 /// Optional expiry for a new key: `None` = never.

@@ -14,13 +14,15 @@ pub mod filter;
 pub mod map;
 pub mod node;
 pub mod register;
+pub mod ssh;
 
 pub use derp_map::{DerpMap, DerpNode, DerpRegion};
 pub use dns::{DnsConfig, DnsRecord, Resolver};
-pub use filter::{FilterRule, NetPortRange, PortRange};
+pub use filter::{CapGrant, FilterRule, NetPortRange, PortRange};
 pub use map::{MapRequest, MapResponse, PeerChange, UserProfile};
 pub use node::Node;
 pub use register::{Login, RegisterRequest, RegisterResponse, User};
+pub use ssh::{SshAction, SshPolicy, SshPrincipal, SshRule};
 
 /// Capability version spoken by tailscale 1.96.
 pub const CURRENT_CAPABILITY_VERSION: i32 = 133;

@@ -132,9 +132,9 @@ pub(super) fn node(n: &Node, world: &World) -> proto::Node {
         register_method: proto::RegisterMethod::AuthKey as i32,
         given_name: n.given_name.to_string(),
         online: world.is_online(n.id),
-        approved_routes: Vec::new(),
-        available_routes: Vec::new(),
-        subnet_routes: Vec::new(),
+        approved_routes: n.approved_routes.iter().map(ToString::to_string).collect(),
+        available_routes: n.routable_ips().iter().map(ToString::to_string).collect(),
+        subnet_routes: n.served_routes().iter().map(ToString::to_string).collect(),
         tags: n.tags.clone(),
     }
 }
@@ -184,6 +184,7 @@ mod tests {
             cap_version: 100,
             created_at: at(1_700_000_100),
             last_seen: None,
+            approved_routes: vec![],
         }
     }
 

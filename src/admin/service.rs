@@ -283,15 +283,33 @@ impl HeadscaleService for AdminService {
         Err(unsupported("DebugCreateNode"))
     }
 
-    async fn set_tags(&self, _: Request<SetTagsRequest>) -> Reply<SetTagsResponse> {
-        Err(unsupported("SetTags"))
+    async fn set_tags(&self, r: Request<SetTagsRequest>) -> Reply<SetTagsResponse> {
+        let r = r.into_inner();
+        let id = convert::node_id(r.node_id)?;
+        self.state.set_tags(id, r.tags).await?;
+        ok(SetTagsResponse {
+            node: Some(self.node_response(id)?),
+        })
     }
 
     async fn set_approved_routes(
         &self,
-        _: Request<SetApprovedRoutesRequest>,
+        r: Request<SetApprovedRoutesRequest>,
     ) -> Reply<SetApprovedRoutesResponse> {
-        Err(unsupported("SetApprovedRoutes"))
+        let r = r.into_inner();
+        let id = convert::node_id(r.node_id)?;
+        let routes = r
+            .routes
+            .iter()
+            .map(|t| {
+                t.parse::<ipnet::IpNet>()
+                    .map_err(|e| Status::invalid_argument(format!("route {t:?}: {e}")))
+            })
+            .collect::<Result<Vec<_>, Status>>()?;
+        self.state.set_approved_routes(id, routes).await?;
+        ok(SetApprovedRoutesResponse {
+            node: Some(self.node_response(id)?),
+        })
     }
 
     async fn register_node(&self, _: Request<RegisterNodeRequest>) -> Reply<RegisterNodeResponse> {
@@ -334,14 +352,28 @@ impl HeadscaleService for AdminService {
     }
 
     async fn get_policy(&self, _: Request<GetPolicyRequest>) -> Reply<GetPolicyResponse> {
-        Err(unsupported("GetPolicy"))
+        let world = self.state.world();
+        let Some(text) = world.policy.text.as_deref() else {
+            return Err(Status::not_found("no policy is set"));
+        };
+        Ok(Response::new(GetPolicyResponse {
+            policy: text.to_string(),
+            updated_at: world.policy.updated_at.map(convert::timestamp),
+        }))
     }
 
-    async fn set_policy(&self, _: Request<SetPolicyRequest>) -> Reply<SetPolicyResponse> {
-        Err(unsupported("SetPolicy"))
+    async fn set_policy(&self, req: Request<SetPolicyRequest>) -> Reply<SetPolicyResponse> {
+        let text = req.into_inner().policy;
+        self.state.set_policy(text).await?;
+        let world = self.state.world();
+        Ok(Response::new(SetPolicyResponse {
+            policy: world.policy.text.as_deref().unwrap_or_default().to_string(),
+            updated_at: world.policy.updated_at.map(convert::timestamp),
+        }))
     }
 
-    async fn check_policy(&self, _: Request<CheckPolicyRequest>) -> Reply<CheckPolicyResponse> {
-        Err(unsupported("CheckPolicy"))
+    async fn check_policy(&self, req: Request<CheckPolicyRequest>) -> Reply<CheckPolicyResponse> {
+        self.state.check_policy(&req.into_inner().policy)?;
+        Ok(Response::new(CheckPolicyResponse {}))
     }
 }

@@ -478,16 +478,61 @@ async fn health_and_unsupported_methods() {
     let health = client.health(HealthRequest {}).await.expect("health");
     assert!(health.into_inner().database_connectivity);
 
-    let status = client
-        .set_policy(SetPolicyRequest {
-            policy: "{}".into(),
-        })
-        .await
-        .expect_err("unsupported");
-    assert_eq!(status.code(), Code::Unimplemented);
-    assert_eq!(status.message(), "SetPolicy is not supported by clawscale");
     let keys = client.list_api_keys(ListApiKeysRequest {}).await;
     assert_eq!(code(keys), Code::Unimplemented);
     let tags = client.set_tags(SetTagsRequest::default()).await;
-    assert_eq!(code(tags), Code::Unimplemented);
+    assert_eq!(code(tags), Code::NotFound, "node 0 does not exist");
+}
+
+#[tokio::test]
+async fn policy_is_set_checked_and_read_back_in_database_mode() {
+    let Fixture {
+        dir: _dir,
+        mut client,
+        ..
+    } = fixture().await;
+    let none = client.get_policy(GetPolicyRequest {}).await;
+    assert_eq!(code(none), Code::NotFound, "no policy yet");
+
+    let good = "// ops may reach everything\n{\"acls\": [{\"action\": \"accept\", \
+                \"src\": [\"*\"], \"dst\": [\"*:*\"]}],}";
+    let set = client
+        .set_policy(SetPolicyRequest {
+            policy: good.into(),
+        })
+        .await
+        .expect("valid policy")
+        .into_inner();
+    assert_eq!(set.policy, good);
+    assert!(set.updated_at.is_some());
+    let got = client
+        .get_policy(GetPolicyRequest {})
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(got.policy, good, "comments and layout are kept");
+
+    let bad = "{\n  \"acls\": [\n    {\"action\": \"allow\", \"src\": [\"*\"], \"dst\": [\"*:*\"]}\n  ]\n}";
+    let err = client
+        .set_policy(SetPolicyRequest { policy: bad.into() })
+        .await
+        .expect_err("invalid action");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("line 3"), "{}", err.message());
+    let check = client
+        .check_policy(CheckPolicyRequest { policy: bad.into() })
+        .await;
+    assert_eq!(code(check), Code::InvalidArgument);
+    client
+        .check_policy(CheckPolicyRequest {
+            policy: good.into(),
+        })
+        .await
+        .expect("check good");
+    let still = client.get_policy(GetPolicyRequest {}).await.expect("get");
+    assert_eq!(
+        still.into_inner().policy,
+        good,
+        "the rejected policy changed nothing"
+    );
 }

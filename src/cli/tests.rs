@@ -319,3 +319,5 @@ async fn version_and_missing_server() {
     assert!(matches!(err, Error::Connect(_)));
     assert!(err.to_string().contains("none.sock"), "{err}");
 }
+
+mod policy;

@@ -13,7 +13,7 @@ pub type NodeRecord = Node;
 
 const COLUMNS: &str = "id, machine_key, node_key, disco_key, hostname, given_name, user_id, tags, \
      ipv4, ipv6, endpoints, home_derp, hostinfo, expiry, ephemeral, auth_key_id, cap_version, \
-     created_at, last_seen";
+     created_at, last_seen, approved_routes";
 
 macro_rules! node_from_row {
     ($r:expr) => {{
@@ -49,11 +49,15 @@ macro_rules! node_from_row {
             cap_version: $r.try_get("cap_version")?,
             created_at: $r.try_get("created_at")?,
             last_seen: $r.try_get("last_seen")?,
+            approved_routes: json_vec(&$r.try_get::<String, _>("approved_routes")?)?
+                .iter()
+                .map(|t| parse("approved route", t))
+                .collect::<Result<Vec<ipnet::IpNet>>>()?,
         }
     }};
 }
 
-/// Binds every column but `id`, in `COLUMNS` order, to `$1..$18`.
+/// Binds every column but `id`, in `COLUMNS` order, to `$1..$19`.
 macro_rules! bind_node {
     ($q:expr, $n:expr) => {{
         let n = $n;
@@ -79,18 +83,20 @@ macro_rules! bind_node {
             .bind(n.cap_version)
             .bind(n.created_at)
             .bind(n.last_seen)
+            .bind(to_json(&n.approved_routes))
     }};
 }
 
 const INSERT: &str = "INSERT INTO nodes (machine_key, node_key, disco_key, hostname, given_name, \
      user_id, tags, ipv4, ipv6, endpoints, home_derp, hostinfo, expiry, ephemeral, auth_key_id, \
-     cap_version, created_at, last_seen) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
-     $12, $13, $14, $15, $16, $17, $18) RETURNING id";
+     cap_version, created_at, last_seen, approved_routes) VALUES ($1, $2, $3, $4, $5, $6, $7, \
+     $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) RETURNING id";
 
 const UPDATE: &str = "UPDATE nodes SET machine_key = $1, node_key = $2, disco_key = $3, \
      hostname = $4, given_name = $5, user_id = $6, tags = $7, ipv4 = $8, ipv6 = $9, \
      endpoints = $10, home_derp = $11, hostinfo = $12, expiry = $13, ephemeral = $14, \
-     auth_key_id = $15, cap_version = $16, created_at = $17, last_seen = $18 WHERE id = $19";
+     auth_key_id = $15, cap_version = $16, created_at = $17, last_seen = $18, \
+     approved_routes = $19 WHERE id = $20";
 
 fn node_conflict(e: sqlx::Error) -> Error {
     conflict_on_unique(e, || {

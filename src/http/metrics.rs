@@ -24,6 +24,10 @@ pub struct Metrics {
     pub registrations: Family<Vec<(String, String)>, Counter>,
     /// Noise handshakes completed.
     pub noise_handshakes: Counter,
+    /// Policy file reloads by result (applied, rejected).
+    pub policy_reloads: Family<Vec<(String, String)>, Counter>,
+    /// 1 while the newest policy file was accepted, 0 after a rejection.
+    policy_file_ok: Gauge<i64, std::sync::atomic::AtomicI64>,
     map_sessions: Gauge<i64, std::sync::atomic::AtomicI64>,
     nodes: Gauge<i64, std::sync::atomic::AtomicI64>,
     nodes_online: Gauge<i64, std::sync::atomic::AtomicI64>,
@@ -43,7 +47,9 @@ pub struct Snapshot {
 
 impl Metrics {
     pub fn new() -> Arc<Self> {
-        Arc::new(Metrics::default())
+        let m = Metrics::default();
+        m.policy_file_ok.set(1);
+        Arc::new(m)
     }
 
     pub fn frame(&self, kind: &'static str) {
@@ -56,6 +62,14 @@ impl Metrics {
         self.registrations
             .get_or_create(&vec![("outcome".into(), outcome.into())])
             .inc();
+    }
+
+    pub fn policy_reload(&self, applied: bool) {
+        let result = if applied { "applied" } else { "rejected" };
+        self.policy_reloads
+            .get_or_create(&vec![("result".into(), result.into())])
+            .inc();
+        self.policy_file_ok.set(i64::from(applied));
     }
 
     /// Renders the exposition text with `snap` as the live gauges.
@@ -80,6 +94,16 @@ impl Metrics {
             "noise_handshakes",
             "Completed TS2021 Noise handshakes",
             self.noise_handshakes.clone(),
+        );
+        reg.register(
+            "policy_reloads",
+            "Policy file reloads by result",
+            self.policy_reloads.clone(),
+        );
+        reg.register(
+            "policy_file_ok",
+            "1 if the newest policy file was accepted, 0 if it was rejected",
+            self.policy_file_ok.clone(),
         );
         reg.register(
             "map_sessions",

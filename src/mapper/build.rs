@@ -6,12 +6,15 @@
 //! Values are always read from the World passed in, i.e. the newest one.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use super::view::{self, View};
+use crate::policy::{CapMap, PeerOutput};
 use crate::state::World;
 use crate::state::change::{Change, PatchMask};
-use crate::tailcfg::{self, FilterRule, MapResponse, PeerChange, UserProfile};
+use crate::tailcfg::{self, FilterRule, MapResponse, PeerChange, SshPolicy, UserProfile};
 use crate::types::{Node, NodeId};
 
 /// Tailscale's convention (and Headscale's id) for the synthetic owner of
@@ -23,6 +26,36 @@ pub const TAGGED_DEVICES_USER_ID: i64 = 2147455555;
 pub struct SentState {
     pub peers: BTreeSet<NodeId>,
     pub profiles: BTreeSet<i64>,
+    /// AllowedIPs/PrimaryRoutes sent for peers that route more than their
+    /// own addresses (the rest are implied by `peers`).
+    pub routes: BTreeMap<NodeId, PeerOutput>,
+    pub filter: Option<Arc<Vec<FilterRule>>>,
+    pub ssh: Option<SshPolicy>,
+    pub caps: CapMap,
+}
+
+impl SentState {
+    fn record_peer(&mut self, p: &Node, out: &PeerOutput) {
+        self.peers.insert(p.id);
+        if view::is_plain(p, out) {
+            self.routes.remove(&p.id);
+        } else {
+            self.routes.insert(p.id, out.clone());
+        }
+    }
+
+    fn forget_peer(&mut self, id: NodeId) -> bool {
+        self.routes.remove(&id);
+        self.peers.remove(&id)
+    }
+
+    /// Whether the client holds `out` for `p` already.
+    fn has_peer_output(&self, p: &Node, out: &PeerOutput) -> bool {
+        match self.routes.get(&p.id) {
+            Some(sent) => sent == out,
+            None => view::is_plain(p, out),
+        }
+    }
 }
 
 /// Result of building a delta.
@@ -43,8 +76,9 @@ pub fn build_full(
     now: DateTime<Utc>,
 ) -> Option<MapResponse> {
     let me = world.node(self_id)?;
-    let peers: Vec<&Node> = visible_peers(world, me).collect();
-    let peer_ids: BTreeSet<NodeId> = peers.iter().map(|p| p.id).collect();
+    let view = View::of(world, self_id);
+    let peers = view.visible(world, self_id);
+    let peer_ids: BTreeSet<NodeId> = peers.iter().map(|(p, _)| p.id).collect();
     let peers_removed = sent
         .peers
         .difference(&peer_ids)
@@ -53,7 +87,7 @@ pub fn build_full(
 
     let mut user_ids: BTreeSet<i64> = BTreeSet::new();
     user_ids.insert(owner_id(me));
-    user_ids.extend(peers.iter().map(|p| owner_id(p)));
+    user_ids.extend(peers.iter().map(|(p, _)| owner_id(p)));
     let user_profiles = user_ids
         .iter()
         .filter_map(|id| profile(world, *id))
@@ -61,22 +95,20 @@ pub fn build_full(
 
     let settings = &world.settings;
     let resp = MapResponse {
-        node: Some(tail_node(world, me, now, true)),
+        node: Some(self_node(world, me, &view, now)),
         derp_map: Some(settings.derp_map.clone()),
         peers: (!peers.is_empty()).then(|| {
             peers
                 .iter()
-                .map(|p| tail_node(world, p, now, false))
+                .map(|(p, out)| peer_node(world, p, out, now))
                 .collect()
         }),
         peers_removed,
         dns_config: Some(settings.dns.clone()),
         domain: settings.domain.clone(),
         collect_services: Some(false),
-        packet_filters: Some(BTreeMap::from([(
-            "base".to_string(),
-            vec![FilterRule::allow_all()],
-        )])),
+        packet_filters: Some(filters(&view.filter)),
+        ssh_policy: Some(view.ssh.clone().unwrap_or_default()),
         user_profiles,
         control_time: Some(now),
         debug: Some(tailcfg::map::Debug {
@@ -84,8 +116,16 @@ pub fn build_full(
         }),
         ..Default::default()
     };
-    sent.peers = peer_ids;
+    sent.peers = BTreeSet::new();
+    sent.routes = BTreeMap::new();
+    for (p, out) in &peers {
+        sent.record_peer(p, out);
+    }
+    debug_assert_eq!(sent.peers, peer_ids);
     sent.profiles = user_ids;
+    sent.filter = Some(view.filter.clone());
+    sent.ssh = view.ssh.clone();
+    sent.caps = view.cap_map.clone();
     Some(resp)
 }
 
@@ -108,32 +148,71 @@ pub fn build_delta(
     }
     let mut resp = MapResponse::default();
     let mut new_profiles: BTreeSet<i64> = BTreeSet::new();
+    let policy_moved = change.policy.contains(&self_id);
+    // The view is only worth computing when something can have moved it.
+    let view = (policy_moved || !change.upserted.is_empty()).then(|| View::of(world, self_id));
 
-    if change.upserted.contains(&self_id) {
-        resp.node = Some(tail_node(world, me, now, true));
+    if let Some(v) = &view
+        && (change.upserted.contains(&self_id) || (policy_moved && v.cap_map != sent.caps))
+    {
+        resp.node = Some(self_node(world, me, v, now));
         new_profiles.insert(owner_id(me));
+        sent.caps = v.cap_map.clone();
+    }
+    if let Some(v) = &view
+        && policy_moved
+    {
+        if sent.filter.as_ref() != Some(&v.filter) {
+            resp.packet_filters = Some(filters(&v.filter));
+            sent.filter = Some(v.filter.clone());
+        }
+        if sent.ssh != v.ssh {
+            resp.ssh_policy = Some(v.ssh.clone().unwrap_or_default());
+            sent.ssh = v.ssh.clone();
+        }
+        // Peers the policy now shows, hides, or lets route differently.
+        let visible = v.visible(world, self_id);
+        let now_ids: BTreeSet<NodeId> = visible.iter().map(|(p, _)| p.id).collect();
+        for (p, out) in &visible {
+            let known = sent.peers.contains(&p.id);
+            if (!known || !sent.has_peer_output(p, out)) && !change.upserted.contains(&p.id) {
+                resp.peers_changed.push(peer_node(world, p, out, now));
+                new_profiles.insert(owner_id(p));
+                sent.record_peer(p, out);
+            }
+        }
+        let gone: Vec<NodeId> = sent.peers.difference(&now_ids).copied().collect();
+        for id in gone {
+            if !change.upserted.contains(&id) && sent.forget_peer(id) {
+                resp.peers_removed.push(id.0);
+            }
+        }
     }
     for id in change.upserted.iter().filter(|id| **id != self_id) {
-        match world.node(*id).filter(|p| peer_visible(me, p)) {
-            Some(p) => {
-                resp.peers_changed.push(tail_node(world, p, now, false));
+        let shown = view
+            .as_ref()
+            .filter(|v| v.sees(self_id, *id))
+            .and_then(|v| world.node(*id).map(|p| (p, v.peer_output(p))));
+        match shown {
+            Some((p, out)) => {
+                resp.peers_changed.push(peer_node(world, p, &out, now));
                 new_profiles.insert(owner_id(p));
-                sent.peers.insert(*id);
+                sent.record_peer(p, &out);
             }
             None => {
-                if sent.peers.remove(id) {
+                if sent.forget_peer(*id) {
                     resp.peers_removed.push(id.0);
                 }
             }
         }
     }
     for id in &change.removed {
-        if sent.peers.remove(id) {
+        if sent.forget_peer(*id) {
             resp.peers_removed.push(id.0);
         }
     }
     for (id, mask) in &change.patched {
-        if *id == self_id || !sent.peers.contains(id) {
+        if *id == self_id || !sent.peers.contains(id) || change.upserted.contains(id) {
             continue;
         }
         if let Some(p) = world.node(*id) {
@@ -159,17 +238,31 @@ pub fn build_delta(
     Delta::Frame(Box::new(resp))
 }
 
-/// Until the policy engine lands every node sees every other node.
-fn visible_peers<'a>(world: &'a World, me: &'a Node) -> impl Iterator<Item = &'a Node> + 'a {
-    world
-        .nodes
-        .values()
-        .map(|n| n.as_ref())
-        .filter(move |p| peer_visible(me, p))
+fn filters(rules: &Arc<Vec<FilterRule>>) -> BTreeMap<String, Vec<FilterRule>> {
+    BTreeMap::from([("base".to_string(), (**rules).clone())])
 }
 
-fn peer_visible(me: &Node, peer: &Node) -> bool {
-    me.id != peer.id
+/// The self node: its CapMap comes from the policy (nodeAttrs), and its
+/// AllowedIPs include the routes it serves, as Tailscale sends them.
+fn self_node(world: &World, me: &Node, v: &View, now: DateTime<Utc>) -> tailcfg::Node {
+    let mut n = tail_node(world, me, now, true);
+    n.cap_map = v.cap_map.clone();
+    let routes = me.served_routes();
+    if !routes.is_empty() {
+        let mut allowed = n.addresses.clone();
+        allowed.extend(routes.iter().map(ToString::to_string));
+        n.allowed_ips = Some(allowed);
+    }
+    n
+}
+
+fn peer_node(world: &World, p: &Node, out: &PeerOutput, now: DateTime<Utc>) -> tailcfg::Node {
+    let mut n = tail_node(world, p, now, false);
+    if !view::is_plain(p, out) {
+        n.allowed_ips = Some(out.allowed_ips.iter().map(ToString::to_string).collect());
+        n.primary_routes = out.primary_routes.iter().map(ToString::to_string).collect();
+    }
+    n
 }
 
 fn owner_id(n: &Node) -> i64 {

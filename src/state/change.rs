@@ -55,6 +55,7 @@ pub enum Reason {
     Presence,
     UserChanged,
     Settings,
+    Policy,
 }
 
 impl Reason {
@@ -66,6 +67,7 @@ impl Reason {
             Reason::Presence => "presence",
             Reason::UserChanged => "user_changed",
             Reason::Settings => "settings",
+            Reason::Policy => "policy",
         }
     }
 }
@@ -83,6 +85,9 @@ pub struct Change {
     pub patched: BTreeMap<NodeId, PatchMask>,
     /// User records changed (profiles must be re-sent).
     pub users: bool,
+    /// Nodes whose policy output (packet filter, visible peers, routes,
+    /// SSH policy, CapMap) may differ: their sessions recompute and diff it.
+    pub policy: BTreeSet<NodeId>,
 }
 
 impl Change {
@@ -113,6 +118,13 @@ impl Change {
         c
     }
 
+    pub fn policy(ids: impl IntoIterator<Item = NodeId>) -> Self {
+        Change {
+            policy: ids.into_iter().collect(),
+            ..Default::default()
+        }
+    }
+
     pub fn users() -> Self {
         Change {
             users: true,
@@ -126,6 +138,7 @@ impl Change {
             && self.upserted.is_empty()
             && self.removed.is_empty()
             && self.patched.is_empty()
+            && self.policy.is_empty()
     }
 
     /// Folds `other` into `self`. A node that is removed supersedes earlier
@@ -138,8 +151,10 @@ impl Change {
             removed,
             patched,
             users,
+            policy,
         } = other;
         self.full |= full;
+        self.policy.extend(policy);
         self.users |= users;
         for id in removed {
             self.upserted.remove(&id);
@@ -219,6 +234,7 @@ mod tests {
             ),
             Change::users(),
             Change::upsert(n(2)),
+            Change::policy([n(1), n(3)]),
         ];
         for a in &samples {
             for b in &samples {

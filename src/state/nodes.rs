@@ -3,7 +3,10 @@
 use super::change::{Change, PatchMask};
 use super::writer::MapUpdate;
 use super::{Error, Result, StateHandle};
-use crate::types::{DnsLabel, NodeId};
+use ipnet::IpNet;
+
+use crate::types::node::normalize_tags;
+use crate::types::{DnsLabel, Node, NodeId};
 
 impl StateHandle {
     /// Applies what a map request reports (disco key, endpoints, hostinfo)
@@ -80,6 +83,45 @@ impl StateHandle {
                 let mut n = core.node_copy(id)?;
                 n.expiry = Some(core.now());
                 core.commit_node(n, Change::upsert(id)).await
+            })
+        })
+        .await
+    }
+
+    /// Replaces a node's tags (admin API). With a policy, every tag must be
+    /// one its `tagOwners` defines; an empty list makes the node user-owned
+    /// again.
+    pub async fn set_tags(&self, id: NodeId, tags: Vec<String>) -> Result<Node> {
+        let tags = normalize_tags(tags).map_err(Error::InvalidArgument)?;
+        self.run(move |core| {
+            Box::pin(async move {
+                let mut n = core.node_copy(id)?;
+                if let Some(p) = &core.world.policy.policy
+                    && let Some(t) = tags.iter().find(|t| !p.defines_tag(t))
+                {
+                    return Err(Error::InvalidArgument(format!(
+                        "tag {t:?} is not defined in the policy's tagOwners"
+                    )));
+                }
+                n.tags = tags;
+                core.commit_node(n.clone(), Change::upsert(id)).await?;
+                Ok(n)
+            })
+        })
+        .await
+    }
+
+    /// Replaces the routes an operator approves for a node (admin API).
+    pub async fn set_approved_routes(&self, id: NodeId, routes: Vec<IpNet>) -> Result<Node> {
+        let mut routes: Vec<IpNet> = routes.into_iter().map(|r| r.trunc()).collect();
+        routes.sort();
+        routes.dedup();
+        self.run(move |core| {
+            Box::pin(async move {
+                let mut n = core.node_copy(id)?;
+                n.approved_routes = routes;
+                core.commit_node(n.clone(), Change::upsert(id)).await?;
+                Ok(n)
             })
         })
         .await

@@ -18,6 +18,7 @@ use super::change::{Change, PatchMask};
 use super::writer::Core;
 use super::{Error, Result, StateHandle};
 use crate::db::KeyUse;
+use crate::types::node::normalize_tags;
 use crate::types::{
     DnsLabel, MachinePublic, Node, NodeId, NodePublic, PreAuthKey, PreAuthSecret, User,
 };
@@ -143,6 +144,10 @@ impl Core {
             .and_then(|v| v.as_str())
             .unwrap_or("")
             .to_string();
+        let tags = match self.claimed_tags(&key, &req.hostinfo) {
+            Ok(t) => t,
+            Err(msg) => return Ok(RegisterOutcome::Refused(msg)),
+        };
         let (node, new) = match existing {
             // Same machine logging in again (after logout or expiry): it keeps
             // its id, name and addresses.
@@ -151,7 +156,7 @@ impl Core {
                 n.node_key = req.node_key;
                 n.expiry = None;
                 n.user_id = key.user_id;
-                n.tags = key.tags.clone();
+                n.tags = tags;
                 n.ephemeral = key.ephemeral || req.ephemeral;
                 n.auth_key_id = Some(key.id);
                 n.hostinfo = req.hostinfo.clone();
@@ -180,7 +185,7 @@ impl Core {
                     hostname,
                     given_name,
                     user_id: key.user_id,
-                    tags: key.tags.clone(),
+                    tags,
                     ipv4,
                     ipv6,
                     endpoints: vec![],
@@ -192,6 +197,7 @@ impl Core {
                     cap_version: req.version,
                     created_at: now,
                     last_seen: None,
+                    approved_routes: vec![],
                 };
                 (n, true)
             }
@@ -221,6 +227,35 @@ impl Core {
         let change = Change::upsert(id);
         self.publish(w, change);
         self.authorized(id)
+    }
+
+    /// The tags a registration asks for: the key's own plus any the client
+    /// requests (`tailscale up --advertise-tags`, Hostinfo.RequestTags). The
+    /// key's owner must own every one under the policy's `tagOwners`;
+    /// otherwise the registration is refused with a message the client shows.
+    fn claimed_tags(
+        &self,
+        key: &PreAuthKey,
+        hostinfo: &serde_json::Value,
+    ) -> std::result::Result<Vec<String>, String> {
+        let requested: Vec<&str> = hostinfo
+            .get("RequestTags")
+            .and_then(|v| v.as_array())
+            .map(|a| a.iter().filter_map(|t| t.as_str()).collect())
+            .unwrap_or_default();
+        let tags = normalize_tags(key.tags.iter().map(String::as_str).chain(requested))?;
+        if tags.is_empty() {
+            return Ok(tags);
+        }
+        let user = self
+            .world
+            .user(key.user_id)
+            .ok_or_else(|| "invalid pre-auth key".to_string())?;
+        self.world
+            .policy
+            .check_tags(user, &key.tags, &tags)
+            .map_err(|e| format!("requested tags are not permitted: {e}"))?;
+        Ok(tags)
     }
 
     async fn rotate_key(

@@ -34,6 +34,8 @@ pub(crate) async fn temp_state(ephemeral_timeout: Duration) -> (tempfile::TempDi
             strategy: Strategy::Sequential,
         },
         ephemeral_inactivity_timeout: ephemeral_timeout,
+        policy_store: super::policy::PolicyStore::Database,
+        policy_text: None,
     };
     let state = start(db, settings, Sessions::new(), Arc::new(SystemClock), opts)
         .await

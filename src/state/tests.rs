@@ -262,3 +262,5 @@ async fn an_old_stream_closing_after_a_reconnect_keeps_the_node_online() {
     assert!(!w.is_online(n.id));
     assert!(w.node(n.id).unwrap().last_seen.is_some());
 }
+
+mod policy;

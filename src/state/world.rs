@@ -1,5 +1,5 @@
 //! The World: an immutable snapshot of everything the control plane serves
-//! (users, nodes, presence, static settings) plus the indexes readers need.
+//! (users, nodes, presence, policy, static settings) plus the indexes readers need.
 //!
 //! Assumptions: reads vastly outnumber writes; readers take an `Arc<World>`
 //! and never block; only the writer (`state::writer`) builds new Worlds,
@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use super::policy::PolicyState;
 use crate::tailcfg;
 use crate::types::{MachinePublic, Node, NodeId, NodePublic, User, UserId};
 
@@ -31,6 +32,8 @@ pub struct World {
     pub nodes: BTreeMap<NodeId, Arc<Node>>,
     /// Nodes with at least one live map stream.
     pub online: BTreeSet<NodeId>,
+    /// The policy in force, compiled for this World's nodes.
+    pub policy: Arc<PolicyState>,
     by_node_key: HashMap<NodePublic, NodeId>,
     by_machine_key: HashMap<MachinePublic, NodeId>,
     by_ip: HashMap<IpAddr, NodeId>,
@@ -45,6 +48,7 @@ impl World {
             users: users.into_iter().map(|u| (u.id, Arc::new(u))).collect(),
             nodes: BTreeMap::new(),
             online: BTreeSet::new(),
+            policy: Arc::default(),
             by_node_key: HashMap::new(),
             by_machine_key: HashMap::new(),
             by_ip: HashMap::new(),

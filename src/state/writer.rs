@@ -13,6 +13,7 @@ use futures_util::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::change::{Change, PatchMask};
+use super::policy::{PolicyState, PolicyStore};
 use super::{Error, Options, Result, StateReader, World};
 use crate::clock::Clock;
 use crate::db::Db;
@@ -57,7 +58,8 @@ impl Core {
     }
 
     /// Publishes `next` as the new World and routes `change` to sessions.
-    pub(super) fn publish(&mut self, mut next: World, change: Change) {
+    pub(super) fn publish(&mut self, mut next: World, mut change: Change) {
+        self.follow_policy(&mut next, &mut change);
         next.generation = self.world.generation + 1;
         let next = Arc::new(next);
         self.world = next.clone();
@@ -187,7 +189,11 @@ pub async fn start(
 ) -> Result<StateHandle> {
     let users = db.list_users().await?;
     let nodes = db.list_nodes().await?;
-    let world = Arc::new(World::new(settings, users, nodes));
+    let mut world = World::new(settings, users, nodes);
+    if let Some(p) = initial_policy(&db, &opts, &world).await? {
+        world.policy = Arc::new(p);
+    }
+    let world = Arc::new(world);
     let (publisher, reader) = watch::channel(world.clone());
     let (tx, mut rx) = mpsc::channel::<Job>(1024);
     let mut core = Core {
@@ -223,6 +229,37 @@ pub async fn start(
         sessions,
         clock,
     })
+}
+
+/// The policy to serve from boot: the file's text (given in `opts`, which
+/// must pass in full, tests included: an operator is starting the server on
+/// it) or the newest stored one (accepted when it was saved, so its tests are
+/// not re-run against a topology that may have moved since).
+async fn initial_policy(db: &Db, opts: &Options, world: &World) -> Result<Option<PolicyState>> {
+    let (text, run_tests) = match opts.policy_store {
+        PolicyStore::File => match &opts.policy_text {
+            Some(t) => (t.clone(), true),
+            None => return Ok(None),
+        },
+        PolicyStore::Database => match db.current_policy().await? {
+            Some(t) => (t, false),
+            None => return Ok(None),
+        },
+    };
+    let invalid = |e: crate::policy::PolicyError| Error::InvalidArgument(format!("policy: {e}"));
+    let (policy, compiled) = if run_tests {
+        super::policy::accept(&text, world).map_err(invalid)?
+    } else {
+        let p = crate::policy::Policy::parse(&text).map_err(invalid)?;
+        let c = p.compile(&super::policy::topology(world));
+        (p, c)
+    };
+    Ok(Some(PolicyState {
+        text: Some(text.into()),
+        policy: Some(policy),
+        compiled: Some(compiled),
+        updated_at: None,
+    }))
 }
 
 impl StateHandle {

@@ -1,5 +1,8 @@
 //! `tailcfg.FilterRule` (control.md §4.9). `SrcBits` and `DstPorts[].Bits`
 //! are deliberately absent: the 1.96 parser rejects a filter that has them.
+//! `CapGrant` carries app capabilities granted to the sources (grants `app`).
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -11,6 +14,18 @@ pub struct FilterRule {
     pub dst_ports: Vec<NetPortRange>,
     #[serde(rename = "IPProto", default, skip_serializing_if = "Vec::is_empty")]
     pub ip_proto: Vec<i32>,
+    #[serde(rename = "CapGrant", default, skip_serializing_if = "Vec::is_empty")]
+    pub cap_grant: Vec<CapGrant>,
+}
+
+/// `tailcfg.CapGrant`: capabilities the rule's sources get on `Dsts`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapGrant {
+    /// Destination prefixes (`100.64.0.1/32`).
+    #[serde(rename = "Dsts")]
+    pub dsts: Vec<String>,
+    #[serde(rename = "CapMap")]
+    pub cap_map: BTreeMap<String, Vec<serde_json::Value>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,6 +57,7 @@ impl FilterRule {
                 },
             }],
             ip_proto: vec![],
+            cap_grant: vec![],
         }
     }
 }
@@ -58,5 +74,27 @@ mod tests {
             r#"{"SrcIPs":["*"],"DstPorts":[{"IP":"*","Ports":{"First":0,"Last":65535}}]}"#
         );
         assert!(!j.contains("Bits"));
+    }
+
+    #[test]
+    fn cap_grant_shape() {
+        let mut cm = BTreeMap::new();
+        cm.insert("example.com/cap/x".to_string(), vec![serde_json::json!({})]);
+        let r = FilterRule {
+            src_ips: vec!["100.64.0.1".into()],
+            dst_ports: vec![],
+            ip_proto: vec![],
+            cap_grant: vec![CapGrant {
+                dsts: vec!["100.64.0.2/32".into()],
+                cap_map: cm,
+            }],
+        };
+        let j = serde_json::to_string(&r).unwrap();
+        assert_eq!(
+            j,
+            r#"{"SrcIPs":["100.64.0.1"],"CapGrant":[{"Dsts":["100.64.0.2/32"],"CapMap":{"example.com/cap/x":[{}]}}]}"#
+        );
+        let back: FilterRule = serde_json::from_str(&j).unwrap();
+        assert_eq!(back, r);
     }
 }

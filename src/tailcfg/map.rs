@@ -61,6 +61,9 @@ pub struct MapResponse {
     /// can be said without `PacketFilter: []`'s deny-all ambiguity.
     #[serde(rename = "PacketFilters", skip_serializing_if = "Option::is_none")]
     pub packet_filters: Option<BTreeMap<String, Vec<FilterRule>>>,
+    /// Absent = unchanged; `{"rules": []}` = no SSH access.
+    #[serde(rename = "SSHPolicy", skip_serializing_if = "Option::is_none")]
+    pub ssh_policy: Option<super::SshPolicy>,
     #[serde(rename = "UserProfiles", skip_serializing_if = "Vec::is_empty")]
     pub user_profiles: Vec<UserProfile>,
     #[serde(rename = "ControlTime", skip_serializing_if = "Option::is_none")]
@@ -127,6 +130,7 @@ impl MapResponse {
             && self.peers_changed_patch.is_empty()
             && self.dns_config.is_none()
             && self.packet_filters.is_none()
+            && self.ssh_policy.is_none()
             && self.user_profiles.is_empty()
             && self.domain.is_empty()
     }

@@ -3,6 +3,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use chrono::{DateTime, Utc};
+use ipnet::IpNet;
 
 use super::{DiscoPublic, DnsLabel, MachinePublic, NodeId, NodePublic, PreAuthKeyId, UserId};
 
@@ -31,6 +32,10 @@ pub struct Node {
     pub tags: Vec<String>,
     pub ipv4: Option<Ipv4Addr>,
     pub ipv6: Option<Ipv6Addr>,
+    /// Subnet routes (and exit routes `0.0.0.0/0`, `::/0`) an operator or the
+    /// policy's `autoApprovers` has approved; only those the node also
+    /// advertises (Hostinfo.RoutableIPs) are served.
+    pub approved_routes: Vec<IpNet>,
     /// UDP endpoints as `ip:port` strings, straight from the client.
     pub endpoints: Vec<String>,
     /// Home DERP region from Hostinfo.NetInfo.PreferredDERP (0 = none).
@@ -75,6 +80,32 @@ impl Node {
             v.push(format!("{a}/128"));
         }
         v
+    }
+
+    /// Routes the client advertises (`Hostinfo.RoutableIPs`), ignoring
+    /// entries that do not parse: the client's word is not trusted input.
+    pub fn routable_ips(&self) -> Vec<IpNet> {
+        let Some(list) = self.hostinfo.get("RoutableIPs").and_then(|v| v.as_array()) else {
+            return Vec::new();
+        };
+        let mut v: Vec<IpNet> = list
+            .iter()
+            .filter_map(|r| r.as_str()?.parse::<IpNet>().ok())
+            .map(|n| n.trunc())
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// Approved routes the node currently advertises: what it may serve.
+    pub fn served_routes(&self) -> Vec<IpNet> {
+        let adv = self.routable_ips();
+        self.approved_routes
+            .iter()
+            .filter(|r| adv.contains(r))
+            .copied()
+            .collect()
     }
 
     pub fn addresses(&self) -> Vec<std::net::IpAddr> {

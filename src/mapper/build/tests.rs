@@ -33,6 +33,7 @@ fn node(id: i64, user: i64, tags: &[&str]) -> Node {
         cap_version: 133,
         created_at: now(),
         last_seen: None,
+        approved_routes: vec![],
     }
 }
 
@@ -235,3 +236,5 @@ fn expired_peer_is_flagged() {
     let p = &r.peers.unwrap()[0];
     assert!(p.expired && !p.machine_authorized);
 }
+
+mod policy;

@@ -1,0 +1,149 @@
+//! Maps under a policy: only visible peers, the node's own filter, and
+//! deltas that carry exactly what a policy change altered for this node.
+
+use std::sync::Arc;
+
+use super::{frame, node, now, world};
+use crate::mapper::build::{Delta, SentState, build_delta, build_full};
+use crate::state::World;
+use crate::state::change::Change;
+use crate::state::policy::{PolicyState, accept};
+use crate::types::NodeId;
+
+/// alice (user 1) may reach tag:srv on 22; bob (user 2) nothing.
+const ALICE_TO_SRV: &str = r#"{
+  "tagOwners": {"tag:srv": ["alice@example.com"]},
+  "acls": [{"action": "accept", "src": ["alice@example.com"], "dst": ["tag:srv:22"]}],
+}"#;
+
+/// bob may reach tag:srv on 22 as well.
+const BOTH_TO_SRV: &str = r#"{
+  "tagOwners": {"tag:srv": ["alice@example.com"]},
+  "acls": [{"action": "accept", "src": ["alice@example.com", "bob@example.com"], "dst": ["tag:srv:22"]}],
+}"#;
+
+fn install(w: &mut World, text: &str) {
+    let (policy, compiled) = accept(text, w).expect("policy accepted");
+    w.policy = Arc::new(PolicyState {
+        text: Some(text.into()),
+        policy: Some(policy),
+        compiled: Some(compiled),
+        updated_at: None,
+    });
+}
+
+fn three() -> World {
+    // 1: alice's laptop, 2: bob's laptop, 3: tag:srv
+    world(vec![
+        node(1, 1, &[]),
+        node(2, 2, &[]),
+        node(3, 1, &["tag:srv"]),
+    ])
+}
+
+#[test]
+fn full_map_shows_only_peers_the_policy_connects() {
+    let mut w = three();
+    install(&mut w, ALICE_TO_SRV);
+    let peer_ids = |id: i64| -> Vec<i64> {
+        let r = build_full(&w, NodeId(id), &mut SentState::default(), now()).unwrap();
+        r.peers.unwrap_or_default().iter().map(|p| p.id).collect()
+    };
+    assert_eq!(peer_ids(1), vec![3], "alice sees the server");
+    assert_eq!(peer_ids(2), Vec::<i64>::new(), "bob sees nobody");
+    assert_eq!(peer_ids(3), vec![1], "the server sees alice, not bob");
+
+    let r = build_full(&w, NodeId(3), &mut SentState::default(), now()).unwrap();
+    let rules = &r.packet_filters.unwrap()["base"];
+    assert_eq!(rules.len(), 1, "{rules:?}");
+    assert!(rules[0].src_ips.iter().any(|s| s.starts_with("100.64.0.1")));
+    assert!(
+        rules[0]
+            .dst_ports
+            .iter()
+            .all(|d| d.ports.first == 22 && d.ports.last == 22)
+    );
+    // Alice is no destination: her filter is empty (deny inbound).
+    let r = build_full(&w, NodeId(1), &mut SentState::default(), now()).unwrap();
+    assert!(r.packet_filters.unwrap()["base"].is_empty());
+    assert!(
+        r.ssh_policy.is_some(),
+        "SSH policy always sent in full maps"
+    );
+}
+
+#[test]
+fn a_policy_change_sends_new_peers_and_filters_only_where_they_changed() {
+    let mut w = three();
+    install(&mut w, ALICE_TO_SRV);
+    let mut sent: Vec<SentState> = (0..4).map(|_| SentState::default()).collect();
+    for id in 1..=3 {
+        build_full(&w, NodeId(id), &mut sent[id as usize], now()).unwrap();
+    }
+    install(&mut w, BOTH_TO_SRV);
+    let everyone = Change::policy([NodeId(1), NodeId(2), NodeId(3)]);
+
+    // Alice's view did not change: nothing is sent to her.
+    assert!(matches!(
+        build_delta(&w, NodeId(1), &everyone, &mut sent[1], now()),
+        Delta::Nothing
+    ));
+    // Bob now sees the server; his own filter is unchanged (still empty).
+    let r = frame(build_delta(&w, NodeId(2), &everyone, &mut sent[2], now()));
+    assert_eq!(
+        r.peers_changed.iter().map(|p| p.id).collect::<Vec<_>>(),
+        vec![3]
+    );
+    assert!(r.packet_filters.is_none());
+    // The server sees bob and gets a filter that admits him.
+    let r = frame(build_delta(&w, NodeId(3), &everyone, &mut sent[3], now()));
+    assert_eq!(
+        r.peers_changed.iter().map(|p| p.id).collect::<Vec<_>>(),
+        vec![2]
+    );
+    let rules = &r.packet_filters.unwrap()["base"];
+    assert!(
+        rules[0].src_ips.iter().any(|s| s.contains("100.64.0.2")),
+        "{rules:?}"
+    );
+
+    // And back: bob loses the server, the server loses bob.
+    install(&mut w, ALICE_TO_SRV);
+    let r = frame(build_delta(&w, NodeId(2), &everyone, &mut sent[2], now()));
+    assert_eq!(r.peers_removed, vec![3]);
+    let r = frame(build_delta(&w, NodeId(3), &everyone, &mut sent[3], now()));
+    assert_eq!(r.peers_removed, vec![2]);
+    assert!(r.packet_filters.is_some());
+}
+
+#[test]
+fn a_joining_node_reaches_only_sessions_that_may_see_it() {
+    let mut w = three();
+    install(&mut w, ALICE_TO_SRV);
+    let mut bob = SentState::default();
+    let mut alice = SentState::default();
+    build_full(&w, NodeId(2), &mut bob, now()).unwrap();
+    build_full(&w, NodeId(1), &mut alice, now()).unwrap();
+    // A second server joins; the compiled policy is refreshed for it.
+    w.put_node(Arc::new(node(4, 1, &["tag:srv"])));
+    let (policy, compiled) = accept(ALICE_TO_SRV, &w).unwrap();
+    w.policy = Arc::new(PolicyState {
+        policy: Some(policy),
+        compiled: Some(compiled),
+        ..(*w.policy).clone()
+    });
+    let mut change = Change::upsert(NodeId(4));
+    change.policy.extend([NodeId(1), NodeId(3), NodeId(4)]);
+    assert!(
+        matches!(
+            build_delta(&w, NodeId(2), &change, &mut bob, now()),
+            Delta::Nothing
+        ),
+        "bob may not see the new server"
+    );
+    let r = frame(build_delta(&w, NodeId(1), &change, &mut alice, now()));
+    assert_eq!(
+        r.peers_changed.iter().map(|p| p.id).collect::<Vec<_>>(),
+        vec![4]
+    );
+}

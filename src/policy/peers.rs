@@ -1,0 +1,214 @@
+//! Peer visibility and AllowedIPs. A node sees a peer when either may reach
+//! the other under some rule (subnets a node routes count on both sides);
+//! a peer's primary routes (and exit routes) appear in AllowedIPs only when
+//! traffic between them and the viewer is allowed, as on Tailscale's plane.
+
+use std::collections::BTreeMap;
+
+use ipnet::IpNet;
+
+use super::alias::{Alias, node_ips};
+use super::compile::Inner;
+use super::ipset::IpSet;
+use super::{NodeOutput, PeerOutput};
+
+/// Fixed-size bitset over node indices.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Bits(Vec<u64>);
+
+impl Bits {
+    pub fn new(n: usize) -> Self {
+        Bits(vec![0; n.div_ceil(64)])
+    }
+    pub fn set(&mut self, i: usize) {
+        self.0[i / 64] |= 1 << (i % 64);
+    }
+    pub fn get(&self, i: usize) -> bool {
+        self.0[i / 64] & (1 << (i % 64)) != 0
+    }
+    pub fn or(&mut self, o: &Bits) {
+        for (a, b) in self.0.iter_mut().zip(&o.0) {
+            *a |= b;
+        }
+    }
+    pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        self.0.iter().enumerate().flat_map(|(w, &x)| {
+            (0..64)
+                .filter(move |b| x & (1 << b) != 0)
+                .map(move |b| w * 64 + b)
+        })
+    }
+}
+
+/// Per rule: which nodes are sources and which are destinations.
+pub(crate) struct Reach {
+    pub src: Vec<Bits>,
+    pub dst: Vec<Bits>,
+    /// Rules with an `autogroup:self` destination.
+    pub has_self: Vec<bool>,
+}
+
+impl Inner {
+    pub(crate) fn reach(&self) -> Reach {
+        let n = self.topo.nodes.len();
+        let own: Vec<IpSet> = self
+            .topo
+            .nodes
+            .iter()
+            .map(|x| IpSet::from_addrs(node_ips(x)))
+            .collect();
+        let mut src = Vec::with_capacity(self.doc.rules.len());
+        let mut dst = Vec::with_capacity(self.doc.rules.len());
+        let mut has_self = Vec::with_capacity(self.doc.rules.len());
+        for (ri, rule) in self.doc.rules.iter().enumerate() {
+            let s = &self.rules[ri].src;
+            let mut sb = Bits::new(n);
+            let mut db = Bits::new(n);
+            for i in 0..n {
+                if s.intersects(&own[i]) || s.intersects(&self.subnets[i]) {
+                    sb.set(i);
+                }
+                let hit = rule
+                    .dsts
+                    .iter()
+                    .map(|d| &d.alias)
+                    .chain(rule.app_dsts.iter())
+                    .any(|a| match a {
+                        Alias::SelfDevices => false,
+                        Alias::Internet => self.is_exit[i] && self.via_ok(rule, i),
+                        _ => self.alias_target(rule, a, i).is_some(),
+                    });
+                if hit {
+                    db.set(i);
+                }
+            }
+            src.push(sb);
+            dst.push(db);
+            has_self.push(
+                rule.dsts.iter().any(|d| d.alias == Alias::SelfDevices)
+                    || rule.app_dsts.contains(&Alias::SelfDevices),
+            );
+        }
+        Reach { src, dst, has_self }
+    }
+
+    pub(crate) fn via_ok(&self, rule: &super::model::Rule, i: usize) -> bool {
+        rule.via.is_empty() || self.topo.nodes[i].tags.iter().any(|t| rule.via.contains(t))
+    }
+
+    fn exit_allowed(&self, reach: &Reach, v: usize, p: usize) -> bool {
+        self.doc.rules.iter().enumerate().any(|(ri, rule)| {
+            reach.src[ri].get(v)
+                && self.via_ok(rule, p)
+                && rule.dsts.iter().any(|d| d.alias == Alias::Internet)
+        })
+    }
+
+    fn same_user(&self, a: usize, b: usize) -> bool {
+        let (x, y) = (&self.topo.nodes[a], &self.topo.nodes[b]);
+        x.tags.is_empty() && y.tags.is_empty() && x.user.is_some() && x.user == y.user
+    }
+
+    pub(crate) fn visible(&self, reach: &Reach, v: usize) -> Bits {
+        let n = self.topo.nodes.len();
+        let mut vis = Bits::new(n);
+        for ri in 0..reach.src.len() {
+            if reach.src[ri].get(v) {
+                vis.or(&reach.dst[ri]);
+            }
+            if reach.dst[ri].get(v) {
+                vis.or(&reach.src[ri]);
+            }
+            if reach.has_self[ri] {
+                for p in 0..n {
+                    if p != v
+                        && self.same_user(v, p)
+                        && (reach.src[ri].get(v) || reach.src[ri].get(p))
+                    {
+                        vis.set(p);
+                    }
+                }
+            }
+        }
+        vis
+    }
+
+    /// May node `v` send to `route` behind peer `p`, or `route` send to `v`?
+    fn route_allowed(&self, reach: &Reach, v: usize, p: usize, route: &IpNet) -> bool {
+        let rset = IpSet::from_nets([route]);
+        let pn = &self.topo.nodes[p];
+        for (ri, rule) in self.doc.rules.iter().enumerate() {
+            if reach.src[ri].get(v) {
+                let via_ok = rule.via.is_empty() || pn.tags.iter().any(|t| rule.via.contains(t));
+                let hit = rule
+                    .dsts
+                    .iter()
+                    .map(|d| &d.alias)
+                    .chain(rule.app_dsts.iter())
+                    .any(|a| match a {
+                        Alias::Wildcard => true,
+                        Alias::Host(_) | Alias::Prefix(_) => {
+                            via_ok && self.resolver().static_set(a).intersects(&rset)
+                        }
+                        _ => false,
+                    });
+                if hit {
+                    return true;
+                }
+            }
+            if reach.dst[ri].get(v) && self.rules[ri].src.intersects(&rset) {
+                return true;
+            }
+        }
+        false
+    }
+
+    pub(crate) fn peers_of(&self, reach: &Reach, v: usize) -> BTreeMap<u64, PeerOutput> {
+        let mut out = BTreeMap::new();
+        for p in self.visible(reach, v).iter() {
+            if p == v || p >= self.topo.nodes.len() {
+                continue;
+            }
+            let pn = &self.topo.nodes[p];
+            let mut allowed: Vec<IpNet> = node_ips(pn).into_iter().map(IpNet::from).collect();
+            let mut primary = Vec::new();
+            for r in &self.primary[p] {
+                // HA: a router serving the same prefix always learns the primary.
+                let same = self.subnets[v].covers(&IpSet::from_nets([r]));
+                if same || self.route_allowed(reach, v, p, r) {
+                    allowed.push(*r);
+                    primary.push(*r);
+                }
+            }
+            if self.is_exit[p] && self.exit_allowed(reach, v, p) {
+                for r in &pn.approved_routes {
+                    if r.prefix_len() == 0 {
+                        allowed.push(*r);
+                    }
+                }
+            }
+            out.insert(
+                pn.id,
+                PeerOutput {
+                    allowed_ips: allowed,
+                    primary_routes: primary,
+                },
+            );
+        }
+        out
+    }
+
+    pub(crate) fn node_output(&self, d: usize) -> NodeOutput {
+        let reach = self.reach();
+        self.node_output_with(&reach, d)
+    }
+
+    pub(crate) fn node_output_with(&self, reach: &Reach, d: usize) -> NodeOutput {
+        NodeOutput {
+            packet_filter: self.render_filter(d),
+            peers: self.peers_of(reach, d),
+            ssh_policy: self.ssh_policy(d),
+            cap_map: self.cap_map(d),
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! The tailnet policy as part of state: the accepted policy text, its
+//! compiled form for the current World, and the transitions that replace it
+//! (file reload, admin API) or that it must follow (nodes joining, changing,
+//! leaving, users renamed).
+//!
+//! A policy is only ever swapped in whole: it is parsed, validated, checked
+//! against its own `tests` for the current topology and compiled *before*
+//! anything is stored or published, so a rejected policy leaves the previous
+//! one serving. No policy at all means Headscale's default: everyone may
+//! reach everyone.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use super::change::Change;
+use super::writer::Core;
+use super::{Error, Result, StateHandle, World};
+use crate::policy::{Claimant, Compiled, Policy, PolicyError, TopoNode, TopoUser, Topology};
+use crate::types::{Node, User};
+
+/// The policy currently in force; part of every World.
+#[derive(Debug, Clone, Default)]
+pub struct PolicyState {
+    /// The accepted source text, as written (comments and all).
+    pub text: Option<Arc<str>>,
+    pub policy: Option<Policy>,
+    /// `policy` compiled for the World this state belongs to.
+    pub compiled: Option<Compiled>,
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+/// Where the serving policy comes from (`policy.mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyStore {
+    /// A file the server watches; the admin API may not overwrite it.
+    File,
+    /// The `policies` table, written through the admin API.
+    Database,
+}
+
+/// The topology the policy engine compiles against.
+pub fn topology(w: &World) -> Topology {
+    Topology {
+        users: w.users.values().map(|u| topo_user(u)).collect(),
+        nodes: w.nodes.values().map(|n| topo_node(n)).collect(),
+    }
+}
+
+fn logins(w: &World) -> Vec<(u64, &str)> {
+    w.users
+        .values()
+        .map(|u| (u.id.0 as u64, u.login_name()))
+        .collect()
+}
+
+fn topo_user(u: &User) -> TopoUser {
+    TopoUser {
+        id: u.id.0 as u64,
+        name: u.name.clone(),
+        login: u.login_name().to_string(),
+    }
+}
+
+fn topo_node(n: &Node) -> TopoNode {
+    TopoNode {
+        id: n.id.0 as u64,
+        name: n.given_name.as_str().to_string(),
+        hostname: n.hostname.clone(),
+        // A tagged node is owned by its tags, not by whoever enrolled it.
+        user: (!n.is_tagged()).then_some(n.user_id.0 as u64),
+        tags: n.tags.clone(),
+        ipv4: n.ipv4,
+        ipv6: n.ipv6,
+        routable_ips: n.routable_ips(),
+        approved_routes: n.approved_routes.clone(),
+    }
+}
+
+/// Parses, validates and runs the policy's own tests against `w`'s
+/// topology; on success returns it compiled for `w`.
+pub fn accept(text: &str, w: &World) -> std::result::Result<(Policy, Compiled), PolicyError> {
+    let policy = Policy::parse(text)?;
+    let topo = topology(w);
+    policy.check(&topo)?;
+    let compiled = policy.compile(&topo);
+    Ok((policy, compiled))
+}
+
+impl PolicyState {
+    /// May a node enrolled with a key of `user` (carrying `key_tags`) take
+    /// `tags`? Without a policy, tags fixed on a key by an operator are
+    /// trusted and nothing else is: there are no `tagOwners` to consult.
+    pub fn check_tags(
+        &self,
+        user: &User,
+        key_tags: &[String],
+        tags: &[String],
+    ) -> std::result::Result<(), String> {
+        let Some(policy) = &self.policy else {
+            return match tags.iter().find(|t| !key_tags.contains(t)) {
+                Some(t) => Err(format!(
+                    "requested tag {t:?} is not permitted: no policy defines tagOwners"
+                )),
+                None => Ok(()),
+            };
+        };
+        let login = user.login_name();
+        policy
+            .check_tags(&Claimant::User { login }, tags)
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl Core {
+    /// Keeps the compiled policy in step with a World about to be published
+    /// and adds the nodes whose policy output may differ to `change`. Only
+    /// changes to what the policy reads (addresses, owner, tags, routes,
+    /// logins) cost a recompilation; the rest (endpoints, presence, most of
+    /// Hostinfo) leave the compiled policy as it is.
+    pub(super) fn follow_policy(&self, next: &mut World, change: &mut Change) {
+        let (Some(policy), Some(compiled)) = (&next.policy.policy, &next.policy.compiled) else {
+            return;
+        };
+        let old = &self.world;
+        if change.users && logins(old) != logins(next) {
+            // User selectors resolve through logins: recompile whole.
+            let compiled = policy.compile(&topology(next));
+            change.policy.extend(next.nodes.keys().copied());
+            next.policy = Arc::new(PolicyState {
+                compiled: Some(compiled),
+                ..(*next.policy).clone()
+            });
+            return;
+        }
+        let changed: Vec<u64> = change
+            .upserted
+            .iter()
+            .chain(change.removed.iter())
+            .filter(|id| {
+                let before = old.node(**id).map(|n| topo_node(n));
+                let after = next.node(**id).map(|n| topo_node(n));
+                before != after
+            })
+            .map(|id| id.0 as u64)
+            .collect();
+        if changed.is_empty() {
+            return;
+        }
+        let (compiled, affected) = compiled.update(&topology(next), &changed);
+        change.policy.extend(
+            affected
+                .into_iter()
+                .map(|id| crate::types::NodeId(id as i64)),
+        );
+        next.policy = Arc::new(PolicyState {
+            compiled: Some(compiled),
+            ..(*next.policy).clone()
+        });
+    }
+
+    /// Puts `text` in force: refuses it (leaving the current policy serving)
+    /// unless it parses, validates and passes its own tests.
+    async fn install_policy(&mut self, text: String, persist: bool) -> Result<()> {
+        let (policy, compiled) =
+            accept(&text, &self.world).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let now = self.now();
+        if persist {
+            self.db.save_policy(&text, now).await?;
+        }
+        let mut w = self.draft();
+        w.policy = Arc::new(PolicyState {
+            text: Some(text.into()),
+            policy: Some(policy),
+            compiled: Some(compiled),
+            updated_at: Some(now),
+        });
+        // Every session recomputes its own output and sends only a real
+        // difference, so nodes the new policy leaves alone get nothing.
+        let everyone = Change::policy(w.nodes.keys().copied());
+        self.publish(w, everyone);
+        Ok(())
+    }
+}
+
+impl StateHandle {
+    /// Installs a policy through the admin API: only in database mode, where
+    /// it is stored; a file-backed policy is changed by editing the file.
+    pub async fn set_policy(&self, text: String) -> Result<()> {
+        self.run(move |core| {
+            Box::pin(async move {
+                if core.opts.policy_store != PolicyStore::Database {
+                    return Err(Error::FailedPrecondition(
+                        "policy.mode is \"file\": edit the policy file instead (it is reloaded \
+                         on change)"
+                            .into(),
+                    ));
+                }
+                core.install_policy(text, true).await
+            })
+        })
+        .await
+    }
+
+    /// Installs the policy file's new text (file mode).
+    pub async fn reload_policy_file(&self, text: String) -> Result<()> {
+        self.run(move |core| Box::pin(async move { core.install_policy(text, false).await }))
+            .await
+    }
+
+    /// Validates `text` against the current topology without installing it.
+    pub fn check_policy(&self, text: &str) -> Result<()> {
+        accept(text, &self.world())
+            .map(|_| ())
+            .map_err(|e| Error::InvalidArgument(e.to_string()))
+    }
+}

@@ -1,0 +1,168 @@
+//! The policy inside state: installing and refusing policies, tag ownership
+//! at registration, and the compiled policy following node changes.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::{Fixture, fixture, input};
+use crate::state::Error;
+use crate::types::NodeId;
+
+const POLICY: &str = r#"// alice owns tag:web; alice may reach tag:web on 443
+{
+  "tagOwners": {"tag:web": ["alice@"]},
+  "acls": [
+    {"action": "accept", "src": ["alice@"], "dst": ["tag:web:443"]},
+  ],
+}"#;
+
+async fn with_policy() -> Fixture {
+    let f = fixture(Duration::from_secs(1800)).await;
+    f.state
+        .set_policy(POLICY.to_string())
+        .await
+        .expect("valid policy");
+    f
+}
+
+#[tokio::test]
+async fn a_rejected_policy_leaves_the_previous_one_serving() {
+    let f = with_policy().await;
+    let broken = "{\n  \"acls\": [\n    {\"action\": \"accept\", \"src\": [\"group:nope\"], \"dst\": [\"*:*\"]},\n  ],\n}";
+    let err = f.state.set_policy(broken.into()).await.unwrap_err();
+    let Error::InvalidArgument(msg) = err else {
+        panic!("want InvalidArgument, got {err:?}")
+    };
+    assert!(msg.contains("line 3"), "error must carry a position: {msg}");
+    let syntax = f
+        .state
+        .set_policy("{ \"acls\": [".into())
+        .await
+        .unwrap_err();
+    assert!(syntax.to_string().contains("line 1"), "{syntax}");
+    let w = f.state.world();
+    assert_eq!(w.policy.text.as_deref(), Some(POLICY));
+    assert!(w.policy.compiled.is_some());
+    // CheckPolicy validates without installing.
+    assert!(f.state.check_policy(broken).is_err());
+    f.state.check_policy(POLICY).expect("valid");
+}
+
+#[tokio::test]
+async fn tags_must_be_owned_by_the_keys_user() {
+    let f = with_policy().await;
+    let owned = f.key(true, false, &["tag:web"]).await;
+    let node = f.authorized(input(1, 1, Some(&owned), "web")).await;
+    assert_eq!(node.tags, vec!["tag:web".to_string()]);
+
+    let unowned = f.key(true, false, &["tag:db"]).await;
+    let msg = f.refused(input(2, 2, Some(&unowned), "db")).await;
+    assert!(
+        msg.contains("not permitted") && msg.contains("tag:db"),
+        "{msg}"
+    );
+
+    // `tailscale up --advertise-tags` arrives as Hostinfo.RequestTags.
+    let plain = f.key(true, false, &[]).await;
+    let mut req = input(3, 3, Some(&plain), "laptop");
+    req.hostinfo = json!({"Hostname": "laptop", "RequestTags": ["tag:db"]});
+    let msg = f.refused(req).await;
+    assert!(msg.contains("tag:db"), "{msg}");
+    let mut req = input(4, 4, Some(&plain), "web2");
+    req.hostinfo = json!({"Hostname": "web2", "RequestTags": ["tag:web"]});
+    let node = f.authorized(req).await;
+    assert_eq!(
+        node.tags,
+        vec!["tag:web".to_string()],
+        "requested tag taken"
+    );
+    assert_eq!(
+        f.state.world().nodes.len(),
+        2,
+        "refusals registered nothing"
+    );
+}
+
+#[tokio::test]
+async fn without_a_policy_only_operator_set_key_tags_are_trusted() {
+    let f = fixture(Duration::from_secs(1800)).await;
+    let tagged = f.key(true, false, &["tag:any"]).await;
+    f.authorized(input(1, 1, Some(&tagged), "a")).await;
+    let plain = f.key(true, false, &[]).await;
+    let mut req = input(2, 2, Some(&plain), "b");
+    req.hostinfo = json!({"Hostname": "b", "RequestTags": ["tag:any"]});
+    let msg = f.refused(req).await;
+    assert!(msg.contains("no policy"), "{msg}");
+}
+
+#[tokio::test]
+async fn the_compiled_policy_follows_joins_tag_changes_and_deletions() {
+    let f = with_policy().await;
+    let plain = f.key(true, false, &[]).await;
+    let laptop = f.authorized(input(1, 1, Some(&plain), "laptop")).await;
+    let web_key = f.key(true, false, &["tag:web"]).await;
+    let web = f.authorized(input(2, 2, Some(&web_key), "web")).await;
+    let other = f.authorized(input(3, 3, Some(&plain), "other")).await;
+
+    let peers = |id: NodeId| -> Vec<u64> {
+        let w = f.state.world();
+        let out = w
+            .policy
+            .compiled
+            .as_ref()
+            .unwrap()
+            .node(id.0 as u64)
+            .unwrap();
+        out.peers.keys().copied().collect()
+    };
+    // alice's laptops reach web; web sees them back; the two laptops do not
+    // see each other (no rule between them).
+    assert_eq!(peers(laptop.id), vec![web.id.0 as u64]);
+    assert_eq!(peers(web.id), vec![laptop.id.0 as u64, other.id.0 as u64]);
+    let w = f.state.world();
+    let filter = &w
+        .policy
+        .compiled
+        .as_ref()
+        .unwrap()
+        .node(web.id.0 as u64)
+        .unwrap()
+        .packet_filter;
+    assert!(
+        filter
+            .iter()
+            .any(|r| r.dst_ports.iter().any(|d| d.ports.first == 443)),
+        "web's filter admits 443: {filter:?}"
+    );
+
+    // Untagging web makes it alice's plain node: nobody reaches it any more.
+    f.state.set_tags(web.id, vec![]).await.expect("untag");
+    assert!(peers(web.id).is_empty());
+    assert!(peers(laptop.id).is_empty());
+    // A tag outside tagOwners is refused.
+    assert!(
+        f.state
+            .set_tags(web.id, vec!["tag:db".into()])
+            .await
+            .is_err()
+    );
+    f.state
+        .set_tags(web.id, vec!["tag:web".into()])
+        .await
+        .expect("retag");
+    assert_eq!(peers(laptop.id), vec![web.id.0 as u64]);
+
+    f.state.delete_node(web.id).await.expect("delete");
+    assert!(peers(laptop.id).is_empty());
+    assert!(
+        f.state
+            .world()
+            .policy
+            .compiled
+            .as_ref()
+            .unwrap()
+            .node(web.id.0 as u64)
+            .is_none()
+    );
+}
