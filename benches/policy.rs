@@ -43,6 +43,7 @@ fn topology(nodes: usize) -> Topology {
                 } else {
                     vec![]
                 },
+                primary_routes: None,
             }
         })
         .collect();

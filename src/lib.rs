@@ -10,7 +10,8 @@
 //! - `policy`: Tailscale policy files parsed, validated and compiled per node
 //!   (packet filters, peers, CapMaps, SSH policies).
 //! - `mapper`: World → MapResponses, and the live map sessions.
-//! - `derp`: embedded DERP relay and STUN.
+//! - `derp`: embedded DERP relay and STUN; `dns`: the authoritative DNS
+//!   server for the tailnet zone.
 //! - `admin`: the headscale.v1 gRPC API; `cli`: the command line.
 //! - `http`: the public listener, errors, metrics; `app`: wiring.
 
@@ -22,6 +23,7 @@ pub mod config;
 pub mod control;
 pub mod db;
 pub mod derp;
+pub mod dns;
 pub mod http;
 pub mod mapper;
 pub mod noise;

@@ -20,6 +20,8 @@ pub mod parse_ssh;
 mod peers;
 pub mod services;
 pub mod ssh;
+#[cfg(test)]
+mod tests_api;
 pub mod tests_block;
 mod tests_ssh;
 
@@ -97,7 +99,7 @@ pub struct TopoUser {
     pub login: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TopoNode {
     pub id: u64,
     pub name: String,
@@ -108,6 +110,11 @@ pub struct TopoNode {
     pub ipv6: Option<Ipv6Addr>,
     pub routable_ips: Vec<IpNet>,
     pub approved_routes: Vec<IpNet>,
+    /// HA election result (control-plane state, not policy): the subnet
+    /// routes this node is primary for. `None` = let the engine elect: for
+    /// each approved prefix not claimed by any node's `Some(..)`, the lowest
+    /// id among the nodes that have it approved.
+    pub primary_routes: Option<Vec<IpNet>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -211,6 +218,20 @@ impl Policy {
 
     pub fn services(&self) -> Vec<Service> {
         services::list(&self.doc)
+    }
+
+    /// The routes node `node_id` advertises (`routable_ips`) that
+    /// `autoApprovers` approve (the server stores them as approved).
+    /// Unknown node: empty.
+    pub fn auto_approved_routes(&self, topo: &Topology, node_id: u64) -> Vec<IpNet> {
+        let Some(i) = topo.nodes.iter().position(|n| n.id == node_id) else {
+            return vec![];
+        };
+        let r = alias::Resolver {
+            doc: &self.doc,
+            topo,
+        };
+        compile::auto_approved(&r, i)
     }
 }
 

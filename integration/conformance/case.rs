@@ -71,8 +71,12 @@ impl Case {
         }
     }
 
-    /// Node ids are assigned in name order (1-based), which also decides
-    /// the primary router among equals (lowest id).
+    /// Node ids are assigned in name order (1-based). Primary routes are
+    /// control-plane state (HA election by registration order, which the
+    /// captures do not record), so the runner passes the hosted plane's
+    /// observed assignment as `TopoNode::primary_routes`: per prefix, the
+    /// node most viewers list it under `PrimaryRoutes` for. Nodes never seen
+    /// as a primary get `None` and the engine elects among them (lowest id).
     pub fn topology(&self) -> (Topology, BTreeMap<String, u64>) {
         let users: Vec<TopoUser> = self
             .topology
@@ -84,19 +88,32 @@ impl Case {
                 login: u.email.clone(),
             })
             .collect();
-        // Registration order is not in the case file; it decides the primary
-        // among routers of the same prefix (first registered wins). Nodes the
-        // hosted plane made primary somewhere are ordered first.
-        let mut primaries = std::collections::BTreeSet::new();
+        // Per prefix, how many viewers saw each node as its primary; the
+        // most seen wins (`via` grants steer single viewers elsewhere).
+        let mut seen: BTreeMap<ipnet::IpNet, BTreeMap<&str, usize>> = BTreeMap::new();
         for e in self.expect.values() {
             for (peer, v) in e.peers.iter().flatten() {
-                if v["PrimaryRoutes"].as_array().is_some_and(|a| !a.is_empty()) {
-                    primaries.insert(peer.clone());
+                for r in v["PrimaryRoutes"].as_array().into_iter().flatten() {
+                    if let Some(net) = r.as_str().and_then(|s| s.parse().ok()) {
+                        *seen
+                            .entry(net)
+                            .or_default()
+                            .entry(peer.as_str())
+                            .or_default() += 1;
+                    }
                 }
             }
         }
-        let mut order: Vec<&String> = self.topology.nodes.keys().collect();
-        order.sort_by_key(|n| (!primaries.contains(*n), (*n).clone()));
+        let mut primaries: BTreeMap<&str, Vec<ipnet::IpNet>> = BTreeMap::new();
+        for (net, counts) in &seen {
+            if let Some((node, _)) = counts
+                .iter()
+                .max_by_key(|(n, c)| (**c, std::cmp::Reverse(**n)))
+            {
+                primaries.entry(node).or_default().push(*net);
+            }
+        }
+        let order: Vec<&String> = self.topology.nodes.keys().collect();
         let mut ids = BTreeMap::new();
         let mut nodes = Vec::new();
         for (i, name) in order.into_iter().enumerate() {
@@ -126,6 +143,7 @@ impl Case {
                     .iter()
                     .filter_map(|s| s.parse().ok())
                     .collect(),
+                primary_routes: primaries.get(name.as_str()).cloned(),
             });
         }
         (Topology { users, nodes }, ids)

@@ -10,7 +10,8 @@
 //!   `ssh-env-vars`, `store-appc-routes`, `tailnet-display-name`,
 //!   `default-auto-update`) are dropped; `null` equals `[]`;
 //! - SSH: the rule list is compared in order (first match wins in SSH);
-//! - whois: per listed address, the CapMap (`null` equals `{}`).
+//! - whois: per listed address, the CapMap (`null` equals `{}`);
+//! - CapMap values (CapGrant, whois): `null` equals `[]`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -137,10 +138,12 @@ pub fn run(c: &Case) -> Result<(), String> {
         if let Some(w) = &exp.whois {
             for (ip, v) in w {
                 let Ok(addr) = ip.parse() else { continue };
-                let got = serde_json::to_value(compiled.whois_caps(addr, id)).unwrap_or_default();
+                let got = null_empty(
+                    &serde_json::to_value(compiled.whois_caps(addr, id)).unwrap_or_default(),
+                );
                 let want = match &v["CapMap"] {
                     Value::Null => json!({}),
-                    x => x.clone(),
+                    x => null_empty(x),
                 };
                 if got != want {
                     return Err(format!("{name}: whois {ip} got {got} want {want}"));
@@ -212,11 +215,23 @@ fn flatten(rules: &Value) -> BTreeSet<String> {
             out.insert(format!(
                 "src={src} capgrant dsts={} caps={}",
                 setof(&g["Dsts"]),
-                g["CapMap"]
+                null_empty(&g["CapMap"])
             ));
         }
     }
     out
+}
+
+/// A CapMap with `[]` values written as `null` (Go marshals an empty
+/// `[]RawMessage` either way; tailscaled reads both the same).
+fn null_empty(v: &Value) -> Value {
+    let mut v = v.clone();
+    for (_, x) in v.as_object_mut().into_iter().flatten() {
+        if x.as_array().is_some_and(Vec::is_empty) {
+            *x = Value::Null;
+        }
+    }
+    v
 }
 
 fn policy_caps(v: &Value) -> BTreeMap<String, Value> {
@@ -240,12 +255,11 @@ fn norm_ssh(v: &Value) -> Value {
         if let Some(p) = r.get_mut("principals").and_then(Value::as_array_mut) {
             p.sort_by_key(|x| x.to_string());
         }
-        if let Some(o) = r.as_object_mut() {
-            if o.get("acceptEnv")
+        if let Some(o) = r.as_object_mut()
+            && o.get("acceptEnv")
                 .is_some_and(|x| x.as_array().is_some_and(Vec::is_empty) || x.is_null())
-            {
-                o.remove("acceptEnv");
-            }
+        {
+            o.remove("acceptEnv");
         }
     }
     v

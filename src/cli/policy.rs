@@ -29,7 +29,8 @@ pub enum PolicyCommand {
         /// Same as FILE (Headscale's spelling).
         #[arg(short, long, value_name = "FILE", conflicts_with = "path")]
         file: Option<PathBuf>,
-        /// Topology to run the tests against (default: no nodes).
+        /// Topology to run the tests against (default: one stand-in device
+        /// for every user login and tag the policy names).
         #[arg(long, value_name = "FILE")]
         topology: Option<PathBuf>,
     },
@@ -99,7 +100,10 @@ pub fn run_offline(out: &mut dyn std::io::Write, cmd: PolicyCommand) -> Result<O
         } => {
             let path = path.or(file).unwrap_or_default();
             let text = read(&path)?;
-            let topo = load_topology(topology.as_deref())?;
+            let topo = match &topology {
+                Some(t) => load_topology(Some(t))?,
+                None => NamedTopology::stand_ins(&text),
+            };
             let policy = Policy::parse(&text)
                 .map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
             policy

@@ -41,8 +41,10 @@ pub(super) async fn run(
 /// Safe to call more than once (later calls do nothing).
 pub(super) fn init_tracing(default_level: &str, format: Option<LogFormat>) {
     use std::io::IsTerminal;
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        // hickory logs every TCP query at info.
+        EnvFilter::new(format!("{default_level},hickory_server=warn"))
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

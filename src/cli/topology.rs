@@ -36,6 +36,9 @@ struct FileNode {
     routable_ips: Option<Vec<IpNet>>,
     #[serde(default)]
     approved_routes: Option<Vec<IpNet>>,
+    /// HA state: the routes this node is primary for (default: elected).
+    #[serde(default)]
+    primary_routes: Option<Vec<IpNet>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -81,6 +84,7 @@ impl NamedTopology {
                 ipv6: n.ipv6,
                 routable_ips: n.routable_ips.clone().unwrap_or_default(),
                 approved_routes: n.approved_routes.clone().unwrap_or_default(),
+                primary_routes: n.primary_routes.clone(),
             });
             t.ids.insert(name.clone(), id);
             t.names.insert(id, name.clone());
@@ -128,5 +132,85 @@ impl NamedTopology {
                 .unwrap_or_default(),
             None => "tagged-devices".into(),
         }
+    }
+}
+
+impl NamedTopology {
+    /// A stand-in tailnet for checking a policy without a topology file:
+    /// one device for every user login and every tag the policy names
+    /// (Tailscale evaluates `tests` against devices, so a policy's tests can
+    /// only pass where the identities they name have one).
+    pub fn stand_ins(policy_text: &str) -> NamedTopology {
+        let Ok((v, _)) = crate::policy::hujson::parse(policy_text) else {
+            return NamedTopology::default();
+        };
+        let mut logins: std::collections::BTreeSet<String> = Default::default();
+        let mut tags: std::collections::BTreeSet<String> = Default::default();
+        let mut note = |s: &str| {
+            if let Some(t) = s.strip_prefix("tag:") {
+                let t = t.split(':').next().unwrap_or(t);
+                tags.insert(format!("tag:{t}"));
+            } else if s.contains('@') && !s.contains(':') {
+                logins.insert(s.to_string());
+            } else if let Some((u, port)) = s.rsplit_once(':')
+                && u.contains('@')
+                && !u.contains(':')
+                && !port.is_empty()
+            {
+                logins.insert(u.to_string());
+            }
+        };
+        walk_strings(&v, &mut note);
+        let mut t = NamedTopology::default();
+        let mut next_ip = 1u32;
+        let mut add =
+            |t: &mut NamedTopology, name: String, user: Option<u64>, tags: Vec<String>| {
+                let id = t.topology.nodes.len() as u64 + 1;
+                let v4 = std::net::Ipv4Addr::from(0x6440_0000 + next_ip);
+                let v6 =
+                    std::net::Ipv6Addr::from((0xfd7a_115c_a1e0u128 << 80) | u128::from(next_ip));
+                next_ip += 1;
+                t.topology.nodes.push(TopoNode {
+                    id,
+                    name: name.clone(),
+                    hostname: name.clone(),
+                    user,
+                    tags,
+                    ipv4: Some(v4),
+                    ipv6: Some(v6),
+                    routable_ips: vec![],
+                    approved_routes: vec![],
+                    primary_routes: None,
+                });
+                t.ids.insert(name.clone(), id);
+                t.names.insert(id, name);
+            };
+        for (i, login) in logins.iter().enumerate() {
+            let uid = i as u64 + 1;
+            let local = login.split('@').next().unwrap_or(login);
+            t.topology.users.push(TopoUser {
+                id: uid,
+                name: local.to_string(),
+                login: login.clone(),
+            });
+            add(&mut t, format!("{local}-device-{uid}"), Some(uid), vec![]);
+        }
+        for tag in &tags {
+            let name = format!("{}-device", tag.trim_start_matches("tag:"));
+            add(&mut t, name, None, vec![tag.clone()]);
+        }
+        t
+    }
+}
+
+fn walk_strings(v: &serde_json::Value, f: &mut impl FnMut(&str)) {
+    match v {
+        serde_json::Value::String(s) => f(s),
+        serde_json::Value::Array(a) => a.iter().for_each(|x| walk_strings(x, f)),
+        serde_json::Value::Object(o) => o.iter().for_each(|(k, x)| {
+            f(k);
+            walk_strings(x, f)
+        }),
+        _ => {}
     }
 }

@@ -127,6 +127,26 @@ pub fn tailnet_space() -> IpSet {
     s
 }
 
+/// `autogroup:internet` as an exit node's filter names it: IPv4 minus
+/// private, CGNAT and link-local space; IPv6 global unicast (2000::/3).
+pub fn internet_space() -> IpSet {
+    let mut s = IpSet::new();
+    s.push_range_v4(0, u32::MAX);
+    s.normalize();
+    for (a, b) in [
+        (0x0A00_0000, 0x0AFF_FFFF), // 10/8
+        (0x6440_0000, 0x647F_FFFF), // 100.64/10
+        (0xA9FE_0000, 0xA9FE_FFFF), // 169.254/16
+        (0xAC10_0000, 0xAC1F_FFFF), // 172.16/12
+        (0xC0A8_0000, 0xC0A8_FFFF), // 192.168/16
+    ] {
+        s.remove_v4(a, b);
+    }
+    s.push_range_v6(0x2000u128 << 112, (0x4000u128 << 112) - 1);
+    s.normalize();
+    s
+}
+
 /// Resolution context: the policy plus the topology, with per-node facts.
 pub struct Resolver<'a> {
     pub doc: &'a Doc,

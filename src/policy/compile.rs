@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use ipnet::IpNet;
 
-use super::alias::{Alias, Resolver, node_ips};
+use super::alias::{Resolver, node_ips};
 use super::ipset::IpSet;
 use super::model::{Doc, Rule};
 use super::{CapMap, Explanation, NodeOutput, Topology};
@@ -17,8 +17,6 @@ use super::{CapMap, Explanation, NodeOutput, Topology};
 /// A rule with its sources resolved.
 pub(crate) struct CRule {
     pub src: IpSet,
-    /// Sources restricted per user for `autogroup:self` destinations.
-    pub self_src: bool,
 }
 
 pub(crate) struct Inner {
@@ -68,8 +66,6 @@ impl Compiled {
             .iter()
             .map(|rule| CRule {
                 src: union_src(&r, rule),
-                self_src: rule.dsts.iter().any(|d| d.alias == Alias::SelfDevices)
-                    || rule.app_dsts.contains(&Alias::SelfDevices),
             })
             .collect();
         let (primary, subnets, is_exit) = routes(&topo);
@@ -173,6 +169,12 @@ impl Compiled {
         }
     }
 
+    /// Each `svc:NAME` (without the prefix) with its hosts' addresses, for
+    /// DNS `NAME.<base_domain>`.
+    pub fn service_addrs(&self) -> Vec<(String, Vec<IpAddr>)> {
+        super::services::addrs(&self.inner.doc, &self.inner.topo)
+    }
+
     /// Same policy, changed topology. Recompiles the resolved state and
     /// reports which nodes' outputs differ from `self`.
     pub fn update(&self, topo: &Topology, changed: &[u64]) -> (Compiled, BTreeSet<u64>) {
@@ -187,35 +189,47 @@ fn auto_approve(doc: &Doc, topo: Arc<Topology>) -> Arc<Topology> {
         return topo;
     }
     let r = Resolver { doc, topo: &topo };
-    let mut extra: Vec<(usize, IpNet)> = Vec::new();
-    for (i, n) in topo.nodes.iter().enumerate() {
-        for route in &n.routable_ips {
-            if n.approved_routes.contains(route) {
-                continue;
-            }
-            let ok = if is_exit_route(route) {
-                // Only `autoApprovers.exitNode` approves exit routes.
-                doc.auto_exit.iter().any(|a| r.node_matches(a, i))
-            } else {
-                doc.auto_routes.iter().any(|(p, aps)| {
-                    p.contains(route)
-                        && !is_exit_route(p)
-                        && aps.iter().any(|a| r.node_matches(a, i))
-                })
-            };
-            if ok {
-                extra.push((i, *route));
-            }
-        }
-    }
+    let extra: Vec<(usize, Vec<IpNet>)> = (0..topo.nodes.len())
+        .map(|i| (i, auto_approved(&r, i)))
+        .filter(|(i, v)| {
+            v.iter()
+                .any(|x| !topo.nodes[*i].approved_routes.contains(x))
+        })
+        .collect();
     if extra.is_empty() {
         return topo;
     }
     let mut t = (*topo).clone();
-    for (i, route) in extra {
-        t.nodes[i].approved_routes.push(route);
+    for (i, routes) in extra {
+        for route in routes {
+            if !t.nodes[i].approved_routes.contains(&route) {
+                t.nodes[i].approved_routes.push(route);
+            }
+        }
     }
     Arc::new(t)
+}
+
+/// The routes node `i` advertises that `autoApprovers` approve: a subnet
+/// route under an approved prefix, an exit route by `exitNode` only.
+pub(crate) fn auto_approved(r: &Resolver, i: usize) -> Vec<IpNet> {
+    let doc = r.doc;
+    let n = &r.topo.nodes[i];
+    n.routable_ips
+        .iter()
+        .filter(|route| {
+            if is_exit_route(route) {
+                doc.auto_exit.iter().any(|a| r.node_matches(a, i))
+            } else {
+                doc.auto_routes.iter().any(|(p, aps)| {
+                    p.contains(*route)
+                        && !is_exit_route(p)
+                        && aps.iter().any(|a| r.node_matches(a, i))
+                })
+            }
+        })
+        .copied()
+        .collect()
 }
 
 fn union_src(r: &Resolver, rule: &Rule) -> IpSet {
@@ -226,11 +240,18 @@ fn union_src(r: &Resolver, rule: &Rule) -> IpSet {
     s
 }
 
-/// Primary routes (lowest node id wins among nodes with the same approved
-/// prefix), approved subnet sets and exit-node flags.
+/// Primary routes, approved subnet sets and exit-node flags. Primaries come
+/// from `TopoNode::primary_routes` when given; every other approved prefix
+/// goes to the lowest node id among the nodes that have it approved.
 #[allow(clippy::type_complexity)]
-fn routes(topo: &Topology) -> (Vec<Vec<IpNet>>, Vec<IpSet>, Vec<bool>) {
+pub(crate) fn routes(topo: &Topology) -> (Vec<Vec<IpNet>>, Vec<IpSet>, Vec<bool>) {
     let mut owner: BTreeMap<IpNet, usize> = BTreeMap::new();
+    let mut claimed: BTreeSet<IpNet> = BTreeSet::new();
+    for n in &topo.nodes {
+        if let Some(p) = &n.primary_routes {
+            claimed.extend(p.iter().filter(|r| n.approved_routes.contains(r)));
+        }
+    }
     let mut subnets = Vec::with_capacity(topo.nodes.len());
     let mut is_exit = Vec::with_capacity(topo.nodes.len());
     for (i, n) in topo.nodes.iter().enumerate() {
@@ -242,8 +263,16 @@ fn routes(topo: &Topology) -> (Vec<Vec<IpNet>>, Vec<IpSet>, Vec<bool>) {
                 continue;
             }
             s.push_net(r);
+            let elect = match &n.primary_routes {
+                Some(p) => p.contains(r),
+                None => !claimed.contains(r),
+            };
+            if !elect {
+                continue;
+            }
             match owner.get(r) {
-                Some(&j) if topo.nodes[j].id <= n.id => {}
+                Some(&j) if topo.nodes[j].primary_routes.is_some() => {}
+                Some(&j) if topo.nodes[j].id <= n.id && n.primary_routes.is_none() => {}
                 _ => {
                     owner.insert(*r, i);
                 }

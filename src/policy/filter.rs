@@ -5,11 +5,15 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use super::CapMap;
 use super::alias::{Alias, Resolver, node_ips};
 use super::compile::{Inner, RuleOut, Target};
 use super::ipset::IpSet;
 use super::model::{Dst, Ports, Rule};
 use crate::tailcfg::{FilterRule, NetPortRange, PortRange, filter::CapGrant};
+
+/// Destinations of one rule sharing `autogroup:self`-ness and protocols.
+type DstGroup = (bool, Vec<i32>, Vec<(String, Ports)>);
 
 impl Inner {
     pub(crate) fn resolver(&self) -> Resolver<'_> {
@@ -26,21 +30,7 @@ impl Inner {
     }
 
     fn self_src(&self, ri: usize, d: usize) -> IpSet {
-        let n = &self.topo.nodes[d];
-        let mut own = IpSet::new();
-        if n.tags.is_empty()
-            && let Some(u) = n.user
-        {
-            for m in &self.topo.nodes {
-                if m.tags.is_empty() && m.user == Some(u) {
-                    for a in node_ips(m) {
-                        own.push_addr(a);
-                    }
-                }
-            }
-        }
-        own.normalize();
-        self.rules[ri].src.intersection(&own)
+        self.rules[ri].src.intersection(&self.same_user_set(d))
     }
 
     /// Does `dst` of `rule` apply to node `d`, and as what?
@@ -53,10 +43,10 @@ impl Inner {
         let via_ok = rule.via.is_empty() || n.tags.iter().any(|t| rule.via.contains(t));
         match alias {
             Alias::Wildcard => Some(Target::Text(vec!["*".into()])),
-            // The hosted plane sends exit nodes no filter rule for internet
-            // traffic (tailscaled forwards it without filtering) and
-            // grants no peer visibility through it.
-            Alias::Internet => None,
+            // An approved exit node filters what it forwards to the
+            // internet: public unicast space (as the hosted plane sends it).
+            Alias::Internet => (self.is_exit[d] && via_ok)
+                .then(|| Target::Text(super::alias::internet_space().to_strings())),
             Alias::SelfDevices => (n.tags.is_empty() && n.user.is_some()).then_some(Target::Own),
             Alias::Host(_) | Alias::Prefix(_) => {
                 let set = self.resolver().static_set(alias);
@@ -86,7 +76,7 @@ impl Inner {
         let mut out: Vec<RuleOut> = Vec::new();
         for (ri, rule) in self.doc.rules.iter().enumerate() {
             // Network part: one FilterRule per protocol set, self separately.
-            let mut groups: Vec<(bool, Vec<i32>, Vec<(String, Ports)>)> = Vec::new();
+            let mut groups: Vec<DstGroup> = Vec::new();
             for dst in &rule.dsts {
                 let Some(t) = self.dst_targets(rule, dst, d) else {
                     continue;
@@ -133,47 +123,108 @@ impl Inner {
             }
             // App part: CapGrant to this node.
             if let Some(app) = &rule.app {
-                let mut is_self = false;
-                let mut dsts: Vec<String> = Vec::new();
-                for a in &rule.app_dsts {
-                    let Some(t) = self.alias_target(rule, a, d) else {
-                        continue;
-                    };
-                    is_self |= *a == Alias::SelfDevices;
-                    let v: Vec<String> = match t {
-                        Target::Own => node_ips(&self.topo.nodes[d])
-                            .iter()
-                            .map(|ip| ipnet::IpNet::from(*ip).to_string())
-                            .collect(),
-                        Target::Text(v) if v == ["*"] => node_ips(&self.topo.nodes[d])
-                            .iter()
-                            .map(|ip| ipnet::IpNet::from(*ip).to_string())
-                            .collect(),
-                        Target::Text(v) => v.iter().map(|s| cidr_text(s)).collect(),
-                    };
-                    for x in v {
-                        if !dsts.contains(&x) {
-                            dsts.push(x);
-                        }
-                    }
-                }
-                let src = if is_self {
-                    self.self_src(ri, d)
-                } else {
-                    self.rules[ri].src.clone()
-                };
-                if !dsts.is_empty() && !src.is_empty() {
-                    out.push(RuleOut {
-                        src,
-                        protos: vec![],
-                        dst: vec![],
-                        cap_grant: Some(app.clone()),
-                        cap_dsts: dsts,
-                    });
-                }
+                self.app_rules(ri, rule, app, d, &mut out);
             }
         }
         out
+    }
+
+    /// CapGrants of an app grant as seen by node `d`: the forward grant when
+    /// `d` is a destination, and the reverse capabilities Tailscale derives
+    /// (`drive` → `drive-sharer`, `relay` → `relay-target`) when `d` is a
+    /// source, granted by the destinations to `d`.
+    fn app_rules(&self, ri: usize, rule: &Rule, app: &CapMap, d: usize, out: &mut Vec<RuleOut>) {
+        let n = &self.topo.nodes[d];
+        let own_cidrs = || -> Vec<String> {
+            node_ips(n)
+                .iter()
+                .map(|ip| ipnet::IpNet::from(*ip).to_string())
+                .collect()
+        };
+        let mut is_self = false;
+        let mut dsts: Vec<String> = Vec::new();
+        for a in &rule.app_dsts {
+            // App capabilities apply to nodes, never to subnets behind them.
+            let hit = match a {
+                Alias::Host(_) | Alias::Prefix(_) => {
+                    let set = self.resolver().static_set(a);
+                    node_ips(n).iter().any(|ip| set.contains(*ip))
+                }
+                _ => self.alias_target(rule, a, d).is_some(),
+            };
+            if !hit {
+                continue;
+            }
+            is_self |= *a == Alias::SelfDevices;
+            for x in own_cidrs() {
+                if !dsts.contains(&x) {
+                    dsts.push(x);
+                }
+            }
+        }
+        if !dsts.is_empty() {
+            // An empty source set still yields the grant (as Tailscale does).
+            let src = if is_self {
+                self.self_src(ri, d)
+            } else {
+                self.rules[ri].src.clone()
+            };
+            out.push(RuleOut {
+                src,
+                protos: vec![],
+                dst: vec![],
+                cap_grant: Some(app.clone()),
+                cap_dsts: dsts,
+            });
+        }
+        let reverse: Vec<&str> = app.keys().filter_map(|k| reverse_cap(k)).collect();
+        if reverse.is_empty() {
+            return;
+        }
+        let own = IpSet::from_addrs(node_ips(n));
+        if !self.rules[ri].src.intersects(&own) {
+            return;
+        }
+        let r = self.resolver();
+        let mut peers = IpSet::new();
+        for a in &rule.app_dsts {
+            match a {
+                Alias::SelfDevices => peers.extend(&self.same_user_set(d)),
+                Alias::Internet => {}
+                a => peers.extend(&r.src_set(a)),
+            }
+        }
+        if peers.is_empty() {
+            return;
+        }
+        for cap in reverse {
+            out.push(RuleOut {
+                src: peers.clone(),
+                protos: vec![],
+                dst: vec![],
+                cap_grant: Some(CapMap::from([(cap.to_string(), vec![])])),
+                cap_dsts: own_cidrs(),
+            });
+        }
+    }
+
+    /// Addresses of the untagged devices of `d`'s user (empty when tagged).
+    pub(crate) fn same_user_set(&self, d: usize) -> IpSet {
+        let n = &self.topo.nodes[d];
+        let mut own = IpSet::new();
+        if n.tags.is_empty()
+            && let Some(u) = n.user
+        {
+            for m in &self.topo.nodes {
+                if m.tags.is_empty() && m.user == Some(u) {
+                    for a in node_ips(m) {
+                        own.push_addr(a);
+                    }
+                }
+            }
+        }
+        own.normalize();
+        own
     }
 
     pub(crate) fn render_filter(&self, d: usize) -> Arc<Vec<FilterRule>> {
@@ -226,9 +277,11 @@ impl Inner {
     }
 }
 
-fn cidr_text(s: &str) -> String {
-    match s.parse::<IpAddr>() {
-        Ok(a) => ipnet::IpNet::from(a).to_string(),
-        Err(_) => s.to_string(),
+/// The capability Tailscale grants in the opposite direction of `cap`.
+fn reverse_cap(cap: &str) -> Option<&'static str> {
+    match cap {
+        "tailscale.com/cap/drive" => Some("tailscale.com/cap/drive-sharer"),
+        "tailscale.com/cap/relay" => Some("tailscale.com/cap/relay-target"),
+        _ => None,
     }
 }

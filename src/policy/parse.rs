@@ -55,11 +55,13 @@ pub fn build(ctx: &Ctx, root: &Value) -> Result<Doc, PolicyError> {
             return Err(ctx.err(&key_path("", k), format!("unknown top-level field {k:?}")));
         }
     }
-    let mut doc = Doc::default();
-    doc.randomize_client_port = top
-        .get("randomizeClientPort")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let mut doc = Doc {
+        randomize_client_port: top
+            .get("randomizeClientPort")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        ..Doc::default()
+    };
     if let Some(g) = top.get("groups") {
         for (name, members) in obj(ctx, g, "/groups")? {
             let p = key_path("/groups", name);
@@ -286,6 +288,12 @@ fn parse_acls(ctx: &Ctx, doc: &mut Doc, v: &Value) -> Result<(), PolicyError> {
             if alias == Alias::SelfDevices {
                 check_self(ctx, &src, true, &dp)?;
             }
+            if let Alias::Service(name) = &alias {
+                let lowered = super::services::restrict(doc, name, &protos, &ports)
+                    .map_err(|m| ctx.err(&dp, format!("dst={a:?}: {m}")))?;
+                dsts.extend(lowered);
+                continue;
+            }
             dsts.push(Dst {
                 alias,
                 ports,
@@ -397,6 +405,18 @@ fn parse_grants(ctx: &Ctx, doc: &mut Doc, v: &Value) -> Result<(), PolicyError> 
                 Alias::SelfDevices => check_self(ctx, &src, false, &dp)?,
                 _ => {}
             }
+            if let Alias::Service(name) = &a {
+                for (k, (protos, ports)) in ipcaps.iter().enumerate() {
+                    // The offending entry is the `ip` one, so point there.
+                    let lowered = super::services::restrict(doc, name, protos, ports)
+                        .map_err(|m| ctx.err(&format!("{p}/ip/{k}"), format!("dst={d:?}: {m}")))?;
+                    dsts.extend(lowered);
+                }
+                if app.is_some() {
+                    app_dsts.push(a);
+                }
+                continue;
+            }
             for (protos, ports) in &ipcaps {
                 dsts.push(Dst {
                     alias: a.clone(),
@@ -433,6 +453,19 @@ fn parse_auto(ctx: &Ctx, doc: &mut Doc, v: &Value) -> Result<(), PolicyError> {
                 v.push(alias(ctx, doc, s, &format!("{p}/{i}"))?);
             }
             doc.auto_routes.push((net, v));
+        }
+    }
+    // Tailscale's own `autoApprovers.services` ("svc:NAME": approvers):
+    // validated and accepted; our services are defined by the policy.
+    if let Some(sv) = o.get("services") {
+        for (name, approvers) in obj(ctx, sv, "/autoApprovers/services")? {
+            let p = key_path("/autoApprovers/services", name);
+            if !name.starts_with("svc:") {
+                return Err(ctx.err(&p, format!("service {name:?} must start with \"svc:\"")));
+            }
+            for (i, s) in strings(ctx, Some(approvers), &p)?.iter().enumerate() {
+                alias(ctx, doc, s, &format!("{p}/{i}"))?;
+            }
         }
     }
     if let Some(e) = o.get("exitNode") {

@@ -166,15 +166,18 @@ pub fn parse_rules(ctx: &Ctx, doc: &mut Doc, v: &Value) -> Result<(), PolicyErro
             }
             dst.push(a);
         }
-        let users = strings(ctx, o.get("users"), &format!("{p}/users"))?;
+        // Tailscale trims each user (so `" root"` is root, and a blank
+        // entry becomes the invalid `""`).
+        let users: Vec<String> = strings(ctx, o.get("users"), &format!("{p}/users"))?
+            .iter()
+            .map(|u| u.trim().to_string())
+            .collect();
         if users.is_empty() {
             return Err(ctx.err(&p, "users must be specified"));
         }
         for (j, u) in users.iter().enumerate() {
             check_user(u).map_err(|m| ctx.err(&format!("{p}/users/{j}"), m))?;
-            if let Some(d) = u.strip_prefix("localpart:*@")
-                && !d.is_empty()
-            {
+            if let Some(d) = super::ssh::localpart_domain(u) {
                 doc.localpart_domains
                     .push((d.to_string(), format!("{p}/users/{j}")));
             }

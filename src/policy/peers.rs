@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use ipnet::IpNet;
 
 use super::alias::{Alias, node_ips};
-use super::compile::Inner;
+use super::compile::{Inner, is_exit_route};
 use super::ipset::IpSet;
 use super::{NodeOutput, PeerOutput};
 
@@ -64,8 +64,8 @@ impl Inner {
             let s = &self.rules[ri].src;
             let mut sb = Bits::new(n);
             let mut db = Bits::new(n);
-            for i in 0..n {
-                if s.intersects(&own[i]) || s.intersects(&self.subnets[i]) {
+            for (i, own_i) in own.iter().enumerate() {
+                if s.intersects(own_i) || s.intersects(&self.subnets[i]) {
                     sb.set(i);
                 }
                 let hit = rule
@@ -100,7 +100,10 @@ impl Inner {
         self.doc.rules.iter().enumerate().any(|(ri, rule)| {
             reach.src[ri].get(v)
                 && self.via_ok(rule, p)
-                && rule.dsts.iter().any(|d| d.alias == Alias::Internet)
+                && rule
+                    .dsts
+                    .iter()
+                    .any(|d| matches!(d.alias, Alias::Internet | Alias::Wildcard))
         })
     }
 
@@ -163,19 +166,78 @@ impl Inner {
         false
     }
 
+    /// Is `p`, although not the primary for `r`, the router a `via` grant
+    /// steers `v`'s traffic for `r` through? Among the approvers of `r`
+    /// matching the grant's `via` tags, the primary wins, else the lowest id.
+    fn via_primary(&self, reach: &Reach, v: usize, p: usize, r: &IpNet) -> bool {
+        let rset = IpSet::from_nets([r]);
+        // A route the primary already gives `v` is not steered.
+        let primary = (0..self.topo.nodes.len()).find(|&i| self.primary[i].contains(r));
+        if let Some(g) = primary
+            && (self.topo.nodes[v].approved_routes.contains(r)
+                || self.route_allowed(reach, v, g, r))
+        {
+            return false;
+        }
+        self.doc.rules.iter().enumerate().any(|(ri, rule)| {
+            if rule.via.is_empty() || !reach.src[ri].get(v) || !self.via_ok(rule, p) {
+                return false;
+            }
+            let names_route = rule.dsts.iter().any(|d| {
+                matches!(d.alias, Alias::Host(_) | Alias::Prefix(_))
+                    && self.resolver().static_set(&d.alias).intersects(&rset)
+            });
+            if !names_route {
+                return false;
+            }
+            let candidates = self
+                .topo
+                .nodes
+                .iter()
+                .enumerate()
+                .filter(|(i, n)| n.approved_routes.contains(r) && self.via_ok(rule, *i));
+            let mut best: Option<(bool, u64, usize)> = None;
+            for (i, n) in candidates {
+                let key = (!self.primary[i].contains(r), n.id, i);
+                if best.is_none_or(|b| key < b) {
+                    best = Some(key);
+                }
+            }
+            best.is_some_and(|b| b.2 == p)
+        })
+    }
+
+    /// Does node `i` carry the `disable-ipv4` node attribute?
+    pub(crate) fn no_ipv4(&self, i: usize) -> bool {
+        self.cap_map(i).contains_key("disable-ipv4")
+    }
+
     pub(crate) fn peers_of(&self, reach: &Reach, v: usize) -> BTreeMap<u64, PeerOutput> {
         let mut out = BTreeMap::new();
+        let no_v4 = self.no_ipv4(v);
         for p in self.visible(reach, v).iter() {
             if p == v || p >= self.topo.nodes.len() {
                 continue;
             }
             let pn = &self.topo.nodes[p];
-            let mut allowed: Vec<IpNet> = node_ips(pn).into_iter().map(IpNet::from).collect();
+            let mut allowed: Vec<IpNet> = node_ips(pn)
+                .into_iter()
+                .filter(|a| !(a.is_ipv4() && (no_v4 || self.no_ipv4(p))))
+                .map(IpNet::from)
+                .collect();
             let mut primary = Vec::new();
-            for r in &self.primary[p] {
-                // HA: a router serving the same prefix always learns the primary.
-                let same = self.subnets[v].covers(&IpSet::from_nets([r]));
-                if same || self.route_allowed(reach, v, p, r) {
+            for r in &pn.approved_routes {
+                if is_exit_route(r) {
+                    continue;
+                }
+                let show = if self.primary[p].contains(r) {
+                    // HA: a router serving the same prefix learns the primary.
+                    self.topo.nodes[v].approved_routes.contains(r)
+                        || self.route_allowed(reach, v, p, r)
+                } else {
+                    self.via_primary(reach, v, p, r)
+                };
+                if show {
                     allowed.push(*r);
                     primary.push(*r);
                 }
@@ -196,11 +258,6 @@ impl Inner {
             );
         }
         out
-    }
-
-    pub(crate) fn node_output(&self, d: usize) -> NodeOutput {
-        let reach = self.reach();
-        self.node_output_with(&reach, d)
     }
 
     pub(crate) fn node_output_with(&self, reach: &Reach, d: usize) -> NodeOutput {

@@ -2,11 +2,21 @@
 //! nodes host a service and on which ports, usable as a destination
 //! (`"dst": ["svc:mcp"]` in grants, `"svc:mcp:443"` in acls). A client allowed
 //! to the service sees its hosts as peers, filtered to those ports.
+//!
+//! A service destination is lowered at parse time to one `Dst` per
+//! (requested ports ∩ declared ports): `*` means "the declared ports"; a
+//! port or protocol outside the declaration is rejected with its position.
+//! Clients resolve `NAME.<base_domain>` to the hosts (`service_addrs`).
 
 use serde_json::Value;
 
-use super::model::{Ctx, Doc, Ports, ServiceDef, key_path, obj, parse_ports, parse_proto, strings};
-use super::{PolicyError, Service};
+use std::net::IpAddr;
+
+use super::alias::{Alias, Resolver, node_ips};
+use super::model::{
+    ALL_PORTS, Ctx, Doc, Dst, Ports, ServiceDef, key_path, obj, parse_ports, parse_proto, strings,
+};
+use super::{PolicyError, Service, Topology};
 
 pub fn parse(ctx: &Ctx, doc: &mut Doc, v: &Value) -> Result<(), PolicyError> {
     for (name, def) in obj(ctx, v, "/services")? {
@@ -52,6 +62,117 @@ pub fn list(doc: &Doc) -> Vec<Service> {
                 .iter()
                 .map(|(pr, p)| (pr.clone(), p.first, p.last))
                 .collect(),
+        })
+        .collect()
+}
+
+/// Lowers a destination `svc:NAME` requested with `protos`/`ports` to the
+/// service's declared ports. `Err` is the message for the caller to place.
+pub fn restrict(
+    doc: &Doc,
+    name: &str,
+    protos: &[i32],
+    ports: &[Ports],
+) -> Result<Vec<Dst>, String> {
+    let Some(def) = doc.services.get(name) else {
+        return Err(format!("service not found: \"svc:{name}\""));
+    };
+    if def.ports.is_empty() {
+        return Err(format!("service \"svc:{name}\" declares no ports"));
+    }
+    let wildcard = ports == [ALL_PORTS];
+    let mut out: Vec<Dst> = Vec::new();
+    for want in ports {
+        let mut covered: Vec<Ports> = Vec::new();
+        for (sp_protos, sp) in &def.ports {
+            let Some(pr) = proto_meet(protos, sp_protos) else {
+                continue;
+            };
+            let first = want.first.max(sp.first);
+            let last = want.last.min(sp.last);
+            if first > last {
+                continue;
+            }
+            covered.push(Ports { first, last });
+            let p = Ports { first, last };
+            match out.iter_mut().find(|d| d.protos == pr) {
+                Some(d) if !d.ports.contains(&p) => d.ports.push(p),
+                Some(_) => {}
+                None => out.push(Dst {
+                    alias: Alias::Service(name.to_string()),
+                    ports: vec![p],
+                    protos: pr,
+                }),
+            }
+        }
+        if !wildcard && !spans(&covered, *want) {
+            let text = if want.first == want.last {
+                want.first.to_string()
+            } else {
+                format!("{}-{}", want.first, want.last)
+            };
+            let proto = if protos.is_empty() {
+                String::new()
+            } else {
+                format!(" (IP protocol {protos:?})")
+            };
+            return Err(format!(
+                "port {text}{proto} is not among the ports of \"svc:{name}\""
+            ));
+        }
+    }
+    if out.is_empty() {
+        return Err(format!(
+            "no protocol/port in common with the ports of \"svc:{name}\""
+        ));
+    }
+    Ok(out)
+}
+
+/// Protocols both a request and a declaration allow (empty = the default
+/// TCP/UDP/ICMP set); `None` when they have none in common.
+fn proto_meet(want: &[i32], have: &[i32]) -> Option<Vec<i32>> {
+    const DEFAULT: [i32; 4] = [1, 6, 17, 58];
+    match (want.is_empty(), have.is_empty()) {
+        (true, _) => Some(have.to_vec()),
+        (false, true) => want
+            .iter()
+            .all(|p| DEFAULT.contains(p))
+            .then(|| want.to_vec()),
+        (false, false) => {
+            let both: Vec<i32> = want.iter().copied().filter(|p| have.contains(p)).collect();
+            (!both.is_empty()).then_some(both)
+        }
+    }
+}
+
+/// Do the ranges in `parts` together cover all of `want`?
+fn spans(parts: &[Ports], want: Ports) -> bool {
+    let mut v = parts.to_vec();
+    v.sort();
+    let mut next = want.first as u32;
+    for p in v {
+        if p.first as u32 > next {
+            break;
+        }
+        next = next.max(p.last as u32 + 1);
+    }
+    next > want.last as u32
+}
+
+/// Each service with the addresses of the nodes hosting it.
+pub fn addrs(doc: &Doc, topo: &Topology) -> Vec<(String, Vec<IpAddr>)> {
+    let r = Resolver { doc, topo };
+    doc.services
+        .keys()
+        .map(|name| {
+            let alias = Alias::Service(name.clone());
+            let mut ips: Vec<IpAddr> = (0..topo.nodes.len())
+                .filter(|&i| r.node_matches(&alias, i))
+                .flat_map(|i| node_ips(&topo.nodes[i]))
+                .collect();
+            ips.sort();
+            (name.clone(), ips)
         })
         .collect()
 }

@@ -1,12 +1,43 @@
 //! `sshTests`: for a source and destinations, which local users must be
-//! accepted, held for check, or denied by the compiled SSH rules.
+//! accepted (by an accept or check rule), held for check, or denied by the
+//! SSH rules compiled for each destination. Every address of the source
+//! must agree; a source or destination that selects no node fails the test,
+//! as Tailscale's "test(s) failed" does.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
-use super::alias::{Alias, Resolver};
+use super::alias::{Alias, Resolver, node_ips, user_matches};
 use super::compile::Compiled;
 use super::model::Doc;
 use super::{PolicyError, Topology};
+use crate::tailcfg::SshPolicy;
+
+/// Does `m` (a rule's `sshUsers`) let `user` log in? An exact entry wins;
+/// otherwise non-root users fall back to `"*"`. An empty mapping means the
+/// rule does not apply to that user.
+fn user_allowed(m: &std::collections::BTreeMap<String, String>, user: &str) -> bool {
+    if user.is_empty() {
+        return false;
+    }
+    if let Some(v) = m.get(user) {
+        return !v.is_empty();
+    }
+    user != "root" && m.get("*").is_some_and(|v| !v.is_empty())
+}
+
+/// (reached by any rule, reached by a check rule) for `src` logging in as `user`.
+fn reach(policy: &SshPolicy, src: IpAddr, user: &str) -> (bool, bool) {
+    let src = src.to_string();
+    let (mut any, mut check) = (false, false);
+    for r in &policy.rules {
+        if r.principals.iter().any(|p| p.node_ip == src) && user_allowed(&r.ssh_users, user) {
+            any = true;
+            check |= !r.action.hold_and_delegate.is_empty();
+        }
+    }
+    (any, check)
+}
 
 pub fn check(doc: &Arc<Doc>, topo: &Topology) -> Result<(), PolicyError> {
     if doc.ssh_tests.is_empty() {
@@ -24,15 +55,29 @@ pub fn check(doc: &Arc<Doc>, topo: &Topology) -> Result<(), PolicyError> {
             .chain(&t.check)
             .chain(&t.deny)
             .any(|u| u.is_empty())
+            || t.accept.iter().any(|u| t.deny.contains(u))
         {
             return Err(fail());
         }
-        if t.accept.iter().any(|u| t.deny.contains(u)) {
-            return Err(fail());
-        }
-        let srcs: Vec<usize> = (0..topo.nodes.len())
+        let src_nodes: Vec<usize> = (0..topo.nodes.len())
             .filter(|&i| r.node_matches(&t.src, i))
             .collect();
+        let src_addrs: Vec<IpAddr> = src_nodes
+            .iter()
+            .flat_map(|&i| node_ips(&topo.nodes[i]))
+            .collect();
+        if src_addrs.is_empty() {
+            return Err(fail());
+        }
+        // `autogroup:self` in a test means the source user's own devices.
+        let src_user = match &t.src {
+            Alias::User(sel) => topo
+                .users
+                .iter()
+                .find(|u| user_matches(sel, &u.login))
+                .map(|u| u.id),
+            _ => None,
+        };
         let mut dsts: Vec<usize> = Vec::new();
         for a in &t.dst {
             if let Alias::Prefix(p) = a
@@ -40,60 +85,138 @@ pub fn check(doc: &Arc<Doc>, topo: &Topology) -> Result<(), PolicyError> {
             {
                 return Err(fail());
             }
-            for i in 0..topo.nodes.len() {
-                if r.node_matches(a, i) && !dsts.contains(&i) {
+            let matched: Vec<usize> = (0..topo.nodes.len())
+                .filter(|&i| {
+                    let n = &topo.nodes[i];
+                    match a {
+                        Alias::SelfDevices => {
+                            src_user.is_some() && n.tags.is_empty() && n.user == src_user
+                        }
+                        _ => r.node_matches(a, i),
+                    }
+                })
+                .collect();
+            if matched.is_empty() {
+                return Err(fail());
+            }
+            for i in matched {
+                if !dsts.contains(&i) {
                     dsts.push(i);
                 }
             }
         }
         for &d in &dsts {
             let policy = compiled.inner.ssh_policy(d).unwrap_or_default();
-            // The action a user gets from the first matching rule.
-            let verdict = |user: &str| -> Option<bool> {
-                for s in &srcs {
-                    let ips: Vec<String> = super::alias::node_ips(&topo.nodes[*s])
-                        .iter()
-                        .map(|a| a.to_string())
-                        .collect();
-                    for rule in &policy.rules {
-                        if !rule.principals.iter().any(|p| ips.contains(&p.node_ip)) {
-                            continue;
-                        }
-                        let mapped = rule.ssh_users.get(user).or_else(|| {
-                            if user != "root" {
-                                rule.ssh_users.get("*")
-                            } else {
-                                None
-                            }
-                        });
-                        match mapped {
-                            Some(m) if !m.is_empty() => return Some(rule.action.accept),
-                            Some(_) => return None,
-                            None => {}
-                        }
-                    }
-                }
-                None
+            let all = |user: &str, want: fn((bool, bool)) -> bool| {
+                src_addrs.iter().all(|&a| want(reach(&policy, a, user)))
             };
-            for u in &t.accept {
-                if verdict(u) != Some(true) {
-                    return Err(fail());
-                }
+            let ok = t.accept.iter().all(|u| all(u, |(any, _)| any))
+                && t.check.iter().all(|u| all(u, |(_, chk)| chk))
+                && t.deny.iter().all(|u| all(u, |(any, _)| !any));
+            if !ok {
+                return Err(fail());
             }
-            for u in &t.check {
-                if verdict(u).is_none() {
-                    return Err(fail());
-                }
-            }
-            for u in &t.deny {
-                if verdict(u).is_some() {
-                    return Err(fail());
-                }
-            }
-        }
-        if dsts.is_empty() && !t.accept.is_empty() {
-            return Err(fail());
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::policy::Policy;
+    use crate::policy::ssh::tests::topo;
+
+    fn run(ssh: &str, tests: &str) -> Result<(), PolicyError> {
+        let src = format!(
+            r#"{{"tagOwners": {{"tag:server": ["odin@example.com"], "tag:nobody": ["odin@example.com"]}},
+                "ssh": {ssh}, "sshTests": {tests}}}"#
+        );
+        Policy::parse(&src).expect("parses").check(&topo())
+    }
+
+    #[test]
+    fn user_map_semantics() {
+        let m = BTreeMap::from([
+            ("root".to_string(), String::new()),
+            ("*".to_string(), "=".to_string()),
+        ]);
+        assert!(!user_allowed(&m, "root"));
+        assert!(user_allowed(&m, "alice"));
+        assert!(!user_allowed(&m, ""));
+        let only_root = BTreeMap::from([("root".to_string(), "root".to_string())]);
+        assert!(user_allowed(&only_root, "root"));
+        assert!(!user_allowed(&only_root, "alice"));
+    }
+
+    const ACCEPT_ROOT: &str = r#"[{"action": "accept", "src": ["thor@example.org"],
+        "dst": ["tag:server"], "users": ["root"]}]"#;
+
+    #[test]
+    fn accept_and_deny() {
+        assert!(
+            run(
+                ACCEPT_ROOT,
+                r#"[{"src": "thor@example.org", "dst": ["tag:server"], "accept": ["root"], "deny": ["ubuntu"]}]"#
+            )
+            .is_ok()
+        );
+        // odin has no rule: accepting root must fail, denying it passes.
+        assert!(
+            run(
+                ACCEPT_ROOT,
+                r#"[{"src": "odin@example.com", "dst": ["tag:server"], "accept": ["root"]}]"#
+            )
+            .is_err()
+        );
+        assert!(
+            run(
+                ACCEPT_ROOT,
+                r#"[{"src": "odin@example.com", "dst": ["tag:server"], "deny": ["root"]}]"#
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn check_needs_a_check_rule() {
+        let check = r#"[{"action": "check", "src": ["thor@example.org"],
+            "dst": ["tag:server"], "users": ["root"]}]"#;
+        let t = r#"[{"src": "thor@example.org", "dst": ["tag:server"], "check": ["root"], "accept": ["root"]}]"#;
+        assert!(run(check, t).is_ok());
+        assert!(run(ACCEPT_ROOT, t).is_err());
+    }
+
+    #[test]
+    fn localpart_user_is_reached_past_the_empty_root_rule() {
+        // The first rule maps root to "" (no match); the localpart rule
+        // after it grants odin.
+        let lp = r#"[{"action": "accept", "src": ["odin@example.com"],
+            "dst": ["tag:server"], "users": ["localpart:*@example.com"]}]"#;
+        let ok = r#"[{"src": "odin@example.com", "dst": ["tag:server"], "accept": ["odin"], "deny": ["root"]}]"#;
+        assert!(run(lp, ok).is_ok());
+        let bad = r#"[{"src": "odin@example.com", "dst": ["tag:server"], "accept": ["thor"]}]"#;
+        assert!(run(lp, bad).is_err());
+    }
+
+    #[test]
+    fn empty_selections_fail() {
+        // A destination selecting no node fails even for deny.
+        assert!(
+            run(
+                ACCEPT_ROOT,
+                r#"[{"src": "thor@example.org", "dst": ["tag:nobody"], "deny": ["root"]}]"#
+            )
+            .is_err()
+        );
+        assert!(
+            run(
+                ACCEPT_ROOT,
+                r#"[{"src": "thor@example.org", "dst": ["tag:server"]}]"#
+            )
+            .is_err()
+        );
+    }
 }

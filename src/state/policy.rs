@@ -74,6 +74,7 @@ fn topo_node(n: &Node) -> TopoNode {
         ipv6: n.ipv6,
         routable_ips: n.routable_ips(),
         approved_routes: n.approved_routes.clone(),
+        primary_routes: None,
     }
 }
 
