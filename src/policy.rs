@@ -12,17 +12,23 @@ pub mod compile;
 mod compile_incr;
 mod filter;
 pub mod hujson;
+mod index;
 pub mod ipset;
 pub mod model;
 pub mod node_attrs;
 pub mod parse;
 pub mod parse_ssh;
 mod peers;
+mod routes;
 pub mod services;
 pub mod ssh;
 #[cfg(test)]
 mod tests_api;
 pub mod tests_block;
+#[cfg(test)]
+mod tests_hujson;
+#[cfg(test)]
+mod tests_incr;
 mod tests_ssh;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -231,7 +237,7 @@ impl Policy {
             doc: &self.doc,
             topo,
         };
-        compile::auto_approved(&r, i)
+        routes::auto_approved(&r, i)
     }
 }
 

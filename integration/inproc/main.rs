@@ -6,13 +6,14 @@
 //! Modules: `server` (fixture), `client` (simulated node), `enroll`
 //! (netmap, joins, disconnects, re-registration, restart), `keys`
 //! (pre-auth key rules and the single-use race), `postgres` (the enrollment
-//! scenarios on PostgreSQL), `badinput` (hostile input, then a health
-//! check).
+//! scenarios on PostgreSQL), `policy` (a database-stored policy reaching
+//! open streams), `badinput` (hostile input, then a health check).
 
 mod badinput;
 mod client;
 mod enroll;
 mod keys;
+mod policy;
 mod postgres;
 mod server;
 

@@ -10,8 +10,8 @@ use anyhow::Context;
 use sqlx::{Connection, Executor, PgConnection};
 use url::Url;
 
-use crate::enroll;
 use crate::server::Store;
+use crate::{enroll, policy};
 
 const URL_ENV: &str = "CLAWSCALE_TEST_POSTGRES_URL";
 
@@ -97,4 +97,13 @@ async fn nodes_see_each_other_postgres() -> anyhow::Result<()> {
 #[tokio::test]
 async fn restart_keeps_nodes_postgres() -> anyhow::Result<()> {
     on_postgres("restart", enroll::restart_keeps_nodes).await
+}
+
+#[tokio::test]
+async fn database_policy_postgres() -> anyhow::Result<()> {
+    on_postgres(
+        "policy",
+        policy::database_policy_reaches_streams_and_survives_restart,
+    )
+    .await
 }

@@ -1,35 +1,74 @@
-//! Compilation against a topology: resolves every rule's sources once, then
-//! derives each node's packet filter (only rules where the node, or a subnet
-//! it routes, is a destination), its peers (symmetric reachability, plus the
-//! routes each side needs) and its CapMap/SSH policy, as Tailscale does.
+//! Compilation against a topology, as Tailscale does it: each node's packet
+//! filter holds only the rules where the node (or a subnet it routes, or
+//! the internet it exits to) is a destination; peers are symmetric
+//! reachability plus the routes each side needs; CapMap/SSH per node.
+//!
+//! Scaling: `build` resolves the shared state once — selectors to node
+//! bitsets (`index.rs`), per rule its source and destination node sets, the
+//! route viewers — and every node's output is computed lazily on first
+//! `node()` call (then cached). Sources are grouped by identical selector
+//! lists, so their address sets and `SrcIPs` text are built once.
+//! `update` (compile_incr.rs) reuses the outputs of unaffected nodes.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use ipnet::IpNet;
 
-use super::alias::{Resolver, node_ips};
+use super::alias::{Alias, Resolver, node_ips};
+use super::index::{AliasIndex, Bits, Facts, is_static};
 use super::ipset::IpSet;
-use super::model::{Doc, Rule};
+use super::model::{Doc, Ports};
+use super::routes::{auto_approve, routes};
 use super::{CapMap, Explanation, NodeOutput, Topology};
 
-/// A rule with its sources resolved.
+/// Sources shared by all rules with the same `src` selector list.
+pub(crate) struct SrcGroup {
+    /// Nodes matched by identity (users, groups, tags, autogroups).
+    pub node_bits: Arc<Bits>,
+    /// Address part (`*`, hosts, prefixes).
+    pub static_set: IpSet,
+    set: OnceLock<IpSet>,
+    text: OnceLock<Arc<Vec<String>>>,
+}
+
+/// A rule with its node sets resolved.
 pub(crate) struct CRule {
-    pub src: IpSet,
+    pub src: usize,
+    /// Nodes whose addresses or subnets are among the sources.
+    pub src_nodes: Arc<Bits>,
+    /// Nodes some destination applies to (`autogroup:self` aside).
+    pub dst_nodes: Arc<Bits>,
+    pub has_self: bool,
+    /// Per `rule.dsts` entry: the nodes it applies to.
+    pub dst_each: Vec<Arc<Bits>>,
+    /// Per `rule.app_dsts` entry: the nodes it applies to.
+    pub app_each: Vec<Arc<Bits>>,
+    /// Per `rule.dsts` entry: its address set and text for a host/prefix.
+    pub dst_static: Vec<Option<(IpSet, Vec<String>)>>,
+    /// The rule grants capabilities Tailscale mirrors back to the sources.
+    pub has_reverse: bool,
 }
 
 pub(crate) struct Inner {
     pub doc: Arc<Doc>,
+    /// The topology with auto-approved routes applied.
     pub topo: Arc<Topology>,
     pub index: HashMap<u64, usize>,
+    pub facts: Facts,
+    pub groups: Vec<SrcGroup>,
     pub rules: Vec<CRule>,
     /// Per node: approved subnet routes for which it is primary.
     pub primary: Vec<Vec<IpNet>>,
-    /// Per node: approved subnet routes (primary or not), exit routes aside.
-    pub subnets: Vec<IpSet>,
-    pub is_exit: Vec<bool>,
-    pub outputs: Vec<Arc<NodeOutput>>,
+    /// Per node: nodes allowed to use its exit routes.
+    pub exit_viewers: Vec<Option<Bits>>,
+    /// Per node: for each primary route, the nodes that see it.
+    pub route_viewers: Vec<Vec<(IpNet, Bits)>>,
+    /// Nodes carrying the `disable-ipv4` attribute.
+    pub no_ipv4: Bits,
+    pub has_via: bool,
+    pub outputs: Vec<OnceLock<Arc<NodeOutput>>>,
 }
 
 /// The compiled policy for one topology; cheap to clone, `Send + Sync`.
@@ -44,54 +83,22 @@ impl std::fmt::Debug for Compiled {
     }
 }
 
-pub(crate) fn is_exit_route(n: &IpNet) -> bool {
-    n.prefix_len() == 0
-}
-
 impl Compiled {
     pub(crate) fn build(doc: Arc<Doc>, topo: Arc<Topology>) -> Compiled {
-        let topo = auto_approve(&doc, topo);
-        let index = topo
-            .nodes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.id, i))
-            .collect();
-        let r = Resolver {
-            doc: &doc,
-            topo: &topo,
-        };
-        let rules = doc
-            .rules
-            .iter()
-            .map(|rule| CRule {
-                src: union_src(&r, rule),
-            })
-            .collect();
-        let (primary, subnets, is_exit) = routes(&topo);
-        let mut inner = Inner {
-            doc: doc.clone(),
-            topo: topo.clone(),
-            index,
-            rules,
-            primary,
-            subnets,
-            is_exit,
-            outputs: vec![],
-        };
-        let reach = inner.reach();
-        let outputs = (0..topo.nodes.len())
-            .map(|i| Arc::new(inner.node_output_with(&reach, i)))
-            .collect();
-        inner.outputs = outputs;
         Compiled {
-            inner: Arc::new(inner),
+            inner: Arc::new(Inner::build(doc, topo)),
         }
     }
 
     pub fn node(&self, id: u64) -> Option<NodeOutput> {
+        self.node_arc(id).map(|o| (*o).clone())
+    }
+
+    /// As `node`, without copying: the output is computed once per node and
+    /// shared (prefer this on hot paths).
+    pub fn node_arc(&self, id: u64) -> Option<Arc<NodeOutput>> {
         let i = *self.inner.index.get(&id)?;
-        Some((*self.inner.outputs[i]).clone())
+        Some(self.inner.output(i))
     }
 
     /// App capabilities granted from `src` to `dst_node` (what whois returns).
@@ -134,22 +141,17 @@ impl Compiled {
         let ips = node_ips(&self.inner.topo.nodes[s]);
         let mut hits = Vec::new();
         for (ri, rule) in self.inner.doc.rules.iter().enumerate() {
-            let src = self.inner.rule_src_for(ri, d);
+            let src = self.inner.src_set(ri);
             if !ips.iter().any(|a| src.contains(*a)) {
                 continue;
             }
-            let ok = rule.dsts.iter().any(|dst| {
-                self.inner.dst_targets(rule, dst, d).is_some()
+            let ok = rule.dsts.iter().enumerate().any(|(di, dst)| {
+                self.inner.dst_target(ri, di, d).is_some()
                     && dst.ports.iter().any(|p| p.first <= port && port <= p.last)
                     && match proto {
                         None => true,
-                        Some(p) => {
-                            if dst.protos.is_empty() {
-                                matches!(p, 1 | 6 | 17 | 58)
-                            } else {
-                                dst.protos.contains(&(p as i32))
-                            }
-                        }
+                        Some(p) if dst.protos.is_empty() => matches!(p, 1 | 6 | 17 | 58),
+                        Some(p) => dst.protos.contains(&(p as i32)),
                     }
             });
             if ok {
@@ -175,118 +177,209 @@ impl Compiled {
         super::services::addrs(&self.inner.doc, &self.inner.topo)
     }
 
-    /// Same policy, changed topology. Recompiles the resolved state and
-    /// reports which nodes' outputs differ from `self`.
+    /// Same policy, changed topology (nodes upserted/removed): the new state
+    /// and the ids whose `NodeOutput` may differ. Outputs of other nodes are
+    /// carried over, not recomputed.
     pub fn update(&self, topo: &Topology, changed: &[u64]) -> (Compiled, BTreeSet<u64>) {
         super::compile_incr::update(self, topo, changed)
     }
 }
 
-/// Routes a node advertises that `autoApprovers` approve count as approved,
-/// as on Tailscale (approval happens when the route is advertised).
-fn auto_approve(doc: &Doc, topo: Arc<Topology>) -> Arc<Topology> {
-    if doc.auto_routes.is_empty() && doc.auto_exit.is_empty() {
-        return topo;
-    }
-    let r = Resolver { doc, topo: &topo };
-    let extra: Vec<(usize, Vec<IpNet>)> = (0..topo.nodes.len())
-        .map(|i| (i, auto_approved(&r, i)))
-        .filter(|(i, v)| {
-            v.iter()
-                .any(|x| !topo.nodes[*i].approved_routes.contains(x))
-        })
-        .collect();
-    if extra.is_empty() {
-        return topo;
-    }
-    let mut t = (*topo).clone();
-    for (i, routes) in extra {
-        for route in routes {
-            if !t.nodes[i].approved_routes.contains(&route) {
-                t.nodes[i].approved_routes.push(route);
-            }
-        }
-    }
-    Arc::new(t)
-}
+impl Inner {
+    pub(crate) fn build(doc: Arc<Doc>, topo: Arc<Topology>) -> Inner {
+        let topo = auto_approve(&doc, topo);
+        let n = topo.nodes.len();
+        let index = topo
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, x)| (x.id, i))
+            .collect();
+        let (primary, subnets, is_exit) = routes(&topo);
+        let facts = Facts::new(&topo, subnets, is_exit);
+        let mut ax = AliasIndex::new(&doc, &topo, &facts);
+        let r = Resolver {
+            doc: &doc,
+            topo: &topo,
+        };
 
-/// The routes node `i` advertises that `autoApprovers` approve: a subnet
-/// route under an approved prefix, an exit route by `exitNode` only.
-pub(crate) fn auto_approved(r: &Resolver, i: usize) -> Vec<IpNet> {
-    let doc = r.doc;
-    let n = &r.topo.nodes[i];
-    n.routable_ips
-        .iter()
-        .filter(|route| {
-            if is_exit_route(route) {
-                doc.auto_exit.iter().any(|a| r.node_matches(a, i))
-            } else {
-                doc.auto_routes.iter().any(|(p, aps)| {
-                    p.contains(*route)
-                        && !is_exit_route(p)
-                        && aps.iter().any(|a| r.node_matches(a, i))
-                })
-            }
-        })
-        .copied()
-        .collect()
-}
-
-fn union_src(r: &Resolver, rule: &Rule) -> IpSet {
-    let mut s = IpSet::new();
-    for a in &rule.src {
-        s.extend(&r.src_set(a));
-    }
-    s
-}
-
-/// Primary routes, approved subnet sets and exit-node flags. Primaries come
-/// from `TopoNode::primary_routes` when given; every other approved prefix
-/// goes to the lowest node id among the nodes that have it approved.
-#[allow(clippy::type_complexity)]
-pub(crate) fn routes(topo: &Topology) -> (Vec<Vec<IpNet>>, Vec<IpSet>, Vec<bool>) {
-    let mut owner: BTreeMap<IpNet, usize> = BTreeMap::new();
-    let mut claimed: BTreeSet<IpNet> = BTreeSet::new();
-    for n in &topo.nodes {
-        if let Some(p) = &n.primary_routes {
-            claimed.extend(p.iter().filter(|r| n.approved_routes.contains(r)));
-        }
-    }
-    let mut subnets = Vec::with_capacity(topo.nodes.len());
-    let mut is_exit = Vec::with_capacity(topo.nodes.len());
-    for (i, n) in topo.nodes.iter().enumerate() {
-        let mut s = IpSet::new();
-        let mut exit = false;
-        for r in &n.approved_routes {
-            if is_exit_route(r) {
-                exit = true;
-                continue;
-            }
-            s.push_net(r);
-            let elect = match &n.primary_routes {
-                Some(p) => p.contains(r),
-                None => !claimed.contains(r),
+        // Sources, grouped by identical selector lists.
+        let mut groups: Vec<SrcGroup> = Vec::new();
+        let mut group_of: HashMap<Vec<Alias>, usize> = HashMap::new();
+        let mut group_nodes: Vec<Arc<Bits>> = Vec::new();
+        let mut rules = Vec::with_capacity(doc.rules.len());
+        let mut via_cache: HashMap<(Alias, Vec<String>), Arc<Bits>> = HashMap::new();
+        for rule in &doc.rules {
+            let g = match group_of.get(&rule.src) {
+                Some(&g) => g,
+                None => {
+                    let mut node_bits = Bits::new(n);
+                    let mut static_set = IpSet::new();
+                    for a in &rule.src {
+                        if is_static(a) {
+                            static_set.extend(&r.src_set(a));
+                        } else {
+                            node_bits.or(&ax.nodes(a));
+                        }
+                    }
+                    let mut touching = ax.touching(&static_set);
+                    touching.or(&node_bits);
+                    group_nodes.push(ax.interner.intern(touching));
+                    groups.push(SrcGroup {
+                        node_bits: ax.interner.intern(node_bits),
+                        static_set,
+                        set: OnceLock::new(),
+                        text: OnceLock::new(),
+                    });
+                    group_of.insert(rule.src.clone(), groups.len() - 1);
+                    groups.len() - 1
+                }
             };
-            if !elect {
-                continue;
+            let mut each = |a: &Alias, ax: &mut AliasIndex| {
+                let key = (a.clone(), rule.via.clone());
+                if let Some(b) = via_cache.get(&key) {
+                    return b.clone();
+                }
+                let b = dst_bits(ax, &r, a, &rule.via);
+                let b = ax.interner.intern(b);
+                via_cache.insert(key, b.clone());
+                b
+            };
+            let dst_each: Vec<Arc<Bits>> =
+                rule.dsts.iter().map(|d| each(&d.alias, &mut ax)).collect();
+            let app_each: Vec<Arc<Bits>> = rule.app_dsts.iter().map(|a| each(a, &mut ax)).collect();
+            let mut dst_nodes = Bits::new(n);
+            for b in dst_each.iter().chain(&app_each) {
+                dst_nodes.or(b);
             }
-            match owner.get(r) {
-                Some(&j) if topo.nodes[j].primary_routes.is_some() => {}
-                Some(&j) if topo.nodes[j].id <= n.id && n.primary_routes.is_none() => {}
-                _ => {
-                    owner.insert(*r, i);
+            rules.push(CRule {
+                src: g,
+                src_nodes: group_nodes[g].clone(),
+                dst_nodes: ax.interner.intern(dst_nodes),
+                has_self: rule.dsts.iter().any(|d| d.alias == Alias::SelfDevices)
+                    || rule.app_dsts.contains(&Alias::SelfDevices),
+                dst_each,
+                app_each,
+                dst_static: rule
+                    .dsts
+                    .iter()
+                    .map(|d| {
+                        matches!(d.alias, Alias::Host(_) | Alias::Prefix(_)).then(|| {
+                            let set = r.static_set(&d.alias);
+                            let text = set.to_strings();
+                            (set, text)
+                        })
+                    })
+                    .collect(),
+                has_reverse: rule
+                    .app
+                    .as_ref()
+                    .is_some_and(|m| m.keys().any(|k| super::filter::reverse_cap(k).is_some())),
+            });
+        }
+        let mut no_ipv4 = Bits::new(n);
+        for na in &doc.node_attrs {
+            if na.attrs.contains_key("disable-ipv4") {
+                for t in &na.target {
+                    no_ipv4.or(&ax.nodes(t));
                 }
             }
         }
-        s.normalize();
-        subnets.push(s);
-        is_exit.push(exit);
+        drop(ax);
+        let mut inner = Inner {
+            has_via: doc.rules.iter().any(|r| !r.via.is_empty()),
+            doc: doc.clone(),
+            topo: topo.clone(),
+            index,
+            facts,
+            groups,
+            rules,
+            primary,
+            exit_viewers: vec![],
+            route_viewers: vec![],
+            no_ipv4,
+            outputs: (0..n).map(|_| OnceLock::new()).collect(),
+        };
+        inner.exit_viewers = (0..n).map(|p| inner.exit_viewers_of(p)).collect();
+        inner.route_viewers = (0..n)
+            .map(|p| {
+                inner.primary[p]
+                    .iter()
+                    .map(|r| (*r, inner.route_viewers_of(p, r)))
+                    .collect()
+            })
+            .collect();
+        inner
     }
-    let mut primary = vec![Vec::new(); topo.nodes.len()];
-    for (r, i) in owner {
-        primary[i].push(r);
+
+    /// The output of node `i`, computed on first use.
+    pub(crate) fn output(&self, i: usize) -> Arc<NodeOutput> {
+        self.outputs[i]
+            .get_or_init(|| Arc::new(self.node_output(i)))
+            .clone()
     }
-    (primary, subnets, is_exit)
+
+    pub(crate) fn resolver(&self) -> Resolver<'_> {
+        Resolver {
+            doc: &self.doc,
+            topo: &self.topo,
+        }
+    }
+
+    /// Source addresses of rule `ri`.
+    pub(crate) fn src_set(&self, ri: usize) -> &IpSet {
+        let g = &self.groups[self.rules[ri].src];
+        g.set.get_or_init(|| {
+            let mut s = g.static_set.clone();
+            for i in g.node_bits.iter() {
+                for a in node_ips(&self.topo.nodes[i]) {
+                    s.push_addr(a);
+                }
+            }
+            s.normalize();
+            s
+        })
+    }
+
+    /// `SrcIPs` text of rule `ri` (shared by every node it is rendered for).
+    pub(crate) fn src_text(&self, ri: usize) -> Arc<Vec<String>> {
+        let g = &self.groups[self.rules[ri].src];
+        g.text
+            .get_or_init(|| Arc::new(self.src_set(ri).to_strings()))
+            .clone()
+    }
+}
+
+/// Nodes a destination selector applies to, given the rule's `via` tags.
+fn dst_bits(ax: &mut AliasIndex, r: &Resolver, a: &Alias, via: &[String]) -> Bits {
+    let topo = ax.topo;
+    let n = topo.nodes.len();
+    let via_ok = |i: usize| via.is_empty() || topo.nodes[i].tags.iter().any(|t| via.contains(t));
+    let mut b = Bits::new(n);
+    match a {
+        Alias::Wildcard => return Bits::all(n),
+        Alias::SelfDevices | Alias::Role(_) | Alias::DangerAll => {}
+        Alias::Internet => {
+            for i in 0..n {
+                if ax.facts.is_exit[i] && via_ok(i) {
+                    b.set(i);
+                }
+            }
+        }
+        Alias::Host(_) | Alias::Prefix(_) => {
+            let set = r.static_set(a);
+            for i in 0..n {
+                let own = via.is_empty() && ax.facts.own[i].intersects(&set);
+                if own || (via_ok(i) && ax.facts.subnets[i].intersects(&set)) {
+                    b.set(i);
+                }
+            }
+        }
+        Alias::Service(_) => return (*ax.nodes(a)).clone(),
+        _ if via.is_empty() => return (*ax.nodes(a)).clone(),
+        _ => {}
+    }
+    b
 }
 
 /// How a destination entry applies to one node.
@@ -297,10 +390,12 @@ pub(crate) enum Target {
     Text(Vec<String>),
 }
 
-pub(crate) struct RuleOut {
-    pub src: IpSet,
+pub(crate) struct RuleOut<'a> {
+    pub src: std::borrow::Cow<'a, IpSet>,
+    /// Pre-rendered `src` when it is the rule's whole source set.
+    pub src_text: Option<Arc<Vec<String>>>,
     pub protos: Vec<i32>,
-    pub dst: Vec<(String, super::model::Ports)>,
+    pub dst: Vec<(String, Ports)>,
     pub cap_grant: Option<CapMap>,
     pub cap_dsts: Vec<String>,
 }

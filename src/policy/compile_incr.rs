@@ -1,24 +1,114 @@
-//! Incremental recompilation after topology changes. Sources are re-resolved
-//! (cheap: set unions), outputs are recomputed and compared to the previous
-//! ones so the caller learns exactly which nodes need a new netmap.
+//! Incremental recompilation after topology changes (same policy). The
+//! shared per-rule state is rebuilt (cheap: bitsets, see compile.rs); node
+//! outputs are not. The nodes whose output may change are derived from the
+//! changed nodes, and every other node keeps its computed output.
+//!
+//! A change to node X can only alter the output of:
+//! - X itself;
+//! - nodes that see X, before or after (visibility is symmetric): X joins
+//!   or leaves their peers, and X's addresses join or leave the `SrcIPs` of
+//!   their rules (a rule with X as a source and them as a destination makes
+//!   them visible to each other; `autogroup:self` likewise);
+//! - destinations of SSH rules X is a source of (principals);
+//! - everyone, when X routes subnets or exits (before or after): primary
+//!   routes, route viewers and `*` sources all depend on routes.
+//!
+//! A change of the user list invalidates everything.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use super::Topology;
-use super::compile::Compiled;
+use super::alias::{Alias, Resolver};
+use super::compile::{Compiled, Inner};
 
 pub(crate) fn update(
     prev: &Compiled,
     topo: &Topology,
     changed: &[u64],
 ) -> (Compiled, BTreeSet<u64>) {
-    let next = Compiled::build(prev.inner.doc.clone(), Arc::new(topo.clone()));
-    let mut diff: BTreeSet<u64> = changed.iter().copied().collect();
-    for n in &topo.nodes {
-        if prev.node(n.id) != next.node(n.id) {
-            diff.insert(n.id);
+    let old = &prev.inner;
+    let new = Inner::build(old.doc.clone(), Arc::new(topo.clone()));
+    let mut everyone = old.topo.users != new.topo.users;
+
+    // The caller names what changed; also catch anything it did not name.
+    let mut xs: BTreeSet<u64> = changed.iter().copied().collect();
+    for n in &new.topo.nodes {
+        match old.index.get(&n.id) {
+            Some(&i) if old.topo.nodes[i] == *n => {}
+            _ => {
+                xs.insert(n.id);
+            }
         }
     }
-    (next, diff)
+    for n in &old.topo.nodes {
+        if !new.index.contains_key(&n.id) {
+            xs.insert(n.id);
+        }
+    }
+
+    let mut affected: BTreeSet<u64> = xs.clone();
+    for &x in &xs {
+        if everyone {
+            break;
+        }
+        for side in [old.as_ref(), &new] {
+            let Some(&i) = side.index.get(&x) else {
+                continue;
+            };
+            if !side.topo.nodes[i].approved_routes.is_empty() {
+                everyone = true;
+                break;
+            }
+            for p in side.visible(i).iter() {
+                affected.insert(side.topo.nodes[p].id);
+            }
+            ssh_affected(side, i, &mut affected);
+        }
+    }
+    if everyone {
+        affected.extend(old.topo.nodes.iter().map(|n| n.id));
+        affected.extend(new.topo.nodes.iter().map(|n| n.id));
+    } else {
+        // Carry over what is already computed for everyone else.
+        for (i, n) in new.topo.nodes.iter().enumerate() {
+            if affected.contains(&n.id) {
+                continue;
+            }
+            if let Some(&j) = old.index.get(&n.id)
+                && let Some(out) = old.outputs[j].get()
+            {
+                let _ = new.outputs[i].set(out.clone());
+            }
+        }
+    }
+    (
+        Compiled {
+            inner: Arc::new(new),
+        },
+        affected,
+    )
+}
+
+/// Destinations of SSH rules node `i` is a source of.
+fn ssh_affected(side: &Inner, i: usize, out: &mut BTreeSet<u64>) {
+    let r = Resolver {
+        doc: &side.doc,
+        topo: &side.topo,
+    };
+    for rule in &side.doc.ssh {
+        if !rule.src.iter().any(|a| r.node_matches(a, i)) {
+            continue;
+        }
+        for (j, n) in side.topo.nodes.iter().enumerate() {
+            if rule.dst.iter().any(|a| r.node_matches(a, j)) {
+                out.insert(n.id);
+            }
+        }
+        if rule.dst.contains(&Alias::SelfDevices) {
+            for &j in side.same_user_nodes(i) {
+                out.insert(side.topo.nodes[j].id);
+            }
+        }
+    }
 }

@@ -1,84 +1,81 @@
 //! Per-node packet filter: which rules name this node (or a subnet it routes,
 //! or the internet it exits to) as a destination, rendered as
-//! `tailcfg.FilterRule`s with Tailscale's address formatting.
+//! `tailcfg.FilterRule`s with Tailscale's address formatting. Only rules
+//! whose precomputed destination set holds the node are visited.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use super::CapMap;
-use super::alias::{Alias, Resolver, node_ips};
+use super::alias::{Alias, node_ips};
 use super::compile::{Inner, RuleOut, Target};
 use super::ipset::IpSet;
-use super::model::{Dst, Ports, Rule};
+use super::model::{Ports, Rule};
 use crate::tailcfg::{FilterRule, NetPortRange, PortRange, filter::CapGrant};
 
 /// Destinations of one rule sharing `autogroup:self`-ness and protocols.
 type DstGroup = (bool, Vec<i32>, Vec<(String, Ports)>);
 
+/// `autogroup:internet` as text, built once per process.
+fn internet_text() -> &'static Vec<String> {
+    static TEXT: OnceLock<Vec<String>> = OnceLock::new();
+    TEXT.get_or_init(|| super::alias::internet_space().to_strings())
+}
+
 impl Inner {
-    pub(crate) fn resolver(&self) -> Resolver<'_> {
-        Resolver {
-            doc: &self.doc,
-            topo: &self.topo,
-        }
-    }
-
-    /// Sources of rule `ri` as seen by destination node `d` (narrowed to
-    /// d's user's devices for `autogroup:self`).
-    pub(crate) fn rule_src_for(&self, ri: usize, _d: usize) -> IpSet {
-        self.rules[ri].src.clone()
-    }
-
+    /// Sources of rule `ri` among `d`'s user's devices (`autogroup:self`).
     fn self_src(&self, ri: usize, d: usize) -> IpSet {
-        self.rules[ri].src.intersection(&self.same_user_set(d))
+        let src = self.src_set(ri);
+        IpSet::from_addrs(
+            self.same_user_nodes(d)
+                .iter()
+                .flat_map(|&m| node_ips(&self.topo.nodes[m]))
+                .filter(|a| src.contains(*a)),
+        )
     }
 
-    /// Does `dst` of `rule` apply to node `d`, and as what?
-    pub(crate) fn dst_targets(&self, rule: &Rule, dst: &Dst, d: usize) -> Option<Target> {
-        self.alias_target(rule, &dst.alias, d)
-    }
-
-    pub(crate) fn alias_target(&self, rule: &Rule, alias: &Alias, d: usize) -> Option<Target> {
-        let n = &self.topo.nodes[d];
-        let via_ok = rule.via.is_empty() || n.tags.iter().any(|t| rule.via.contains(t));
-        match alias {
-            Alias::Wildcard => Some(Target::Text(vec!["*".into()])),
+    /// Does destination `di` of rule `ri` apply to node `d`, and as what?
+    pub(crate) fn dst_target(&self, ri: usize, di: usize, d: usize) -> Option<Target> {
+        let alias = &self.doc.rules[ri].dsts[di].alias;
+        if *alias == Alias::SelfDevices {
+            return self.user_node(d).then_some(Target::Own);
+        }
+        if !self.rules[ri].dst_each[di].get(d) {
+            return None;
+        }
+        Some(match alias {
+            Alias::Wildcard => Target::Text(vec!["*".into()]),
             // An approved exit node filters what it forwards to the
             // internet: public unicast space (as the hosted plane sends it).
-            Alias::Internet => (self.is_exit[d] && via_ok)
-                .then(|| Target::Text(super::alias::internet_space().to_strings())),
-            Alias::SelfDevices => (n.tags.is_empty() && n.user.is_some()).then_some(Target::Own),
-            Alias::Host(_) | Alias::Prefix(_) => {
-                let set = self.resolver().static_set(alias);
-                let own = IpSet::from_addrs(node_ips(n));
-                let via_route = self.subnets[d].intersects(&set);
-                if (own.intersects(&set) && rule.via.is_empty()) || (via_route && via_ok) {
-                    Some(Target::Text(set.to_strings()))
-                } else {
-                    None
-                }
-            }
-            Alias::Service(_) => self
-                .resolver()
-                .node_matches(alias, d)
-                .then_some(Target::Own),
-            _ => (rule.via.is_empty() && self.resolver().node_matches(alias, d))
-                .then_some(Target::Own),
-        }
+            Alias::Internet => Target::Text(internet_text().clone()),
+            Alias::Host(_) | Alias::Prefix(_) => match &self.rules[ri].dst_static[di] {
+                Some((_, text)) => Target::Text(text.clone()),
+                None => return None,
+            },
+            _ => Target::Own,
+        })
     }
 
     /// Filter rules for node `d`, before rendering.
-    pub(crate) fn filter_rules(&self, d: usize) -> Vec<RuleOut> {
+    pub(crate) fn filter_rules(&self, d: usize) -> Vec<RuleOut<'_>> {
         let own: Vec<String> = node_ips(&self.topo.nodes[d])
             .iter()
             .map(IpAddr::to_string)
             .collect();
+        let user_node = self.user_node(d);
         let mut out: Vec<RuleOut> = Vec::new();
         for (ri, rule) in self.doc.rules.iter().enumerate() {
+            let cr = &self.rules[ri];
+            let as_dst = cr.dst_nodes.get(d) || (cr.has_self && user_node);
+            let as_src = cr.has_reverse && cr.src_nodes.get(d);
+            if !as_dst && !as_src {
+                continue;
+            }
             // Network part: one FilterRule per protocol set, self separately.
             let mut groups: Vec<DstGroup> = Vec::new();
-            for dst in &rule.dsts {
-                let Some(t) = self.dst_targets(rule, dst, d) else {
+            for (di, dst) in rule.dsts.iter().enumerate() {
+                let Some(t) = self.dst_target(ri, di, d) else {
                     continue;
                 };
                 let is_self = dst.alias == Alias::SelfDevices;
@@ -105,23 +102,24 @@ impl Inner {
                 }
             }
             for (is_self, protos, dst) in groups {
-                let src = if is_self {
-                    self.self_src(ri, d)
+                let (src, src_text) = if is_self {
+                    (Cow::Owned(self.self_src(ri, d)), None)
                 } else {
-                    self.rules[ri].src.clone()
+                    (Cow::Borrowed(self.src_set(ri)), Some(self.src_text(ri)))
                 };
                 if src.is_empty() || dst.is_empty() {
                     continue;
                 }
                 out.push(RuleOut {
                     src,
+                    src_text,
                     protos,
                     dst,
                     cap_grant: None,
                     cap_dsts: vec![],
                 });
             }
-            // App part: CapGrant to this node.
+            // App part: CapGrant to (and back from) this node.
             if let Some(app) = &rule.app {
                 self.app_rules(ri, rule, app, d, &mut out);
             }
@@ -133,7 +131,14 @@ impl Inner {
     /// `d` is a destination, and the reverse capabilities Tailscale derives
     /// (`drive` → `drive-sharer`, `relay` → `relay-target`) when `d` is a
     /// source, granted by the destinations to `d`.
-    fn app_rules(&self, ri: usize, rule: &Rule, app: &CapMap, d: usize, out: &mut Vec<RuleOut>) {
+    fn app_rules<'a>(
+        &'a self,
+        ri: usize,
+        rule: &Rule,
+        app: &CapMap,
+        d: usize,
+        out: &mut Vec<RuleOut<'a>>,
+    ) {
         let n = &self.topo.nodes[d];
         let own_cidrs = || -> Vec<String> {
             node_ips(n)
@@ -142,47 +147,43 @@ impl Inner {
                 .collect()
         };
         let mut is_self = false;
-        let mut dsts: Vec<String> = Vec::new();
-        for a in &rule.app_dsts {
+        let mut hit = false;
+        for (ai, a) in rule.app_dsts.iter().enumerate() {
             // App capabilities apply to nodes, never to subnets behind them.
-            let hit = match a {
+            let applies = match a {
+                Alias::SelfDevices => self.user_node(d),
                 Alias::Host(_) | Alias::Prefix(_) => {
                     let set = self.resolver().static_set(a);
-                    node_ips(n).iter().any(|ip| set.contains(*ip))
+                    rule.via.is_empty() && node_ips(n).iter().any(|ip| set.contains(*ip))
                 }
-                _ => self.alias_target(rule, a, d).is_some(),
+                _ => self.rules[ri].app_each[ai].get(d),
             };
-            if !hit {
-                continue;
-            }
-            is_self |= *a == Alias::SelfDevices;
-            for x in own_cidrs() {
-                if !dsts.contains(&x) {
-                    dsts.push(x);
-                }
+            if applies {
+                is_self |= *a == Alias::SelfDevices;
+                hit = true;
             }
         }
-        if !dsts.is_empty() {
+        if hit {
             // An empty source set still yields the grant (as Tailscale does).
-            let src = if is_self {
-                self.self_src(ri, d)
+            let (src, src_text) = if is_self {
+                (Cow::Owned(self.self_src(ri, d)), None)
             } else {
-                self.rules[ri].src.clone()
+                (Cow::Borrowed(self.src_set(ri)), Some(self.src_text(ri)))
             };
             out.push(RuleOut {
                 src,
+                src_text,
                 protos: vec![],
                 dst: vec![],
                 cap_grant: Some(app.clone()),
-                cap_dsts: dsts,
+                cap_dsts: own_cidrs(),
             });
         }
-        let reverse: Vec<&str> = app.keys().filter_map(|k| reverse_cap(k)).collect();
-        if reverse.is_empty() {
+        if !self.rules[ri].has_reverse || !self.rules[ri].src_nodes.get(d) {
             return;
         }
-        let own = IpSet::from_addrs(node_ips(n));
-        if !self.rules[ri].src.intersects(&own) {
+        let own = &self.facts.own[d];
+        if !self.src_set(ri).intersects(own) {
             return;
         }
         let r = self.resolver();
@@ -197,9 +198,10 @@ impl Inner {
         if peers.is_empty() {
             return;
         }
-        for cap in reverse {
+        for cap in app.keys().filter_map(|k| reverse_cap(k)) {
             out.push(RuleOut {
-                src: peers.clone(),
+                src: Cow::Owned(peers.clone()),
+                src_text: None,
                 protos: vec![],
                 dst: vec![],
                 cap_grant: Some(CapMap::from([(cap.to_string(), vec![])])),
@@ -210,17 +212,10 @@ impl Inner {
 
     /// Addresses of the untagged devices of `d`'s user (empty when tagged).
     pub(crate) fn same_user_set(&self, d: usize) -> IpSet {
-        let n = &self.topo.nodes[d];
         let mut own = IpSet::new();
-        if n.tags.is_empty()
-            && let Some(u) = n.user
-        {
-            for m in &self.topo.nodes {
-                if m.tags.is_empty() && m.user == Some(u) {
-                    for a in node_ips(m) {
-                        own.push_addr(a);
-                    }
-                }
+        for &m in self.same_user_nodes(d) {
+            for a in node_ips(&self.topo.nodes[m]) {
+                own.push_addr(a);
             }
         }
         own.normalize();
@@ -229,16 +224,22 @@ impl Inner {
 
     pub(crate) fn render_filter(&self, d: usize) -> Arc<Vec<FilterRule>> {
         let mut rules: Vec<FilterRule> = Vec::new();
+        // Per network rule emitted: its sources, to merge rules with the same
+        // sources and protocols as Tailscale does.
+        let mut keys: Vec<(usize, RuleOut)> = Vec::new();
         for r in self.filter_rules(d) {
-            let src_ips = r.src.to_strings();
-            if let Some(cm) = r.cap_grant {
+            let src_ips = || match &r.src_text {
+                Some(t) => (**t).clone(),
+                None => r.src.to_strings(),
+            };
+            if let Some(cm) = &r.cap_grant {
                 rules.push(FilterRule {
-                    src_ips,
+                    src_ips: src_ips(),
                     dst_ports: vec![],
                     ip_proto: vec![],
                     cap_grant: vec![CapGrant {
-                        dsts: r.cap_dsts,
-                        cap_map: cm,
+                        dsts: r.cap_dsts.clone(),
+                        cap_map: cm.clone(),
                     }],
                 });
                 continue;
@@ -254,11 +255,15 @@ impl Inner {
                     },
                 })
                 .collect();
-            // Rules with the same sources and protocols merge, as Tailscale does.
-            if let Some(prev) = rules
-                .iter_mut()
-                .find(|x| x.cap_grant.is_empty() && x.src_ips == src_ips && x.ip_proto == r.protos)
-            {
+            let same = keys.iter().find(|(_, k)| {
+                k.protos == r.protos
+                    && match (&k.src_text, &r.src_text) {
+                        (Some(a), Some(b)) if Arc::ptr_eq(a, b) => true,
+                        _ => *k.src == *r.src,
+                    }
+            });
+            if let Some((i, _)) = same {
+                let prev = &mut rules[*i];
                 for dp in dst_ports {
                     if !prev.dst_ports.contains(&dp) {
                         prev.dst_ports.push(dp);
@@ -267,18 +272,19 @@ impl Inner {
                 continue;
             }
             rules.push(FilterRule {
-                src_ips,
+                src_ips: src_ips(),
                 dst_ports,
-                ip_proto: r.protos,
+                ip_proto: r.protos.clone(),
                 cap_grant: vec![],
             });
+            keys.push((rules.len() - 1, r));
         }
         Arc::new(rules)
     }
 }
 
 /// The capability Tailscale grants in the opposite direction of `cap`.
-fn reverse_cap(cap: &str) -> Option<&'static str> {
+pub(crate) fn reverse_cap(cap: &str) -> Option<&'static str> {
     match cap {
         "tailscale.com/cap/drive" => Some("tailscale.com/cap/drive-sharer"),
         "tailscale.com/cap/relay" => Some("tailscale.com/cap/relay-target"),

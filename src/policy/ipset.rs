@@ -169,15 +169,15 @@ impl IpSet {
     }
 
     pub fn contains(&self, a: IpAddr) -> bool {
+        fn find<T: Copy + Ord>(r: &[(T, T)], x: T) -> bool {
+            // Ranges are sorted and disjoint: the candidate is the last
+            // range starting at or before `x`.
+            let i = r.partition_point(|&(lo, _)| lo <= x);
+            i > 0 && x <= r[i - 1].1
+        }
         match a {
-            IpAddr::V4(a) => {
-                let x = u32::from(a);
-                self.v4.iter().any(|&(lo, hi)| lo <= x && x <= hi)
-            }
-            IpAddr::V6(a) => {
-                let x = u128::from(a);
-                self.v6.iter().any(|&(lo, hi)| lo <= x && x <= hi)
-            }
+            IpAddr::V4(a) => find(&self.v4, u32::from(a)),
+            IpAddr::V6(a) => find(&self.v6, u128::from(a)),
         }
     }
 

@@ -152,7 +152,7 @@ fn allowed(
     for want in ports {
         let mut covered = false;
         for (ri, rule) in doc.rules.iter().enumerate() {
-            let rsrc = &c.inner.rules[ri].src;
+            let rsrc = c.inner.src_set(ri);
             let src_ok = if full {
                 rsrc.covers(src)
             } else {

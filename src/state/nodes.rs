@@ -47,6 +47,9 @@ impl StateHandle {
                 if mask.is_empty() && !structural {
                     return Ok(());
                 }
+                if structural {
+                    n = core.auto_approve(n);
+                }
                 let change = if structural {
                     Change::upsert(id)
                 } else {

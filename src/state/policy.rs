@@ -114,6 +114,39 @@ impl PolicyState {
 }
 
 impl Core {
+    /// Adds the routes `n` advertises that the policy's `autoApprovers`
+    /// approve to its approved routes, so they are stored and shown like an
+    /// operator's approval (Tailscale approves them as they are advertised).
+    pub(super) fn auto_approve(&self, mut n: Node) -> Node {
+        let Some(policy) = &self.world.policy.policy else {
+            return n;
+        };
+        if n.routable_ips().is_empty() {
+            return n;
+        }
+        // A node being registered has no id yet; stand it in with one no
+        // real node has.
+        let id = if n.id.0 > 0 { n.id.0 as u64 } else { u64::MAX };
+        let mut topo = topology(&self.world);
+        topo.nodes.retain(|t| t.id != id);
+        topo.nodes.push(TopoNode {
+            id,
+            ..topo_node(&n)
+        });
+        let mut changed = false;
+        for r in policy.auto_approved_routes(&topo, id) {
+            if !n.approved_routes.contains(&r) {
+                n.approved_routes.push(r);
+                changed = true;
+            }
+        }
+        if changed {
+            n.approved_routes.sort();
+            tracing::info!(node = %n.given_name, routes = ?n.approved_routes, "routes auto-approved by policy");
+        }
+        n
+    }
+
     /// Keeps the compiled policy in step with a World about to be published
     /// and adds the nodes whose policy output may differ to `change`. Only
     /// changes to what the policy reads (addresses, owner, tags, routes,

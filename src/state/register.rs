@@ -202,6 +202,7 @@ impl Core {
                 (n, true)
             }
         };
+        let node = self.auto_approve(node);
         let key_use = KeyUse {
             id: key.id,
             reusable: key.reusable,

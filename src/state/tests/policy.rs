@@ -166,3 +166,50 @@ async fn the_compiled_policy_follows_joins_tag_changes_and_deletions() {
             .is_none()
     );
 }
+
+#[tokio::test]
+async fn auto_approvers_approve_advertised_routes_at_registration_and_later() {
+    let f = fixture(Duration::from_secs(1800)).await;
+    let policy = r#"{
+      "tagOwners": {"tag:router": ["alice@"]},
+      "autoApprovers": {"routes": {"10.0.0.0/8": ["tag:router"]}},
+      "acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"]}],
+    }"#;
+    f.state.set_policy(policy.into()).await.expect("policy");
+    let key = f.key(true, false, &["tag:router"]).await;
+    let mut req = input(1, 1, Some(&key), "router");
+    req.hostinfo = json!({"Hostname": "router", "RoutableIPs": ["10.1.0.0/16", "192.168.0.0/24"]});
+    let router = f.authorized(req).await;
+    assert_eq!(
+        router.approved_routes,
+        vec!["10.1.0.0/16".parse::<ipnet::IpNet>().unwrap()],
+        "only the route under an autoApprovers prefix is approved"
+    );
+    assert_eq!(router.served_routes(), router.approved_routes);
+
+    // A route advertised later (map request Hostinfo) is approved too.
+    let update = crate::state::MapUpdate {
+        hostinfo: Some(
+            json!({"Hostname": "router", "RoutableIPs": ["10.1.0.0/16", "10.2.0.0/16"]}),
+        ),
+        ..Default::default()
+    };
+    f.state
+        .update_from_map(router.id, update)
+        .await
+        .expect("update");
+    let w = f.state.world();
+    let n = w.node(router.id).unwrap();
+    let want: Vec<ipnet::IpNet> = vec![
+        "10.1.0.0/16".parse().unwrap(),
+        "10.2.0.0/16".parse().unwrap(),
+    ];
+    assert_eq!(n.approved_routes, want);
+    assert_eq!(n.served_routes(), want);
+
+    // A plain node's advertisement is not auto-approved.
+    let plain = f.key(true, false, &[]).await;
+    let mut req = input(2, 2, Some(&plain), "laptop");
+    req.hostinfo = json!({"Hostname": "laptop", "RoutableIPs": ["10.3.0.0/16"]});
+    assert!(f.authorized(req).await.approved_routes.is_empty());
+}
