@@ -26,8 +26,8 @@ const POLICY_PROPAGATION: Duration = Duration::from_secs(2);
 const ALLOWED_PORT: u16 = 443;
 const DENIED_PORT: u16 = 8080;
 
-/// tag:mcp-client and bob's group may reach svc:mcp on 443; alice's group
-/// is not in it yet. The `{BOB}` placeholder switches bob in or out.
+/// tag:mcp-client and group:mcp-users (alice, and bob once `bob_allowed`)
+/// may reach svc:mcp on 443; the group's members also get MCP tool caps.
 fn policy(bob_allowed: bool) -> String {
     let members = if bob_allowed {
         r#"["alice@example.com", "bob@example.com"]"#
@@ -50,22 +50,44 @@ fn policy(bob_allowed: bool) -> String {
   "acls": [
     {{"action": "accept", "src": ["tag:mcp-client", "group:mcp-users"], "dst": ["svc:mcp:{ALLOWED_PORT}"]}},
   ],
+  "grants": [
+    // MCP tool capabilities: sent to the server's tailscaled as CapGrant.
+    {{
+      "src": ["group:mcp-users"],
+      "dst": ["tag:mcp-server"],
+      "app": {{"clawql.dev/cap/mcp": [{{"tools": ["search_*"], "servers": ["svc:mcp"]}}]}},
+    }},
+  ],
 }}
 "#
     )
 }
 
-/// A TCP listener on 127.0.0.1:`port` inside `ns` that answers every
-/// connection with a fixed line; stopped by PID when dropped.
-struct Listener(OwnedChild);
+/// A TCP listener on 127.0.0.1:`port` inside `ns` that records every
+/// connection it accepts; stopped by PID when dropped.
+///
+/// Whether a connection got through is read from that record, not from the
+/// client: `tailscale nc` with no stdin may exit before the greeting
+/// arrives, but it has completed the TCP handshake by then, and the
+/// destination's tailscaled only completes a handshake (and dials this
+/// listener) after its packet filter admitted the SYN.
+struct Listener {
+    child: OwnedChild,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
 
 impl Listener {
     fn start(ns: &Netns, port: u16) -> Listener {
+        let dir = tempfile::tempdir().expect("listener dir");
+        let log = dir.path().join("accepts");
         let script = format!(
             "import socket\n\
              s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
              s.bind(('127.0.0.1', {port})); s.listen(16)\n\
-             while True:\n    c, _ = s.accept(); c.sendall(b'hello-from-{port}\\n'); c.close()\n"
+             while True:\n    c, _ = s.accept()\n    \
+             f = open({log:?}, 'a'); f.write('x\\n'); f.close()\n    \
+             c.sendall(b'hello-from-{port}\\n'); c.close()\n"
         );
         let mut cmd = ns.command("python3");
         cmd.args(["-c", &script])
@@ -73,7 +95,11 @@ impl Listener {
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         let child = OwnedChild::spawn(&mut cmd, "tcp listener");
-        let l = Listener(child);
+        let l = Listener {
+            child,
+            log,
+            _dir: dir,
+        };
         wait_for("listener to bind", Duration::from_secs(10), || {
             let out = ns.run(&["ss", "-ltn"], Duration::from_secs(5));
             if out.stdout.contains(&format!("127.0.0.1:{port}")) {
@@ -84,21 +110,34 @@ impl Listener {
         });
         l
     }
+
+    fn accepted(&self) -> usize {
+        fs::read_to_string(&self.log)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    }
+
+    /// Whether `from` opens a TCP connection to this listener through
+    /// `ip:port` on the tailnet.
+    fn reached_from(&self, from: &Tailscaled, ip: &str, port: u16) -> Result<(), String> {
+        let before = self.accepted();
+        let out = from.cli(&["nc", ip, &port.to_string()], Duration::from_secs(6));
+        try_wait_for(Duration::from_secs(2), || {
+            if self.accepted() > before {
+                Ok(())
+            } else {
+                Err(format!(
+                    "no connection from {} to {ip}:{port}: {out}",
+                    from.name()
+                ))
+            }
+        })
+    }
 }
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        self.0.terminate(Duration::from_secs(2));
-    }
-}
-
-/// Whether `from` gets the listener's greeting from `ip:port` over the tailnet.
-fn connects(from: &Tailscaled, ip: &str, port: u16) -> Result<(), String> {
-    let out = from.cli(&["nc", ip, &port.to_string()], Duration::from_secs(6));
-    if out.stdout.contains(&format!("hello-from-{port}")) {
-        Ok(())
-    } else {
-        Err(format!("no greeting from {ip}:{port}: {out}"))
+        self.child.terminate(Duration::from_secs(2));
     }
 }
 
@@ -161,8 +200,8 @@ fn policy_file_controls_visibility_and_ports_and_reloads_live() {
         })
         .collect();
     let (mcp, alice, bob) = (&nodes[0], &nodes[1], &nodes[2]);
-    let _allowed = Listener::start(mcp.netns(), ALLOWED_PORT);
-    let _denied = Listener::start(mcp.netns(), DENIED_PORT);
+    let allowed = Listener::start(mcp.netns(), ALLOWED_PORT);
+    let denied = Listener::start(mcp.netns(), DENIED_PORT);
 
     // Alice may reach the service: she and the server see each other.
     wait_for("alice and mcp to see each other", CONVERGE, || {
@@ -188,14 +227,14 @@ fn policy_file_controls_visibility_and_ports_and_reloads_live() {
     assert!(!sees(alice, "bob-laptop").unwrap());
 
     wait_for("alice to reach mcp:443", CONVERGE, || {
-        connects(alice, &ips[0], ALLOWED_PORT)
+        allowed.reached_from(alice, &ips[0], ALLOWED_PORT)
     });
     assert!(
-        connects(alice, &ips[0], DENIED_PORT).is_err(),
+        denied.reached_from(alice, &ips[0], DENIED_PORT).is_err(),
         "port {DENIED_PORT} is not in the policy and must not answer"
     );
     assert!(
-        connects(bob, &ips[0], ALLOWED_PORT).is_err(),
+        allowed.reached_from(bob, &ips[0], ALLOWED_PORT).is_err(),
         "bob is not allowed yet"
     );
 
@@ -213,9 +252,9 @@ fn policy_file_controls_visibility_and_ports_and_reloads_live() {
     );
     eprintln!("policy edit reached bob's client in {took:?}");
     wait_for("bob to reach mcp:443", CONVERGE, || {
-        connects(bob, &ips[0], ALLOWED_PORT)
+        allowed.reached_from(bob, &ips[0], ALLOWED_PORT)
     });
-    assert!(connects(bob, &ips[0], DENIED_PORT).is_err());
+    assert!(denied.reached_from(bob, &ips[0], DENIED_PORT).is_err());
 
     // A broken edit is rejected and bob keeps his access.
     write_policy(&policy_path, "{ \"acls\": [ { \"action\": \"accept\", ");
@@ -234,7 +273,9 @@ fn policy_file_controls_visibility_and_ports_and_reloads_live() {
     );
     thread::sleep(Duration::from_secs(1));
     assert!(sees(bob, "mcp").unwrap(), "old policy must stay in force");
-    connects(bob, &ips[0], ALLOWED_PORT).expect("old policy must stay in force");
+    allowed
+        .reached_from(bob, &ips[0], ALLOWED_PORT)
+        .expect("old policy must stay in force");
 
     // The server refuses a tag the key's owner does not own.
     let rogue = server.create_preauthkey(

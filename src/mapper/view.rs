@@ -3,18 +3,18 @@
 //! policy and CapMap. Without a policy every node sees every other node and
 //! may reach it, Headscale's default.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::policy::{CapMap, PeerOutput};
+use crate::policy::{CapMap, NodeOutput, PeerOutput};
 use crate::state::World;
 use crate::tailcfg::{FilterRule, SshPolicy};
 use crate::types::{Node, NodeId};
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct View {
-    /// `None`: no policy, every other node is a peer.
-    pub peers: Option<BTreeMap<NodeId, PeerOutput>>,
+    /// The node's compiled output, shared with the compiled policy (no
+    /// copy); `None`: no policy, every other node is a peer.
+    out: Option<Arc<NodeOutput>>,
     pub filter: Arc<Vec<FilterRule>>,
     pub ssh: Option<SshPolicy>,
     pub cap_map: CapMap,
@@ -26,21 +26,16 @@ impl View {
             .policy
             .compiled
             .as_ref()
-            .and_then(|c| c.node(me.0 as u64));
+            .and_then(|c| c.node_arc(me.0 as u64));
         match out {
             Some(o) => View {
-                peers: Some(
-                    o.peers
-                        .into_iter()
-                        .map(|(id, p)| (NodeId(id as i64), p))
-                        .collect(),
-                ),
-                filter: o.packet_filter,
-                ssh: o.ssh_policy,
-                cap_map: o.cap_map,
+                filter: o.packet_filter.clone(),
+                ssh: o.ssh_policy.clone(),
+                cap_map: o.cap_map.clone(),
+                out: Some(o),
             },
             None => View {
-                peers: None,
+                out: None,
                 filter: Arc::new(vec![FilterRule::allow_all()]),
                 ssh: None,
                 cap_map: CapMap::new(),
@@ -49,18 +44,19 @@ impl View {
     }
 
     pub fn sees(&self, me: NodeId, peer: NodeId) -> bool {
-        match &self.peers {
-            Some(p) => p.contains_key(&peer),
+        match &self.out {
+            Some(o) => o.peers.contains_key(&(peer.0 as u64)),
             None => me != peer,
         }
     }
 
     /// The peers `me` sees, with what each may route.
     pub fn visible<'w>(&'w self, world: &'w World, me: NodeId) -> Vec<(&'w Node, PeerOutput)> {
-        match &self.peers {
-            Some(p) => p
+        match &self.out {
+            Some(o) => o
+                .peers
                 .iter()
-                .filter_map(|(id, out)| Some((world.node(*id)?.as_ref(), out.clone())))
+                .filter_map(|(id, p)| Some((world.node(NodeId(*id as i64))?.as_ref(), p.clone())))
                 .collect(),
             None => world
                 .nodes
@@ -73,7 +69,11 @@ impl View {
 
     /// What `peer` may route as seen by `me` (for a peer in `visible`).
     pub fn peer_output(&self, peer: &Node) -> PeerOutput {
-        match self.peers.as_ref().and_then(|p| p.get(&peer.id)) {
+        match self
+            .out
+            .as_ref()
+            .and_then(|o| o.peers.get(&(peer.id.0 as u64)))
+        {
             Some(o) => o.clone(),
             None => default_peer_output(peer),
         }

@@ -101,6 +101,16 @@ impl Compiled {
         Some(self.inner.output(i))
     }
 
+    /// Computes every node's output now (they are otherwise computed on
+    /// first `node()`), e.g. before a full netmap push. Sequential on
+    /// purpose: the work is allocation-bound, and two threads measured
+    /// slower than one on the 2-core build machine.
+    pub fn materialize(&self) {
+        for i in 0..self.inner.outputs.len() {
+            self.inner.output(i);
+        }
+    }
+
     /// App capabilities granted from `src` to `dst_node` (what whois returns).
     pub fn whois_caps(&self, src: IpAddr, dst_node: u64) -> CapMap {
         let Some(&d) = self.inner.index.get(&dst_node) else {

@@ -24,15 +24,22 @@ fn internet_text() -> &'static Vec<String> {
 }
 
 impl Inner {
-    /// Sources of rule `ri` among `d`'s user's devices (`autogroup:self`).
-    fn self_src(&self, ri: usize, d: usize) -> IpSet {
+    /// Sources of rule `ri` among `d`'s user's devices (`autogroup:self`),
+    /// memoised per source group in `memo` (many rules share one).
+    fn self_src(&self, ri: usize, d: usize, memo: &mut Vec<(usize, IpSet)>) -> IpSet {
+        let g = self.rules[ri].src;
+        if let Some((_, s)) = memo.iter().find(|(x, _)| *x == g) {
+            return s.clone();
+        }
         let src = self.src_set(ri);
-        IpSet::from_addrs(
+        let s = IpSet::from_addrs(
             self.same_user_nodes(d)
                 .iter()
                 .flat_map(|&m| node_ips(&self.topo.nodes[m]))
                 .filter(|a| src.contains(*a)),
-        )
+        );
+        memo.push((g, s.clone()));
+        s
     }
 
     /// Does destination `di` of rule `ri` apply to node `d`, and as what?
@@ -65,6 +72,7 @@ impl Inner {
             .collect();
         let user_node = self.user_node(d);
         let mut out: Vec<RuleOut> = Vec::new();
+        let mut memo = Vec::new();
         for (ri, rule) in self.doc.rules.iter().enumerate() {
             let cr = &self.rules[ri];
             let as_dst = cr.dst_nodes.get(d) || (cr.has_self && user_node);
@@ -103,7 +111,7 @@ impl Inner {
             }
             for (is_self, protos, dst) in groups {
                 let (src, src_text) = if is_self {
-                    (Cow::Owned(self.self_src(ri, d)), None)
+                    (Cow::Owned(self.self_src(ri, d, &mut memo)), None)
                 } else {
                     (Cow::Borrowed(self.src_set(ri)), Some(self.src_text(ri)))
                 };
@@ -121,7 +129,7 @@ impl Inner {
             }
             // App part: CapGrant to (and back from) this node.
             if let Some(app) = &rule.app {
-                self.app_rules(ri, rule, app, d, &mut out);
+                self.app_rules(ri, rule, app, d, &mut out, &mut memo);
             }
         }
         out
@@ -138,6 +146,7 @@ impl Inner {
         app: &CapMap,
         d: usize,
         out: &mut Vec<RuleOut<'a>>,
+        memo: &mut Vec<(usize, IpSet)>,
     ) {
         let n = &self.topo.nodes[d];
         let own_cidrs = || -> Vec<String> {
@@ -166,7 +175,7 @@ impl Inner {
         if hit {
             // An empty source set still yields the grant (as Tailscale does).
             let (src, src_text) = if is_self {
-                (Cow::Owned(self.self_src(ri, d)), None)
+                (Cow::Owned(self.self_src(ri, d, memo)), None)
             } else {
                 (Cow::Borrowed(self.src_set(ri)), Some(self.src_text(ri)))
             };

@@ -34,7 +34,9 @@ pub(crate) fn auto_approve(doc: &Doc, topo: Arc<Topology>) -> Arc<Topology> {
     if extra.is_empty() {
         return topo;
     }
-    let mut t = (*topo).clone();
+    // Unique when called from compile/update: no copy then.
+    let mut topo = topo;
+    let t = Arc::make_mut(&mut topo);
     for (i, routes) in extra {
         for route in routes {
             if !t.nodes[i].approved_routes.contains(&route) {
@@ -42,7 +44,7 @@ pub(crate) fn auto_approve(doc: &Doc, topo: Arc<Topology>) -> Arc<Topology> {
             }
         }
     }
-    Arc::new(t)
+    topo
 }
 
 /// The routes node `i` advertises that `autoApprovers` approve: a subnet
