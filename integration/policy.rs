@@ -293,3 +293,54 @@ fn policy_file_controls_visibility_and_ports_and_reloads_live() {
     );
     assert!(out.combined().contains("not permitted"), "{out}");
 }
+
+/// SIGHUP reloads the file even when no watch event came: the file is
+/// rewritten through a hard link in another directory, which the server's
+/// directory watch does not see.
+#[test]
+fn sighup_reloads_a_policy_file_changed_behind_the_watch() {
+    if skip_real_clients() {
+        return;
+    }
+    let topo = Topology::new(0);
+    let dir = tempfile::tempdir().expect("policy dir");
+    let elsewhere = tempfile::tempdir().expect("second dir");
+    let path = dir.path().join("policy.hujson");
+    let first =
+        "// first\n{\"acls\": [{\"action\": \"accept\", \"src\": [\"*\"], \"dst\": [\"*:*\"]}]}\n";
+    let second = "// second\n{\"acls\": []}\n";
+    fs::write(&path, first).expect("write policy");
+    let link = elsewhere.path().join("same-inode.hujson");
+    fs::hard_link(&path, &link).expect("hard link");
+    let server = Server::start_with(&topo, Db::Sqlite, |cfg| {
+        cfg.set("policy.mode", "file");
+        cfg.set("policy.path", path.to_string_lossy().to_string());
+    });
+    let current = || server.cli_ok(&["policy", "get"]).stdout;
+    assert!(current().contains("// first"));
+
+    fs::write(&link, second).expect("rewrite through the link");
+    thread::sleep(Duration::from_secs(1));
+    assert!(
+        current().contains("// first"),
+        "the watch was not supposed to see this write"
+    );
+    let pid = server.pid().expect("server pid");
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .expect("kill -HUP");
+    assert!(hup.success());
+    wait_for(
+        "SIGHUP to reload the policy",
+        Duration::from_secs(5),
+        || {
+            let now = current();
+            if now.contains("// second") {
+                Ok(())
+            } else {
+                Err(now)
+            }
+        },
+    );
+}

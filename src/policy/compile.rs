@@ -69,6 +69,8 @@ pub(crate) struct Inner {
     pub no_ipv4: Bits,
     pub has_via: bool,
     pub outputs: Vec<OnceLock<Arc<NodeOutput>>>,
+    /// SSH rules resolved once for all destinations (built lazily).
+    pub ssh: OnceLock<super::ssh::SshIndex>,
 }
 
 /// The compiled policy for one topology; cheap to clone, `Send + Sync`.
@@ -309,6 +311,7 @@ impl Inner {
             route_viewers: vec![],
             no_ipv4,
             outputs: (0..n).map(|_| OnceLock::new()).collect(),
+            ssh: OnceLock::new(),
         };
         inner.exit_viewers = (0..n).map(|p| inner.exit_viewers_of(p)).collect();
         inner.route_viewers = (0..n)

@@ -17,11 +17,8 @@
 //! [`SshIndex`]; `Inner::ssh_policy` memoises it per thread (`Inner` could
 //! hold it instead: `SshIndex::build(&doc, &topo)` in `Compiled::build`).
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::rc::Rc;
-use std::sync::{Arc, Weak};
 
 use super::Topology;
 use super::alias::{Alias, Resolver, node_ips};
@@ -276,33 +273,12 @@ impl Entry {
     }
 }
 
-/// The index last built on this thread, with the (doc, topology) it was
-/// built from. `Weak` keeps their allocations from being reused while
-/// cached, so pointer equality means "same doc and topology".
-type Memo = (Weak<Doc>, Weak<Topology>, Rc<SshIndex>);
-
-thread_local! {
-    static MEMO: RefCell<Option<Memo>> = const { RefCell::new(None) };
-}
-
 impl Inner {
-    fn ssh_index(&self) -> Rc<SshIndex> {
-        MEMO.with(|m| {
-            let mut m = m.borrow_mut();
-            if let Some((doc, topo, idx)) = m.as_ref()
-                && std::ptr::eq(doc.as_ptr(), Arc::as_ptr(&self.doc))
-                && std::ptr::eq(topo.as_ptr(), Arc::as_ptr(&self.topo))
-            {
-                return idx.clone();
-            }
-            let idx = Rc::new(SshIndex::build(&self.doc, &self.topo));
-            *m = Some((
-                Arc::downgrade(&self.doc),
-                Arc::downgrade(&self.topo),
-                idx.clone(),
-            ));
-            idx
-        })
+    /// Built on first use, once per compiled policy: the rules' sources do
+    /// not depend on the destination.
+    fn ssh_index(&self) -> &SshIndex {
+        self.ssh
+            .get_or_init(|| SshIndex::build(&self.doc, &self.topo))
     }
 
     pub(crate) fn ssh_policy(&self, d: usize) -> Option<SshPolicy> {
