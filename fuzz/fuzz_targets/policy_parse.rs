@@ -22,6 +22,7 @@ fn topology() -> Topology {
         ipv6: Some(format!("fd7a:115c:a1e0::{id}").parse().unwrap()),
         routable_ips: if id == 3 { vec!["10.0.0.0/8".parse().unwrap()] } else { vec![] },
         approved_routes: if id == 3 { vec!["10.0.0.0/8".parse().unwrap()] } else { vec![] },
+        primary_routes: None,
     };
     Topology {
         users,

@@ -75,16 +75,34 @@ pub fn check(doc: &Arc<Doc>, topo: &Topology) -> Result<(), PolicyError> {
     }
     let compiled = Compiled::build(doc.clone(), Arc::new(topo.clone()));
     let r = Resolver { doc, topo };
-    for t in &doc.tests {
+    // Tailscale's message is a bare "test(s) failed"; we keep it as the
+    // prefix and say which test and destination broke.
+    let failed = |i: usize, t: &super::model::AclTest, dst: &Alias, ports: &[Ports], want: &str| {
+        let ports: Vec<String> = ports
+            .iter()
+            .map(|p| match (p.first, p.last) {
+                (0, 65535) => "*".to_string(),
+                (a, b) if a == b => a.to_string(),
+                (a, b) => format!("{a}-{b}"),
+            })
+            .collect();
+        PolicyError::new(format!(
+            "test(s) failed: tests[{i}]: {} to {}:{} should be {want}",
+            t.src.text(),
+            dst.text(),
+            ports.join(",")
+        ))
+    };
+    for (i, t) in doc.tests.iter().enumerate() {
         let src = r.src_set(&t.src);
         for (dst, ports) in &t.accept {
             if !allowed(doc, &compiled, &r, &src, dst, ports, &t.proto, true) {
-                return Err(PolicyError::new("test(s) failed"));
+                return Err(failed(i, t, dst, ports, "accepted but is not"));
             }
         }
         for (dst, ports) in &t.deny {
             if allowed(doc, &compiled, &r, &src, dst, ports, &t.proto, false) {
-                return Err(PolicyError::new("test(s) failed"));
+                return Err(failed(i, t, dst, ports, "denied but is not"));
             }
         }
     }

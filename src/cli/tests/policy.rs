@@ -155,3 +155,29 @@ fn explain_names_the_rule_or_the_reason() {
     let (r, _) = explain("nobody", "clawql:22");
     assert!(r.is_err());
 }
+
+#[test]
+fn a_failing_policy_test_is_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path().join("p.hujson");
+    std::fs::write(
+        &p,
+        r#"{
+  "tagOwners": {"tag:web": ["alice@example.com"]},
+  "acls": [{"action": "accept", "src": ["alice@example.com"], "dst": ["tag:web:443"]}],
+  "tests": [{"src": "alice@example.com", "accept": ["tag:web:22"]}],
+}"#,
+    )
+    .unwrap();
+    let (r, _) = run(PolicyCommand::Check {
+        path: Some(p),
+        file: None,
+        topology: None,
+    });
+    let err = r.expect_err("port 22 is not allowed");
+    assert!(err.contains("test(s) failed"), "{err}");
+    assert!(
+        err.contains("tests[0]") && err.contains("tag:web:22") && err.contains("accepted"),
+        "{err}"
+    );
+}
