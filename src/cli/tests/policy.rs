@@ -152,6 +152,9 @@ fn explain_names_the_rule_or_the_reason() {
     let (r, out) = explain("alice-laptop", "clawql:22");
     assert_eq!(r, Ok(None));
     assert!(out.starts_with("denied"), "{out}");
+    assert!(out.contains("acls[0] allows ports 8080 only"), "{out}");
+    let (_, out) = explain("clawql", "alice-laptop:8080");
+    assert!(out.contains("no rule names this source"), "{out}");
     let (r, _) = explain("nobody", "clawql:22");
     assert!(r.is_err());
 }
