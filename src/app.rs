@@ -33,6 +33,8 @@ pub struct Running {
     pub state: StateHandle,
     pub derp: Option<derp::Server>,
     pub config: Arc<Config>,
+    /// Where the whois listeners (if configured) are bound.
+    pub whois: crate::whois::Bound,
 }
 
 /// Runs the server until SIGINT/SIGTERM.
@@ -145,7 +147,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let health = Router::new()
         .route("/healthz", get(healthz))
         .with_state(state.clone());
-    let mut app = control::public_router(cs).merge(health);
+    let (whois_router, whois) = crate::whois::start(&config.whois, state.clone(), metrics.clone())
+        .await
+        .context("starting the whois API")?;
+    let mut app = control::public_router(cs).merge(health).merge(whois_router);
 
     let mut tls_config = None;
     let mut derp_server = None;
@@ -193,6 +198,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         state,
         derp: derp_server,
         config,
+        whois,
     })
 }
 

@@ -1,5 +1,5 @@
 //! The `clawscale` command line, shaped like Headscale v0.29's CLI: `serve`
-//! runs the server; `users`, `preauthkeys` and `nodes` talk to a running
+//! runs the server; `users`, `preauthkeys`, `apikeys` and `nodes` talk to a running
 //! server over the admin unix socket (headscale.v1 gRPC); `version`.
 //!
 //! Global options as in Headscale: `-c/--config FILE` (env
@@ -10,6 +10,7 @@
 //! May depend on: `admin` (client and proto types), `config`, `app` (serve).
 //! Errors are printed as `Error: <message>` on stderr with exit status 1.
 
+mod apikeys;
 mod nodes;
 mod output;
 pub mod policy;
@@ -76,6 +77,9 @@ pub enum Command {
     /// Manage nodes.
     #[command(subcommand, visible_alias = "node")]
     Nodes(nodes::NodesCommand),
+    /// Manage API keys (for the whois/authorize HTTP API).
+    #[command(subcommand, visible_aliases = ["apikey", "api"])]
+    Apikeys(apikeys::ApiKeysCommand),
     /// Check, explain and compile policies; get/set a server's policy.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
@@ -215,6 +219,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
         Command::Users(cmd) => users::run(&mut ctx, cmd).await,
         Command::Preauthkeys(cmd) => preauthkeys::run(&mut ctx, cmd).await,
         Command::Nodes(cmd) => nodes::run(&mut ctx, cmd).await,
+        Command::Apikeys(cmd) => apikeys::run(&mut ctx, cmd).await,
         Command::Policy(cmd) => policy::run(&mut ctx, cmd).await,
         Command::Serve(_) | Command::Version => Ok(()),
     }

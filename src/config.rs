@@ -109,6 +109,8 @@ pub struct Config {
     pub ephemeral_node_inactivity_timeout: Duration,
     pub log: Log,
     pub policy: Policy,
+    /// The whois/authorize API (clawscale extension).
+    pub whois: Whois,
     /// One line per accepted-but-ignored or deprecated setting; the server
     /// logs them at startup.
     pub warnings: Vec<String>,
@@ -257,6 +259,23 @@ pub struct Policy {
 pub enum PolicyMode {
     File,
     Database,
+}
+
+/// The whois/authorize API for gateways (`whois` section). Every listener
+/// is off unless configured; the public port serves `/api/v1/whois` and
+/// `/api/v1/authorize` (API key required) regardless.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Whois {
+    /// LocalAPI-compatible unix socket, mode 0660; no API key needed.
+    pub unix_socket: Option<PathBuf>,
+    /// Extra TCP listener; every request needs an API key.
+    pub listen_addr: Option<SocketAddr>,
+    /// Default CapMap destination: a node name or tailnet IP.
+    pub gateway: Option<String>,
+    /// Peers whose `X-Forwarded-For` is believed by `/api/v1/authorize`.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Append-only JSON-lines audit log of authorize decisions.
+    pub audit_log: Option<PathBuf>,
 }
 
 /// Environment lookup; tests pass a map instead of touching the process env.

@@ -10,6 +10,7 @@
 //!
 //! May depend on: `types`. Nothing here knows about the protocol or policy.
 
+mod api_keys;
 mod nodes;
 mod policies;
 mod preauth_keys;

@@ -13,6 +13,7 @@
 //! - `derp`: embedded DERP relay and STUN; `dns`: the authoritative DNS
 //!   server for the tailnet zone.
 //! - `admin`: the headscale.v1 gRPC API; `cli`: the command line.
+//! - `whois`: identity lookups and forward-auth for gateways.
 //! - `http`: the public listener, errors, metrics; `app`: wiring.
 
 pub mod admin;
@@ -31,3 +32,4 @@ pub mod policy;
 pub mod state;
 pub mod tailcfg;
 pub mod types;
+pub mod whois;

@@ -10,6 +10,7 @@
 //! May depend on: `types`, `db`, `policy`, `tailcfg` (settings only),
 //! `mapper::sessions`, `clock`.
 
+mod api_keys;
 pub mod change;
 pub mod ipam;
 mod nodes;
@@ -25,6 +26,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
+pub use api_keys::ApiKeyRef;
 pub use register::{RegisterInput, RegisterOutcome};
 pub use world::{Settings, World};
 pub use writer::{Core, MapUpdate, StateHandle, start};

@@ -1,9 +1,10 @@
-//! Domain types: identifiers, keys, users, nodes and pre-auth keys.
+//! Domain types: identifiers, keys, users, nodes, pre-auth keys and API keys.
 //!
 //! These are clawscale's own model. They never derive a wire format directly:
 //! `tailcfg` (client protocol), `db` (rows) and `admin` (protobuf) convert from
 //! them at their own edges. Depends on nothing else in the crate.
 
+pub mod api_key;
 pub mod dns_name;
 pub mod ids;
 pub mod keys;
@@ -11,6 +12,7 @@ pub mod node;
 pub mod preauth_key;
 pub mod user;
 
+pub use api_key::{ApiKey, ApiSecret, Scope};
 pub use dns_name::DnsLabel;
 pub use ids::{NodeId, PreAuthKeyId, UserId};
 pub use keys::{DiscoPublic, KeyError, MachinePublic, NodePublic};

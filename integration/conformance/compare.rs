@@ -10,13 +10,18 @@
 //!   `ssh-env-vars`, `store-appc-routes`, `tailnet-display-name`,
 //!   `default-auto-update`) are dropped; `null` equals `[]`;
 //! - SSH: the rule list is compared in order (first match wins in SSH);
-//! - whois: per listed address, the CapMap (`null` equals `{}`);
+//! - whois: per listed address, through `whois::answer::whois` (the
+//!   endpoint's builder): the node's MagicDNS label, `LoginName`, tags (as a
+//!   set; `null` equals `[]`) and CapMap (`null` equals `{}`);
 //! - CapMap values (CapGrant, whois): `null` equals `[]`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use clawscale::policy::ipset::IpSet;
 use clawscale::policy::{Policy, Topology};
+use clawscale::state::World;
+use clawscale::types::NodeId;
+use clawscale::whois::answer::{self, Query};
 use serde_json::{Value, json};
 
 use crate::case::Case;
@@ -30,7 +35,14 @@ const DEFAULT_CAPS: &[&str] = &[
     "default-auto-update",
 ];
 
-pub fn run(c: &Case) -> Result<(), String> {
+/// Whois entries compared and passed, across cases.
+#[derive(Default, Debug)]
+pub struct Tally {
+    pub pass: usize,
+    pub total: usize,
+}
+
+pub fn run(c: &Case, tally: &mut Tally) -> Result<(), String> {
     let (topo, ids) = c.topology();
     let verdict = Policy::parse(&c.policy_text()).and_then(|p| p.check(&topo).map(|()| p));
     let policy = match (verdict, c.accepted) {
@@ -46,6 +58,8 @@ pub fn run(c: &Case) -> Result<(), String> {
     };
     let compiled = policy.compile(&topo);
     let names: BTreeMap<u64, &String> = ids.iter().map(|(k, v)| (*v, k)).collect();
+    let mut world: Option<World> = None;
+    let mut first_whois_err: Option<String> = None;
     for (name, exp) in &c.expect {
         let Some(&id) = ids.get(name) else { continue };
         let out = compiled.node(id).ok_or("node missing from output")?;
@@ -134,24 +148,67 @@ pub fn run(c: &Case) -> Result<(), String> {
                 return Err(format!("{name}: ssh differs: got {got} want {want}"));
             }
         }
-        // Whois CapMaps.
+        // Whois: node, login, tags and CapMap per listed address, through
+        // the whois endpoint's own answer builder.
         if let Some(w) = &exp.whois {
+            let world = world.get_or_insert_with(|| {
+                crate::world::build(c, &ids, policy.clone(), compiled.clone())
+            });
             for (ip, v) in w {
                 let Ok(addr) = ip.parse() else { continue };
-                let got = null_empty(
-                    &serde_json::to_value(compiled.whois_caps(addr, id)).unwrap_or_default(),
-                );
-                let want = match &v["CapMap"] {
-                    Value::Null => json!({}),
-                    x => null_empty(x),
-                };
-                if got != want {
-                    return Err(format!("{name}: whois {ip} got {got} want {want}"));
+                tally.total += 1;
+                match whois_entry(world, addr, id, v) {
+                    Ok(()) => tally.pass += 1,
+                    Err(why) => {
+                        first_whois_err.get_or_insert(format!("{name}: whois {ip} {why}"));
+                    }
                 }
             }
         }
     }
+    if let Some(e) = first_whois_err {
+        return Err(e);
+    }
     let _ = Topology::default;
+    Ok(())
+}
+
+/// One hosted-plane whois entry (`{"node", "login", "tags", "CapMap"}`)
+/// against our answer for `addr` with destination node `dst`.
+fn whois_entry(world: &World, addr: std::net::IpAddr, dst: u64, v: &Value) -> Result<(), String> {
+    let got = answer::whois(
+        world,
+        Query::Ip(addr),
+        Some(NodeId(dst as i64)),
+        crate::world::epoch(),
+    )
+    .ok_or("no answer (404)")?;
+    if let Some(n) = v["node"].as_str()
+        && got.short_name() != n
+    {
+        return Err(format!("node got {} want {n}", got.short_name()));
+    }
+    if let Some(l) = v["login"].as_str()
+        && got.user_profile.login_name != l
+    {
+        return Err(format!(
+            "login got {} want {l}",
+            got.user_profile.login_name
+        ));
+    }
+    let want_tags: BTreeSet<String> = strs(&v["tags"]).into_iter().collect();
+    let got_tags: BTreeSet<String> = got.node.node.tags.iter().cloned().collect();
+    if got_tags != want_tags {
+        return Err(format!("tags got {got_tags:?} want {want_tags:?}"));
+    }
+    let got_caps = null_empty(&serde_json::to_value(&got.cap_map).unwrap_or_default());
+    let want_caps = match &v["CapMap"] {
+        Value::Null => json!({}),
+        x => null_empty(x),
+    };
+    if got_caps != want_caps {
+        return Err(format!("CapMap got {got_caps} want {want_caps}"));
+    }
     Ok(())
 }
 

@@ -8,6 +8,7 @@
 
 mod case;
 mod compare;
+mod world;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -33,6 +34,7 @@ fn conformance() {
     let only = std::env::var("POLICY_CASE").ok();
     let mut table: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     let mut rejected_missed = Vec::new();
+    let mut tally = compare::Tally::default();
     let mut cats: Vec<_> = std::fs::read_dir(&dir)
         .expect("read cases dir")
         .flatten()
@@ -53,7 +55,7 @@ fn conformance() {
             if only.as_ref().is_some_and(|o| *o != c.id) {
                 continue;
             }
-            let res = compare::run(&c);
+            let res = compare::run(&c, &mut tally);
             let e = table.entry(c.category.clone()).or_default();
             e.1 += 1;
             match res {
@@ -85,7 +87,12 @@ fn conformance() {
         total += t;
     }
     let overall = 100.0 * pass as f64 / total.max(1) as f64;
-    println!("{:<12} {pass:>6} {total:>6} {overall:>6.1}%\n", "overall");
+    println!("{:<12} {pass:>6} {total:>6} {overall:>6.1}%", "overall");
+    let whois_rate = 100.0 * tally.pass as f64 / tally.total.max(1) as f64;
+    println!(
+        "{:<12} {:>6} {:>6} {whois_rate:>6.1}%  (entries: node, login, tags, CapMap)\n",
+        "whois", tally.pass, tally.total
+    );
     if only.is_some() {
         return;
     }
@@ -95,4 +102,5 @@ fn conformance() {
     );
     assert!(below.is_empty(), "categories below 95%: {below:?}");
     assert!(overall >= 97.0, "overall {overall:.1}% < 97%");
+    assert!(whois_rate >= 97.0, "whois entries {whois_rate:.1}% < 97%");
 }

@@ -7,7 +7,8 @@
 //! (netmap, joins, disconnects, re-registration, restart), `keys`
 //! (pre-auth key rules and the single-use race), `postgres` (the enrollment
 //! scenarios on PostgreSQL), `policy` (a database-stored policy reaching
-//! open streams), `badinput` (hostile input, then a health check).
+//! open streams), `badinput` (hostile input, then a health check), `whois`
+//! (whois/authorize over HTTP and the unix socket).
 
 mod badinput;
 mod client;
@@ -16,6 +17,7 @@ mod keys;
 mod policy;
 mod postgres;
 mod server;
+mod whois;
 
 use std::time::Duration;
 

@@ -37,6 +37,8 @@ pub struct TestServer {
     pub url: Url,
     pub addr: SocketAddr,
     pub state: StateHandle,
+    /// Where the whois listeners are bound (if configured).
+    pub whois: clawscale::whois::Bound,
     runtime: Option<Runtime>,
 }
 
@@ -81,6 +83,7 @@ impl TestServer {
             url,
             addr: running.addr,
             state: running.state,
+            whois: running.whois,
             runtime: Some(runtime),
         })
     }

@@ -12,8 +12,8 @@ use prost_types::Timestamp;
 
 use super::proto;
 use crate::mapper::build::TAGGED_DEVICES_USER_ID;
-use crate::state::{Error, World};
-use crate::types::{Node, NodeId, PreAuthKey, PreAuthKeyId, User, UserId};
+use crate::state::{ApiKeyRef, Error, World};
+use crate::types::{ApiKey, Node, NodeId, PreAuthKey, PreAuthKeyId, User, UserId};
 
 /// Text form of a pre-auth key in listings: the public prefix only. Same
 /// shape as `types::preauth_key`'s text form with the secret replaced.
@@ -54,6 +54,37 @@ pub(super) fn node_id(id: u64) -> Result<NodeId, Error> {
 
 pub(super) fn key_id(id: u64) -> Result<PreAuthKeyId, Error> {
     id_from_wire(id, "pre-auth key").map(PreAuthKeyId)
+}
+
+/// An expire/delete request's key: by id or by prefix, not both (as in
+/// Headscale). A prefix may be given in the listing form.
+pub(super) fn api_key_ref(id: u64, prefix: &str) -> Result<ApiKeyRef, Error> {
+    let prefix = prefix.trim();
+    let prefix = prefix
+        .strip_prefix("cskey-api-")
+        .map(|p| p.trim_end_matches("-***"))
+        .unwrap_or(prefix);
+    match (id, prefix.is_empty()) {
+        (0, true) => Err(Error::InvalidArgument(
+            "an API key id or prefix is required".into(),
+        )),
+        (0, false) => Ok(ApiKeyRef::Prefix(prefix.to_string())),
+        (id, true) => id_from_wire(id, "API key").map(ApiKeyRef::Id),
+        (_, false) => Err(Error::InvalidArgument(
+            "give an API key id or a prefix, not both".into(),
+        )),
+    }
+}
+
+pub(super) fn api_key(k: &ApiKey) -> proto::ApiKey {
+    proto::ApiKey {
+        id: id_to_wire(k.id),
+        prefix: k.prefix.clone(),
+        expiration: k.expiration.map(timestamp),
+        created_at: Some(timestamp(k.created_at)),
+        last_seen: k.last_seen.map(timestamp),
+        scope: k.scope.to_string(),
+    }
 }
 
 fn id_to_wire(id: i64) -> u64 {

@@ -335,20 +335,40 @@ impl HeadscaleService for AdminService {
         Err(unsupported("AuthReject (interactive login)"))
     }
 
-    async fn create_api_key(&self, _: Request<CreateApiKeyRequest>) -> Reply<CreateApiKeyResponse> {
-        Err(unsupported("CreateApiKey"))
+    async fn create_api_key(&self, r: Request<CreateApiKeyRequest>) -> Reply<CreateApiKeyResponse> {
+        let r = r.into_inner();
+        let scope = match r.scope.trim() {
+            "" => crate::types::Scope::Admin,
+            s => s.parse().map_err(Status::invalid_argument)?,
+        };
+        let expiration = r
+            .expiration
+            .as_ref()
+            .map(convert::from_timestamp)
+            .transpose()?;
+        let (_, api_key) = self.state.create_api_key(scope, expiration).await?;
+        ok(CreateApiKeyResponse { api_key })
     }
 
-    async fn expire_api_key(&self, _: Request<ExpireApiKeyRequest>) -> Reply<ExpireApiKeyResponse> {
-        Err(unsupported("ExpireApiKey"))
+    async fn expire_api_key(&self, r: Request<ExpireApiKeyRequest>) -> Reply<ExpireApiKeyResponse> {
+        let r = r.into_inner();
+        let key = convert::api_key_ref(r.id, &r.prefix)?;
+        self.state.expire_api_key(key).await?;
+        ok(ExpireApiKeyResponse {})
     }
 
     async fn list_api_keys(&self, _: Request<ListApiKeysRequest>) -> Reply<ListApiKeysResponse> {
-        Err(unsupported("ListApiKeys"))
+        let keys = self.state.list_api_keys().await?;
+        ok(ListApiKeysResponse {
+            api_keys: keys.iter().map(convert::api_key).collect(),
+        })
     }
 
-    async fn delete_api_key(&self, _: Request<DeleteApiKeyRequest>) -> Reply<DeleteApiKeyResponse> {
-        Err(unsupported("DeleteApiKey"))
+    async fn delete_api_key(&self, r: Request<DeleteApiKeyRequest>) -> Reply<DeleteApiKeyResponse> {
+        let r = r.into_inner();
+        let key = convert::api_key_ref(r.id, &r.prefix)?;
+        self.state.delete_api_key(key).await?;
+        ok(DeleteApiKeyResponse {})
     }
 
     async fn get_policy(&self, _: Request<GetPolicyRequest>) -> Reply<GetPolicyResponse> {

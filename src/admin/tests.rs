@@ -478,10 +478,108 @@ async fn health_and_unsupported_methods() {
     let health = client.health(HealthRequest {}).await.expect("health");
     assert!(health.into_inner().database_connectivity);
 
-    let keys = client.list_api_keys(ListApiKeysRequest {}).await;
-    assert_eq!(code(keys), Code::Unimplemented);
+    let reg = client.register_node(RegisterNodeRequest::default()).await;
+    assert_eq!(code(reg), Code::Unimplemented);
     let tags = client.set_tags(SetTagsRequest::default()).await;
     assert_eq!(code(tags), Code::NotFound, "node 0 does not exist");
+}
+
+#[tokio::test]
+async fn api_keys_lifecycle_with_scopes() {
+    let Fixture {
+        dir: _dir,
+        mut client,
+        ..
+    } = fixture().await;
+    // Headscale clients send no scope: admin.
+    let hs = client
+        .create_api_key(CreateApiKeyRequest::default())
+        .await
+        .expect("create")
+        .into_inner()
+        .api_key;
+    let whois = client
+        .create_api_key(CreateApiKeyRequest {
+            scope: "whois".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("create whois")
+        .into_inner()
+        .api_key;
+    assert!(hs.starts_with("cskey-api-") && whois.starts_with("cskey-api-"));
+    let bad = client
+        .create_api_key(CreateApiKeyRequest {
+            scope: "root".into(),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(code(bad), Code::InvalidArgument);
+    let past = client
+        .create_api_key(CreateApiKeyRequest {
+            expiration: Some(prost_types::Timestamp {
+                seconds: 1,
+                nanos: 0,
+            }),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(code(past), Code::InvalidArgument);
+
+    let list = client
+        .list_api_keys(ListApiKeysRequest {})
+        .await
+        .expect("list")
+        .into_inner()
+        .api_keys;
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[0].scope, "admin");
+    assert_eq!(list[1].scope, "whois");
+    assert_eq!(&hs["cskey-api-".len()..][..12], list[0].prefix);
+    assert!(
+        list.iter()
+            .all(|k| k.expiration.is_none() && k.created_at.is_some())
+    );
+    // The secret never appears in a listing.
+    let listed = format!("{list:?}");
+    assert!(!listed.contains(&hs[23..]), "{listed}");
+
+    client
+        .expire_api_key(ExpireApiKeyRequest {
+            prefix: list[1].prefix.clone(),
+            id: 0,
+        })
+        .await
+        .expect("expire by prefix");
+    let both = client
+        .expire_api_key(ExpireApiKeyRequest {
+            prefix: list[1].prefix.clone(),
+            id: 1,
+        })
+        .await;
+    assert_eq!(code(both), Code::InvalidArgument);
+    client
+        .delete_api_key(DeleteApiKeyRequest {
+            prefix: String::new(),
+            id: list[0].id,
+        })
+        .await
+        .expect("delete by id");
+    let gone = client
+        .delete_api_key(DeleteApiKeyRequest {
+            prefix: String::new(),
+            id: list[0].id,
+        })
+        .await;
+    assert_eq!(code(gone), Code::NotFound);
+    let list = client
+        .list_api_keys(ListApiKeysRequest {})
+        .await
+        .expect("list")
+        .into_inner()
+        .api_keys;
+    assert_eq!(list.len(), 1);
+    assert!(list[0].expiration.is_some(), "expired key keeps its row");
 }
 
 #[tokio::test]

@@ -59,7 +59,7 @@ pub enum KeysCommand {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lifetime(pub Option<Duration>);
 
-fn parse_lifetime(s: &str) -> Result<Lifetime, String> {
+pub(super) fn parse_lifetime(s: &str) -> Result<Lifetime, String> {
     if matches!(s.trim(), "never" | "0") {
         return Ok(Lifetime(None));
     }

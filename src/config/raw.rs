@@ -19,8 +19,10 @@ use serde::de::{self, Deserializer, Visitor};
 use super::{Error, keys};
 
 mod compat;
+mod whois;
 
 use compat::{RawCli, RawGorm, RawOidc, RawToggle, RawTuning};
+pub(super) use whois::RawWhois;
 
 /// Parses YAML text. An empty document (or one holding only comments) means
 /// "all defaults". Unknown keys are reported all at once, before serde gets
@@ -109,6 +111,9 @@ pub(super) struct RawConfig {
     pub tuning: RawTuning,
     #[serde(default, deserialize_with = "null_default")]
     pub cli: RawCli,
+    /// clawscale extension: the whois/authorize API for gateways.
+    #[serde(default, deserialize_with = "null_default")]
+    pub whois: RawWhois,
 }
 
 #[derive(Debug, Default, Deserialize)]

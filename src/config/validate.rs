@@ -11,6 +11,7 @@ mod derp;
 mod dns;
 mod parse;
 mod unsupported;
+mod whois;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -76,6 +77,7 @@ pub(super) fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config, 
     let ephemeral_node_inactivity_timeout = ephemeral_timeout(&raw, &mut warnings)?;
     let log = log(&raw.log.level, &raw.log.format)?;
     let policy = policy(&raw.policy.mode, raw.policy.path.as_deref())?;
+    let whois = whois::build(&raw.whois)?;
 
     unsupported::collect(&raw, &mut warnings);
 
@@ -97,6 +99,7 @@ pub(super) fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config, 
         ephemeral_node_inactivity_timeout,
         log,
         policy,
+        whois,
         warnings,
     })
 }

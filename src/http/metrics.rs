@@ -26,6 +26,10 @@ pub struct Metrics {
     pub noise_handshakes: Counter,
     /// Policy file reloads by result (applied, rejected).
     pub policy_reloads: Family<Vec<(String, String)>, Counter>,
+    /// whois/authorize requests by endpoint and status code.
+    pub whois_requests: Family<Vec<(String, String)>, Counter>,
+    /// Audit records dropped because the writer fell behind.
+    pub whois_audit_dropped: Counter,
     /// 1 while the newest policy file was accepted, 0 after a rejection.
     policy_file_ok: Gauge<i64, std::sync::atomic::AtomicI64>,
     map_sessions: Gauge<i64, std::sync::atomic::AtomicI64>,
@@ -125,6 +129,16 @@ impl Metrics {
             "derp_packets_relayed",
             "Packets relayed by the embedded DERP server",
             self.derp_packets.clone(),
+        );
+        reg.register(
+            "whois_requests",
+            "whois/authorize requests by endpoint and status",
+            self.whois_requests.clone(),
+        );
+        reg.register(
+            "whois_audit_dropped",
+            "Authorize audit records dropped because the writer fell behind",
+            self.whois_audit_dropped.clone(),
         );
         let mut out = String::new();
         // Writing into a String cannot fail.

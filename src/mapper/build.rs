@@ -265,7 +265,9 @@ fn peer_node(world: &World, p: &Node, out: &PeerOutput, now: DateTime<Utc>) -> t
     n
 }
 
-fn owner_id(n: &Node) -> i64 {
+/// The `User` id clients are sent for `n`: its owner, or the tagged-devices
+/// user for a tagged node.
+pub fn owner_id(n: &Node) -> i64 {
     if n.is_tagged() {
         TAGGED_DEVICES_USER_ID
     } else {
@@ -273,7 +275,9 @@ fn owner_id(n: &Node) -> i64 {
     }
 }
 
-fn profile(world: &World, id: i64) -> Option<UserProfile> {
+/// The `UserProfiles` entry clients are sent for user id `id` (including
+/// the synthetic tagged-devices user); `None` for an unknown user.
+pub fn profile(world: &World, id: i64) -> Option<UserProfile> {
     if id == TAGGED_DEVICES_USER_ID {
         return Some(UserProfile {
             id,

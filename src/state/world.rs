@@ -90,6 +90,11 @@ impl World {
         self.by_ip.get(ip).and_then(|id| self.nodes.get(id))
     }
 
+    /// The node with MagicDNS label `name` (exact, lower-case).
+    pub fn node_by_name(&self, name: &str) -> Option<&Arc<Node>> {
+        self.by_name.get(name).and_then(|id| self.nodes.get(id))
+    }
+
     pub fn name_taken(&self, name: &str, except: Option<NodeId>) -> bool {
         self.by_name.get(name).is_some_and(|id| Some(*id) != except)
     }

@@ -304,3 +304,42 @@ fn log_and_policy_values() {
     let c = load_str("policy: {mode: file, path: ./acl.hujson}\n").unwrap();
     assert_eq!(c.policy.path, Some("./acl.hujson".into()));
 }
+
+#[test]
+fn whois_section_is_off_by_default_and_strict() {
+    let c = load_str("").unwrap();
+    assert_eq!(c.whois, Whois::default());
+    let c = load_str(
+        "whois:\n  unix_socket: /run/cs/whois.sock\n  listen_addr: 127.0.0.1:9091\n  \
+         gateway: mcp-gw\n  trusted_proxies: [10.0.0.0/8, 127.0.0.1]\n  \
+         audit_log: /var/log/cs/authorize.jsonl\n",
+    )
+    .unwrap();
+    assert_eq!(
+        c.whois.unix_socket,
+        Some(PathBuf::from("/run/cs/whois.sock"))
+    );
+    assert_eq!(c.whois.listen_addr, Some("127.0.0.1:9091".parse().unwrap()));
+    assert_eq!(c.whois.gateway.as_deref(), Some("mcp-gw"));
+    assert_eq!(
+        c.whois.trusted_proxies,
+        vec![
+            "10.0.0.0/8".parse().unwrap(),
+            "127.0.0.1/32".parse().unwrap()
+        ]
+    );
+    assert_eq!(
+        c.whois.audit_log,
+        Some(PathBuf::from("/var/log/cs/authorize.jsonl"))
+    );
+    // Empty strings mean "off", like Headscale's paths.
+    let c = load_str("whois: {unix_socket: \"\", gateway: \"\", audit_log: \"\"}\n").unwrap();
+    assert_eq!(c.whois, Whois::default());
+    assert_invalid(
+        "whois: {trusted_proxies: [not-an-ip]}\n",
+        "whois.trusted_proxies",
+    );
+    assert_invalid("whois: {listen_addr: nowhere}\n", "whois.listen_addr");
+    let err = error_of("whois: {gatway: x}\n");
+    assert!(err.contains("whois.gatway"), "{err}");
+}

@@ -1,0 +1,223 @@
+//! API keys for clawscale's HTTP APIs (`/api/v1/whois`, `/api/v1/authorize`
+//! and the whois TCP listener), managed like Headscale's API keys
+//! (CreateApiKey/ListApiKeys/ExpireApiKey/DeleteApiKey).
+//!
+//! As with pre-auth keys (`types::preauth_key`), the secret is shown once and
+//! stored only as its SHA-256 hash: it carries 256 bits of randomness, so a
+//! fast hash loses nothing, and a lookup goes by the public prefix so the
+//! secret check is a single constant-time comparison.
+//!
+//! Text form: `cskey-api-<prefix:12 hex>-<secret:64 hex>`, sent as
+//! `Authorization: Bearer <key>`.
+//!
+//! Scopes are clawscale's own (Headscale keys are all-powerful): `whois`
+//! may read identities (whois, authorize); `admin` may do everything and
+//! includes `whois`. Keys created without a scope are `admin`, which is what
+//! a Headscale client creating a key expects.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+const TEXT_PREFIX: &str = "cskey-api-";
+
+/// What a key may be used for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Scope {
+    /// Read identities: whois and authorize.
+    Whois,
+    /// Everything (includes `Whois`).
+    Admin,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Whois => "whois",
+            Scope::Admin => "admin",
+        }
+    }
+
+    /// Whether a key of this scope may do what `needed` requires.
+    pub fn allows(self, needed: Scope) -> bool {
+        self == Scope::Admin || self == needed
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Scope {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "whois" => Ok(Scope::Whois),
+            "admin" => Ok(Scope::Admin),
+            other => Err(format!(
+                "unknown API key scope {other:?} (expected \"whois\" or \"admin\")"
+            )),
+        }
+    }
+}
+
+/// A stored API key (never the secret).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiKey {
+    pub id: i64,
+    /// Public lookup id (12 hex digits), also shown in listings.
+    pub prefix: String,
+    pub hash: [u8; 32],
+    pub scope: Scope,
+    pub expiration: Option<DateTime<Utc>>,
+    pub last_seen: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl ApiKey {
+    pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
+        self.expiration.is_some_and(|e| e <= now)
+    }
+
+    /// Constant-time comparison of a presented secret with the stored hash.
+    pub fn matches(&self, secret: &ApiSecret) -> bool {
+        bool::from(self.hash.ct_eq(&secret.hash()))
+    }
+}
+
+/// A presented or freshly generated key: public prefix plus secret part.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiSecret {
+    pub prefix: String,
+    secret: String,
+}
+
+impl fmt::Debug for ApiSecret {
+    // Never print the secret half, even in debug logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ApiSecret({TEXT_PREFIX}{}-…)", self.prefix)
+    }
+}
+
+impl ApiSecret {
+    pub fn generate() -> Self {
+        let mut id = [0u8; 6];
+        let mut secret = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut id);
+        rand::rngs::OsRng.fill_bytes(&mut secret);
+        ApiSecret {
+            prefix: hex::encode(id),
+            secret: hex::encode(secret),
+        }
+    }
+
+    /// Parses the text form; `None` for anything malformed.
+    pub fn parse(text: &str) -> Option<Self> {
+        let rest = text.trim().strip_prefix(TEXT_PREFIX)?;
+        let (prefix, secret) = rest.split_once('-')?;
+        let hexy = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+        if !hexy(prefix, 12) || !hexy(secret, 64) {
+            return None;
+        }
+        Some(ApiSecret {
+            prefix: prefix.to_ascii_lowercase(),
+            secret: secret.to_ascii_lowercase(),
+        })
+    }
+
+    pub fn hash(&self) -> [u8; 32] {
+        Sha256::digest(self.secret.as_bytes()).into()
+    }
+
+    /// The full text form: shown to the operator exactly once.
+    pub fn reveal(&self) -> String {
+        format!("{TEXT_PREFIX}{}-{}", self.prefix, self.secret)
+    }
+}
+
+/// Listing form of a key: the prefix only.
+pub fn masked(prefix: &str) -> String {
+    format!("{TEXT_PREFIX}{prefix}-***")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(s: &ApiSecret, scope: Scope) -> ApiKey {
+        ApiKey {
+            id: 1,
+            prefix: s.prefix.clone(),
+            hash: s.hash(),
+            scope,
+            expiration: None,
+            last_seen: None,
+            created_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn generate_parse_match() {
+        let s = ApiSecret::generate();
+        let text = s.reveal();
+        assert!(text.starts_with("cskey-api-"));
+        let parsed = ApiSecret::parse(&text).expect("own text form parses");
+        assert_eq!(parsed, s);
+        let k = key(&s, Scope::Whois);
+        assert!(k.matches(&parsed));
+        assert!(!k.matches(&ApiSecret::generate()));
+        // The stored hash is SHA-256 of the secret half, not of the text.
+        assert_ne!(k.hash, <[u8; 32]>::from(Sha256::digest(text.as_bytes())));
+    }
+
+    #[test]
+    fn parse_rejects_garbage_and_other_key_kinds() {
+        for bad in [
+            "",
+            "cskey-api-",
+            "cskey-api-0123456789ab",
+            "cskey-api-0123456789ab-zz",
+            "cskey-auth-0123456789ab-0000000000000000000000000000000000000000000000000000000000000000",
+            "cskey-api-0123456789a-0000000000000000000000000000000000000000000000000000000000000000",
+        ] {
+            assert!(ApiSecret::parse(bad).is_none(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn debug_never_shows_the_secret() {
+        let s = ApiSecret::generate();
+        let dbg = format!("{s:?}");
+        assert!(!dbg.contains(&s.reveal()[30..]), "{dbg}");
+        assert!(dbg.contains(&s.prefix));
+    }
+
+    #[test]
+    fn scopes() {
+        assert!(Scope::Admin.allows(Scope::Whois));
+        assert!(Scope::Admin.allows(Scope::Admin));
+        assert!(Scope::Whois.allows(Scope::Whois));
+        assert!(!Scope::Whois.allows(Scope::Admin));
+        assert_eq!("WHOIS".parse::<Scope>(), Ok(Scope::Whois));
+        assert_eq!("admin".parse::<Scope>(), Ok(Scope::Admin));
+        assert!("root".parse::<Scope>().is_err());
+        assert_eq!(Scope::Whois.to_string(), "whois");
+    }
+
+    #[test]
+    fn expiry() {
+        let mut k = key(&ApiSecret::generate(), Scope::Admin);
+        let now = Utc::now();
+        assert!(!k.is_expired(now));
+        k.expiration = Some(now);
+        assert!(k.is_expired(now));
+        k.expiration = Some(now + chrono::Duration::seconds(5));
+        assert!(!k.is_expired(now));
+    }
+}

@@ -1,0 +1,200 @@
+//! API key checks for the whois endpoints, without a database query per
+//! request: keys are read from the database (through the state writer) at
+//! most once a second into an in-memory snapshot, so a created, expired or
+//! deleted key takes effect within a second and a flood of requests (or of
+//! bogus keys) costs at most one query per second.
+//!
+//! The secret is compared in constant time (`ApiKey::matches`) and never
+//! logged; only the public prefix may appear in logs.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::http::HeaderMap;
+use axum::http::header::AUTHORIZATION;
+
+use crate::state::StateHandle;
+use crate::types::{ApiKey, ApiSecret, Scope};
+
+/// How stale the snapshot may get.
+const TTL: Duration = Duration::from_secs(1);
+
+/// Why a request was not authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("API key required (Authorization: Bearer <key>)")]
+    Missing,
+    #[error("invalid API key")]
+    Invalid,
+    #[error("API key expired")]
+    Expired,
+    #[error("API key scope does not allow this")]
+    Scope,
+    #[error("API keys cannot be checked right now")]
+    Unavailable,
+}
+
+#[derive(Default)]
+struct Snapshot {
+    at: Option<Instant>,
+    keys: Arc<HashMap<String, ApiKey>>,
+}
+
+/// The cached key table.
+pub struct KeyCache {
+    state: StateHandle,
+    snap: RwLock<Snapshot>,
+    reload: tokio::sync::Mutex<()>,
+}
+
+impl KeyCache {
+    pub fn new(state: StateHandle) -> Self {
+        KeyCache {
+            state,
+            snap: RwLock::new(Snapshot::default()),
+            reload: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn fresh(&self) -> Option<Arc<HashMap<String, ApiKey>>> {
+        let s = self.snap.read().unwrap_or_else(|e| e.into_inner());
+        s.at.filter(|t| t.elapsed() < TTL).map(|_| s.keys.clone())
+    }
+
+    async fn keys(&self) -> Result<Arc<HashMap<String, ApiKey>>, AuthError> {
+        if let Some(k) = self.fresh() {
+            return Ok(k);
+        }
+        let _one = self.reload.lock().await;
+        if let Some(k) = self.fresh() {
+            return Ok(k);
+        }
+        let list = self.state.list_api_keys().await.map_err(|e| {
+            tracing::warn!(error = %e, "whois: cannot read API keys");
+            AuthError::Unavailable
+        })?;
+        let keys: Arc<HashMap<String, ApiKey>> =
+            Arc::new(list.into_iter().map(|k| (k.prefix.clone(), k)).collect());
+        let mut s = self.snap.write().unwrap_or_else(|e| e.into_inner());
+        *s = Snapshot {
+            at: Some(Instant::now()),
+            keys: keys.clone(),
+        };
+        Ok(keys)
+    }
+
+    /// Checks the request's bearer key for `need`.
+    pub async fn check(&self, headers: &HeaderMap, need: Scope) -> Result<(), AuthError> {
+        let secret = bearer(headers)?;
+        let keys = self.keys().await?;
+        verify(&keys, &secret, need, self.state.now())
+    }
+}
+
+/// The presented key, parsed.
+pub fn bearer(headers: &HeaderMap) -> Result<ApiSecret, AuthError> {
+    let v = headers
+        .get(AUTHORIZATION)
+        .ok_or(AuthError::Missing)?
+        .to_str()
+        .map_err(|_| AuthError::Invalid)?;
+    let (scheme, token) = v.trim().split_once(' ').ok_or(AuthError::Invalid)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(AuthError::Invalid);
+    }
+    ApiSecret::parse(token).ok_or(AuthError::Invalid)
+}
+
+/// The pure check against a key table.
+pub fn verify(
+    keys: &HashMap<String, ApiKey>,
+    secret: &ApiSecret,
+    need: Scope,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), AuthError> {
+    let key = keys.get(&secret.prefix).ok_or(AuthError::Invalid)?;
+    if !key.matches(secret) {
+        return Err(AuthError::Invalid);
+    }
+    if key.is_expired(now) {
+        return Err(AuthError::Expired);
+    }
+    if !key.scope.allows(need) {
+        return Err(AuthError::Scope);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+    use chrono::Utc;
+
+    use super::*;
+
+    fn table(scope: Scope, expired: bool) -> (HashMap<String, ApiKey>, ApiSecret) {
+        let s = ApiSecret::generate();
+        let now = Utc::now();
+        let k = ApiKey {
+            id: 1,
+            prefix: s.prefix.clone(),
+            hash: s.hash(),
+            scope,
+            expiration: expired.then(|| now - chrono::Duration::seconds(1)),
+            last_seen: None,
+            created_at: now,
+        };
+        (HashMap::from([(s.prefix.clone(), k)]), s)
+    }
+
+    #[test]
+    fn verify_checks_secret_expiry_and_scope() {
+        let now = Utc::now();
+        let (keys, s) = table(Scope::Whois, false);
+        assert_eq!(verify(&keys, &s, Scope::Whois, now), Ok(()));
+        assert_eq!(verify(&keys, &s, Scope::Admin, now), Err(AuthError::Scope));
+        // Same prefix, other secret.
+        let forged = ApiSecret::parse(&format!("cskey-api-{}-{}", s.prefix, "0".repeat(64)))
+            .expect("well-formed");
+        assert_eq!(
+            verify(&keys, &forged, Scope::Whois, now),
+            Err(AuthError::Invalid)
+        );
+        assert_eq!(
+            verify(&keys, &ApiSecret::generate(), Scope::Whois, now),
+            Err(AuthError::Invalid)
+        );
+        let (keys, s) = table(Scope::Admin, false);
+        assert_eq!(verify(&keys, &s, Scope::Whois, now), Ok(()));
+        let (keys, s) = table(Scope::Admin, true);
+        assert_eq!(
+            verify(&keys, &s, Scope::Whois, now),
+            Err(AuthError::Expired)
+        );
+    }
+
+    #[test]
+    fn bearer_parsing() {
+        let s = ApiSecret::generate();
+        let mut h = HeaderMap::new();
+        assert_eq!(bearer(&h), Err(AuthError::Missing));
+        h.insert(
+            AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {}", s.reveal())).unwrap(),
+        );
+        assert_eq!(bearer(&h), Ok(s.clone()));
+        h.insert(
+            AUTHORIZATION,
+            HeaderValue::from_str(&format!("bearer  {}", s.reveal())).unwrap(),
+        );
+        assert_eq!(bearer(&h).map(|x| x.prefix), Ok(s.prefix.clone()));
+        h.insert(
+            AUTHORIZATION,
+            HeaderValue::from_str(&format!("Basic {}", s.reveal())).unwrap(),
+        );
+        assert_eq!(bearer(&h), Err(AuthError::Invalid));
+        h.insert(AUTHORIZATION, HeaderValue::from_static("Bearer nope"));
+        assert_eq!(bearer(&h), Err(AuthError::Invalid));
+    }
+}
