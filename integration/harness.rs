@@ -20,6 +20,8 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod bins;
+pub mod gateway;
+pub mod mcp;
 pub mod netns;
 pub mod postgres;
 pub mod process;

@@ -7,6 +7,7 @@
 //! are end-to-end scenarios.
 
 mod enroll;
+mod gateway;
 mod harness;
 mod policy;
 mod selftest;
