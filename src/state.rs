@@ -16,6 +16,7 @@ mod nodes;
 pub mod policy;
 mod preauth_keys;
 mod register;
+mod settings;
 mod users;
 mod world;
 mod writer;
@@ -26,7 +27,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
 pub use register::{RegisterInput, RegisterOutcome};
-pub use world::{Settings, World};
+pub use world::{Services, Settings, World};
 pub use writer::{Core, MapUpdate, StateHandle, start};
 
 use crate::db;
