@@ -6,6 +6,7 @@
 //! (isolation, cleanup) without needing a working server; the other modules
 //! are end-to-end scenarios.
 
+mod dns;
 mod enroll;
 mod gateway;
 mod harness;

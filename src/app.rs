@@ -22,8 +22,12 @@ use crate::state::policy::PolicyStore;
 use crate::state::{self, StateHandle, ipam};
 use crate::types::NodePublic;
 
+mod dns;
+mod extra_records;
 mod policy_file;
 mod settings;
+
+pub use dns::DnsAddrs;
 
 /// A started server; dropping it does not stop the tasks (use the runtime).
 pub struct Running {
@@ -35,6 +39,8 @@ pub struct Running {
     pub config: Arc<Config>,
     /// Where the whois listeners (if configured) are bound.
     pub whois: crate::whois::Bound,
+    /// The authoritative DNS server's addresses (`dns.server.enabled`).
+    pub dns: Option<DnsAddrs>,
 }
 
 /// Runs the server until SIGINT/SIGTERM.
@@ -115,13 +121,14 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         None => None,
     };
 
-    let world_settings = settings::world_settings(
+    let mut world_settings = settings::world_settings(
         &config,
         &server_url,
         derp_parts
             .as_ref()
             .map(|(d, tls, self_signed, _)| (d, *self_signed, tls.cert_name(), stun_addr)),
     )?;
+    world_settings.dns.extra_records = extra_records::initial(&config.dns)?;
     let sessions = Sessions::new();
     let opts = state::Options {
         ipam: ipam::Ipam {
@@ -143,6 +150,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         policy_file::watch(path.clone(), state.clone(), metrics.clone())
             .context("watching the policy file")?;
     }
+    if let Some(path) = &config.dns.extra_records_path {
+        extra_records::watch(path.clone(), state.clone())
+            .context("watching the DNS extra records file")?;
+    }
+    let dns = dns::start(&config, &state).await?;
     let cs = ControlState::new(state.clone(), noise_key, metrics.clone());
     let health = Router::new()
         .route("/healthz", get(healthz))
@@ -199,6 +211,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         derp: derp_server,
         config,
         whois,
+        dns,
     })
 }
 

@@ -40,7 +40,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ipnet::{Ipv4Net, Ipv6Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 pub use keys::UnknownKey;
 
@@ -184,15 +184,42 @@ pub struct Dns {
     /// JSON file of extra records, watched at runtime (exclusive with
     /// `extra_records`).
     pub extra_records_path: Option<PathBuf>,
+    /// The authoritative DNS server (`dns.server`, a clawscale extension).
+    pub server: DnsServer,
 }
 
-/// One static record. `r#type` is `"A"` or `"AAAA"` (Tailscale clients only
-/// use those) and `value` is an address of that family.
+/// One static record, normalised: `name` without a trailing dot, `r#type`
+/// upper-case. `A`/`AAAA` values are addresses of that family (the only
+/// types Tailscale clients serve from their map); `CNAME` is a DNS name,
+/// `TXT` free text, `SRV` `"priority weight port target"`. The
+/// authoritative server serves all five.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExtraRecord {
     pub name: String,
     pub r#type: String,
     pub value: String,
+}
+
+/// `dns.server.*`: the authoritative server for the tailnet zone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsServer {
+    /// Default false.
+    pub enabled: bool,
+    /// UDP and TCP; default 127.0.0.1:5353.
+    pub listen_addr: SocketAddr,
+    /// Sources that may query; default loopback plus the tailnet prefixes.
+    pub allow: Vec<IpNet>,
+    /// TTL of every answer (and of negative answers), in seconds; default 10.
+    pub ttl: u32,
+    /// Sustained queries per second per source (0: no limit); default 500.
+    pub rate_limit_qps: u32,
+    /// Burst per source; default 1000.
+    pub rate_limit_burst: u32,
+    /// Idle timeout of a TCP connection; default 5 s.
+    pub tcp_timeout: Duration,
+    /// Answer a tailnet source only about nodes its policy lets it reach;
+    /// default false.
+    pub policy_filter: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -295,6 +322,12 @@ pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config, Error>
         }
         None => build("", "<defaults>", overrides, &env),
     }
+}
+
+/// Parses the `dns.extra_records_path` file: a JSON list of
+/// `{"name", "type", "value"}` objects, checked like `dns.extra_records`.
+pub fn parse_extra_records_json(text: &str) -> Result<Vec<ExtraRecord>, Error> {
+    validate::extra_records_json(text)
 }
 
 impl Config {

@@ -17,6 +17,7 @@ mod nodes;
 pub mod policy;
 mod preauth_keys;
 mod register;
+mod settings;
 mod users;
 mod world;
 mod writer;
@@ -28,7 +29,7 @@ use tokio::sync::watch;
 
 pub use api_keys::ApiKeyRef;
 pub use register::{RegisterInput, RegisterOutcome};
-pub use world::{Settings, World};
+pub use world::{Services, Settings, World};
 pub use writer::{Core, MapUpdate, StateHandle, start};
 
 use crate::db;

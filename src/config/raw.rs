@@ -372,6 +372,9 @@ pub(super) struct RawDns {
     #[serde(default, deserialize_with = "null_default")]
     pub extra_records: Vec<RawExtraRecord>,
     pub extra_records_path: Option<PathBuf>,
+    /// clawscale extension: the authoritative DNS server.
+    #[serde(default, deserialize_with = "null_default")]
+    pub server: RawDnsServer,
 }
 
 impl Default for RawDns {
@@ -384,8 +387,33 @@ impl Default for RawDns {
             search_domains: Vec::new(),
             extra_records: Vec::new(),
             extra_records_path: None,
+            server: RawDnsServer::default(),
         }
     }
+}
+
+/// `dns.server`: absent values take the defaults `validate` documents.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDnsServer {
+    #[serde(default)]
+    pub enabled: bool,
+    pub listen_addr: Option<String>,
+    /// Absent: loopback plus the tailnet prefixes.
+    pub allow: Option<Vec<String>>,
+    pub ttl: Option<Scalar>,
+    #[serde(default, deserialize_with = "null_default")]
+    pub rate_limit: RawDnsRateLimit,
+    pub tcp_timeout: Option<Scalar>,
+    #[serde(default)]
+    pub policy_filter: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDnsRateLimit {
+    pub qps: Option<u32>,
+    pub burst: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]

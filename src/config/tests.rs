@@ -2,6 +2,7 @@
 //! file, overrides and warnings. Key checks live in `tests/unknown_keys.rs`,
 //! value checks in `tests/validation.rs`.
 
+mod dns_server;
 mod unknown_keys;
 mod validation;
 

@@ -9,6 +9,7 @@
 mod database;
 mod derp;
 mod dns;
+mod dns_server;
 mod parse;
 mod unsupported;
 mod whois;
@@ -25,6 +26,7 @@ use super::{
 };
 
 pub(super) use database::redact_url_password;
+pub(super) use dns::extra_records_json;
 pub(super) use parse::invalid;
 
 const DEFAULT_DATA_DIR: &str = "./clawscale-data";
@@ -71,7 +73,7 @@ pub(super) fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config, 
 
     let prefixes = prefixes(&raw.prefixes)?;
     let database = database::build(&raw.database, overrides.database_url.as_deref(), &data_dir)?;
-    let dns = dns::build(&raw.dns, &server_host, &mut warnings)?;
+    let dns = dns::build(&raw.dns, &server_host, &prefixes, &mut warnings)?;
     let tls = tls(&raw)?;
     let derp = derp::build(&raw.derp, listen_addr, &data_dir, &tls)?;
     let ephemeral_node_inactivity_timeout = ephemeral_timeout(&raw, &mut warnings)?;

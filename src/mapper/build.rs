@@ -12,9 +12,12 @@ use chrono::{DateTime, Utc};
 
 use super::view::{self, View};
 use crate::policy::{CapMap, PeerOutput};
-use crate::state::World;
 use crate::state::change::{Change, PatchMask};
-use crate::tailcfg::{self, FilterRule, MapResponse, PeerChange, SshPolicy, UserProfile};
+use crate::state::policy::PolicyState;
+use crate::state::{Settings, World};
+use crate::tailcfg::{
+    self, DnsConfig, FilterRule, MapResponse, PeerChange, SshPolicy, UserProfile,
+};
 use crate::types::{Node, NodeId};
 
 /// Tailscale's convention (and Headscale's id) for the synthetic owner of
@@ -32,6 +35,9 @@ pub struct SentState {
     pub filter: Option<Arc<Vec<FilterRule>>>,
     pub ssh: Option<SshPolicy>,
     pub caps: CapMap,
+    /// The DNSConfig sent, with the settings and policy it was derived from
+    /// (held so a pointer comparison tells whether it can have changed).
+    pub dns: Option<(Arc<Settings>, Arc<PolicyState>, DnsConfig)>,
 }
 
 impl SentState {
@@ -104,7 +110,7 @@ pub fn build_full(
                 .collect()
         }),
         peers_removed,
-        dns_config: Some(settings.dns.clone()),
+        dns_config: Some(dns_now(world, sent, true).unwrap_or_default()),
         domain: settings.domain.clone(),
         collect_services: Some(false),
         packet_filters: Some(filters(&view.filter)),
@@ -231,11 +237,28 @@ pub fn build_delta(
             sent.profiles.insert(id);
         }
     }
+    resp.dns_config = dns_now(world, sent, false);
     if resp.is_empty_delta() {
         return Delta::Nothing;
     }
     resp.control_time = Some(now);
     Delta::Frame(Box::new(resp))
+}
+
+/// The DNSConfig to send: always for a full map; in a delta only when the
+/// settings or policy it derives from were replaced and the result differs
+/// from what the client holds (service hosts and extra records change it).
+fn dns_now(world: &World, sent: &mut SentState, full: bool) -> Option<DnsConfig> {
+    if let Some((settings, policy, config)) = &sent.dns
+        && Arc::ptr_eq(settings, &world.settings)
+        && Arc::ptr_eq(policy, &world.policy)
+    {
+        return full.then(|| config.clone());
+    }
+    let config = world.dns_config();
+    let changed = sent.dns.as_ref().is_none_or(|(_, _, old)| *old != config);
+    sent.dns = Some((world.settings.clone(), world.policy.clone(), config.clone()));
+    (full || changed).then_some(config)
 }
 
 fn filters(rules: &Arc<Vec<FilterRule>>) -> BTreeMap<String, Vec<FilterRule>> {

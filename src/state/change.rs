@@ -88,6 +88,9 @@ pub struct Change {
     /// Nodes whose policy output (packet filter, visible peers, routes,
     /// SSH policy, CapMap) may differ: their sessions recompute and diff it.
     pub policy: BTreeSet<NodeId>,
+    /// The World's `Settings` (DNS config) were replaced: every session
+    /// compares what it sent with the new value.
+    pub settings: bool,
 }
 
 impl Change {
@@ -132,9 +135,17 @@ impl Change {
         }
     }
 
+    pub fn settings() -> Self {
+        Change {
+            settings: true,
+            ..Default::default()
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         !self.full
             && !self.users
+            && !self.settings
             && self.upserted.is_empty()
             && self.removed.is_empty()
             && self.patched.is_empty()
@@ -152,8 +163,10 @@ impl Change {
             patched,
             users,
             policy,
+            settings,
         } = other;
         self.full |= full;
+        self.settings |= settings;
         self.policy.extend(policy);
         self.users |= users;
         for id in removed {
@@ -235,6 +248,7 @@ mod tests {
             Change::users(),
             Change::upsert(n(2)),
             Change::policy([n(1), n(3)]),
+            Change::settings(),
         ];
         for a in &samples {
             for b in &samples {

@@ -5,9 +5,9 @@
 //! and never block; only the writer (`state::writer`) builds new Worlds,
 //! always *after* the database commit they reflect.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use super::policy::PolicyState;
 use crate::tailcfg;
@@ -19,6 +19,8 @@ use crate::types::{MachinePublic, Node, NodeId, NodePublic, User, UserId};
 pub struct Settings {
     pub base_domain: String,
     pub derp_map: tailcfg::DerpMap,
+    /// The operator's DNS settings. `extra_records` holds every configured
+    /// record (A, AAAA, CNAME, TXT, SRV); maps get [`World::dns_config`].
     pub dns: tailcfg::DnsConfig,
     /// `MapResponse.Domain`: the tailnet's display name.
     pub domain: String,
@@ -38,6 +40,20 @@ pub struct World {
     by_machine_key: HashMap<MachinePublic, NodeId>,
     by_ip: HashMap<IpAddr, NodeId>,
     by_name: HashMap<String, NodeId>,
+    /// The last `services()` result with the policy it was computed for;
+    /// shared by every World cloned from this one, valid only while the
+    /// policy `Arc` is the same.
+    services_cache: Arc<Mutex<Option<ServicesCache>>>,
+}
+
+/// `svc:NAME` → its hosts' addresses, for one `PolicyState`.
+pub type Services = Arc<Vec<(String, Vec<IpAddr>)>>;
+
+#[derive(Debug)]
+struct ServicesCache {
+    /// Held (not just its address) so the pointer cannot be reused.
+    policy: Arc<PolicyState>,
+    services: Services,
 }
 
 impl World {
@@ -53,11 +69,78 @@ impl World {
             by_machine_key: HashMap::new(),
             by_ip: HashMap::new(),
             by_name: HashMap::new(),
+            services_cache: Arc::default(),
         };
         for n in nodes {
             w.put_node(Arc::new(n));
         }
         w
+    }
+
+    /// Each policy service (`svc:NAME`, without the prefix) with its hosts'
+    /// addresses, sorted by name; empty without a policy. Computed once per
+    /// policy version, however many sessions ask.
+    pub fn services(&self) -> Services {
+        let mut cache = self
+            .services_cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = cache.as_ref()
+            && Arc::ptr_eq(&c.policy, &self.policy)
+        {
+            return c.services.clone();
+        }
+        let mut list = self
+            .policy
+            .compiled
+            .as_ref()
+            .map(|c| c.service_addrs())
+            .unwrap_or_default();
+        list.retain(|(_, addrs)| !addrs.is_empty());
+        list.sort_by(|a, b| a.0.cmp(&b.0));
+        let services = Arc::new(list);
+        *cache = Some(ServicesCache {
+            policy: self.policy.clone(),
+            services: services.clone(),
+        });
+        services
+    }
+
+    /// The `DNSConfig` every map carries: the operator's settings with only
+    /// the A/AAAA extra records (all Tailscale clients serve), plus
+    /// `NAME.<base_domain>` for each service. A service whose name is taken
+    /// by a node or an operator record is left out: those win, as on the
+    /// authoritative server.
+    pub fn dns_config(&self) -> tailcfg::DnsConfig {
+        let mut dns = self.settings.dns.clone();
+        dns.extra_records
+            .retain(|r| matches!(r.r#type.as_str(), "A" | "AAAA"));
+        let base = self.settings.base_domain.trim_end_matches('.');
+        if base.is_empty() {
+            return dns;
+        }
+        let taken: HashSet<String> = self
+            .settings
+            .dns
+            .extra_records
+            .iter()
+            .map(|r| r.name.trim_end_matches('.').to_ascii_lowercase())
+            .collect();
+        for (name, addrs) in self.services().iter() {
+            let label = name.to_ascii_lowercase();
+            let fqdn = format!("{label}.{base}").to_ascii_lowercase();
+            if self.by_name.contains_key(&label) || taken.contains(&fqdn) {
+                continue;
+            }
+            for ip in addrs {
+                dns.extra_records.push(tailcfg::DnsRecord {
+                    name: fqdn.clone(),
+                    r#type: if ip.is_ipv4() { "A" } else { "AAAA" }.into(),
+                    value: ip.to_string(),
+                });
+            }
+        }
+        dns
     }
 
     pub fn node(&self, id: NodeId) -> Option<&Arc<Node>> {

@@ -159,7 +159,7 @@ fn extra_records_are_checked() {
         "dns.extra_records[0].value",
     );
     assert_invalid(
-        &record("{name: a.example, type: CNAME, value: 100.64.0.1}"),
+        &record("{name: a.example, type: MX, value: 10 mail.example}"),
         "dns.extra_records[0].type",
     );
     assert_invalid(

@@ -7,12 +7,17 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
 use super::super::raw::{RawDns, RawExtraRecord};
-use super::super::{Dns, Error, ExtraRecord};
-use super::{invalid, parse};
+use super::super::{Dns, Error, ExtraRecord, Prefixes};
+use super::{dns_server, invalid, parse};
+
+/// Longest TXT value accepted: several 255-byte strings, still well inside
+/// a TCP answer.
+const MAX_TXT: usize = 8192;
 
 pub(super) fn build(
     raw: &RawDns,
     server_host: &str,
+    prefixes: &Prefixes,
     warnings: &mut Vec<String>,
 ) -> Result<Dns, Error> {
     let base_domain = raw.base_domain.trim().to_ascii_lowercase();
@@ -59,7 +64,7 @@ pub(super) fn build(
         .extra_records
         .iter()
         .enumerate()
-        .map(|(index, record)| extra_record(index, record))
+        .map(|(index, record)| extra_record(&format!("dns.extra_records[{index}]"), record))
         .collect::<Result<Vec<_>, _>>()?;
     let extra_records_path = super::non_empty_path(raw.extra_records_path.as_deref());
     if extra_records_path.is_some() && !extra_records.is_empty() {
@@ -69,6 +74,13 @@ pub(super) fn build(
         ));
     }
 
+    let server = dns_server::build(&raw.server, prefixes)?;
+    if server.enabled && base_domain.is_empty() {
+        return Err(invalid(
+            "dns.server.enabled",
+            "needs dns.base_domain: the server is authoritative for it",
+        ));
+    }
     Ok(Dns {
         magic_dns: raw.magic_dns,
         base_domain,
@@ -83,7 +95,20 @@ pub(super) fn build(
             .collect(),
         extra_records,
         extra_records_path,
+        server,
     })
+}
+
+/// The `dns.extra_records_path` file: a JSON list of records.
+pub(in super::super) fn extra_records_json(text: &str) -> Result<Vec<ExtraRecord>, Error> {
+    let raw: Vec<RawExtraRecord> = serde_json::from_str(text).map_err(|e| Error::Parse {
+        origin: "dns.extra_records_path".into(),
+        message: e.to_string(),
+    })?;
+    raw.iter()
+        .enumerate()
+        .map(|(index, record)| extra_record(&format!("[{index}]"), record))
+        .collect()
 }
 
 /// Clients resolve everything under the base domain through MagicDNS, so a
@@ -139,39 +164,88 @@ fn nameservers(list: &[String], key: &str, warnings: &mut Vec<String>) -> Vec<St
         .collect()
 }
 
-fn extra_record(index: usize, raw: &RawExtraRecord) -> Result<ExtraRecord, Error> {
-    let key = |field: &str| format!("dns.extra_records[{index}].{field}");
-    let name = raw.name.trim().trim_end_matches('.');
-    if !parse::is_dns_name(name) {
+fn extra_record(at: &str, raw: &RawExtraRecord) -> Result<ExtraRecord, Error> {
+    let key = |field: &str| format!("{at}.{field}");
+    let name = raw.name.trim().trim_end_matches('.').to_ascii_lowercase();
+    if !is_record_name(&name) {
         return Err(invalid(
             &key("name"),
             format!("{:?} is not a DNS name", raw.name),
         ));
     }
     let kind = raw.kind.trim().to_ascii_uppercase();
-    let value = raw.value.trim();
-    let ip: IpAddr = value
-        .parse()
-        .map_err(|_| invalid(&key("value"), format!("{value:?} is not an IP address")))?;
-    // Tailscale clients only serve A and AAAA from ExtraRecords.
-    match (kind.as_str(), ip) {
-        ("A", IpAddr::V4(_)) | ("AAAA", IpAddr::V6(_)) => {}
-        ("A" | "AAAA", _) => {
-            return Err(invalid(
-                &key("value"),
-                format!("{value} does not match record type {kind}"),
-            ));
+    let bad_value = |why: String| invalid(&key("value"), why);
+    let value = match kind.as_str() {
+        "A" | "AAAA" => {
+            let text = raw.value.trim();
+            let ip: IpAddr = text
+                .parse()
+                .map_err(|_| bad_value(format!("{text:?} is not an IP address")))?;
+            if (kind == "A") != ip.is_ipv4() {
+                return Err(bad_value(format!(
+                    "{text} does not match record type {kind}"
+                )));
+            }
+            ip.to_string()
         }
+        "CNAME" => {
+            let target = raw.value.trim().trim_end_matches('.').to_ascii_lowercase();
+            if !is_record_name(&target) {
+                return Err(bad_value(format!("{:?} is not a DNS name", raw.value)));
+            }
+            target
+        }
+        "TXT" => {
+            if raw.value.is_empty() || raw.value.len() > MAX_TXT {
+                return Err(bad_value(format!(
+                    "TXT values must have 1 to {MAX_TXT} bytes, not {}",
+                    raw.value.len()
+                )));
+            }
+            raw.value.clone()
+        }
+        "SRV" => srv_value(&raw.value).ok_or_else(|| {
+            bad_value(format!(
+                "{:?} is not \"priority weight port target\" (numbers 0-65535, a DNS name)",
+                raw.value
+            ))
+        })?,
         _ => {
             return Err(invalid(
                 &key("type"),
-                format!("{:?} is not \"A\" or \"AAAA\"", raw.kind),
+                format!(
+                    "{:?} is not one of \"A\", \"AAAA\", \"CNAME\", \"TXT\", \"SRV\"",
+                    raw.kind
+                ),
             ));
         }
-    }
+    };
     Ok(ExtraRecord {
-        name: name.to_string(),
+        name,
         r#type: kind,
-        value: ip.to_string(),
+        value,
     })
+}
+
+/// `"priority weight port target"`, normalised to single spaces.
+fn srv_value(text: &str) -> Option<String> {
+    let parts: Vec<&str> = text.split_whitespace().collect();
+    let [p, w, port, target] = parts.as_slice() else {
+        return None;
+    };
+    let nums: Vec<u16> = [p, w, port]
+        .iter()
+        .map(|n| n.parse().ok())
+        .collect::<Option<_>>()?;
+    let target = target.trim_end_matches('.').to_ascii_lowercase();
+    is_record_name(&target).then(|| format!("{} {} {} {target}", nums[0], nums[1], nums[2]))
+}
+
+/// A DNS name, also allowing the `_service._proto` labels SRV owners use.
+fn is_record_name(name: &str) -> bool {
+    let plain: Vec<String> = name
+        .split('.')
+        .map(|l| l.strip_prefix('_').unwrap_or(l).to_string())
+        .collect();
+    !name.contains("._.") && parse::is_dns_name(&plain.join("."))
 }

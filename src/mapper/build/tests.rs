@@ -237,4 +237,5 @@ fn expired_peer_is_flagged() {
     assert!(p.expired && !p.machine_authorized);
 }
 
+mod dns;
 mod policy;
