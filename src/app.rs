@@ -26,6 +26,7 @@ mod dns;
 mod extra_records;
 mod policy_file;
 mod settings;
+mod watched_file;
 
 pub use dns::DnsAddrs;
 
