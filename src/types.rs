@@ -10,6 +10,7 @@ pub mod ids;
 pub mod keys;
 pub mod node;
 pub mod preauth_key;
+pub mod secret;
 pub mod user;
 
 pub use api_key::{ApiKey, ApiSecret, Scope};

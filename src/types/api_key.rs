@@ -19,9 +19,8 @@ use std::fmt;
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
-use rand::RngCore;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
+
+use super::secret::{Secret, SecretKind};
 
 const TEXT_PREFIX: &str = "cskey-api-";
 
@@ -87,59 +86,21 @@ impl ApiKey {
 
     /// Constant-time comparison of a presented secret with the stored hash.
     pub fn matches(&self, secret: &ApiSecret) -> bool {
-        bool::from(self.hash.ct_eq(&secret.hash()))
+        secret.matches(&self.hash)
     }
 }
 
 /// A presented or freshly generated key: public prefix plus secret part.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ApiSecret {
-    pub prefix: String,
-    secret: String,
+/// Marks ApiSecret texts (`cskey-api-…`).
+#[derive(Debug)]
+pub enum ApiKind {}
+
+impl SecretKind for ApiKind {
+    const TEXT_PREFIX: &'static str = TEXT_PREFIX;
+    const NAME: &'static str = "ApiSecret";
 }
 
-impl fmt::Debug for ApiSecret {
-    // Never print the secret half, even in debug logs.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ApiSecret({TEXT_PREFIX}{}-…)", self.prefix)
-    }
-}
-
-impl ApiSecret {
-    pub fn generate() -> Self {
-        let mut id = [0u8; 6];
-        let mut secret = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut id);
-        rand::rngs::OsRng.fill_bytes(&mut secret);
-        ApiSecret {
-            prefix: hex::encode(id),
-            secret: hex::encode(secret),
-        }
-    }
-
-    /// Parses the text form; `None` for anything malformed.
-    pub fn parse(text: &str) -> Option<Self> {
-        let rest = text.trim().strip_prefix(TEXT_PREFIX)?;
-        let (prefix, secret) = rest.split_once('-')?;
-        let hexy = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
-        if !hexy(prefix, 12) || !hexy(secret, 64) {
-            return None;
-        }
-        Some(ApiSecret {
-            prefix: prefix.to_ascii_lowercase(),
-            secret: secret.to_ascii_lowercase(),
-        })
-    }
-
-    pub fn hash(&self) -> [u8; 32] {
-        Sha256::digest(self.secret.as_bytes()).into()
-    }
-
-    /// The full text form: shown to the operator exactly once.
-    pub fn reveal(&self) -> String {
-        format!("{TEXT_PREFIX}{}-{}", self.prefix, self.secret)
-    }
-}
+pub type ApiSecret = Secret<ApiKind>;
 
 /// Listing form of a key: the prefix only.
 pub fn masked(prefix: &str) -> String {
@@ -173,6 +134,7 @@ mod tests {
         assert!(k.matches(&parsed));
         assert!(!k.matches(&ApiSecret::generate()));
         // The stored hash is SHA-256 of the secret half, not of the text.
+        use sha2::{Digest, Sha256};
         assert_ne!(k.hash, <[u8; 32]>::from(Sha256::digest(text.as_bytes())));
     }
 

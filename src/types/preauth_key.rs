@@ -6,12 +6,9 @@
 //!
 //! Text form: `cskey-auth-<id:12 hex>-<secret:64 hex>`.
 
-use chrono::{DateTime, Utc};
-use rand::RngCore;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
-
+use super::secret::{Secret, SecretKind};
 use super::{PreAuthKeyId, UserId};
+use chrono::{DateTime, Utc};
 
 const TEXT_PREFIX: &str = "cskey-auth-";
 
@@ -37,60 +34,21 @@ impl PreAuthKey {
 
     /// Constant-time comparison of a presented secret with the stored hash.
     pub fn matches(&self, secret: &PreAuthSecret) -> bool {
-        bool::from(self.hash.ct_eq(&secret.hash()))
+        secret.matches(&self.hash)
     }
 }
 
 /// A parsed, presented key: public prefix plus secret part.
-#[derive(Clone, PartialEq, Eq)]
-pub struct PreAuthSecret {
-    pub prefix: String,
-    secret: String,
+/// Marks PreAuthSecret texts (`cskey-auth-…`).
+#[derive(Debug)]
+pub enum PreAuthKind {}
+
+impl SecretKind for PreAuthKind {
+    const TEXT_PREFIX: &'static str = TEXT_PREFIX;
+    const NAME: &'static str = "PreAuthSecret";
 }
 
-impl std::fmt::Debug for PreAuthSecret {
-    // Never print the secret half, even in debug logs.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "PreAuthSecret({TEXT_PREFIX}{}-…)", self.prefix)
-    }
-}
-
-impl PreAuthSecret {
-    /// Generates a fresh key.
-    pub fn generate() -> Self {
-        let mut id = [0u8; 6];
-        let mut secret = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut id);
-        rand::rngs::OsRng.fill_bytes(&mut secret);
-        PreAuthSecret {
-            prefix: hex::encode(id),
-            secret: hex::encode(secret),
-        }
-    }
-
-    /// Parses the text form; `None` for anything malformed.
-    pub fn parse(text: &str) -> Option<Self> {
-        let rest = text.trim().strip_prefix(TEXT_PREFIX)?;
-        let (prefix, secret) = rest.split_once('-')?;
-        let hexy = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
-        if !hexy(prefix, 12) || !hexy(secret, 64) {
-            return None;
-        }
-        Some(PreAuthSecret {
-            prefix: prefix.to_ascii_lowercase(),
-            secret: secret.to_ascii_lowercase(),
-        })
-    }
-
-    pub fn hash(&self) -> [u8; 32] {
-        Sha256::digest(self.secret.as_bytes()).into()
-    }
-
-    /// The full text form: shown to the operator exactly once.
-    pub fn reveal(&self) -> String {
-        format!("{TEXT_PREFIX}{}-{}", self.prefix, self.secret)
-    }
-}
+pub type PreAuthSecret = Secret<PreAuthKind>;
 
 #[cfg(test)]
 mod tests {
@@ -124,7 +82,9 @@ mod tests {
     fn debug_never_shows_secret() {
         let s = PreAuthSecret::generate();
         let dbg = format!("{s:?}");
-        assert!(!dbg.contains(&s.secret));
+        let secret_half = s.reveal().rsplit('-').next().unwrap().to_string();
+        assert!(!dbg.contains(&secret_half), "{dbg}");
+        assert!(dbg.contains(&s.prefix), "{dbg}");
     }
 
     #[test]
