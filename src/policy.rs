@@ -23,6 +23,9 @@ mod routes;
 pub mod services;
 pub mod ssh;
 #[cfg(test)]
+#[cfg(test)]
+mod test_rng;
+#[cfg(test)]
 mod tests_api;
 pub mod tests_block;
 #[cfg(test)]

@@ -83,20 +83,7 @@ fn target(prefix: Option<String>, id: Option<u64>) -> Result<(String, u64)> {
 pub(super) async fn run(ctx: &mut Ctx<'_>, cmd: ApiKeysCommand) -> Result<()> {
     match cmd {
         ApiKeysCommand::Create { expiration, scope } => {
-            let expiration = match expiration.0 {
-                None => None,
-                Some(d) => {
-                    let d = chrono::Duration::from_std(d)
-                        .map_err(|_| Error::Usage("expiration is too far away".into()))?;
-                    let at = chrono::Utc::now()
-                        .checked_add_signed(d)
-                        .ok_or_else(|| Error::Usage("expiration is too far away".into()))?;
-                    Some(prost_types::Timestamp {
-                        seconds: at.timestamp(),
-                        nanos: 0,
-                    })
-                }
-            };
+            let expiration = expiration.expires_at()?;
             let key = ctx
                 .client
                 .create_api_key(CreateApiKeyRequest { expiration, scope })

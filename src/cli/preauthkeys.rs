@@ -59,6 +59,24 @@ pub enum KeysCommand {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lifetime(pub Option<Duration>);
 
+impl Lifetime {
+    /// The expiry time for a key created now (`None`: never expires).
+    pub fn expires_at(self) -> Result<Option<prost_types::Timestamp>> {
+        let Some(d) = self.0 else {
+            return Ok(None);
+        };
+        let too_far = || Error::Usage("expiration is too far away".into());
+        let d = chrono::Duration::from_std(d).map_err(|_| too_far())?;
+        let at = chrono::Utc::now()
+            .checked_add_signed(d)
+            .ok_or_else(too_far)?;
+        Ok(Some(prost_types::Timestamp {
+            seconds: at.timestamp(),
+            nanos: 0,
+        }))
+    }
+}
+
 pub(super) fn parse_lifetime(s: &str) -> Result<Lifetime, String> {
     if matches!(s.trim(), "never" | "0") {
         return Ok(Lifetime(None));
@@ -78,20 +96,7 @@ pub(super) async fn run(ctx: &mut Ctx<'_>, cmd: KeysCommand) -> Result<()> {
             tags,
         } => {
             let owner = users::resolve(ctx, &user).await?;
-            let expiration = match expiration.0 {
-                None => None,
-                Some(d) => {
-                    let d = chrono::Duration::from_std(d)
-                        .map_err(|_| Error::Usage("expiration is too far away".into()))?;
-                    let at = chrono::Utc::now()
-                        .checked_add_signed(d)
-                        .ok_or_else(|| Error::Usage("expiration is too far away".into()))?;
-                    Some(prost_types::Timestamp {
-                        seconds: at.timestamp(),
-                        nanos: 0,
-                    })
-                }
-            };
+            let expiration = expiration.expires_at()?;
             let req = CreatePreAuthKeyRequest {
                 user: owner.id,
                 reusable,

@@ -9,24 +9,7 @@ use serde_json::{Map, Value};
 
 use super::hujson::parse;
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn chance(&mut self, one_in: u64) -> bool {
-        self.below(one_in) == 0
-    }
-}
+use super::test_rng::Rng;
 
 const CHARS: &[&str] = &[
     "a", "Z", "0", " ", "\"", "\\", "/", "\n", "\t", "é", "😀", "*", ",", "}", "\u{1}", ":",

@@ -7,22 +7,7 @@ use std::net::Ipv4Addr;
 
 use super::{Policy, TopoNode, TopoUser, Topology};
 
-/// xorshift64*: deterministic, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+use super::test_rng::Rng;
 
 const POLICY: &str = r#"{
   "groups": {"group:a": ["u1@example.com", "u2@example.com"], "group:b": ["u3@example.org"]},
