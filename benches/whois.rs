@@ -5,11 +5,28 @@
 //! hitting the whois TCP listener with a random node address per request.
 //!
 //! Usage (release build):
-//!   cargo bench --bench whois -- [N] [--duration 10s] [--connections 32] [--threads 1]
+//!   cargo bench --bench whois -- [N] [--duration 10s] [--connections 16,32]
+//!     [--threads 1] [--workers K] [--no-pin]
 //!
-//! Reported per endpoint: requests/s, latency p50/p99 (wrk's), and the
+//! The load generator shares the machine, so by default the two are kept
+//! apart: this process (the server, with one runtime worker) on CPU 0, wrk
+//! on CPU 1. The figures are then the server's capacity on one core, not
+//! disturbed by wrk's scheduling. `--no-pin` runs both unconfined, the
+//! server with a worker per core.
+//!
+//! Before measuring, the whois answers of all N nodes are built once (cold
+//! cost per answer reported), then a first wrk pass runs with empty
+//! answer caches (reported as `whois (cold)`). Reported per endpoint and
+//! connection count: requests/s, wrk's latency p50/p99/p99.9/max, and the
 //! count of non-2xx answers (must be 0: every address is a node, every
 //! node may call `search_*`).
+//!
+//! Then the same at a fixed offered rate (`--rates`, default 50,000/s)
+//! with this bench's own open-loop generator (`whois/load.rs`, run as a
+//! child process): latency counts from when each request was due, so
+//! server stalls are not hidden. A third row sends the same load to a path
+//! no route serves, which measures the floor set by the machine, the
+//! generator and the HTTP stack alone.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -17,16 +34,32 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
+
+#[path = "whois/load.rs"]
+mod load;
+use chrono::Utc;
 use clawscale::config::{Config, PolicyMode};
 use clawscale::state::{RegisterInput, RegisterOutcome, StateHandle};
 use clawscale::types::{MachinePublic, NodePublic, Scope};
+use clawscale::whois::answer::Query;
 use rand::RngCore;
 
 struct Args {
     nodes: usize,
     duration: String,
-    connections: usize,
+    connections: Vec<usize>,
     threads: usize,
+    pin: bool,
+    /// Offered rates of the fixed-rate runs (requests/s).
+    rates: Vec<u64>,
+    /// Keep-alive connections of the fixed-rate generator.
+    rate_connections: usize,
+    /// Server runtime worker threads (default: 1 pinned, else one per core).
+    workers: Option<usize>,
+    /// CPU of the server (every thread of this process), when pinned.
+    server_cpu: Option<usize>,
+    /// CPU of wrk, when pinned.
+    wrk_cpu: Option<usize>,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -36,19 +69,51 @@ fn parse_args() -> anyhow::Result<Args> {
             .and_then(|v| v.parse().ok())
             .unwrap_or(10_000),
         duration: "10s".into(),
-        connections: 32,
+        connections: vec![16, 32],
         threads: 1,
+        pin: true,
+        rates: vec![50_000],
+        rate_connections: 32,
+        workers: None,
+        server_cpu: None,
+        wrk_cpu: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--bench" => {}
             "--duration" => a.duration = it.next().context("--duration value")?,
-            "--connections" => a.connections = it.next().context("value")?.parse()?,
+            "--connections" => {
+                a.connections = it
+                    .next()
+                    .context("value")?
+                    .split(',')
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()?
+            }
+            "--no-pin" => a.pin = false,
+            "--rates" => {
+                a.rates = it
+                    .next()
+                    .context("value")?
+                    .split(',')
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()?
+            }
+            "--rate-connections" => a.rate_connections = it.next().context("value")?.parse()?,
             "--threads" => a.threads = it.next().context("value")?.parse()?,
+            "--workers" => a.workers = Some(it.next().context("value")?.parse()?),
+            "--server-cpu" => a.server_cpu = Some(it.next().context("value")?.parse()?),
+            "--wrk-cpu" => a.wrk_cpu = Some(it.next().context("value")?.parse()?),
             n if n.parse::<usize>().is_ok() => a.nodes = n.parse()?,
             other => bail!("unknown argument {other:?}"),
         }
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if a.pin && cpus >= 2 {
+        a.workers.get_or_insert(1);
+        a.server_cpu.get_or_insert(0);
+        a.wrk_cpu.get_or_insert(1);
     }
     Ok(a)
 }
@@ -96,21 +161,37 @@ struct WrkResult {
     rps: f64,
     p50: String,
     p99: String,
+    p999: String,
+    max: String,
     non_2xx: u64,
 }
 
-fn run_wrk(a: &Args, addr: SocketAddr, script: &str) -> anyhow::Result<WrkResult> {
+fn run_wrk(
+    a: &Args,
+    addr: SocketAddr,
+    script: &str,
+    connections: usize,
+    duration: &str,
+) -> anyhow::Result<WrkResult> {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("bench.lua");
     std::fs::write(&path, script)?;
-    let out = Command::new("wrk")
+    let mut cmd = match a.wrk_cpu {
+        Some(cpu) => {
+            let mut c = Command::new("taskset");
+            c.args(["-c", &cpu.to_string(), "wrk"]);
+            c
+        }
+        None => Command::new("wrk"),
+    };
+    let out = cmd
         .args([
             "-t",
             &a.threads.to_string(),
             "-c",
-            &a.connections.to_string(),
+            &connections.to_string(),
             "-d",
-            &a.duration,
+            duration,
             "--latency",
             "-s",
         ])
@@ -119,6 +200,9 @@ fn run_wrk(a: &Args, addr: SocketAddr, script: &str) -> anyhow::Result<WrkResult
         .output()
         .context("running wrk (apt-get install wrk)")?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if std::env::var_os("CLAWSCALE_BENCH_VERBOSE").is_some() {
+        eprintln!("{text}");
+    }
     if !out.status.success() {
         bail!("wrk failed: {text}{}", String::from_utf8_lossy(&out.stderr));
     }
@@ -134,41 +218,145 @@ fn run_wrk(a: &Args, addr: SocketAddr, script: &str) -> anyhow::Result<WrkResult
             .unwrap_or(0.0),
         p50: field("50%").unwrap_or_default(),
         p99: field("99%").unwrap_or_default(),
+        p999: field("P99.9:").map(|us| us_text(&us)).unwrap_or_default(),
+        max: field("Max:").map(|us| us_text(&us)).unwrap_or_default(),
         non_2xx: field("Non-2xx or 3xx responses:")
             .and_then(|v| v.parse().ok())
             .unwrap_or(0),
     })
 }
 
+/// Microseconds (as the Lua `done` hook prints them) in wrk's style.
+fn us_text(us: &str) -> String {
+    match us.parse::<f64>() {
+        Ok(v) if v >= 1000.0 => format!("{:.2}ms", v / 1000.0),
+        Ok(v) => format!("{v:.2}us"),
+        Err(_) => us.to_string(),
+    }
+}
+
+/// The wrk script: every request is formatted once in `init` and one is
+/// picked at random per request, so wrk spends its CPU on the socket, not
+/// on building requests (it shares the machine with the server).
 fn lua(ips: &[std::net::IpAddr], key: &str, authorize: bool) -> String {
     let mut s = String::from("local ips = {");
     for ip in ips {
         let _ = write!(s, "\"{ip}\",");
     }
-    s.push_str("}\nmath.randomseed(7)\n");
+    s.push_str("}\nlocal reqs = {}\nmath.randomseed(7)\ninit = function(args)\n  for i, ip in ipairs(ips) do\n");
     if authorize {
-        let _ = write!(
+        let _ = writeln!(
             s,
-            "request = function()\n  local ip = ips[math.random(#ips)]\n  \
-             return wrk.format(\"GET\", \"/api/v1/authorize\", {{[\"Authorization\"] = \"Bearer {key}\", \
-             [\"X-Forwarded-For\"] = ip, [\"X-MCP-Tool\"] = \"search_web\"}})\nend\n"
+            "    reqs[i] = wrk.format(\"GET\", \"/api/v1/authorize\", {{[\"Authorization\"] = \"Bearer {key}\", \
+             [\"X-Forwarded-For\"] = ip, [\"X-MCP-Tool\"] = \"search_web\"}})"
         );
     } else {
-        let _ = write!(
+        let _ = writeln!(
             s,
-            "request = function()\n  local ip = ips[math.random(#ips)]\n  \
-             return wrk.format(\"GET\", \"/api/v1/whois?addr=\" .. ip .. \":41234\", \
-             {{[\"Authorization\"] = \"Bearer {key}\"}})\nend\n"
+            "    reqs[i] = wrk.format(\"GET\", \"/api/v1/whois?addr=\" .. ip .. \":41234\", \
+             {{[\"Authorization\"] = \"Bearer {key}\"}})"
         );
     }
+    s.push_str("  end\nend\nrequest = function()\n  return reqs[math.random(#reqs)]\nend\n");
+    s.push_str(
+        "done = function(summary, latency, requests)\n  \
+         io.write(string.format(\"P99.9: %d\\nMax: %d\\n\", latency:percentile(99.9), latency.max))\nend\n",
+    );
     s
 }
 
+/// What the fixed-rate generator asks.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ask {
+    Whois,
+    Authorize,
+    /// A path no route serves (404): the same server, listener and HTTP
+    /// stack without any whois work, i.e. the floor this machine and the
+    /// generator set.
+    Unrouted,
+}
+
+/// Raw HTTP/1.1 requests, one per address in a shuffled order (seeded),
+/// for the fixed-rate generator.
+fn http_requests(ips: &[std::net::IpAddr], key: &str, ask: Ask) -> Vec<u8> {
+    use rand::SeedableRng;
+    use rand::seq::SliceRandom;
+    let mut order: Vec<_> = ips.to_vec();
+    order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(7));
+    let mut out = Vec::new();
+    for ip in order {
+        let req = match ask {
+            Ask::Authorize => format!(
+                "GET /api/v1/authorize HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {key}\r\n\
+                 X-Forwarded-For: {ip}\r\nX-MCP-Tool: search_web\r\n\r\n"
+            ),
+            Ask::Whois => format!(
+                "GET /api/v1/whois?addr={ip}:41234 HTTP/1.1\r\nHost: bench\r\n\
+                 Authorization: Bearer {key}\r\n\r\n"
+            ),
+            Ask::Unrouted => format!(
+                "GET /unrouted?addr={ip} HTTP/1.1\r\nHost: bench\r\n\
+                 Authorization: Bearer {key}\r\n\r\n"
+            ),
+        };
+        out.extend_from_slice(req.as_bytes());
+        out.push(0);
+    }
+    out
+}
+
+/// Runs the fixed-rate generator as a child process (this binary again),
+/// on the load CPU when pinned.
+fn run_fixed(
+    a: &Args,
+    addr: SocketAddr,
+    requests: &[u8],
+    rate: u64,
+) -> anyhow::Result<load::Report> {
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("requests");
+    std::fs::write(&file, requests)?;
+    let exe = std::env::current_exe()?;
+    let mut cmd = match a.wrk_cpu {
+        Some(cpu) => {
+            let mut c = Command::new("taskset");
+            c.args(["-c", &cpu.to_string()]).arg(&exe);
+            c
+        }
+        None => Command::new(&exe),
+    };
+    let secs = a.duration.trim_end_matches('s');
+    let out = cmd
+        .arg("--load-client")
+        .args([
+            addr.to_string(),
+            rate.to_string(),
+            a.rate_connections.to_string(),
+            secs.to_string(),
+        ])
+        .arg(&file)
+        .output()
+        .context("running the load generator")?;
+    if !out.status.success() {
+        bail!(
+            "load generator failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    load::parse_report(&String::from_utf8_lossy(&out.stdout))
+}
+
 fn main() -> anyhow::Result<()> {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("--load-client") {
+        return load::child_main(&argv[2..]);
+    }
     let a = parse_args()?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = a.workers {
+        rt.worker_threads(n);
+    }
+    let rt = rt.enable_all().build()?;
     let dir = tempfile::tempdir()?;
     let mut cfg = Config::embedded(dir.path());
     cfg.listen_addr = "127.0.0.1:0".parse()?;
@@ -183,7 +371,7 @@ fn main() -> anyhow::Result<()> {
     cfg.whois.listen_addr = Some("127.0.0.1:0".parse()?);
     cfg.whois.gateway = Some("gw".into());
     cfg.whois.trusted_proxies = vec!["127.0.0.0/8".parse()?];
-    let (addr, ips, key) = rt.block_on(async {
+    let (addr, ips, key, state) = rt.block_on(async {
         let running = clawscale::app::start(cfg).await?;
         let state = running.state.clone();
         let t0 = Instant::now();
@@ -230,25 +418,111 @@ fn main() -> anyhow::Result<()> {
         );
         let (_, key) = state.create_api_key(Scope::Whois, None).await?;
         let addr = running.whois.tcp.context("whois listener")?;
-        anyhow::Ok((addr, ips, key))
+        anyhow::Ok((addr, ips, key, state))
     })?;
+    if let Some(cpu) = a.server_cpu {
+        // Every thread of this process, the runtime's included.
+        let pid = std::process::id().to_string();
+        let st = Command::new("taskset")
+            .args(["-a", "-p", "-c", &cpu.to_string(), &pid])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .context("taskset")?;
+        if !st.success() {
+            bail!("taskset failed: {st}");
+        }
+    }
+    let placement = match (a.server_cpu, a.wrk_cpu) {
+        (Some(s), Some(w)) => format!("server on CPU {s}, wrk on CPU {w}"),
+        _ => "unpinned".into(),
+    };
     println!(
-        "\nwhois bench: {} nodes, wrk -t{} -c{} -d{}",
+        "\nwhois bench: {} nodes; server runtime workers: {}; wrk -t{} -d{}; {placement}",
         ips.len(),
+        a.workers.map_or("one per core".into(), |n| n.to_string()),
         a.threads,
-        a.connections,
-        a.duration
+        a.duration,
     );
+
+    // What a cache miss costs: every node's answer built and encoded once.
+    let world = state.world();
+    let gw = clawscale::whois::answer::resolve_node(&world, "gw").map(|n| n.id);
+    let caps = clawscale::whois::answer::CapCache::default();
+    let t0 = Instant::now();
+    let mut bytes = 0;
+    for ip in &ips {
+        let w = clawscale::whois::answer::whois_with(
+            &world,
+            Query::Ip(*ip),
+            gw,
+            Utc::now(),
+            Some(&caps),
+        )
+        .context("answer")?;
+        bytes += clawscale::whois::answer::to_body(&w).len();
+    }
+    let per = t0.elapsed().as_secs_f64() * 1e6 / ips.len() as f64;
     println!(
-        "{:<11} {:>10} {:>9} {:>9} {:>8}",
-        "endpoint", "req/s", "p50", "p99", "non-2xx"
+        "cold answer (build + encode, one thread): {per:.1} us each, {} bytes on average",
+        bytes / ips.len().max(1)
+    );
+
+    println!(
+        "{:<16} {:>5} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8}",
+        "endpoint", "conns", "req/s", "p50", "p99", "p99.9", "max", "non-2xx"
+    );
+    let row = |name: &str, c: usize, r: &WrkResult| {
+        println!(
+            "{name:<16} {c:>5} {:>9.0} {:>9} {:>9} {:>9} {:>9} {:>8}",
+            r.rps, r.p50, r.p99, r.p999, r.max, r.non_2xx
+        );
+    };
+    // First pass: the server's answer cache is empty.
+    let c0 = a.connections[0];
+    row(
+        "whois (cold)",
+        c0,
+        &run_wrk(&a, addr, &lua(&ips, &key, false), c0, "2s")?,
     );
     for (name, authz) in [("whois", false), ("authorize", true)] {
-        let r = run_wrk(&a, addr, &lua(&ips, &key, authz))?;
-        println!(
-            "{name:<11} {:>10.0} {:>9} {:>9} {:>8}",
-            r.rps, r.p50, r.p99, r.non_2xx
-        );
+        for &c in &a.connections {
+            let r = run_wrk(&a, addr, &lua(&ips, &key, authz), c, &a.duration)?;
+            row(name, c, &r);
+        }
+    }
+    println!(
+        "\nfixed rate (open loop, latency from when each request was due; {} connections, {})",
+        a.rate_connections, a.duration
+    );
+    println!(
+        "{:<16} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8}",
+        "endpoint", "offered/s", "done/s", "p50", "p99", "p99.9", "max", "wrong"
+    );
+    for (name, ask) in [
+        ("whois", Ask::Whois),
+        ("authorize", Ask::Authorize),
+        ("floor (404)", Ask::Unrouted),
+    ] {
+        let reqs = http_requests(&ips, &key, ask);
+        for &rate in &a.rates {
+            let r = run_fixed(&a, addr, &reqs, rate)?;
+            let us = |v: u64| us_text(&v.to_string());
+            println!(
+                "{name:<16} {:>9.0} {:>9.0} {:>9} {:>9} {:>9} {:>9} {:>8}",
+                r.offered,
+                r.throughput,
+                us(r.p50),
+                us(r.p99),
+                us(r.p999),
+                us(r.max),
+                // Answers of the wrong kind: non-2xx, or 2xx for the floor.
+                if ask == Ask::Unrouted {
+                    r.completed - r.non_2xx
+                } else {
+                    r.non_2xx
+                }
+            );
+        }
     }
     rt.shutdown_background();
     Ok(())

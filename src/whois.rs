@@ -20,6 +20,7 @@
 pub mod answer;
 pub mod audit;
 pub mod authorize;
+pub mod cache;
 pub mod http;
 pub mod keys;
 
@@ -65,6 +66,8 @@ pub struct Service {
     pub metrics: Arc<Metrics>,
     /// Parsed CapGrant rules per destination.
     pub caps: answer::CapCache,
+    /// Built answers, reused while their inputs are unchanged.
+    pub answers: cache::AnswerCache,
 }
 
 impl Service {
@@ -74,6 +77,17 @@ impl Service {
     pub fn destination(&self, world: &World, dst: Option<&str>) -> Option<NodeId> {
         let spec = dst.or(self.gateway.as_deref())?;
         answer::resolve_node(world, spec).map(|n| n.id)
+    }
+
+    /// The answer for `query` (CapMap towards `dst`) in `world`, now.
+    pub fn answer(
+        &self,
+        world: &World,
+        query: answer::Query,
+        dst: Option<NodeId>,
+    ) -> Option<Arc<cache::Answer>> {
+        self.answers
+            .get(world, query, dst, self.state.now(), &self.caps)
     }
 }
 
@@ -103,6 +117,7 @@ pub async fn start(
         audit,
         metrics,
         caps: answer::CapCache::default(),
+        answers: cache::AnswerCache::default(),
     });
     let mut bound = Bound::default();
     if let Some(path) = &cfg.unix_socket {

@@ -343,7 +343,7 @@ async fn whois_and_authorize_end_to_end() -> anyhow::Result<()> {
             == 404)
     })
     .await?;
-    // Key expiry (the key snapshot is at most a second old):
+    // Key expiry (requests use a snapshot at most two seconds old):
     srv.state
         .expire_api_key(ApiKeyRef::Prefix(
             key["cskey-api-".len().."cskey-api-".len() + 12].to_string(),
@@ -359,6 +359,26 @@ async fn whois_and_authorize_end_to_end() -> anyhow::Result<()> {
             t0.elapsed() < Duration::from_millis(2500),
             "expired key still accepted"
         );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A key created now is accepted within a second, although the snapshot
+    // in use (just re-read) does not have it yet.
+    let (_, fresh) = srv.state.create_api_key(Scope::Whois, None).await?;
+    let bearer = format!("Bearer {fresh}");
+    let auth = [("Authorization", bearer.as_str())];
+    let t0 = Instant::now();
+    loop {
+        // alpha is deleted by now: an accepted key gets 404.
+        match tcp(srv.addr, "127.0.0.1", &api, &auth).await?.status {
+            401 => assert!(
+                t0.elapsed() < Duration::from_millis(1500),
+                "new key not accepted"
+            ),
+            s => {
+                assert_eq!(s, 404);
+                break;
+            }
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 

@@ -10,11 +10,19 @@ use std::sync::atomic::AtomicU64;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+
+/// Labels of `whois_requests`: static, so counting allocates nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct WhoisLabels {
+    pub endpoint: &'static str,
+    pub code: u16,
+}
 
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -27,7 +35,7 @@ pub struct Metrics {
     /// Policy file reloads by result (applied, rejected).
     pub policy_reloads: Family<Vec<(String, String)>, Counter>,
     /// whois/authorize requests by endpoint and status code.
-    pub whois_requests: Family<Vec<(String, String)>, Counter>,
+    pub whois_requests: Family<WhoisLabels, Counter>,
     /// Audit records dropped because the writer fell behind.
     pub whois_audit_dropped: Counter,
     /// 1 while the newest policy file was accepted, 0 after a rejection.

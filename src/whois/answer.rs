@@ -224,18 +224,40 @@ pub fn whois_with(
     now: DateTime<Utc>,
     cache: Option<&CapCache>,
 ) -> Option<WhoIs> {
-    let (node, src_ip) = match query {
-        Query::Ip(ip) => (world.node_by_ip(&ip)?, ip),
+    let (node, src_ip) = locate(world, query)?;
+    assemble(world, node, src_ip, dst_filter(world, dst), now, cache)
+}
+
+/// The node `query` names and the source address its CapMap is computed
+/// for (a node-key query stands for the node's first address).
+pub fn locate(world: &World, query: Query) -> Option<(&Arc<Node>, IpAddr)> {
+    match query {
+        Query::Ip(ip) => Some((world.node_by_ip(&ip)?, ip)),
         Query::NodeKey(k) => {
             let n = world.node_by_node_key(&k)?;
-            (n, *n.addresses().first()?)
+            Some((n, *n.addresses().first()?))
         }
-    };
+    }
+}
+
+/// The destination's compiled packet filter (its CapGrant rules decide the
+/// CapMap); `None` without a destination or a policy.
+pub fn dst_filter(world: &World, dst: Option<NodeId>) -> Option<(NodeId, Arc<Vec<FilterRule>>)> {
+    let d = dst?;
+    let c = world.policy.compiled.as_ref()?;
+    Some((d, c.node_arc(d.0 as u64)?.packet_filter.clone()))
+}
+
+/// The answer for `node` asked about as `src_ip`, from its parts.
+pub fn assemble(
+    world: &World,
+    node: &Node,
+    src_ip: IpAddr,
+    filter: Option<(NodeId, Arc<Vec<FilterRule>>)>,
+    now: DateTime<Utc>,
+    cache: Option<&CapCache>,
+) -> Option<WhoIs> {
     let user_profile = profile(world, owner_id(node))?;
-    let filter = dst.and_then(|d| {
-        let c = world.policy.compiled.as_ref()?;
-        Some((d, c.node_arc(d.0 as u64)?.packet_filter.clone()))
-    });
     let cap_map = match filter {
         Some((d, f)) => match cache {
             Some(cache) => cache.get(&f, d).caps(src_ip),
@@ -282,4 +304,4 @@ pub fn to_body(w: &WhoIs) -> Vec<u8> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -68,15 +68,23 @@ pub fn client_ip(
 
 /// `*`/`?` glob match over characters.
 pub fn glob(pattern: &str, text: &str) -> bool {
+    // Tool names are ASCII in practice: match bytes without collecting.
+    if pattern.is_ascii() && text.is_ascii() {
+        return glob_slice(pattern.as_bytes(), text.as_bytes(), b'*', b'?');
+    }
     let p: Vec<char> = pattern.chars().collect();
     let t: Vec<char> = text.chars().collect();
+    glob_slice(&p, &t, '*', '?')
+}
+
+fn glob_slice<T: PartialEq>(p: &[T], t: &[T], any: T, one: T) -> bool {
     let (mut pi, mut ti) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+        if pi < p.len() && (p[pi] == one || p[pi] == t[ti]) {
             pi += 1;
             ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
+        } else if pi < p.len() && p[pi] == any {
             star = Some((pi, ti));
             pi += 1;
         } else if let Some((sp, st)) = star {
@@ -87,7 +95,7 @@ pub fn glob(pattern: &str, text: &str) -> bool {
             return false;
         }
     }
-    p[pi..].iter().all(|c| *c == '*')
+    p[pi..].iter().all(|c| *c == any)
 }
 
 /// An authorize verdict: the matching grant (`rule`) or the reason.
@@ -110,55 +118,114 @@ impl Decision {
     }
 }
 
-/// Which pattern of `list` matches `want`; `Some(None)` when the list is
-/// absent (anything goes), `None` when nothing matches.
-fn matching<'v>(list: Option<&'v Value>, want: Option<&str>) -> Option<Option<&'v str>> {
-    let (Some(list), Some(want)) = (list, want) else {
-        return Some(None);
-    };
-    let list = list.as_array()?;
-    list.iter()
-        .filter_map(Value::as_str)
-        .find(|p| glob(p, want))
-        .map(Some)
+/// One grant value's pattern list: absent means anything; present but
+/// not an array of strings matches nothing (its non-string entries are
+/// ignored).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Patterns {
+    Any,
+    List(Vec<String>),
+}
+
+impl Patterns {
+    fn of(v: Option<&Value>) -> Patterns {
+        match v {
+            None => Patterns::Any,
+            Some(v) => Patterns::List(
+                v.as_array()
+                    .map(|l| {
+                        l.iter()
+                            .filter_map(Value::as_str)
+                            .map(str::to_string)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            ),
+        }
+    }
+
+    /// Which pattern matches `want`; `Some(None)` when anything goes (no
+    /// list, or nothing asked), `None` when nothing matches.
+    fn matching(&self, want: Option<&str>) -> Option<Option<&str>> {
+        let (Patterns::List(list), Some(want)) = (self, want) else {
+            return Some(None);
+        };
+        list.iter()
+            .map(String::as_str)
+            .find(|p| glob(p, want))
+            .map(Some)
+    }
+}
+
+/// A caller's `clawql.dev/cap/mcp` grant values, parsed once so each
+/// decision only matches patterns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct McpGrants {
+    /// (index among the grant values, servers, tools); values that are not
+    /// objects grant nothing and are left out.
+    grants: Vec<(usize, Patterns, Patterns)>,
+    any: bool,
+}
+
+impl McpGrants {
+    pub fn new(caps: &CapMap) -> McpGrants {
+        let values = caps.get(MCP_CAP).map(Vec::as_slice).unwrap_or_default();
+        McpGrants {
+            any: !values.is_empty(),
+            grants: values
+                .iter()
+                .enumerate()
+                .filter(|(_, g)| g.is_object())
+                .map(|(i, g)| {
+                    (
+                        i,
+                        Patterns::of(g.get("servers")),
+                        Patterns::of(g.get("tools")),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// Whether these grants admit `tool` on `server`.
+    pub fn decide(&self, tool: Option<&str>, server: Option<&str>) -> Decision {
+        if !self.any {
+            return Decision::deny(format!("no {MCP_CAP} grant for this caller"));
+        }
+        for (i, servers, tools) in &self.grants {
+            let Some(srv) = servers.matching(server) else {
+                continue;
+            };
+            let Some(t) = tools.matching(tool) else {
+                continue;
+            };
+            let mut rule = format!("{MCP_CAP}[{i}]");
+            if let Some(t) = t {
+                rule.push_str(&format!(" tools:{t:?}"));
+            }
+            if let Some(s) = srv {
+                rule.push_str(&format!(" servers:{s:?}"));
+            }
+            return Decision {
+                allowed: true,
+                reason: "allowed".into(),
+                rule: Some(rule),
+            };
+        }
+        let what = match (tool, server) {
+            (Some(t), Some(s)) => format!("tool {t:?} on server {s:?}"),
+            (Some(t), None) => format!("tool {t:?}"),
+            (None, Some(s)) => format!("server {s:?}"),
+            (None, None) => "this call".into(),
+        };
+        Decision::deny(format!("no {MCP_CAP} grant allows {what}"))
+    }
 }
 
 /// Whether `caps` (the caller's CapMap towards the gateway) admit `tool` on
 /// `server`.
 pub fn decide(caps: &CapMap, tool: Option<&str>, server: Option<&str>) -> Decision {
-    let Some(grants) = caps.get(MCP_CAP).filter(|g| !g.is_empty()) else {
-        return Decision::deny(format!("no {MCP_CAP} grant for this caller"));
-    };
-    for (i, g) in grants.iter().enumerate() {
-        if !g.is_object() {
-            continue;
-        }
-        let Some(srv) = matching(g.get("servers"), server) else {
-            continue;
-        };
-        let Some(t) = matching(g.get("tools"), tool) else {
-            continue;
-        };
-        let mut rule = format!("{MCP_CAP}[{i}]");
-        if let Some(t) = t {
-            rule.push_str(&format!(" tools:{t:?}"));
-        }
-        if let Some(s) = srv {
-            rule.push_str(&format!(" servers:{s:?}"));
-        }
-        return Decision {
-            allowed: true,
-            reason: "allowed".into(),
-            rule: Some(rule),
-        };
-    }
-    let what = match (tool, server) {
-        (Some(t), Some(s)) => format!("tool {t:?} on server {s:?}"),
-        (Some(t), None) => format!("tool {t:?}"),
-        (None, Some(s)) => format!("server {s:?}"),
-        (None, None) => "this call".into(),
-    };
-    Decision::deny(format!("no {MCP_CAP} grant allows {what}"))
+    McpGrants::new(caps).decide(tool, server)
 }
 
 /// Identity headers for an allowed call (name, value), values safe for

@@ -9,7 +9,6 @@
 //!
 //! Every answer is computed from the newest World at request time.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -22,10 +21,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use super::Service;
-use super::answer::{self, Query as Addr};
+use super::answer::Query as Addr;
 use super::audit::Record;
 use super::authorize::{self, Decision};
 use super::keys::AuthError;
+use crate::http::metrics::WhoisLabels;
 use crate::types::{NodeId, Scope};
 
 /// Which listener a request came in on.
@@ -84,16 +84,24 @@ impl Ctx {
         self.svc
             .metrics
             .whois_requests
-            .get_or_create(&vec![
-                ("endpoint".into(), endpoint.into()),
-                ("code".into(), code.as_u16().to_string()),
-            ])
+            .get_or_create(&WhoisLabels {
+                endpoint,
+                code: code.as_u16(),
+            })
             .inc();
     }
 }
 
-fn params(req: &Request) -> HashMap<String, String> {
-    Query::<HashMap<String, String>>::try_from_uri(req.uri())
+/// The query parameters whois and authorize read; others are ignored, as
+/// tailscaled does.
+#[derive(Debug, Default, serde::Deserialize)]
+struct Params {
+    addr: Option<String>,
+    dst: Option<String>,
+}
+
+fn params(req: &Request) -> Params {
+    Query::<Params>::try_from_uri(req.uri())
         .map(|q| q.0)
         .unwrap_or_default()
 }
@@ -109,17 +117,15 @@ async fn whois_inner(ctx: &Ctx, req: Request) -> Response {
         return r;
     }
     let q = params(&req);
-    let addr = match Addr::parse(q.get("addr").map(String::as_str)) {
+    let addr = match Addr::parse(q.addr.as_deref()) {
         Ok(a) => a,
         Err(e) => return text(StatusCode::BAD_REQUEST, e.to_string()),
     };
     let world = ctx.svc.state.world();
-    let dst = ctx
-        .svc
-        .destination(&world, q.get("dst").map(String::as_str));
-    match answer::whois_with(&world, addr, dst, ctx.svc.state.now(), Some(&ctx.svc.caps)) {
-        Some(w) => {
-            let mut r = Response::new(Body::from(answer::to_body(&w)));
+    let dst = ctx.svc.destination(&world, q.dst.as_deref());
+    match ctx.svc.answer(&world, addr, dst) {
+        Some(a) => {
+            let mut r = Response::new(Body::from(a.body()));
             r.headers_mut()
                 .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             r
@@ -167,26 +173,22 @@ async fn authorize_inner(ctx: &Ctx, req: Request) -> Response {
     let server = header(h, "x-mcp-server");
     let q = params(&req);
     let world = ctx.svc.state.world();
-    let dst: Option<NodeId> = ctx
-        .svc
-        .destination(&world, q.get("dst").map(String::as_str));
+    let dst: Option<NodeId> = ctx.svc.destination(&world, q.dst.as_deref());
     let now = ctx.svc.state.now();
-    let who = answer::whois_with(&world, Addr::Ip(src), dst, now, Some(&ctx.svc.caps));
-    let decision = match &who {
+    let answer = ctx.svc.answer(&world, Addr::Ip(src), dst);
+    let who = answer.as_ref().map(|a| &a.whois);
+    let decision = match &answer {
         None => Decision::deny("caller is not a node of this tailnet"),
         Some(_) if dst.is_none() => Decision::deny("no gateway: set whois.gateway or pass dst"),
-        Some(w) => authorize::decide(&w.cap_map, tool, server),
+        Some(a) => a.decide(tool, server),
     };
     if let Some(log) = &ctx.svc.audit {
         log.record(Record {
             time: now,
             src: Some(src),
-            node: who.as_ref().map(|w| w.fqdn().to_string()),
-            user: who.as_ref().map(|w| w.user_profile.login_name.clone()),
-            tags: who
-                .as_ref()
-                .map(|w| w.node.node.tags.clone())
-                .unwrap_or_default(),
+            node: who.map(|w| w.fqdn().to_string()),
+            user: who.map(|w| w.user_profile.login_name.clone()),
+            tags: who.map(|w| w.node.node.tags.clone()).unwrap_or_default(),
             tool: tool.map(str::to_string),
             server: server.map(str::to_string),
             decision: if decision.allowed { "allow" } else { "deny" },
@@ -194,13 +196,11 @@ async fn authorize_inner(ctx: &Ctx, req: Request) -> Response {
             reason: decision.reason.clone(),
         });
     }
-    match (&who, decision.allowed) {
-        (Some(w), true) => {
+    match (&answer, decision.allowed) {
+        (Some(a), true) => {
             let mut r = text(StatusCode::OK, "ok");
-            for (name, value) in authorize::identity_headers(w) {
-                if let Ok(v) = HeaderValue::from_str(&value) {
-                    r.headers_mut().insert(name, v);
-                }
+            for (name, value) in a.identity_headers() {
+                r.headers_mut().insert(name.clone(), value.clone());
             }
             r
         }

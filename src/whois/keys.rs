@@ -1,13 +1,18 @@
 //! API key checks for the whois endpoints, without a database query per
-//! request: keys are read from the database (through the state writer) at
-//! most once a second into an in-memory snapshot, so a created, expired or
-//! deleted key takes effect within a second and a flood of requests (or of
-//! bogus keys) costs at most one query per second.
+//! request: keys are read from the database (through the state writer) into
+//! an in-memory snapshot. A snapshot younger than a second is used as is; a
+//! snapshot one to two seconds old is still used while a background task
+//! reads a new one, so requests never wait for the database in steady use;
+//! an older one (after an idle spell), or one that lacks the presented key
+//! and is over a second old, is replaced before answering. A created key is
+//! thus accepted within a second, an expired or deleted key refused within
+//! two, and a flood of bogus keys costs at most one query per second.
 //!
 //! The secret is compared in constant time (`ApiKey::matches`) and never
 //! logged; only the public prefix may appear in logs.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -41,41 +46,37 @@ struct Snapshot {
     keys: Arc<HashMap<String, ApiKey>>,
 }
 
-/// The cached key table.
-pub struct KeyCache {
+type Keys = Arc<HashMap<String, ApiKey>>;
+
+/// The snapshot and its single-flight reload, shared with the background
+/// refresh task.
+struct Shared {
     state: StateHandle,
     snap: RwLock<Snapshot>,
     reload: tokio::sync::Mutex<()>,
 }
 
-impl KeyCache {
-    pub fn new(state: StateHandle) -> Self {
-        KeyCache {
-            state,
-            snap: RwLock::new(Snapshot::default()),
-            reload: tokio::sync::Mutex::new(()),
-        }
-    }
-
-    fn fresh(&self) -> Option<Arc<HashMap<String, ApiKey>>> {
+impl Shared {
+    /// The snapshot and its age (`None` before the first read).
+    fn current(&self) -> Option<(Keys, Duration)> {
         let s = self.snap.read().unwrap_or_else(|e| e.into_inner());
-        s.at.filter(|t| t.elapsed() < TTL).map(|_| s.keys.clone())
+        s.at.map(|t| (s.keys.clone(), t.elapsed()))
     }
 
-    async fn keys(&self) -> Result<Arc<HashMap<String, ApiKey>>, AuthError> {
-        if let Some(k) = self.fresh() {
-            return Ok(k);
-        }
+    /// Reads the keys unless someone else did while we waited for the lock
+    /// (a snapshot younger than `fresher_than` is taken as is).
+    async fn reload(&self, fresher_than: Duration) -> Result<Keys, AuthError> {
         let _one = self.reload.lock().await;
-        if let Some(k) = self.fresh() {
+        if let Some((k, age)) = self.current()
+            && age < fresher_than
+        {
             return Ok(k);
         }
         let list = self.state.list_api_keys().await.map_err(|e| {
             tracing::warn!(error = %e, "whois: cannot read API keys");
             AuthError::Unavailable
         })?;
-        let keys: Arc<HashMap<String, ApiKey>> =
-            Arc::new(list.into_iter().map(|k| (k.prefix.clone(), k)).collect());
+        let keys: Keys = Arc::new(list.into_iter().map(|k| (k.prefix.clone(), k)).collect());
         let mut s = self.snap.write().unwrap_or_else(|e| e.into_inner());
         *s = Snapshot {
             at: Some(Instant::now()),
@@ -83,16 +84,57 @@ impl KeyCache {
         };
         Ok(keys)
     }
+}
 
-    /// Checks the request's bearer key for `need`.
+pub struct KeyCache {
+    shared: Arc<Shared>,
+    refreshing: Arc<AtomicBool>,
+}
+
+impl KeyCache {
+    pub fn new(state: StateHandle) -> Self {
+        KeyCache {
+            shared: Arc::new(Shared {
+                state,
+                snap: RwLock::new(Snapshot::default()),
+                reload: tokio::sync::Mutex::new(()),
+            }),
+            refreshing: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Starts one background reload unless one is running.
+    fn refresh_in_background(&self) {
+        if self.refreshing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (shared, flag) = (self.shared.clone(), self.refreshing.clone());
+        tokio::spawn(async move {
+            // A failure is logged by `reload`; the next request retries.
+            let _ = shared.reload(TTL).await;
+            flag.store(false, Ordering::Release);
+        });
+    }
+
+    /// The keys to check `prefix` against.
+    async fn keys(&self, prefix: &str) -> Result<Keys, AuthError> {
+        match self.shared.current() {
+            Some((k, age)) if age < TTL => Ok(k),
+            Some((k, age)) if age < 2 * TTL && k.contains_key(prefix) => {
+                self.refresh_in_background();
+                Ok(k)
+            }
+            _ => self.shared.reload(TTL).await,
+        }
+    }
+
     pub async fn check(&self, headers: &HeaderMap, need: Scope) -> Result<(), AuthError> {
         let secret = bearer(headers)?;
-        let keys = self.keys().await?;
-        verify(&keys, &secret, need, self.state.now())
+        let keys = self.keys(&secret.prefix).await?;
+        verify(&keys, &secret, need, self.shared.state.now())
     }
 }
 
-/// The presented key, parsed.
 pub fn bearer(headers: &HeaderMap) -> Result<ApiSecret, AuthError> {
     let v = headers
         .get(AUTHORIZATION)

@@ -9,11 +9,11 @@ use crate::state::Settings;
 use crate::state::policy::{PolicyState, topology};
 use crate::types::{DnsLabel, MachinePublic, User, UserId};
 
-fn now() -> DateTime<Utc> {
+pub(crate) fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 21, 12, 0, 0).unwrap()
 }
 
-fn node(id: i64, user: i64, name: &str, tags: &[&str]) -> Node {
+pub(crate) fn node(id: i64, user: i64, name: &str, tags: &[&str]) -> Node {
     Node {
         id: NodeId(id),
         machine_key: MachinePublic([id as u8; 32]),
@@ -38,7 +38,7 @@ fn node(id: i64, user: i64, name: &str, tags: &[&str]) -> Node {
     }
 }
 
-fn user(id: i64, name: &str, display: &str) -> User {
+pub(crate) fn user(id: i64, name: &str, display: &str) -> User {
     User {
         id: UserId(id),
         name: name.into(),
@@ -48,7 +48,7 @@ fn user(id: i64, name: &str, display: &str) -> User {
     }
 }
 
-const POLICY: &str = r#"{
+pub(crate) const POLICY: &str = r#"{
   "tagOwners": {"tag:gw": ["alice@example.com"], "tag:bot": ["alice@example.com"]},
   "grants": [
     {"src": ["*"], "dst": ["*"], "ip": ["*"]},
@@ -60,7 +60,7 @@ const POLICY: &str = r#"{
 }"#;
 
 /// alice (1) on node 1, bob (2) on node 2, a tagged bot (3), the gateway (4).
-fn world() -> World {
+pub(crate) fn world() -> World {
     let settings = Settings {
         base_domain: "clawql.local".into(),
         derp_map: Default::default(),
@@ -88,7 +88,7 @@ fn world() -> World {
     w
 }
 
-fn ip(s: &str) -> Query {
+pub(crate) fn ip(s: &str) -> Query {
     Query::Ip(s.parse().unwrap())
 }
 

@@ -84,6 +84,10 @@ fn globbing() {
     assert!(glob("exact", "exact"));
     assert!(!glob("exact", "exac"));
     assert!(glob("ü*", "über"));
+    // `?` is one character, not one byte, outside ASCII too.
+    assert!(glob("?ber", "über"));
+    assert!(!glob("??ber", "über"));
+    assert!(glob("*ü", "menü"));
 }
 
 fn caps(v: serde_json::Value) -> CapMap {

@@ -1,0 +1,184 @@
+use std::sync::Arc;
+
+use chrono::Duration;
+
+use super::*;
+use crate::policy::Policy;
+use crate::state::policy::{PolicyState, topology};
+use crate::types::{DnsLabel, UserId};
+use crate::whois::answer::tests::{ip, node, now, user, world};
+use crate::whois::answer::{to_body, whois_with};
+
+/// Every query the fixture World can be asked: each address and node key,
+/// towards no destination and towards each node.
+fn queries(w: &World) -> Vec<(Query, Option<NodeId>)> {
+    let mut qs = Vec::new();
+    for n in w.nodes.values() {
+        for dst in std::iter::once(None).chain(w.nodes.keys().copied().map(Some)) {
+            for a in n.addresses() {
+                qs.push((Query::Ip(a), dst));
+            }
+            qs.push((Query::NodeKey(n.node_key), dst));
+        }
+    }
+    qs
+}
+
+/// The cache's answer agrees byte for byte (body and identity headers)
+/// with one built from scratch.
+fn assert_fresh(c: &AnswerCache, w: &World, q: Query, dst: Option<NodeId>, at: DateTime<Utc>) {
+    let caps = CapCache::default();
+    let got = c.get(w, q, dst, at, &caps);
+    let want = whois_with(w, q, dst, at, None);
+    match (got, want) {
+        (Some(g), Some(f)) => {
+            assert_eq!(
+                String::from_utf8_lossy(&g.body()),
+                String::from_utf8_lossy(&to_body(&f)),
+                "{q:?} → {dst:?}"
+            );
+            let fresh = Answer::new(f);
+            assert_eq!(g.identity_headers(), fresh.identity_headers());
+            for (tool, server) in [
+                (None, None),
+                (Some("search_web"), None),
+                (Some("fetch"), Some("svc:mcp")),
+                (Some("fetch"), Some("svc:other")),
+                (Some("delete"), None),
+            ] {
+                assert_eq!(
+                    g.decide(tool, server),
+                    crate::whois::authorize::decide(&fresh.whois.cap_map, tool, server)
+                );
+            }
+        }
+        (None, None) => {}
+        (g, f) => panic!(
+            "{q:?} → {dst:?}: cached {:?}, fresh {:?}",
+            g.is_some(),
+            f.is_some()
+        ),
+    }
+}
+
+#[test]
+fn cached_answers_equal_fresh_ones() {
+    let w = world();
+    let c = AnswerCache::default();
+    let qs = queries(&w);
+    // First round builds, second round is served from the cache.
+    for _ in 0..2 {
+        for &(q, dst) in &qs {
+            assert_fresh(&c, &w, q, dst, now());
+        }
+    }
+    // One entry per (address, destination); node-key queries share the
+    // entry of the node's first address.
+    assert_eq!(c.len(), 4 * 2 * 5);
+}
+
+#[test]
+fn a_repeated_question_is_answered_from_the_cache() {
+    let w = world();
+    let (c, caps) = (AnswerCache::default(), CapCache::default());
+    let a = c.get(&w, ip("100.64.0.1"), Some(NodeId(4)), now(), &caps);
+    let b = c.get(&w, ip("100.64.0.1"), Some(NodeId(4)), now(), &caps);
+    assert!(Arc::ptr_eq(&a.unwrap(), &b.unwrap()));
+    // Same node, other destination: its own entry.
+    let d = c.get(&w, ip("100.64.0.1"), Some(NodeId(2)), now(), &caps);
+    assert!(d.unwrap().whois.cap_map.is_empty());
+    assert_eq!(c.len(), 2);
+}
+
+/// Each input of an answer, changed in a new World, makes the cache build
+/// a new answer that equals a fresh one.
+#[test]
+fn every_input_change_is_seen() {
+    let c = AnswerCache::default();
+    let caps = CapCache::default();
+    let q = ip("100.64.0.1");
+    let dst = Some(NodeId(4));
+    let mut w = world();
+    let mut last = c.get(&w, q, dst, now(), &caps).unwrap();
+    let step = |w: &World, at: DateTime<Utc>, what: &str, last: &Arc<Answer>| {
+        let a = c.get(w, q, dst, at, &caps).unwrap();
+        assert!(!Arc::ptr_eq(&a, last), "{what}: stale answer served");
+        assert_fresh(&c, w, q, dst, at);
+        a
+    };
+
+    let mut n = node(1, 1, "alpha", &[]);
+    n.given_name = DnsLabel::from_hostname("renamed");
+    w.put_node(Arc::new(n.clone()));
+    last = step(&w, now(), "rename", &last);
+    assert!(String::from_utf8_lossy(&last.body()).contains("renamed.clawql.local."));
+
+    w.users
+        .insert(UserId(1), Arc::new(user(1, "alice", "Alice Liddell")));
+    last = step(&w, now(), "user display name", &last);
+    assert_eq!(last.whois.user_profile.display_name, "Alice Liddell");
+
+    w.online.insert(NodeId(1));
+    last = step(&w, now(), "presence", &last);
+    assert_eq!(last.whois.node.node.online, Some(true));
+
+    let mut s = (*w.settings).clone();
+    s.base_domain = "example.ts.net".into();
+    w.settings = Arc::new(s);
+    last = step(&w, now(), "base domain", &last);
+    assert!(String::from_utf8_lossy(&last.body()).contains("renamed.example.ts.net."));
+
+    let p = Policy::parse(r#"{"grants": [{"src": ["*"], "dst": ["*"], "ip": ["*"]}]}"#).unwrap();
+    let compiled = p.compile(&topology(&w));
+    w.policy = Arc::new(PolicyState {
+        text: None,
+        policy: Some(p),
+        compiled: Some(compiled),
+        updated_at: None,
+    });
+    last = step(&w, now(), "policy", &last);
+    assert!(last.whois.cap_map.is_empty());
+
+    n.expiry = Some(now() + Duration::minutes(5));
+    w.put_node(Arc::new(n.clone()));
+    last = step(&w, now(), "key expiry set", &last);
+    assert!(!last.whois.node.node.expired);
+    last = step(
+        &w,
+        now() + Duration::minutes(6),
+        "key expired by the clock",
+        &last,
+    );
+    assert!(last.whois.node.node.expired);
+
+    n.tags = vec!["tag:gw".into()];
+    w.put_node(Arc::new(n));
+    last = step(&w, now(), "tagged", &last);
+    assert_eq!(last.whois.user_profile.login_name, "tagged-devices");
+}
+
+#[test]
+fn deleted_nodes_and_users_are_not_found_despite_the_cache() {
+    let mut w = world();
+    let (c, caps) = (AnswerCache::default(), CapCache::default());
+    for a in ["100.64.0.1", "100.64.0.2"] {
+        assert!(c.get(&w, ip(a), None, now(), &caps).is_some());
+    }
+    w.remove_node(NodeId(1));
+    assert!(c.get(&w, ip("100.64.0.1"), None, now(), &caps).is_none());
+    w.users.remove(&UserId(2));
+    assert!(c.get(&w, ip("100.64.0.2"), None, now(), &caps).is_none());
+}
+
+#[test]
+fn the_cache_is_bounded_and_stays_correct_when_full() {
+    let w = world();
+    let c = AnswerCache::with_capacity(3);
+    let qs = queries(&w);
+    for _ in 0..3 {
+        for &(q, dst) in &qs {
+            assert_fresh(&c, &w, q, dst, now());
+            assert!(c.len() <= 3, "{} entries", c.len());
+        }
+    }
+}
