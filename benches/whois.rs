@@ -157,6 +157,18 @@ async fn register(
     }
 }
 
+/// A load generator command, on the load CPU when pinned.
+fn load_command(a: &Args, program: &std::ffi::OsStr) -> Command {
+    match a.wrk_cpu {
+        Some(cpu) => {
+            let mut c = Command::new("taskset");
+            c.args(["-c", &cpu.to_string()]).arg(program);
+            c
+        }
+        None => Command::new(program),
+    }
+}
+
 struct WrkResult {
     rps: f64,
     p50: String,
@@ -176,15 +188,7 @@ fn run_wrk(
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("bench.lua");
     std::fs::write(&path, script)?;
-    let mut cmd = match a.wrk_cpu {
-        Some(cpu) => {
-            let mut c = Command::new("taskset");
-            c.args(["-c", &cpu.to_string(), "wrk"]);
-            c
-        }
-        None => Command::new("wrk"),
-    };
-    let out = cmd
+    let out = load_command(a, "wrk".as_ref())
         .args([
             "-t",
             &a.threads.to_string(),
@@ -317,16 +321,8 @@ fn run_fixed(
     let file = dir.path().join("requests");
     std::fs::write(&file, requests)?;
     let exe = std::env::current_exe()?;
-    let mut cmd = match a.wrk_cpu {
-        Some(cpu) => {
-            let mut c = Command::new("taskset");
-            c.args(["-c", &cpu.to_string()]).arg(&exe);
-            c
-        }
-        None => Command::new(&exe),
-    };
     let secs = a.duration.trim_end_matches('s');
-    let out = cmd
+    let out = load_command(a, exe.as_os_str())
         .arg("--load-client")
         .args([
             addr.to_string(),

@@ -4,7 +4,8 @@
 //!
 //! Owns: the answer builder (`answer`, pure: World → tailscaled's
 //! `WhoIsResponse`), forward-auth decisions (`authorize`, pure), API key
-//! checks with an in-memory key snapshot (`keys`), the audit log writer
+//! checks with an in-memory key snapshot (`keys`), built answers reused
+//! while their inputs are unchanged (`cache`), the audit log writer
 //! (`audit`), and the HTTP handlers and listeners (`http`, this file).
 //!
 //! May depend on: `state` (World snapshots, API keys), `mapper::build` (the
