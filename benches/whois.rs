@@ -62,6 +62,17 @@ struct Args {
     wrk_cpu: Option<usize>,
 }
 
+/// A comma-separated list of numbers (`16,32`).
+fn list<T: std::str::FromStr>(v: Option<String>) -> anyhow::Result<Vec<T>>
+where
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    Ok(v.context("value")?
+        .split(',')
+        .map(str::parse)
+        .collect::<Result<_, _>>()?)
+}
+
 fn parse_args() -> anyhow::Result<Args> {
     let mut a = Args {
         nodes: std::env::var("CLAWSCALE_BENCH_NODES")
@@ -83,23 +94,9 @@ fn parse_args() -> anyhow::Result<Args> {
         match arg.as_str() {
             "--bench" => {}
             "--duration" => a.duration = it.next().context("--duration value")?,
-            "--connections" => {
-                a.connections = it
-                    .next()
-                    .context("value")?
-                    .split(',')
-                    .map(str::parse)
-                    .collect::<Result<_, _>>()?
-            }
+            "--connections" => a.connections = list(it.next())?,
             "--no-pin" => a.pin = false,
-            "--rates" => {
-                a.rates = it
-                    .next()
-                    .context("value")?
-                    .split(',')
-                    .map(str::parse)
-                    .collect::<Result<_, _>>()?
-            }
+            "--rates" => a.rates = list(it.next())?,
             "--rate-connections" => a.rate_connections = it.next().context("value")?.parse()?,
             "--threads" => a.threads = it.next().context("value")?.parse()?,
             "--workers" => a.workers = Some(it.next().context("value")?.parse()?),

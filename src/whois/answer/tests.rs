@@ -77,15 +77,20 @@ pub(crate) fn world() -> World {
             node(4, 1, "gw", &["tag:gw"]),
         ],
     );
-    let p = Policy::parse(POLICY).unwrap();
-    let c = p.compile(&topology(&w));
+    set_policy(&mut w, POLICY);
+    w
+}
+
+/// Puts `text`, compiled for `w`'s nodes, in force in `w`.
+pub(crate) fn set_policy(w: &mut World, text: &str) {
+    let p = Policy::parse(text).unwrap();
+    let c = p.compile(&topology(w));
     w.policy = Arc::new(PolicyState {
         text: None,
         policy: Some(p),
         compiled: Some(c),
         updated_at: None,
     });
-    w
 }
 
 pub(crate) fn ip(s: &str) -> Query {
@@ -288,14 +293,10 @@ fn filter_capgrants_agree_with_the_policy_engine() {
     }
     // A new policy (new filter Arc) is picked up despite the cache.
     let mut w2 = world();
-    let p = Policy::parse(r#"{"grants": [{"src": ["*"], "dst": ["*"], "ip": ["*"]}]}"#).unwrap();
-    let c2 = p.compile(&topology(&w2));
-    w2.policy = Arc::new(PolicyState {
-        text: None,
-        policy: Some(p),
-        compiled: Some(c2),
-        updated_at: None,
-    });
+    set_policy(
+        &mut w2,
+        r#"{"grants": [{"src": ["*"], "dst": ["*"], "ip": ["*"]}]}"#,
+    );
     let a = whois_with(&w2, ip("100.64.0.1"), Some(NodeId(4)), now(), Some(&cache)).unwrap();
     assert!(a.cap_map.is_empty());
 }

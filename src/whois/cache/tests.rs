@@ -3,10 +3,8 @@ use std::sync::Arc;
 use chrono::Duration;
 
 use super::*;
-use crate::policy::Policy;
-use crate::state::policy::{PolicyState, topology};
 use crate::types::{DnsLabel, UserId};
-use crate::whois::answer::tests::{ip, node, now, user, world};
+use crate::whois::answer::tests::{ip, node, now, set_policy, user, world};
 use crate::whois::answer::{to_body, whois_with};
 
 /// Every query the fixture World can be asked: each address and node key,
@@ -128,14 +126,10 @@ fn every_input_change_is_seen() {
     last = step(&w, now(), "base domain", &last);
     assert!(String::from_utf8_lossy(&last.body()).contains("renamed.example.ts.net."));
 
-    let p = Policy::parse(r#"{"grants": [{"src": ["*"], "dst": ["*"], "ip": ["*"]}]}"#).unwrap();
-    let compiled = p.compile(&topology(&w));
-    w.policy = Arc::new(PolicyState {
-        text: None,
-        policy: Some(p),
-        compiled: Some(compiled),
-        updated_at: None,
-    });
+    set_policy(
+        &mut w,
+        r#"{"grants": [{"src": ["*"], "dst": ["*"], "ip": ["*"]}]}"#,
+    );
     last = step(&w, now(), "policy", &last);
     assert!(last.whois.cap_map.is_empty());
 
