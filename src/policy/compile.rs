@@ -99,8 +99,14 @@ impl Compiled {
     /// As `node`, without copying: the output is computed once per node and
     /// shared (prefer this on hot paths).
     pub fn node_arc(&self, id: u64) -> Option<Arc<NodeOutput>> {
+        self.node_shared(id).cloned()
+    }
+
+    /// As `node_arc`, borrowed: no reference count touched, for per-request
+    /// paths that only look.
+    pub fn node_shared(&self, id: u64) -> Option<&Arc<NodeOutput>> {
         let i = *self.inner.index.get(&id)?;
-        Some(self.inner.output(i))
+        Some(self.inner.output_ref(i))
     }
 
     /// Computes every node's output now (they are otherwise computed on
@@ -361,9 +367,11 @@ impl Inner {
 
     /// The output of node `i`, computed on first use.
     pub(crate) fn output(&self, i: usize) -> Arc<NodeOutput> {
-        self.outputs[i]
-            .get_or_init(|| Arc::new(self.node_output(i)))
-            .clone()
+        self.output_ref(i).clone()
+    }
+
+    pub(crate) fn output_ref(&self, i: usize) -> &Arc<NodeOutput> {
+        self.outputs[i].get_or_init(|| Arc::new(self.node_output(i)))
     }
 
     pub(crate) fn resolver(&self) -> Resolver<'_> {

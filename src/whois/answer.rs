@@ -244,8 +244,13 @@ pub fn locate(world: &World, query: Query) -> Option<(&Arc<Node>, IpAddr)> {
 /// CapMap); `None` without a destination or a policy.
 pub fn dst_filter(world: &World, dst: Option<NodeId>) -> Option<(NodeId, Arc<Vec<FilterRule>>)> {
     let d = dst?;
+    Some((d, dst_filter_ref(world, d)?.clone()))
+}
+
+/// As [`dst_filter`], borrowed from the World.
+pub fn dst_filter_ref(world: &World, dst: NodeId) -> Option<&Arc<Vec<FilterRule>>> {
     let c = world.policy.compiled.as_ref()?;
-    Some((d, c.node_arc(d.0 as u64)?.packet_filter.clone()))
+    Some(&c.node_shared(dst.0 as u64)?.packet_filter)
 }
 
 /// The answer for `node` asked about as `src_ip`, from its parts.

@@ -29,8 +29,8 @@ use crate::tailcfg::FilterRule;
 use crate::types::{Node, NodeId, User};
 
 /// Entries kept at most. An entry holds an answer (about 2 KiB with its
-/// body), so this bounds the cache to tens of MiB; past it, an arbitrary
-/// entry makes room.
+/// body), so this bounds the cache to tens of MiB; past it (per shard), an
+/// arbitrary entry of the shard makes room.
 const MAX_ENTRIES: usize = 32_768;
 
 /// One built answer; body and headers are encoded on first use.
@@ -95,7 +95,18 @@ struct Inputs {
     expired: bool,
 }
 
-fn same<T>(a: &Option<Arc<T>>, b: &Option<Arc<T>>) -> bool {
+/// The same inputs borrowed from a World: checking an entry touches no
+/// reference count (shared counts would bounce between cores).
+struct Current<'w> {
+    node: &'w Arc<Node>,
+    user: Option<&'w Arc<User>>,
+    settings: &'w Arc<Settings>,
+    filter: Option<&'w Arc<Vec<FilterRule>>>,
+    online: bool,
+    expired: bool,
+}
+
+fn same<T>(a: &Option<Arc<T>>, b: Option<&Arc<T>>) -> bool {
     match (a, b) {
         (Some(a), Some(b)) => Arc::ptr_eq(a, b),
         (None, None) => true,
@@ -104,13 +115,24 @@ fn same<T>(a: &Option<Arc<T>>, b: &Option<Arc<T>>) -> bool {
 }
 
 impl Inputs {
-    fn matches(&self, o: &Inputs) -> bool {
-        Arc::ptr_eq(&self.node, &o.node)
-            && Arc::ptr_eq(&self.settings, &o.settings)
-            && same(&self.user, &o.user)
-            && same(&self.filter, &o.filter)
-            && self.online == o.online
-            && self.expired == o.expired
+    fn matches(&self, c: &Current<'_>) -> bool {
+        Arc::ptr_eq(&self.node, c.node)
+            && Arc::ptr_eq(&self.settings, c.settings)
+            && same(&self.user, c.user)
+            && same(&self.filter, c.filter)
+            && self.online == c.online
+            && self.expired == c.expired
+    }
+
+    fn of(c: &Current<'_>) -> Inputs {
+        Inputs {
+            node: c.node.clone(),
+            user: c.user.cloned(),
+            settings: c.settings.clone(),
+            filter: c.filter.cloned(),
+            online: c.online,
+            expired: c.expired,
+        }
     }
 }
 
@@ -122,11 +144,25 @@ struct Entry {
 
 type Key = (IpAddr, Option<NodeId>);
 
+/// Independent parts of the cache, so concurrent requests rarely share a
+/// lock word.
+const SHARDS: usize = 16;
+
 /// Answers by (source address, destination).
 #[derive(Debug)]
 pub struct AnswerCache {
-    entries: RwLock<HashMap<Key, Entry>>,
+    shards: Vec<RwLock<HashMap<Key, Entry>>>,
+    /// Entries per shard at most.
     capacity: usize,
+}
+
+/// The shard of `key`: tailnet addresses differ in their last bytes.
+fn shard_of(key: &Key) -> usize {
+    let last = match key.0 {
+        IpAddr::V4(a) => a.octets()[3],
+        IpAddr::V6(a) => a.octets()[15],
+    };
+    (last as usize ^ key.1.map_or(0, |d| d.0 as usize)) % SHARDS
 }
 
 impl Default for AnswerCache {
@@ -139,8 +175,8 @@ impl AnswerCache {
     /// A cache keeping at most `capacity` answers (at least one).
     pub fn with_capacity(capacity: usize) -> AnswerCache {
         AnswerCache {
-            entries: RwLock::default(),
-            capacity: capacity.max(1),
+            shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
+            capacity: capacity.div_ceil(SHARDS).max(1),
         }
     }
 
@@ -155,26 +191,27 @@ impl AnswerCache {
         caps: &CapCache,
     ) -> Option<Arc<Answer>> {
         let (node, src_ip) = answer::locate(world, query)?;
-        let filter = answer::dst_filter(world, dst);
         // Tagged nodes show the synthetic tagged-devices profile.
         let user = match node.is_tagged() {
             true => None,
-            false => Some(world.user(node.user_id)?.clone()),
+            false => Some(world.user(node.user_id)?),
         };
-        let inputs = Inputs {
-            node: node.clone(),
+        let current = Current {
+            node,
             user,
-            settings: world.settings.clone(),
-            filter: filter.as_ref().map(|(_, f)| f.clone()),
+            settings: &world.settings,
+            filter: dst.and_then(|d| answer::dst_filter_ref(world, d)),
             online: world.is_online(node.id),
             expired: node.is_expired(now),
         };
         let key = (src_ip, dst);
-        if let Some(e) = self.read().get(&key)
-            && e.inputs.matches(&inputs)
+        let shard = &self.shards[shard_of(&key)];
+        if let Some(e) = shard.read().unwrap_or_else(|e| e.into_inner()).get(&key)
+            && e.inputs.matches(&current)
         {
             return Some(e.answer.clone());
         }
+        let filter = dst.zip(current.filter.cloned());
         let built = Arc::new(Answer::new(answer::assemble(
             world,
             node,
@@ -183,7 +220,7 @@ impl AnswerCache {
             now,
             Some(caps),
         )?));
-        let mut m = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        let mut m = shard.write().unwrap_or_else(|e| e.into_inner());
         if m.len() >= self.capacity
             && !m.contains_key(&key)
             && let Some(victim) = m.keys().next().copied()
@@ -193,20 +230,19 @@ impl AnswerCache {
         m.insert(
             key,
             Entry {
-                inputs,
+                inputs: Inputs::of(&current),
                 answer: built.clone(),
             },
         );
         Some(built)
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Key, Entry>> {
-        self.entries.read().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// How many answers are kept.
     pub fn len(&self) -> usize {
-        self.read().len()
+        self.shards
+            .iter()
+            .map(|s| s.read().unwrap_or_else(|e| e.into_inner()).len())
+            .sum()
     }
 
     pub fn is_empty(&self) -> bool {
