@@ -6,7 +6,8 @@
 //!
 //! Usage (release build):
 //!   cargo bench --bench whois -- [N] [--duration 10s] [--connections 16,32]
-//!     [--threads 1] [--workers K] [--no-pin]
+//!     [--threads 1] [--workers K] [--no-pin] [--rates 50000] [--rate-connections 32]
+//!   (`CLAWSCALE_BENCH_VERBOSE=1` also prints wrk's own report)
 //!
 //! The load generator shares the machine, so by default the two are kept
 //! apart: this process (the server, with one runtime worker) on CPU 0, wrk

@@ -225,7 +225,8 @@ pub fn whois_with(
     cache: Option<&CapCache>,
 ) -> Option<WhoIs> {
     let (node, src_ip) = locate(world, query)?;
-    assemble(world, node, src_ip, dst_filter(world, dst), now, cache)
+    let filter = dst.and_then(|d| Some((d, dst_filter(world, d)?)));
+    assemble(world, node, src_ip, filter, now, cache)
 }
 
 /// The node `query` names and the source address its CapMap is computed
@@ -241,14 +242,8 @@ pub fn locate(world: &World, query: Query) -> Option<(&Arc<Node>, IpAddr)> {
 }
 
 /// The destination's compiled packet filter (its CapGrant rules decide the
-/// CapMap); `None` without a destination or a policy.
-pub fn dst_filter(world: &World, dst: Option<NodeId>) -> Option<(NodeId, Arc<Vec<FilterRule>>)> {
-    let d = dst?;
-    Some((d, dst_filter_ref(world, d)?.clone()))
-}
-
-/// As [`dst_filter`], borrowed from the World.
-pub fn dst_filter_ref(world: &World, dst: NodeId) -> Option<&Arc<Vec<FilterRule>>> {
+/// CapMap); `None` without a policy or when the destination is not a node.
+pub fn dst_filter(world: &World, dst: NodeId) -> Option<&Arc<Vec<FilterRule>>> {
     let c = world.policy.compiled.as_ref()?;
     Some(&c.node_shared(dst.0 as u64)?.packet_filter)
 }
@@ -258,15 +253,15 @@ pub fn assemble(
     world: &World,
     node: &Node,
     src_ip: IpAddr,
-    filter: Option<(NodeId, Arc<Vec<FilterRule>>)>,
+    filter: Option<(NodeId, &Arc<Vec<FilterRule>>)>,
     now: DateTime<Utc>,
     cache: Option<&CapCache>,
 ) -> Option<WhoIs> {
     let user_profile = profile(world, owner_id(node))?;
     let cap_map = match filter {
         Some((d, f)) => match cache {
-            Some(cache) => cache.get(&f, d).caps(src_ip),
-            None => CapRules::build(f).caps(src_ip),
+            Some(cache) => cache.get(f, d).caps(src_ip),
+            None => CapRules::build(f.clone()).caps(src_ip),
         },
         None => CapMap::new(),
     };

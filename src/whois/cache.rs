@@ -172,7 +172,8 @@ impl Default for AnswerCache {
 }
 
 impl AnswerCache {
-    /// A cache keeping at most `capacity` answers (at least one).
+    /// A cache keeping about `capacity` answers: each shard keeps at most
+    /// its share, rounded up (so at least one).
     pub fn with_capacity(capacity: usize) -> AnswerCache {
         AnswerCache {
             shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
@@ -200,7 +201,7 @@ impl AnswerCache {
             node,
             user,
             settings: &world.settings,
-            filter: dst.and_then(|d| answer::dst_filter_ref(world, d)),
+            filter: dst.and_then(|d| answer::dst_filter(world, d)),
             online: world.is_online(node.id),
             expired: node.is_expired(now),
         };
@@ -211,7 +212,7 @@ impl AnswerCache {
         {
             return Some(e.answer.clone());
         }
-        let filter = dst.zip(current.filter.cloned());
+        let filter = dst.zip(current.filter);
         let built = Arc::new(Answer::new(answer::assemble(
             world,
             node,

@@ -54,6 +54,8 @@ struct Shared {
     state: StateHandle,
     snap: RwLock<Snapshot>,
     reload: tokio::sync::Mutex<()>,
+    /// A background reload is under way.
+    refreshing: AtomicBool,
 }
 
 impl Shared {
@@ -88,7 +90,6 @@ impl Shared {
 
 pub struct KeyCache {
     shared: Arc<Shared>,
-    refreshing: Arc<AtomicBool>,
 }
 
 impl KeyCache {
@@ -98,21 +99,21 @@ impl KeyCache {
                 state,
                 snap: RwLock::new(Snapshot::default()),
                 reload: tokio::sync::Mutex::new(()),
+                refreshing: AtomicBool::new(false),
             }),
-            refreshing: Arc::new(AtomicBool::new(false)),
         }
     }
 
     /// Starts one background reload unless one is running.
     fn refresh_in_background(&self) {
-        if self.refreshing.swap(true, Ordering::AcqRel) {
+        if self.shared.refreshing.swap(true, Ordering::AcqRel) {
             return;
         }
-        let (shared, flag) = (self.shared.clone(), self.refreshing.clone());
+        let shared = self.shared.clone();
         tokio::spawn(async move {
             // A failure is logged by `reload`; the next request retries.
             let _ = shared.reload(TTL).await;
-            flag.store(false, Ordering::Release);
+            shared.refreshing.store(false, Ordering::Release);
         });
     }
 
@@ -128,6 +129,7 @@ impl KeyCache {
         }
     }
 
+    /// Checks the request's bearer key for `need`.
     pub async fn check(&self, headers: &HeaderMap, need: Scope) -> Result<(), AuthError> {
         let secret = bearer(headers)?;
         let keys = self.keys(&secret.prefix).await?;
@@ -135,6 +137,7 @@ impl KeyCache {
     }
 }
 
+/// The presented key, parsed.
 pub fn bearer(headers: &HeaderMap) -> Result<ApiSecret, AuthError> {
     let v = headers
         .get(AUTHORIZATION)
