@@ -83,7 +83,7 @@ impl Service {
     /// The answer for `query` (CapMap towards `dst`) in `world`, now.
     pub fn answer(
         &self,
-        world: &World,
+        world: &Arc<World>,
         query: answer::Query,
         dst: Option<NodeId>,
     ) -> Option<Arc<cache::Answer>> {
@@ -123,8 +123,7 @@ pub async fn start(
     let mut bound = Bound::default();
     if let Some(path) = &cfg.unix_socket {
         let l = crate::admin::bind_unix(path, SOCKET_MODE)?;
-        let app = http::router(svc.clone(), http::Via::Unix);
-        tokio::spawn(async move { axum::serve(l, app).await });
+        tokio::spawn(http::serve_unix(l, svc.clone()));
         bound.unix = Some(path.clone());
     }
     if let Some(addr) = cfg.listen_addr {
@@ -132,9 +131,7 @@ pub async fn start(
             .await
             .map_err(|source| Error::Bind { addr, source })?;
         bound.tcp = l.local_addr().ok();
-        let app = http::router(svc.clone(), http::Via::Tcp)
-            .into_make_service_with_connect_info::<SocketAddr>();
-        tokio::spawn(async move { axum::serve(l, app).await });
+        tokio::spawn(http::serve_tcp(l, svc.clone()));
     }
-    Ok((http::router(svc, http::Via::Public), bound))
+    Ok((http::router(svc), bound))
 }

@@ -61,11 +61,12 @@ impl Reply {
 
 async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     mut s: S,
+    method: &str,
     path: &str,
     headers: &[(&str, &str)],
 ) -> anyhow::Result<Reply> {
     let mut req =
-        format!("GET {path} HTTP/1.1\r\nHost: local-tailscaled.sock\r\nConnection: close\r\n");
+        format!("{method} {path} HTTP/1.1\r\nHost: local-tailscaled.sock\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -103,11 +104,11 @@ async fn tcp(to: SocketAddr, from: &str, path: &str, h: &[(&str, &str)]) -> anyh
     let sock = TcpSocket::new_v4()?;
     sock.bind(format!("{from}:0").parse()?)?;
     let s = sock.connect(to).await?;
-    exchange(s, path, h).await
+    exchange(s, "GET", path, h).await
 }
 
 async fn unix(path: &Path, p: &str, h: &[(&str, &str)]) -> anyhow::Result<Reply> {
-    exchange(UnixStream::connect(path).await?, p, h).await
+    exchange(UnixStream::connect(path).await?, "GET", p, h).await
 }
 
 async fn join(srv: &TestServer, name: &str, user: UserId, tags: &[&str]) -> anyhow::Result<IpAddr> {
@@ -218,6 +219,23 @@ async fn whois_and_authorize_end_to_end() -> anyhow::Result<()> {
         (r.status, r.text().trim()),
         (400, "missing 'addr' parameter")
     );
+    // Parameters are percent-decoded; of a repeated one the first counts
+    // (Go's url.Values.Get). Other paths are not found, other methods not
+    // allowed.
+    let r = unix(
+        &sock,
+        &format!("/localapi/v0/whois?x=1&addr={alpha}%3A41234&addr=100.64.99.99"),
+        &[],
+    )
+    .await?;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["Node"]["Name"], "alpha.clawql.local.");
+    assert_eq!(unix(&sock, "/localapi/v0/status", &[]).await?.status, 404);
+    let path = format!("/localapi/v0/whois?addr={alpha}");
+    let r = exchange(UnixStream::connect(&sock).await?, "POST", &path, &[]).await?;
+    assert_eq!((r.status, r.headers["allow"].as_str()), (405, "GET,HEAD"));
+    let r = exchange(UnixStream::connect(&sock).await?, "HEAD", &path, &[]).await?;
+    assert_eq!((r.status, r.body.len()), (200, 0));
 
     // TCP listener and public port need a key of scope whois (or admin).
     let (_, key) = srv.state.create_api_key(Scope::Whois, None).await?;

@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock, RwLock, Weak};
 
 use axum::http::{HeaderName, HeaderValue};
 use bytes::Bytes;
@@ -140,6 +140,22 @@ impl Inputs {
 struct Entry {
     inputs: Inputs,
     answer: Arc<Answer>,
+    /// The World the inputs were last found current in. Published Worlds
+    /// are immutable, so while that is still the World asked with, only
+    /// the clock can have changed the answer (key expiry), and the lookups
+    /// the full check needs are skipped. Held weakly: only its address is
+    /// compared, and the weak count keeps that address from being reused
+    /// by a later World.
+    seen: Weak<World>,
+    /// The node's key expiry, copied so that check touches only the entry.
+    expiry: Option<DateTime<Utc>>,
+}
+
+impl Entry {
+    fn current_in(&self, world: &Arc<World>, now: DateTime<Utc>) -> bool {
+        std::ptr::eq(self.seen.as_ptr(), Arc::as_ptr(world))
+            && self.inputs.expired == self.expiry.is_some_and(|e| e <= now)
+    }
 }
 
 type Key = (IpAddr, Option<NodeId>);
@@ -185,12 +201,23 @@ impl AnswerCache {
     /// [`answer::whois_with`] computes it from `world` at `now`.
     pub fn get(
         &self,
-        world: &World,
+        world: &Arc<World>,
         query: Query,
         dst: Option<NodeId>,
         now: DateTime<Utc>,
         caps: &CapCache,
     ) -> Option<Arc<Answer>> {
+        // Asked again in the World the entry was last checked in: the
+        // common case between changes, answered without any World lookup.
+        if let Query::Ip(ip) = query {
+            let key = (ip, dst);
+            let shard = self.shard(&key).read().unwrap_or_else(|e| e.into_inner());
+            if let Some(e) = shard.get(&key)
+                && e.current_in(world, now)
+            {
+                return Some(e.answer.clone());
+            }
+        }
         let (node, src_ip) = answer::locate(world, query)?;
         // Tagged nodes show the synthetic tagged-devices profile.
         let user = match node.is_tagged() {
@@ -206,11 +233,24 @@ impl AnswerCache {
             expired: node.is_expired(now),
         };
         let key = (src_ip, dst);
-        let shard = &self.shards[shard_of(&key)];
-        if let Some(e) = shard.read().unwrap_or_else(|e| e.into_inner()).get(&key)
-            && e.inputs.matches(&current)
-        {
-            return Some(e.answer.clone());
+        let shard = self.shard(&key);
+        let valid = shard
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .filter(|e| e.inputs.matches(&current))
+            .map(|e| e.answer.clone());
+        if let Some(answer) = valid {
+            // Still right in this newer World: remember that, so the next
+            // request takes the short way. (A racing rebuild may have
+            // replaced the entry meanwhile; then it is left as it is.)
+            let mut m = shard.write().unwrap_or_else(|e| e.into_inner());
+            if let Some(e) = m.get_mut(&key)
+                && Arc::ptr_eq(&e.answer, &answer)
+            {
+                e.seen = Arc::downgrade(world);
+            }
+            return Some(answer);
         }
         let filter = dst.zip(current.filter);
         let built = Arc::new(Answer::new(answer::assemble(
@@ -233,9 +273,15 @@ impl AnswerCache {
             Entry {
                 inputs: Inputs::of(&current),
                 answer: built.clone(),
+                seen: Arc::downgrade(world),
+                expiry: node.expiry,
             },
         );
         Some(built)
+    }
+
+    fn shard(&self, key: &Key) -> &RwLock<HashMap<Key, Entry>> {
+        &self.shards[shard_of(key)]
     }
 
     /// How many answers are kept.

@@ -9,16 +9,22 @@
 //!
 //! Every answer is computed from the newest World at request time.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Query, Request, State};
-use axum::http::header::CONTENT_TYPE;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::header::{ALLOW, CONTENT_TYPE};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::Response;
 use axum::routing::get;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Service;
 use super::answer::Query as Addr;
@@ -42,24 +48,103 @@ struct Ctx {
     via: Via,
 }
 
-/// The routes for one listener kind.
-pub fn router(svc: Arc<Service>, via: Via) -> Router {
-    let mut r = Router::new()
-        .route("/api/v1/whois", get(whois))
-        .route("/api/v1/authorize", get(authorize));
-    if via != Via::Public {
-        r = r.route("/localapi/v0/whois", get(whois));
-    }
-    r.with_state(Ctx { svc, via })
+/// A whois response: the body is always complete in memory.
+type Reply = axum::http::Response<Full<Bytes>>;
+
+/// The routes the public control port mounts (`/api/v1/*`).
+pub fn router(svc: Arc<Service>) -> Router {
+    let ctx = Ctx {
+        svc,
+        via: Via::Public,
+    };
+    Router::new()
+        .route("/api/v1/whois", get(public))
+        .route("/api/v1/authorize", get(public))
+        .with_state(ctx)
 }
 
-fn text(code: StatusCode, msg: impl Into<String>) -> Response {
+async fn public(State(ctx): State<Ctx>, req: Request) -> Response {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    ctx.handle(req.method(), req.uri(), req.headers(), peer)
+        .await
+        .map(Body::new)
+}
+
+/// Serves a dedicated whois listener (`whois.listen_addr`) until the
+/// process ends. Straight on hyper, without a router: these listeners
+/// answer three fixed paths and nothing else, and each request's cost is
+/// what bounds their throughput (docs/whois.md, *Performance*).
+pub async fn serve_tcp(l: tokio::net::TcpListener, svc: Arc<Service>) {
+    let ctx = Arc::new(Ctx { svc, via: Via::Tcp });
+    loop {
+        match l.accept().await {
+            Ok((stream, peer)) => {
+                // Answers are one small write each: never hold one back.
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(serve_connection(stream, ctx.clone(), Some(peer)));
+            }
+            Err(e) => accept_failed(e).await,
+        }
+    }
+}
+
+/// Serves the whois unix socket until the process ends.
+pub async fn serve_unix(l: tokio::net::UnixListener, svc: Arc<Service>) {
+    let ctx = Arc::new(Ctx {
+        svc,
+        via: Via::Unix,
+    });
+    loop {
+        match l.accept().await {
+            Ok((stream, _)) => {
+                tokio::spawn(serve_connection(stream, ctx.clone(), None));
+            }
+            Err(e) => accept_failed(e).await,
+        }
+    }
+}
+
+/// Out of descriptors or memory: retrying at once would spin.
+async fn accept_failed(e: std::io::Error) {
+    tracing::warn!(error = %e, "whois listener: accept failed");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+async fn serve_connection<I>(io: I, ctx: Arc<Ctx>, peer: Option<SocketAddr>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let ctx = ctx.clone();
+        async move {
+            let reply = ctx
+                .handle(req.method(), req.uri(), req.headers(), peer)
+                .await;
+            Ok::<_, Infallible>(reply)
+        }
+    });
+    // HTTP/1.1 and HTTP/2 (prior knowledge), as the other listeners.
+    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+        .serve_connection(TokioIo::new(io), svc)
+        .await;
+}
+
+fn text(code: StatusCode, msg: impl Into<String>) -> Reply {
     let mut body = msg.into();
     body.push('\n');
-    (code, [(CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
+    let mut r = Reply::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = code;
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
 }
 
-fn auth_failure(e: AuthError) -> Response {
+fn auth_failure(e: AuthError) -> Reply {
     let code = match e {
         AuthError::Missing | AuthError::Invalid | AuthError::Expired => StatusCode::UNAUTHORIZED,
         AuthError::Scope => StatusCode::FORBIDDEN,
@@ -68,8 +153,53 @@ fn auth_failure(e: AuthError) -> Response {
     text(code, e.to_string())
 }
 
+/// What a request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    Whois,
+    Authorize,
+}
+
 impl Ctx {
-    async fn authenticate(&self, headers: &HeaderMap) -> Result<(), Response> {
+    fn endpoint(&self, path: &str) -> Option<Endpoint> {
+        match path {
+            "/api/v1/whois" => Some(Endpoint::Whois),
+            "/api/v1/authorize" => Some(Endpoint::Authorize),
+            "/localapi/v0/whois" if self.via != Via::Public => Some(Endpoint::Whois),
+            _ => None,
+        }
+    }
+
+    /// One request: routing, the method check, then the endpoint.
+    async fn handle(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        peer: Option<SocketAddr>,
+    ) -> Reply {
+        let Some(endpoint) = self.endpoint(uri.path()) else {
+            let mut r = Reply::default();
+            *r.status_mut() = StatusCode::NOT_FOUND;
+            return r;
+        };
+        if method != Method::GET && method != Method::HEAD {
+            let mut r = Reply::default();
+            *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+            r.headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("GET,HEAD"));
+            return r;
+        }
+        let q = Params::of(uri);
+        let (name, reply) = match endpoint {
+            Endpoint::Whois => ("whois", self.whois(headers, &q).await),
+            Endpoint::Authorize => ("authorize", self.authorize(headers, &q, peer).await),
+        };
+        self.count(name, reply.status());
+        reply
+    }
+
+    async fn authenticate(&self, headers: &HeaderMap) -> Result<(), Reply> {
         if self.via == Via::Unix {
             return Ok(());
         }
@@ -90,54 +220,109 @@ impl Ctx {
             })
             .inc();
     }
+
+    async fn whois(&self, headers: &HeaderMap, q: &Params<'_>) -> Reply {
+        if let Err(r) = self.authenticate(headers).await {
+            return r;
+        }
+        let addr = match Addr::parse(q.addr.as_deref()) {
+            Ok(a) => a,
+            Err(e) => return text(StatusCode::BAD_REQUEST, e.to_string()),
+        };
+        let world = self.svc.state.world();
+        let dst = self.svc.destination(&world, q.dst.as_deref());
+        match self.svc.answer(&world, addr, dst) {
+            Some(a) => {
+                let mut r = Reply::new(Full::new(a.body()));
+                r.headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                r
+            }
+            None => text(StatusCode::NOT_FOUND, "no match for IP:port"),
+        }
+    }
+
+    async fn authorize(&self, h: &HeaderMap, q: &Params<'_>, peer: Option<SocketAddr>) -> Reply {
+        if let Err(r) = self.authenticate(h).await {
+            return r;
+        }
+        let peer = match (self.via, peer) {
+            (Via::Unix, _) => None,
+            (_, Some(a)) => Some(a.ip()),
+            // No peer address at all: never fall back to headers.
+            (_, None) => return text(StatusCode::FORBIDDEN, "no caller address"),
+        };
+        let forwarded: Vec<&str> = h
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        let src = match authorize::client_ip(peer, &forwarded, &self.svc.trusted_proxies) {
+            Ok(ip) => ip,
+            Err(e) => return text(StatusCode::BAD_REQUEST, e.to_string()),
+        };
+        let tool = header(h, "x-mcp-tool");
+        let server = header(h, "x-mcp-server");
+        let world = self.svc.state.world();
+        let dst: Option<NodeId> = self.svc.destination(&world, q.dst.as_deref());
+        let answer = self.svc.answer(&world, Addr::Ip(src), dst);
+        let decision = match &answer {
+            None => Decision::deny("caller is not a node of this tailnet"),
+            Some(_) if dst.is_none() => Decision::deny("no gateway: set whois.gateway or pass dst"),
+            Some(a) => a.decide(tool, server),
+        };
+        if let Some(log) = &self.svc.audit {
+            let who = answer.as_ref().map(|a| &a.whois);
+            log.record(Record {
+                time: self.svc.state.now(),
+                src: Some(src),
+                node: who.map(|w| w.fqdn().to_string()),
+                user: who.map(|w| w.user_profile.login_name.clone()),
+                tags: who.map(|w| w.node.node.tags.clone()).unwrap_or_default(),
+                tool: tool.map(str::to_string),
+                server: server.map(str::to_string),
+                decision: if decision.allowed { "allow" } else { "deny" },
+                rule: decision.rule.clone(),
+                reason: decision.reason.clone(),
+            });
+        }
+        match (&answer, decision.allowed) {
+            (Some(a), true) => {
+                let mut r = text(StatusCode::OK, "ok");
+                let headers = r.headers_mut();
+                headers.reserve(a.identity_headers().len());
+                for (name, value) in a.identity_headers() {
+                    headers.insert(name.clone(), value.clone());
+                }
+                r
+            }
+            _ => text(StatusCode::FORBIDDEN, decision.reason),
+        }
+    }
 }
 
 /// The query parameters whois and authorize read; others are ignored, as
-/// tailscaled does.
-#[derive(Debug, Default, serde::Deserialize)]
-struct Params {
-    addr: Option<String>,
-    dst: Option<String>,
+/// tailscaled does. Borrowed unless percent-decoding changed them.
+#[derive(Debug, Default)]
+struct Params<'u> {
+    addr: Option<std::borrow::Cow<'u, str>>,
+    dst: Option<std::borrow::Cow<'u, str>>,
 }
 
-fn params(req: &Request) -> Params {
-    Query::<Params>::try_from_uri(req.uri())
-        .map(|q| q.0)
-        .unwrap_or_default()
-}
-
-async fn whois(State(ctx): State<Ctx>, req: Request) -> Response {
-    let resp = whois_inner(&ctx, req).await;
-    ctx.count("whois", resp.status());
-    resp
-}
-
-async fn whois_inner(ctx: &Ctx, req: Request) -> Response {
-    if let Err(r) = ctx.authenticate(req.headers()).await {
-        return r;
-    }
-    let q = params(&req);
-    let addr = match Addr::parse(q.addr.as_deref()) {
-        Ok(a) => a,
-        Err(e) => return text(StatusCode::BAD_REQUEST, e.to_string()),
-    };
-    let world = ctx.svc.state.world();
-    let dst = ctx.svc.destination(&world, q.dst.as_deref());
-    match ctx.svc.answer(&world, addr, dst) {
-        Some(a) => {
-            let mut r = Response::new(Body::from(a.body()));
-            r.headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            r
+impl<'u> Params<'u> {
+    fn of(uri: &'u Uri) -> Params<'u> {
+        let mut p = Params::default();
+        for (k, v) in form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()) {
+            match &*k {
+                // The first of a repeated parameter wins, as with Go's
+                // `url.Values.Get`.
+                "addr" if p.addr.is_none() => p.addr = Some(v),
+                "dst" if p.dst.is_none() => p.dst = Some(v),
+                _ => {}
+            }
         }
-        None => text(StatusCode::NOT_FOUND, "no match for IP:port"),
+        p
     }
-}
-
-async fn authorize(State(ctx): State<Ctx>, req: Request) -> Response {
-    let resp = authorize_inner(&ctx, req).await;
-    ctx.count("authorize", resp.status());
-    resp
 }
 
 fn header<'r>(h: &'r HeaderMap, name: &str) -> Option<&'r str> {
@@ -145,65 +330,4 @@ fn header<'r>(h: &'r HeaderMap, name: &str) -> Option<&'r str> {
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|v| !v.is_empty())
-}
-
-async fn authorize_inner(ctx: &Ctx, req: Request) -> Response {
-    if let Err(r) = ctx.authenticate(req.headers()).await {
-        return r;
-    }
-    let peer = match ctx.via {
-        Via::Unix => None,
-        _ => match req.extensions().get::<ConnectInfo<SocketAddr>>() {
-            Some(ConnectInfo(a)) => Some(a.ip()),
-            // No peer address at all: never fall back to headers.
-            None => return text(StatusCode::FORBIDDEN, "no caller address"),
-        },
-    };
-    let h = req.headers();
-    let forwarded: Vec<&str> = h
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect();
-    let src = match authorize::client_ip(peer, &forwarded, &ctx.svc.trusted_proxies) {
-        Ok(ip) => ip,
-        Err(e) => return text(StatusCode::BAD_REQUEST, e.to_string()),
-    };
-    let tool = header(h, "x-mcp-tool");
-    let server = header(h, "x-mcp-server");
-    let q = params(&req);
-    let world = ctx.svc.state.world();
-    let dst: Option<NodeId> = ctx.svc.destination(&world, q.dst.as_deref());
-    let now = ctx.svc.state.now();
-    let answer = ctx.svc.answer(&world, Addr::Ip(src), dst);
-    let who = answer.as_ref().map(|a| &a.whois);
-    let decision = match &answer {
-        None => Decision::deny("caller is not a node of this tailnet"),
-        Some(_) if dst.is_none() => Decision::deny("no gateway: set whois.gateway or pass dst"),
-        Some(a) => a.decide(tool, server),
-    };
-    if let Some(log) = &ctx.svc.audit {
-        log.record(Record {
-            time: now,
-            src: Some(src),
-            node: who.map(|w| w.fqdn().to_string()),
-            user: who.map(|w| w.user_profile.login_name.clone()),
-            tags: who.map(|w| w.node.node.tags.clone()).unwrap_or_default(),
-            tool: tool.map(str::to_string),
-            server: server.map(str::to_string),
-            decision: if decision.allowed { "allow" } else { "deny" },
-            rule: decision.rule.clone(),
-            reason: decision.reason.clone(),
-        });
-    }
-    match (&answer, decision.allowed) {
-        (Some(a), true) => {
-            let mut r = text(StatusCode::OK, "ok");
-            for (name, value) in a.identity_headers() {
-                r.headers_mut().insert(name.clone(), value.clone());
-            }
-            r
-        }
-        _ => text(StatusCode::FORBIDDEN, decision.reason),
-    }
 }

@@ -24,7 +24,7 @@ fn queries(w: &World) -> Vec<(Query, Option<NodeId>)> {
 
 /// The cache's answer agrees byte for byte (body and identity headers)
 /// with one built from scratch.
-fn assert_fresh(c: &AnswerCache, w: &World, q: Query, dst: Option<NodeId>, at: DateTime<Utc>) {
+fn assert_fresh(c: &AnswerCache, w: &Arc<World>, q: Query, dst: Option<NodeId>, at: DateTime<Utc>) {
     let caps = CapCache::default();
     let got = c.get(w, q, dst, at, &caps);
     let want = whois_with(w, q, dst, at, None);
@@ -61,7 +61,7 @@ fn assert_fresh(c: &AnswerCache, w: &World, q: Query, dst: Option<NodeId>, at: D
 
 #[test]
 fn cached_answers_equal_fresh_ones() {
-    let w = world();
+    let w = Arc::new(world());
     let c = AnswerCache::default();
     let qs = queries(&w);
     // First round builds, second round is served from the cache.
@@ -77,7 +77,7 @@ fn cached_answers_equal_fresh_ones() {
 
 #[test]
 fn a_repeated_question_is_answered_from_the_cache() {
-    let w = world();
+    let w = Arc::new(world());
     let (c, caps) = (AnswerCache::default(), CapCache::default());
     let a = c.get(&w, ip("100.64.0.1"), Some(NodeId(4)), now(), &caps);
     let b = c.get(&w, ip("100.64.0.1"), Some(NodeId(4)), now(), &caps);
@@ -97,11 +97,13 @@ fn every_input_change_is_seen() {
     let q = ip("100.64.0.1");
     let dst = Some(NodeId(4));
     let mut w = world();
-    let mut last = c.get(&w, q, dst, now(), &caps).unwrap();
+    let mut last = c.get(&Arc::new(w.clone()), q, dst, now(), &caps).unwrap();
+    // Each step publishes the changed World as a new `Arc`, as the writer does.
     let step = |w: &World, at: DateTime<Utc>, what: &str, last: &Arc<Answer>| {
-        let a = c.get(w, q, dst, at, &caps).unwrap();
+        let w = Arc::new(w.clone());
+        let a = c.get(&w, q, dst, at, &caps).unwrap();
         assert!(!Arc::ptr_eq(&a, last), "{what}: stale answer served");
-        assert_fresh(&c, w, q, dst, at);
+        assert_fresh(&c, &w, q, dst, at);
         a
     };
 
@@ -155,18 +157,33 @@ fn every_input_change_is_seen() {
 fn deleted_nodes_and_users_are_not_found_despite_the_cache() {
     let mut w = world();
     let (c, caps) = (AnswerCache::default(), CapCache::default());
+    let first = Arc::new(w.clone());
     for a in ["100.64.0.1", "100.64.0.2"] {
-        assert!(c.get(&w, ip(a), None, now(), &caps).is_some());
+        assert!(c.get(&first, ip(a), None, now(), &caps).is_some());
     }
     w.remove_node(NodeId(1));
-    assert!(c.get(&w, ip("100.64.0.1"), None, now(), &caps).is_none());
+    let second = Arc::new(w.clone());
+    assert!(
+        c.get(&second, ip("100.64.0.1"), None, now(), &caps)
+            .is_none()
+    );
     w.users.remove(&UserId(2));
-    assert!(c.get(&w, ip("100.64.0.2"), None, now(), &caps).is_none());
+    let third = Arc::new(w.clone());
+    assert!(
+        c.get(&third, ip("100.64.0.2"), None, now(), &caps)
+            .is_none()
+    );
+    // The older World still answers as it was: an answer belongs to the
+    // World it is asked in.
+    assert!(
+        c.get(&first, ip("100.64.0.1"), None, now(), &caps)
+            .is_some()
+    );
 }
 
 #[test]
 fn the_cache_is_bounded_and_stays_correct_when_full() {
-    let w = world();
+    let w = Arc::new(world());
     // One entry per shard: the 40 (address, destination) pairs keep
     // evicting each other.
     let c = AnswerCache::with_capacity(1);
@@ -178,4 +195,44 @@ fn the_cache_is_bounded_and_stays_correct_when_full() {
             assert!(c.len() <= SHARDS, "{} entries", c.len());
         }
     }
+}
+
+/// A newer World whose inputs for an answer are unchanged keeps the
+/// answer (no rebuild), and the clock alone (key expiry) is seen even when
+/// the World asked with is the very one the entry was checked in.
+#[test]
+fn same_inputs_keep_the_answer_and_the_clock_is_seen_within_a_world() {
+    let (c, caps) = (AnswerCache::default(), CapCache::default());
+    let q = ip("100.64.0.1");
+    let mut w = world();
+    let mut n = (**w.node(NodeId(1)).unwrap()).clone();
+    n.expiry = Some(now() + Duration::minutes(5));
+    w.put_node(Arc::new(n));
+    let first = Arc::new(w.clone());
+    let a = c.get(&first, q, None, now(), &caps).unwrap();
+    assert!(!a.whois.node.node.expired);
+
+    // A change elsewhere (another node's presence): same answer object,
+    // checked once against the new World, then served from the entry.
+    w.online.insert(NodeId(2));
+    let second = Arc::new(w.clone());
+    for _ in 0..2 {
+        let b = c.get(&second, q, None, now(), &caps).unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+    }
+
+    // Time passes the key's expiry; no new World.
+    let later = now() + Duration::minutes(6);
+    let e = c.get(&second, q, None, later, &caps).unwrap();
+    assert!(e.whois.node.node.expired, "expiry by the clock not seen");
+    assert_fresh(&c, &second, q, None, later);
+    // And the entry does not flip back while the clock says expired.
+    assert!(
+        c.get(&second, q, None, later, &caps)
+            .unwrap()
+            .whois
+            .node
+            .node
+            .expired
+    );
 }
