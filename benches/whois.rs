@@ -15,10 +15,16 @@
 //! disturbed by wrk's scheduling. `--no-pin` runs both unconfined, the
 //! server with a worker per core.
 //!
+//! First each CPU is probed idle for 5 s (`whois/stalls.rs`): the time the
+//! machine itself takes from a spinning process, in gaps of 0.5 ms or more.
+//! That is the floor under any latency figure below.
+//!
 //! Before measuring, the whois answers of all N nodes are built once (cold
 //! cost per answer reported), then a first wrk pass runs with empty
-//! answer caches (reported as `whois (cold)`). Reported per endpoint and
-//! connection count: requests/s, wrk's latency p50/p99/p99.9/max, and the
+//! answer caches (reported as `whois (cold)`). A cache hit's own cost
+//! (lookup and validation, random order over all nodes) is reported too.
+//! Reported per endpoint and connection count: requests/s, wrk's latency
+//! p50/p99/p99.9/max, and the
 //! count of non-2xx answers (must be 0: every address is a node, every
 //! node may call `search_*`).
 //!
@@ -38,6 +44,8 @@ use anyhow::{Context, bail};
 
 #[path = "whois/load.rs"]
 mod load;
+#[path = "whois/stalls.rs"]
+mod stalls;
 use chrono::Utc;
 use clawscale::config::{Config, PolicyMode};
 use clawscale::state::{RegisterInput, RegisterOutcome, StateHandle};
@@ -342,8 +350,10 @@ fn run_fixed(
 
 fn main() -> anyhow::Result<()> {
     let argv: Vec<String> = std::env::args().collect();
-    if argv.get(1).map(String::as_str) == Some("--load-client") {
-        return load::child_main(&argv[2..]);
+    match argv.get(1).map(String::as_str) {
+        Some("--load-client") => return load::child_main(&argv[2..]),
+        Some("--stall-probe") => return stalls::child_main(&argv[2..]),
+        _ => {}
     }
     let a = parse_args()?;
     let mut rt = tokio::runtime::Builder::new_multi_thread();
@@ -437,6 +447,18 @@ fn main() -> anyhow::Result<()> {
         a.threads,
         a.duration,
     );
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for (cpu, st) in stalls::probe(&(0..cpus).collect::<Vec<_>>(), 5.0)? {
+        println!(
+            "machine stalls, CPU {cpu} idle {:.0}s: {} gaps >= 0.5 ms ({} >= 1 ms), {:.1} ms lost ({:.2}%), longest {:.2} ms",
+            st.seconds,
+            st.count,
+            st.over_1ms,
+            st.lost.as_secs_f64() * 1e3,
+            st.lost_percent(),
+            st.max.as_secs_f64() * 1e3,
+        );
+    }
 
     // What a cache miss costs: every node's answer built and encoded once.
     let world = state.world();
@@ -460,6 +482,35 @@ fn main() -> anyhow::Result<()> {
         "cold answer (build + encode, one thread): {per:.1} us each, {} bytes on average",
         bytes / ips.len().max(1)
     );
+    // What a hit costs: the lookup and validation a request pays before
+    // HTTP, over every node in a random order (so memory, not the CPU's
+    // caches, serves most of it, as under load).
+    let cache = clawscale::whois::cache::AnswerCache::default();
+    for ip in &ips {
+        cache.get(&world, Query::Ip(*ip), gw, Utc::now(), &caps);
+    }
+    let order: Vec<usize> = {
+        use rand::seq::SliceRandom;
+        let mut o: Vec<usize> = (0..ips.len()).collect();
+        o.shuffle(&mut rand::thread_rng());
+        o
+    };
+    let rounds = 100;
+    let t0 = Instant::now();
+    let mut hits = 0usize;
+    for _ in 0..rounds {
+        for &i in &order {
+            let now = Utc::now();
+            hits += usize::from(
+                cache
+                    .get(&world, Query::Ip(ips[i]), gw, now, &caps)
+                    .is_some(),
+            );
+        }
+    }
+    let per = t0.elapsed().as_secs_f64() * 1e9 / (rounds * ips.len()) as f64;
+    anyhow::ensure!(hits == rounds * ips.len(), "cache lost answers");
+    println!("cached answer (lookup + validation, one thread, random order): {per:.0} ns each");
 
     println!(
         "{:<16} {:>5} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8}",
