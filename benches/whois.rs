@@ -54,6 +54,8 @@ use clawscale::whois::answer::Query;
 use rand::RngCore;
 
 struct Args {
+    /// CPUs this bench may use (read before it pins itself).
+    cpus: usize,
     nodes: usize,
     duration: String,
     connections: Vec<usize>,
@@ -84,6 +86,7 @@ where
 
 fn parse_args() -> anyhow::Result<Args> {
     let mut a = Args {
+        cpus: 1,
         nodes: std::env::var("CLAWSCALE_BENCH_NODES")
             .ok()
             .and_then(|v| v.parse().ok())
@@ -115,8 +118,8 @@ fn parse_args() -> anyhow::Result<Args> {
             other => bail!("unknown argument {other:?}"),
         }
     }
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if a.pin && cpus >= 2 {
+    a.cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if a.pin && a.cpus >= 2 {
         a.workers.get_or_insert(1);
         a.server_cpu.get_or_insert(0);
         a.wrk_cpu.get_or_insert(1);
@@ -447,8 +450,7 @@ fn main() -> anyhow::Result<()> {
         a.threads,
         a.duration,
     );
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    for (cpu, st) in stalls::probe(&(0..cpus).collect::<Vec<_>>(), 5.0)? {
+    for (cpu, st) in stalls::probe(&(0..a.cpus).collect::<Vec<_>>(), 5.0)? {
         println!(
             "machine stalls, CPU {cpu} idle {:.0}s: {} gaps >= 0.5 ms ({} >= 1 ms), {:.1} ms lost ({:.2}%), longest {:.2} ms",
             st.seconds,
