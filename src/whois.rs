@@ -36,6 +36,11 @@ use crate::http::metrics::Metrics;
 use crate::state::{StateHandle, World};
 use crate::types::NodeId;
 
+/// How often at most the answer cache drops what the newest World made
+/// stale: often enough that an old policy's filters do not pile up across
+/// reloads, rarely enough that a burst of changes costs one sweep.
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Mode of the whois unix socket: owner and group (a gateway's service
 /// user added to the group) may connect.
 pub const SOCKET_MODE: u32 = 0o660;
@@ -68,7 +73,7 @@ pub struct Service {
     /// Parsed CapGrant rules per destination.
     pub caps: answer::CapCache,
     /// Built answers, reused while their inputs are unchanged.
-    pub answers: cache::AnswerCache,
+    pub answers: Arc<cache::AnswerCache>,
 }
 
 impl Service {
@@ -118,8 +123,15 @@ pub async fn start(
         audit,
         metrics,
         caps: answer::CapCache::default(),
-        answers: cache::AnswerCache::default(),
+        answers: Arc::default(),
     });
+    let clock = svc.state.clone();
+    tokio::spawn(cache::sweep_on_change(
+        svc.answers.clone(),
+        svc.state.reader().subscribe(),
+        move || clock.now(),
+        SWEEP_EVERY,
+    ));
     let mut bound = Bound::default();
     if let Some(path) = &cfg.unix_socket {
         let l = crate::admin::bind_unix(path, SOCKET_MODE)?;

@@ -13,14 +13,20 @@
 //! its answer. A gateway asks about the same few callers again and again,
 //! and building, encoding and formatting an answer costs several times the
 //! lookup, so this is where the time goes otherwise.
+//!
+//! Entries a change made stale are dropped by a sweep some seconds after
+//! it ([`sweep_on_change`]), so deleted nodes and old policies' filters
+//! are not kept alive by answers nobody asks for again.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, OnceLock, RwLock, Weak};
+use std::time::Duration;
 
 use axum::http::{HeaderName, HeaderValue};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use tokio::sync::watch;
 
 use super::answer::{self, CapCache, Query, WhoIs};
 use super::authorize;
@@ -104,6 +110,31 @@ struct Current<'w> {
     filter: Option<&'w Arc<Vec<FilterRule>>>,
     online: bool,
     expired: bool,
+}
+
+impl<'w> Current<'w> {
+    /// The inputs of `node`'s answer towards `dst` in `world` at `now`;
+    /// `None` if its user is gone (no answer then).
+    fn of(
+        world: &'w World,
+        node: &'w Arc<Node>,
+        dst: Option<NodeId>,
+        now: DateTime<Utc>,
+    ) -> Option<Current<'w>> {
+        // Tagged nodes show the synthetic tagged-devices profile.
+        let user = match node.is_tagged() {
+            true => None,
+            false => Some(world.user(node.user_id)?),
+        };
+        Some(Current {
+            node,
+            user,
+            settings: &world.settings,
+            filter: dst.and_then(|d| answer::dst_filter(world, d)),
+            online: world.is_online(node.id),
+            expired: node.is_expired(now),
+        })
+    }
 }
 
 fn same<T>(a: &Option<Arc<T>>, b: Option<&Arc<T>>) -> bool {
@@ -219,19 +250,7 @@ impl AnswerCache {
             }
         }
         let (node, src_ip) = answer::locate(world, query)?;
-        // Tagged nodes show the synthetic tagged-devices profile.
-        let user = match node.is_tagged() {
-            true => None,
-            false => Some(world.user(node.user_id)?),
-        };
-        let current = Current {
-            node,
-            user,
-            settings: &world.settings,
-            filter: dst.and_then(|d| answer::dst_filter(world, d)),
-            online: world.is_online(node.id),
-            expired: node.is_expired(now),
-        };
+        let current = Current::of(world, node, dst, now)?;
         let key = (src_ip, dst);
         let shard = self.shard(&key);
         let valid = shard
@@ -280,6 +299,43 @@ impl AnswerCache {
         Some(built)
     }
 
+    /// Drops every entry `world` would not serve as it stands (its node
+    /// gone or changed, a new policy filter, ...), so an answer and what it
+    /// holds (a deleted node, an old policy's filter) do not stay in memory
+    /// until evicted. Each shard is read to find them and locked for
+    /// writing only to remove them. Returns how many went.
+    pub fn sweep(&self, world: &Arc<World>, now: DateTime<Utc>) -> usize {
+        let valid = |key: &Key, e: &Entry| {
+            e.current_in(world, now)
+                || world
+                    .node_by_ip(&key.0)
+                    .and_then(|n| Current::of(world, n, key.1, now))
+                    .is_some_and(|c| e.inputs.matches(&c))
+        };
+        let mut removed = 0;
+        for shard in &self.shards {
+            let stale: Vec<Key> = shard
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .filter(|(k, e)| !valid(k, e))
+                .map(|(k, _)| *k)
+                .collect();
+            if stale.is_empty() {
+                continue;
+            }
+            let mut m = shard.write().unwrap_or_else(|e| e.into_inner());
+            for k in stale {
+                // Rebuilt meanwhile by a request: keep the new entry.
+                if m.get(&k).is_some_and(|e| !valid(&k, e)) {
+                    m.remove(&k);
+                    removed += 1;
+                }
+            }
+        }
+        removed
+    }
+
     fn shard(&self, key: &Key) -> &RwLock<HashMap<Key, Entry>> {
         &self.shards[shard_of(key)]
     }
@@ -294,6 +350,29 @@ impl AnswerCache {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// Sweeps `cache` against each new World, at most once per `every`, off
+/// the runtime's workers (a sweep visits every entry). Ends when the World
+/// channel closes.
+pub async fn sweep_on_change(
+    cache: Arc<AnswerCache>,
+    mut worlds: watch::Receiver<Arc<World>>,
+    now: impl Fn() -> DateTime<Utc> + Send + Sync + 'static,
+    every: Duration,
+) {
+    let now = Arc::new(now);
+    while worlds.changed().await.is_ok() {
+        // Let a burst of changes settle, and hot entries be rebuilt by the
+        // requests that need them.
+        tokio::time::sleep(every).await;
+        let world = worlds.borrow_and_update().clone();
+        let (cache, now) = (cache.clone(), now.clone());
+        let removed = tokio::task::spawn_blocking(move || cache.sweep(&world, now()))
+            .await
+            .unwrap_or(0);
+        tracing::debug!(removed, "whois answer cache swept");
     }
 }
 

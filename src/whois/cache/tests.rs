@@ -236,3 +236,85 @@ fn same_inputs_keep_the_answer_and_the_clock_is_seen_within_a_world() {
             .expired
     );
 }
+
+/// A sweep drops exactly the entries the new World would not serve, and
+/// with them the old inputs they held (here: the old policy's filter).
+#[test]
+fn a_sweep_drops_what_the_new_world_made_stale() {
+    let (c, caps) = (AnswerCache::default(), CapCache::default());
+    let mut w = world();
+    let first = Arc::new(w.clone());
+    let qs = queries(&first);
+    for &(q, dst) in &qs {
+        c.get(&first, q, dst, now(), &caps);
+    }
+    let full = c.len();
+    assert_eq!(
+        c.sweep(&first, now()),
+        0,
+        "nothing is stale in its own World"
+    );
+    assert_eq!(c.len(), full);
+
+    // Node 1 leaves and the policy changes: every entry about node 1 and
+    // every entry towards a destination whose filter changed goes.
+    let old_filter = crate::whois::answer::dst_filter(&first, NodeId(4))
+        .cloned()
+        .expect("gateway filter");
+    drop(first);
+    w.remove_node(NodeId(1));
+    set_policy(
+        &mut w,
+        r#"{"grants": [{"src": ["*"], "dst": ["*"], "ip": ["*"]}]}"#,
+    );
+    let second = Arc::new(w.clone());
+    let removed = c.sweep(&second, now());
+    assert_eq!(removed + c.len(), full);
+    assert!(removed > 0);
+    // (The CapRules cache keeps one filter per destination until it is
+    // next asked about; it is not the answer cache's to drop.)
+    drop(caps);
+    assert_eq!(
+        Arc::strong_count(&old_filter),
+        1,
+        "the old policy's filter is still held by the cache"
+    );
+    // What is left is still right, and a second sweep finds nothing.
+    for &(q, dst) in &queries(&second) {
+        assert_fresh(&c, &second, q, dst, now());
+    }
+    let after = c.len();
+    assert_eq!(c.sweep(&second, now()), 0);
+    assert_eq!(c.len(), after);
+}
+
+/// The background task sweeps after a new World arrives, and ends with
+/// the channel.
+#[tokio::test]
+async fn new_worlds_are_swept_in_the_background() {
+    let (c, caps) = (Arc::new(AnswerCache::default()), CapCache::default());
+    let mut w = world();
+    let first = Arc::new(w.clone());
+    for a in ["100.64.0.1", "100.64.0.2"] {
+        c.get(&first, ip(a), None, now(), &caps);
+    }
+    let (tx, rx) = watch::channel(first);
+    let task = tokio::spawn(sweep_on_change(
+        c.clone(),
+        rx,
+        now,
+        std::time::Duration::from_millis(10),
+    ));
+    w.remove_node(NodeId(1));
+    tx.send_replace(Arc::new(w));
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while c.len() != 1 {
+        assert!(tokio::time::Instant::now() < deadline, "not swept");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    drop(tx);
+    tokio::time::timeout(std::time::Duration::from_secs(5), task)
+        .await
+        .expect("the task ends with its channel")
+        .unwrap();
+}
