@@ -291,7 +291,7 @@ pub enum PolicyMode {
 /// The whois/authorize API for gateways (`whois` section). Every listener
 /// is off unless configured; the public port serves `/api/v1/whois` and
 /// `/api/v1/authorize` (API key required) regardless.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Whois {
     /// LocalAPI-compatible unix socket, mode 0660; no API key needed.
     pub unix_socket: Option<PathBuf>,
@@ -303,6 +303,28 @@ pub struct Whois {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Append-only JSON-lines audit log of authorize decisions.
     pub audit_log: Option<PathBuf>,
+    /// How long a connection to the unix socket or `listen_addr` may wait
+    /// for a request's headers, after connecting and between requests
+    /// (HTTP/1); then it is closed, so idle or stalled clients cannot hold
+    /// descriptors for ever.
+    pub idle_timeout: std::time::Duration,
+}
+
+impl Whois {
+    pub const DEFAULT_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+}
+
+impl Default for Whois {
+    fn default() -> Self {
+        Whois {
+            unix_socket: None,
+            listen_addr: None,
+            gateway: None,
+            trusted_proxies: Vec::new(),
+            audit_log: None,
+            idle_timeout: Whois::DEFAULT_IDLE_TIMEOUT,
+        }
+    }
 }
 
 /// Environment lookup; tests pass a map instead of touching the process env.

@@ -67,6 +67,8 @@ pub struct Service {
     /// `whois.gateway`: default CapMap destination.
     pub gateway: Option<String>,
     pub trusted_proxies: Vec<IpNet>,
+    /// `whois.idle_timeout`, for the dedicated listeners.
+    pub idle_timeout: std::time::Duration,
     pub keys: keys::KeyCache,
     pub audit: Option<audit::AuditLog>,
     pub metrics: Arc<Metrics>,
@@ -120,6 +122,7 @@ pub async fn start(
         state,
         gateway: cfg.gateway.clone(),
         trusted_proxies: cfg.trusted_proxies.clone(),
+        idle_timeout: cfg.idle_timeout,
         audit,
         metrics,
         caps: answer::CapCache::default(),

@@ -1,8 +1,9 @@
 //! The whois API against a running server with a policy: the LocalAPI path
 //! on the unix socket (no key), `/api/v1/whois` and `/api/v1/authorize` on
 //! the whois TCP listener and the public port (API key required), forged
-//! `X-Forwarded-For` from an untrusted peer, and joins, tag changes,
-//! policy reloads, deletions and key expiry showing within a second.
+//! `X-Forwarded-For` from an untrusted peer, joins, tag changes, policy
+//! reloads, deletions and key expiry showing within a second, and idle
+//! connections being closed.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -462,6 +463,89 @@ async fn whois_is_off_unless_configured_and_keys_are_scoped() -> anyhow::Result<
     assert_eq!(keys[0].scope, Scope::Admin);
     srv.state.delete_api_key(ApiKeyRef::Id(keys[0].id)).await?;
     assert!(srv.state.list_api_keys().await?.is_empty());
+    srv.stop().await;
+    Ok(())
+}
+
+/// Reads from `s` until the peer closes; how long that took, or `None` if
+/// it stayed open for `limit`.
+async fn closed_within<S: AsyncRead + Unpin>(s: &mut S, limit: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout_at((start + limit).into(), s.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => return Some(start.elapsed()),
+            Ok(Ok(_)) => continue,
+            Err(_) => return None,
+        }
+    }
+}
+
+/// `whois.idle_timeout` closes connections that send no request head: one
+/// that sends nothing, one stuck halfway through a head, and a keep-alive
+/// connection after its answer. A connection that keeps asking stays up.
+#[tokio::test]
+async fn idle_whois_connections_are_closed() -> anyhow::Result<()> {
+    let idle = Duration::from_millis(400);
+    let dir = tempfile::tempdir()?;
+    let sock: PathBuf = dir.path().join("whois.sock");
+    let mut cfg = config(dir.path(), &Store::Sqlite);
+    cfg.whois.unix_socket = Some(sock.clone());
+    cfg.whois.listen_addr = Some("127.0.0.1:0".parse()?);
+    cfg.whois.idle_timeout = idle;
+    let srv = TestServer::start_with(cfg).await?;
+    let tcp_addr = srv.whois.tcp.context("whois TCP listener bound")?;
+    let alice = srv.create_user("alice").await?;
+    let alpha = join(&srv, "alpha", alice, &[]).await?;
+    let limit = Duration::from_secs(10);
+
+    let mut silent = UnixStream::connect(&sock).await?;
+    let t = closed_within(&mut silent, limit)
+        .await
+        .context("silent unix connection kept")?;
+    assert!(t >= idle / 2, "closed after {t:?}");
+    let mut silent = tokio::net::TcpStream::connect(tcp_addr).await?;
+    closed_within(&mut silent, limit)
+        .await
+        .context("silent TCP connection kept")?;
+    let mut half = UnixStream::connect(&sock).await?;
+    half.write_all(b"GET /localapi/v0/whois?addr=").await?;
+    closed_within(&mut half, limit)
+        .await
+        .context("half a request head kept")?;
+
+    // Keep-alive: answers as long as requests come, closed once they stop.
+    let mut s = UnixStream::connect(&sock).await?;
+    let req = format!("GET /localapi/v0/whois?addr={alpha} HTTP/1.1\r\nHost: x\r\n\r\n");
+    for _ in 0..4 {
+        s.write_all(req.as_bytes()).await?;
+        let mut got = Vec::new();
+        let mut buf = [0u8; 8192];
+        // One answer: its head, then Content-Length bytes.
+        loop {
+            let n = tokio::time::timeout(limit, s.read(&mut buf)).await??;
+            anyhow::ensure!(n > 0, "closed while requests were coming");
+            got.extend_from_slice(&buf[..n]);
+            let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") else {
+                continue;
+            };
+            let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+            assert!(head.starts_with("http/1.1 200"), "{head}");
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .context("content-length")?
+                .trim()
+                .parse()?;
+            if got.len() >= end + 4 + len {
+                break;
+            }
+        }
+        tokio::time::sleep(idle / 4).await;
+    }
+    closed_within(&mut s, limit)
+        .await
+        .context("idle keep-alive connection kept")?;
     srv.stop().await;
     Ok(())
 }

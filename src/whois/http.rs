@@ -23,7 +23,7 @@ use axum::response::Response;
 use axum::routing::get;
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Service;
@@ -117,6 +117,7 @@ async fn serve_connection<I>(io: I, ctx: Arc<Ctx>, peer: Option<SocketAddr>)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let idle = ctx.svc.idle_timeout;
     let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
         let ctx = ctx.clone();
         async move {
@@ -126,8 +127,14 @@ where
             Ok::<_, Infallible>(reply)
         }
     });
-    // HTTP/1.1 and HTTP/2 (prior knowledge), as the other listeners.
-    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+    // HTTP/1.1 only, as tailscaled's LocalAPI (and every gateway's
+    // forward-auth client) speaks. A connection that sends no complete
+    // request head for `idle`, after connecting or after an answer, is
+    // closed. (Version detection for HTTP/2 would wait for a first byte
+    // before any timer runs, so a silent client would never be closed.)
+    let _ = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(idle)
         .serve_connection(TokioIo::new(io), svc)
         .await;
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::null_default;
+use super::{Scalar, null_default};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -21,4 +21,7 @@ pub(in crate::config) struct RawWhois {
     pub trusted_proxies: Vec<String>,
     /// JSON-lines audit log of authorize decisions; off when unset.
     pub audit_log: Option<PathBuf>,
+    /// How long a connection to a whois listener may go without sending a
+    /// request's headers (default 60s).
+    pub idle_timeout: Option<Scalar>,
 }

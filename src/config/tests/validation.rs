@@ -309,12 +309,14 @@ fn log_and_policy_values() {
 fn whois_section_is_off_by_default_and_strict() {
     let c = load_str("").unwrap();
     assert_eq!(c.whois, Whois::default());
+    assert_eq!(c.whois.idle_timeout, std::time::Duration::from_secs(60));
     let c = load_str(
         "whois:\n  unix_socket: /run/cs/whois.sock\n  listen_addr: 127.0.0.1:9091\n  \
          gateway: mcp-gw\n  trusted_proxies: [10.0.0.0/8, 127.0.0.1]\n  \
-         audit_log: /var/log/cs/authorize.jsonl\n",
+         audit_log: /var/log/cs/authorize.jsonl\n  idle_timeout: 90s\n",
     )
     .unwrap();
+    assert_eq!(c.whois.idle_timeout, std::time::Duration::from_secs(90));
     assert_eq!(
         c.whois.unix_socket,
         Some(PathBuf::from("/run/cs/whois.sock"))
@@ -340,6 +342,8 @@ fn whois_section_is_off_by_default_and_strict() {
         "whois.trusted_proxies",
     );
     assert_invalid("whois: {listen_addr: nowhere}\n", "whois.listen_addr");
+    assert_invalid("whois: {idle_timeout: 0}\n", "whois.idle_timeout");
+    assert_invalid("whois: {idle_timeout: soon}\n", "whois.idle_timeout");
     let err = error_of("whois: {gatway: x}\n");
     assert!(err.contains("whois.gatway"), "{err}");
 }
