@@ -12,7 +12,6 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -21,6 +20,7 @@ use axum::http::header::{ALLOW, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::Response;
 use axum::routing::get;
+use axum::serve::{Listener, ListenerExt};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -78,39 +78,34 @@ async fn public(State(ctx): State<Ctx>, req: Request) -> Response {
 /// answer three fixed paths and nothing else, and each request's cost is
 /// what bounds their throughput (docs/whois.md, *Performance*).
 pub async fn serve_tcp(l: tokio::net::TcpListener, svc: Arc<Service>) {
-    let ctx = Arc::new(Ctx { svc, via: Via::Tcp });
-    loop {
-        match l.accept().await {
-            Ok((stream, peer)) => {
-                // Answers are one small write each: never hold one back.
-                let _ = stream.set_nodelay(true);
-                tokio::spawn(serve_connection(stream, ctx.clone(), Some(peer)));
-            }
-            Err(e) => accept_failed(e).await,
-        }
-    }
+    // Answers are one small write each: never hold one back.
+    let l = l.tap_io(|s| {
+        let _ = s.set_nodelay(true);
+    });
+    serve(l, Ctx { svc, via: Via::Tcp }, Some).await;
 }
 
 /// Serves the whois unix socket until the process ends.
 pub async fn serve_unix(l: tokio::net::UnixListener, svc: Arc<Service>) {
-    let ctx = Arc::new(Ctx {
-        svc,
-        via: Via::Unix,
-    });
-    loop {
-        match l.accept().await {
-            Ok((stream, _)) => {
-                tokio::spawn(serve_connection(stream, ctx.clone(), None));
-            }
-            Err(e) => accept_failed(e).await,
-        }
-    }
+    serve(
+        l,
+        Ctx {
+            svc,
+            via: Via::Unix,
+        },
+        |_| None,
+    )
+    .await;
 }
 
-/// Out of descriptors or memory: retrying at once would spin.
-async fn accept_failed(e: std::io::Error) {
-    tracing::warn!(error = %e, "whois listener: accept failed");
-    tokio::time::sleep(Duration::from_millis(100)).await;
+/// Accepts for ever (axum's listeners retry or back off on accept errors)
+/// and serves each connection on its own task.
+async fn serve<L: Listener>(mut l: L, ctx: Ctx, peer: fn(L::Addr) -> Option<SocketAddr>) {
+    let ctx = Arc::new(ctx);
+    loop {
+        let (io, addr) = l.accept().await;
+        tokio::spawn(serve_connection(io, ctx.clone(), peer(addr)));
+    }
 }
 
 async fn serve_connection<I>(io: I, ctx: Arc<Ctx>, peer: Option<SocketAddr>)
