@@ -1,0 +1,121 @@
+//! The DERP map in force, in one variant per client capability class.
+//!
+//! Clients before capability version 115 (tailscale 1.82) cannot verify a
+//! `CertName: "sha256-raw:<hex>"` pin: they take it for a host name and the
+//! TLS handshake fails, so those clients cannot relay at all. They get the
+//! same map without such pins, so they verify the node's `HostName` against
+//! their trust store (which works once the operator gives the relay a
+//! certificate they trust, see README). Both variants are built once per
+//! map change, never per frame; a map without pins shares one `Arc`.
+
+use std::sync::Arc;
+
+use crate::tailcfg::{CAPVER_DERP_CERT_PIN, CERT_PIN_PREFIX, DerpMap};
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DerpMaps {
+    /// As configured: what current clients get.
+    current: Arc<DerpMap>,
+    /// Without certificate pins, for viewers below capver 115.
+    unpinned: Arc<DerpMap>,
+}
+
+impl DerpMaps {
+    pub fn new(map: DerpMap) -> DerpMaps {
+        let current = Arc::new(map);
+        let unpinned = if has_pins(&current) {
+            let mut m = (*current).clone();
+            for node in m.regions.values_mut().flat_map(|r| r.nodes.iter_mut()) {
+                if node.cert_name.starts_with(CERT_PIN_PREFIX) {
+                    node.cert_name.clear();
+                }
+            }
+            Arc::new(m)
+        } else {
+            current.clone()
+        };
+        DerpMaps { current, unpinned }
+    }
+
+    /// The map as configured.
+    pub fn map(&self) -> &DerpMap {
+        &self.current
+    }
+
+    /// The variant a client of capability version `capver` can use.
+    pub fn for_capver(&self, capver: i32) -> &Arc<DerpMap> {
+        if capver >= CAPVER_DERP_CERT_PIN {
+            &self.current
+        } else {
+            &self.unpinned
+        }
+    }
+
+    /// Whether some node is verifiable only by a pin, so a client below
+    /// capver 115 can reach it only if it trusts the certificate otherwise.
+    pub fn needs_pin_support(&self) -> bool {
+        has_pins(&self.current)
+    }
+}
+
+fn has_pins(map: &DerpMap) -> bool {
+    map.regions
+        .values()
+        .flat_map(|r| &r.nodes)
+        .any(|n| n.cert_name.starts_with(CERT_PIN_PREFIX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tailcfg::{DerpNode, DerpRegion};
+
+    fn map(cert_name: &str) -> DerpMap {
+        let node = DerpNode {
+            name: "999a".into(),
+            region_id: 999,
+            host_name: "derp.example".into(),
+            cert_name: cert_name.into(),
+            ..Default::default()
+        };
+        let mut m = DerpMap::default();
+        m.regions.insert(
+            "999".into(),
+            DerpRegion {
+                region_id: 999,
+                nodes: vec![node],
+                ..Default::default()
+            },
+        );
+        m
+    }
+
+    #[test]
+    fn clients_before_capver_115_get_no_pin() {
+        let maps = DerpMaps::new(map("sha256-raw:abcd"));
+        assert!(maps.needs_pin_support());
+        assert_eq!(
+            maps.for_capver(133).regions["999"].nodes[0].cert_name,
+            "sha256-raw:abcd"
+        );
+        assert_eq!(
+            maps.for_capver(115).regions["999"].nodes[0].cert_name,
+            "sha256-raw:abcd"
+        );
+        let old = maps.for_capver(109);
+        assert_eq!(old.regions["999"].nodes[0].cert_name, "");
+        assert_eq!(old.regions["999"].nodes[0].host_name, "derp.example");
+        assert_eq!(**maps.for_capver(114), **old);
+    }
+
+    #[test]
+    fn a_map_without_pins_is_shared() {
+        let maps = DerpMaps::new(map("derp.example"));
+        assert!(!maps.needs_pin_support());
+        assert!(Arc::ptr_eq(maps.for_capver(109), maps.for_capver(133)));
+        assert_eq!(
+            maps.for_capver(109).regions["999"].nodes[0].cert_name,
+            "derp.example"
+        );
+    }
+}
