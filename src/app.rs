@@ -22,6 +22,7 @@ use crate::state::policy::PolicyStore;
 use crate::state::{self, StateHandle, ipam};
 use crate::types::NodePublic;
 
+mod derp_map;
 mod dns;
 mod extra_records;
 mod policy_file;
@@ -122,13 +123,16 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         None => None,
     };
 
-    let mut world_settings = settings::world_settings(
-        &config,
-        &server_url,
-        derp_parts
-            .as_ref()
-            .map(|(d, tls, self_signed, _)| (d, *self_signed, tls.cert_name(), stun_addr)),
-    )?;
+    let embedded = match &derp_parts {
+        Some((d, tls, self_signed, _)) if d.automatically_add_embedded_derp_region => {
+            let pin = self_signed.then(|| tls.cert_name());
+            Some(settings::embedded_region(&server_url, d, pin, stun_addr)?)
+        }
+        _ => None,
+    };
+    let mut derp_maps = derp_map::Loader::new(derp_map::Sources::new(&config.derp, embedded))?;
+    let derp_map = derp_maps.initial().await.context("building the DERP map")?;
+    let mut world_settings = settings::world_settings(&config, derp_map);
     world_settings.dns.extra_records = extra_records::initial(&config.dns)?;
     let sessions = Sessions::new();
     let opts = state::Options {
@@ -145,6 +149,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         policy_text,
     };
     let state = state::start(db, world_settings, sessions, clock, opts).await?;
+    tokio::spawn(derp_maps.refresh_forever(state.clone()));
 
     let metrics = Metrics::new();
     if let (PolicyStore::File, Some(path)) = (policy_store, &config.policy.path) {
