@@ -123,13 +123,17 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         None => None,
     };
 
+    // Current clients check the relay's certificate by its pin whenever a
+    // pin can verify it, so a private CA or a self-signed certificate needs
+    // no trust set up on them; clients before 1.82 get the map without
+    // pins (mapper) and check the name against their trust store.
     let embedded = match &derp_parts {
-        Some((d, tls, self_signed, _)) if d.automatically_add_embedded_derp_region => {
-            let pin = self_signed.then(|| tls.cert_name());
-            Some(settings::embedded_region(&server_url, d, pin, stun_addr)?)
-        }
+        Some((d, tls, _, _)) if d.automatically_add_embedded_derp_region => Some(
+            settings::embedded_region(&server_url, d, tls.cert_name(), stun_addr)?,
+        ),
         _ => None,
     };
+    let self_signed_relay = matches!(&embedded, Some(_) if config.tls.cert_path.is_none());
     let mut derp_maps = derp_map::Loader::new(derp_map::Sources::new(&config.derp, embedded))?;
     let derp_map = derp_maps.initial().await.context("building the DERP map")?;
     let mut world_settings = settings::world_settings(&config, derp_map);
@@ -161,7 +165,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             .context("watching the DNS extra records file")?;
     }
     let dns = dns::start(&config, &state).await?;
-    let cs = ControlState::new(state.clone(), noise_key, metrics.clone());
+    let mut cs = ControlState::new(state.clone(), noise_key, metrics.clone());
+    cs.self_signed_relay = self_signed_relay;
     let health = Router::new()
         .route("/healthz", get(healthz))
         .with_state(state.clone());

@@ -52,9 +52,7 @@ pub(super) async fn handler(
     let resp = match outcome {
         RegisterOutcome::Authorized { node, user } => {
             cs.metrics.registration("authorized");
-            if req.version < CAPVER_DERP_CERT_PIN
-                && cs.state.world().settings.derp_map.needs_pin_support()
-            {
+            if req.version < CAPVER_DERP_CERT_PIN && cs.self_signed_relay {
                 // It gets the DERP map without pins (mapper), so it checks
                 // the relay's certificate against its own trust store,
                 // which a self-signed certificate does not pass.
