@@ -50,12 +50,6 @@ impl DerpMaps {
             &self.unpinned
         }
     }
-
-    /// Whether some node is verifiable only by a pin, so a client below
-    /// capver 115 can reach it only if it trusts the certificate otherwise.
-    pub fn needs_pin_support(&self) -> bool {
-        has_pins(&self.current)
-    }
 }
 
 fn has_pins(map: &DerpMap) -> bool {
@@ -93,7 +87,6 @@ mod tests {
     #[test]
     fn clients_before_capver_115_get_no_pin() {
         let maps = DerpMaps::new(map("sha256-raw:abcd"));
-        assert!(maps.needs_pin_support());
         assert_eq!(
             maps.for_capver(133).regions["999"].nodes[0].cert_name,
             "sha256-raw:abcd"
@@ -111,7 +104,6 @@ mod tests {
     #[test]
     fn a_map_without_pins_is_shared() {
         let maps = DerpMaps::new(map("derp.example"));
-        assert!(!maps.needs_pin_support());
         assert!(Arc::ptr_eq(maps.for_capver(109), maps.for_capver(133)));
         assert_eq!(
             maps.for_capver(109).regions["999"].nodes[0].cert_name,
