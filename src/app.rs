@@ -133,7 +133,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         ),
         _ => None,
     };
-    let self_signed_relay = matches!(&embedded, Some(_) if config.tls.cert_path.is_none());
+    let self_signed_relay = embedded.is_some() && config.tls.cert_path.is_none();
     let mut derp_maps = derp_map::Loader::new(derp_map::Sources::new(&config.derp, embedded))?;
     let derp_map = derp_maps.initial().await.context("building the DERP map")?;
     let mut world_settings = settings::world_settings(&config, derp_map);
