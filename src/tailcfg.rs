@@ -41,8 +41,9 @@ pub const CAPVER_HOME_DERP: i32 = 111;
 /// before, nil routes nothing, so no traffic reaches the peer.
 pub const CAPVER_NIL_ALLOWED_IPS: i32 = 112;
 /// From 115 (1.82.0) the DERP client verifies `CertName: "sha256-raw:<hex>"`
-/// by hash; before, it takes the text for a host name and the TLS
-/// handshake fails (`derp/derphttp`, `net/tlsdial`).
+/// by hash (before, it takes the text for a host name and the TLS
+/// handshake fails: `derp/derphttp`, `net/tlsdial`), and honours
+/// `DERPRegion.NoMeasureNoHome` (before, only `Avoid`).
 pub const CAPVER_DERP_CERT_PIN: i32 = 115;
 
 fn is_false(b: &bool) -> bool {

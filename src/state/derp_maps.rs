@@ -1,12 +1,17 @@
 //! The DERP map in force, in one variant per client capability class.
 //!
-//! Clients before capability version 115 (tailscale 1.82) cannot verify a
-//! `CertName: "sha256-raw:<hex>"` pin: they take it for a host name and the
-//! TLS handshake fails, so those clients cannot relay at all. They get the
-//! same map without such pins, so they verify the node's `HostName` against
-//! their trust store (which works once the operator gives the relay a
-//! certificate they trust, see README). Both variants are built once per
-//! map change, never per frame; a map without pins shares one `Arc`.
+//! Two things changed at capability version 115 (tailscale 1.82):
+//! - a `CertName: "sha256-raw:<hex>"` pin is verified by hash; older
+//!   clients take it for a host name and the TLS handshake fails, so they
+//!   cannot relay at all. They get the map without such pins and verify the
+//!   node's `HostName` against their trust store (which works once the
+//!   operator gives the relay a certificate they trust, see README);
+//! - `DERPRegion.NoMeasureNoHome` exists; older clients ignore it and may
+//!   make such a region their home, so they get it as `Avoid` ("only used
+//!   if a peer is there"), which they honour.
+//!
+//! Both variants are built once per map change, never per frame; a map
+//! needing no change shares one `Arc`.
 
 use std::sync::Arc;
 
@@ -16,25 +21,28 @@ use crate::tailcfg::{CAPVER_DERP_CERT_PIN, CERT_PIN_PREFIX, DerpMap};
 pub struct DerpMaps {
     /// As configured: what current clients get.
     current: Arc<DerpMap>,
-    /// Without certificate pins, for viewers below capver 115.
-    unpinned: Arc<DerpMap>,
+    /// For viewers below capver 115.
+    legacy: Arc<DerpMap>,
 }
 
 impl DerpMaps {
     pub fn new(map: DerpMap) -> DerpMaps {
         let current = Arc::new(map);
-        let unpinned = if has_pins(&current) {
-            let mut m = (*current).clone();
-            for node in m.regions.values_mut().flat_map(|r| r.nodes.iter_mut()) {
+        let mut legacy = (*current).clone();
+        for region in legacy.regions.values_mut() {
+            region.avoid |= region.no_measure_no_home;
+            for node in &mut region.nodes {
                 if node.cert_name.starts_with(CERT_PIN_PREFIX) {
                     node.cert_name.clear();
                 }
             }
-            Arc::new(m)
-        } else {
+        }
+        let legacy = if legacy == *current {
             current.clone()
+        } else {
+            Arc::new(legacy)
         };
-        DerpMaps { current, unpinned }
+        DerpMaps { current, legacy }
     }
 
     /// The map as configured.
@@ -47,16 +55,9 @@ impl DerpMaps {
         if capver >= CAPVER_DERP_CERT_PIN {
             &self.current
         } else {
-            &self.unpinned
+            &self.legacy
         }
     }
-}
-
-fn has_pins(map: &DerpMap) -> bool {
-    map.regions
-        .values()
-        .flat_map(|r| &r.nodes)
-        .any(|n| n.cert_name.starts_with(CERT_PIN_PREFIX))
 }
 
 #[cfg(test)]
@@ -99,6 +100,17 @@ mod tests {
         assert_eq!(old.regions["999"].nodes[0].cert_name, "");
         assert_eq!(old.regions["999"].nodes[0].host_name, "derp.example");
         assert_eq!(**maps.for_capver(114), **old);
+    }
+
+    #[test]
+    fn clients_before_capver_115_are_told_to_avoid_no_home_regions() {
+        let mut m = map("derp.example");
+        m.regions.get_mut("999").unwrap().no_measure_no_home = true;
+        let maps = DerpMaps::new(m);
+        let old = &maps.for_capver(109).regions["999"];
+        assert!(old.avoid && old.no_measure_no_home);
+        let new = &maps.for_capver(115).regions["999"];
+        assert!(!new.avoid && new.no_measure_no_home);
     }
 
     #[test]
