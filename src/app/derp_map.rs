@@ -170,6 +170,9 @@ impl Loader {
     /// `auto_update_enabled`, and sooner (backing off) while a source has
     /// never loaded. Returns when there is nothing left to do.
     pub async fn refresh_forever(mut self, state: StateHandle) {
+        if !self.sources.configured() {
+            return;
+        }
         let mut retry = FIRST_RETRY;
         loop {
             let never_loaded = self.last_good.iter().any(Option::is_none);
