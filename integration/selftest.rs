@@ -210,8 +210,7 @@ fn an_ipv6_host_is_isolated_until_it_gains_an_ipv6_route_out() {
     topo.host(1)
         .ip(&["-6", "route", "add", "default", "via", &gw]);
     let err = catch_unwind(AssertUnwindSafe(|| topo.host(1).assert_isolated()))
-        .err()
-        .expect("a default IPv6 route must be refused");
+        .expect_err("a default IPv6 route must be refused");
     let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
     assert!(msg.contains("default"), "{msg}");
 }
