@@ -3,7 +3,7 @@
 //! the whois TCP listener and the public port (API key required), forged
 //! `X-Forwarded-For` from an untrusted peer, joins, tag changes, policy
 //! reloads, deletions and key expiry showing within a second, and idle
-//! connections being closed.
+//! connections being closed; `methods`: any method gets the answer.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
