@@ -20,7 +20,9 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod bins;
+pub mod certs;
 pub mod gateway;
+pub mod listener;
 pub mod mcp;
 pub mod netns;
 pub mod postgres;
@@ -32,6 +34,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 pub use bins::ClientVersion;
+pub use certs::TestCa;
+pub use listener::Listener;
 pub use netns::{Netns, Topology};
 pub use process::{CmdOutput, OwnedChild};
 pub use server::{Db, KeyOptions, NodeRecord, Server, ServerConfig};

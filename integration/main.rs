@@ -6,6 +6,7 @@
 //! (isolation, cleanup) without needing a working server; the other modules
 //! are end-to-end scenarios.
 
+mod compat;
 mod dns;
 mod enroll;
 mod gateway;

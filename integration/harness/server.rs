@@ -158,6 +158,8 @@ impl NodeRecord {
 pub struct Server {
     hub: Netns,
     ip: Ipv4Addr,
+    /// The control port (`listen_addr`'s, normally `CONTROL_PORT`).
+    port: u16,
     dir: TempDir,
     config_path: PathBuf,
     log_path: PathBuf,
@@ -193,12 +195,18 @@ impl Server {
             pg.configure(&mut cfg);
         }
         customize(&mut cfg);
+        let port = cfg
+            .get("listen_addr")
+            .and_then(|v| v.as_str())
+            .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+            .map_or(CONTROL_PORT, |a| a.port());
         let config_path = dir.path().join("config.yaml");
         fs::write(&config_path, cfg.to_yaml()).expect("write server config");
         let log_path = dir.path().join("server.log");
         let mut server = Server {
             hub: topo.hub().clone(),
             ip,
+            port,
             dir,
             config_path,
             log_path,
@@ -211,7 +219,11 @@ impl Server {
 
     /// `http://<hub ip>:8080`, the `--login-server` for clients.
     pub fn url(&self) -> String {
-        format!("http://{}:{CONTROL_PORT}", self.ip)
+        format!("http://{}:{}", self.ip, self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     pub fn ip(&self) -> Ipv4Addr {
@@ -255,7 +267,7 @@ impl Server {
             if let Some(status) = self.child.as_mut().and_then(OwnedChild::exited) {
                 return Err(format!("exited early with {status}"));
             }
-            match self.hub.http_get(self.ip, CONTROL_PORT, "/healthz") {
+            match self.hub.http_get(self.ip, self.port, "/healthz") {
                 Ok((200, _)) => Ok(()),
                 Ok((code, body)) => Err(format!("/healthz answered {code}: {body}")),
                 Err(e) => Err(e),
