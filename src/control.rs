@@ -6,7 +6,7 @@
 //! with every tunnelled request as the [`Peer`] extension and is checked
 //! against the node each request names (Headscale #2642 was this hole).
 //!
-//! May depend on: `noise`, `tailcfg`, `state`, `mapper`, `http::error`.
+//! May depend on: `noise`, `tailcfg`, `state`, `mapper`, `limits`, `http::error`.
 
 mod map;
 mod register;
@@ -48,6 +48,9 @@ pub struct ControlState {
     /// Map keep-alive period (plus jitter); well inside the client's 120 s
     /// watchdog.
     pub keepalive: Duration,
+    /// How long a tunnel may wait for its first request, stay open with
+    /// no request in flight, and leave HTTP/2 PINGs unanswered.
+    pub timeouts: crate::limits::Timeouts,
 }
 
 impl ControlState {
@@ -59,6 +62,7 @@ impl ControlState {
             noise_public,
             metrics,
             keepalive: Duration::from_secs(50),
+            timeouts: crate::limits::Timeouts::default(),
         }
     }
 }

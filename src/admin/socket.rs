@@ -10,12 +10,14 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use futures_util::stream;
 use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::{UnixListener, UnixStream};
-use tonic::transport::{Channel, Endpoint, Server, Uri};
+use tokio::time::Instant;
+use tonic::transport::{Channel, Endpoint, Uri};
 
 use super::{AdminService, Error, HeadscaleServiceClient};
+use crate::limits::{self, Activity, Timeouts, Tracked};
 
 /// Binds `path` with file mode `mode`, replacing a stale socket left by a
 /// crashed server but never a live one or a non-socket file.
@@ -47,33 +49,55 @@ pub fn bind_unix(path: &Path, mode: u32) -> Result<UnixListener, Error> {
     Ok(listener)
 }
 
-/// Serves the admin API on an already bound listener until it fails.
-pub async fn serve_listener(listener: UnixListener, svc: AdminService) -> Result<(), Error> {
-    // Accept errors are never passed on: tonic ends the whole server on most
-    // of them, and a transient one (EMFILE under load) must not take the
-    // admin API down for good. Back off briefly and keep accepting instead.
-    let incoming = stream::unfold(listener, |listener| async move {
-        loop {
-            match listener.accept().await {
-                Ok((conn, _addr)) => return Some((Ok::<_, std::io::Error>(conn), listener)),
-                Err(e) => {
-                    tracing::warn!(error = %e, "admin socket: accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
+/// Serves the admin API on an already bound listener, for ever.
+///
+/// Each connection is HTTP/2 (gRPC) served like the public port's (see
+/// `crate::limits`): its first request must come within `read_header`, and
+/// it is closed after `idle` with no call in flight or when PINGs go
+/// unanswered, so a client that connects and hangs cannot hold a
+/// descriptor for ever. Accept errors (EMFILE under load) are logged and
+/// retried after a short pause: the admin API must outlive them.
+pub async fn serve_listener(listener: UnixListener, svc: AdminService, t: Timeouts) {
+    let server = svc.into_server();
+    loop {
+        let conn = match listener.accept().await {
+            Ok((conn, _addr)) => conn,
+            Err(e) => {
+                tracing::warn!(error = %e, "admin socket: accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
             }
-        }
-    });
-    Server::builder()
-        .add_service(svc.into_server())
-        .serve_with_incoming(incoming)
-        .await
-        .map_err(Error::Serve)
+        };
+        let server = server.clone();
+        tokio::spawn(async move {
+            let first_request_by = Instant::now() + t.read_header;
+            let activity = Activity::new();
+            let service = Tracked::new(
+                TowerToHyperService::new(server),
+                activity.clone(),
+                t.read_body,
+            );
+            let conn =
+                limits::idle::http2_builder(&t).serve_connection(TokioIo::new(conn), service);
+            if let Err(e) =
+                limits::serve_connection(conn, &activity, first_request_by, t.idle).await
+            {
+                tracing::debug!(error = %e, "admin connection ended with an error");
+            }
+        });
+    }
 }
 
 /// Binds `path` (see [`bind_unix`]) and serves the admin API on it.
-pub async fn serve_unix(path: &Path, mode: u32, svc: AdminService) -> Result<(), Error> {
+pub async fn serve_unix(
+    path: &Path,
+    mode: u32,
+    svc: AdminService,
+    t: Timeouts,
+) -> Result<(), Error> {
     let listener = bind_unix(path, mode)?;
-    serve_listener(listener, svc).await
+    serve_listener(listener, svc, t).await;
+    Ok(())
 }
 
 /// A gRPC client over the admin socket at `path`.
