@@ -1,7 +1,8 @@
 //! One TCP listener for everything public: plain HTTP (control, `/key`,
 //! `/ts2021`, health, metrics) and TLS on the same port (the embedded DERP
 //! server, which clients always reach over TLS). The first byte decides: a
-//! TLS ClientHello starts with 0x16, which no HTTP method does.
+//! TLS ClientHello starts with 0x16, which no HTTP method does. Requests
+//! that came over TLS carry [`derp::http::OverTls`], which `/derp` requires.
 //!
 //! Nothing here trusts the client: a connection is admitted by the
 //! [`Gate`] (per source and in total) before a byte is read, must finish
@@ -23,6 +24,7 @@ use tokio::time::{Instant, timeout_at};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
+use crate::derp;
 use crate::limits::{self, Activity, Gate, Held, Timeouts, Tracked};
 
 /// TLS record type "handshake".
@@ -112,7 +114,9 @@ where
 {
     let app = app.map_request(move |mut req: limits::idle::IncomingRequest| {
         req.extensions_mut().insert(ConnectInfo(remote));
-        let _ = over_tls;
+        if over_tls {
+            req.extensions_mut().insert(derp::http::OverTls);
+        }
         req
     });
     let activity = Activity::new();
