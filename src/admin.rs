@@ -59,11 +59,21 @@ pub enum Error {
     InUse(PathBuf),
     #[error("{} exists and is not a socket; refusing to replace it", .0.display())]
     NotASocket(PathBuf),
-    #[error("cannot connect to the admin socket {}: {source}", path.display())]
-    Connect {
+    #[error(
+        "cannot connect to the admin socket {}: permission denied (the CLI needs write access to the socket: run it as the server's user or a member of the socket's group; see unix_socket_permission)",
+        path.display()
+    )]
+    PermissionDenied { path: PathBuf },
+    #[error(
+        "cannot connect to the admin socket {}: {source} (is `clawscale serve` running with this config?)",
+        path.display()
+    )]
+    NotRunning {
         path: PathBuf,
-        source: tonic::transport::Error,
+        source: std::io::Error,
     },
+    #[error("cannot connect to the admin socket {}: {detail}", path.display())]
+    Connect { path: PathBuf, detail: String },
 }
 
 /// Binds the admin socket from `config` and serves it on a background task.

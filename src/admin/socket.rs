@@ -102,10 +102,6 @@ pub async fn serve_unix(
 
 /// A gRPC client over the admin socket at `path`.
 pub async fn connect_unix(path: &Path) -> Result<HeadscaleServiceClient<Channel>, Error> {
-    let connect_error = |source| Error::Connect {
-        path: path.to_path_buf(),
-        source,
-    };
     // The URI is only a placeholder for HTTP/2's :authority; the connector
     // below ignores it and dials the socket.
     let endpoint = Endpoint::from_static("http://clawscale.sock")
@@ -118,8 +114,38 @@ pub async fn connect_unix(path: &Path) -> Result<HeadscaleServiceClient<Channel>
             async move { UnixStream::connect(socket).await.map(TokioIo::new) }
         }))
         .await
-        .map_err(connect_error)?;
+        .map_err(|e| connect_error(path, &e))?;
     Ok(HeadscaleServiceClient::new(channel))
+}
+
+/// Says why dialling the socket failed: tonic's own message is only
+/// "transport error", the cause sits in its source chain.
+fn connect_error(path: &Path, e: &(dyn std::error::Error + 'static)) -> Error {
+    let path = path.to_path_buf();
+    let mut cause = Some(e);
+    while let Some(err) = cause {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return match io.kind() {
+                ErrorKind::PermissionDenied => Error::PermissionDenied { path },
+                ErrorKind::NotFound | ErrorKind::ConnectionRefused => Error::NotRunning {
+                    path,
+                    source: std::io::Error::new(io.kind(), io.to_string()),
+                },
+                _ => Error::Connect {
+                    path,
+                    detail: io.to_string(),
+                },
+            };
+        }
+        cause = err.source();
+    }
+    let mut detail = e.to_string();
+    let mut next = e.source();
+    while let Some(err) = next {
+        detail = format!("{detail}: {err}");
+        next = err.source();
+    }
+    Error::Connect { path, detail }
 }
 
 #[cfg(test)]
@@ -167,7 +193,42 @@ mod tests {
         let err = connect_unix(&dir.path().join("nope.sock"))
             .await
             .expect_err("nothing listens");
-        assert!(matches!(err, Error::Connect { .. }));
-        assert!(err.to_string().contains("nope.sock"), "{err}");
+        assert!(matches!(err, Error::NotRunning { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(text.contains("nope.sock"), "{text}");
+        assert!(text.contains("is `clawscale serve` running"), "{text}");
+    }
+
+    /// Regression: a permission error was reported as a bare "transport
+    /// error". (As root the kernel never refuses, so the error is fed in;
+    /// `integration/limits.rs` sees the real one as an unprivileged user.)
+    #[test]
+    fn permission_denied_names_the_cause_and_the_path() {
+        let tonic_like = Wrapped(std::io::Error::from(ErrorKind::PermissionDenied));
+        let err = connect_error(Path::new("/run/cs/admin.sock"), &tonic_like);
+        assert!(matches!(err, Error::PermissionDenied { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(text.contains("/run/cs/admin.sock"), "{text}");
+        assert!(text.contains("permission denied"), "{text}");
+
+        let other = Wrapped(std::io::Error::from(ErrorKind::InvalidInput));
+        let text = connect_error(Path::new("/s"), &other).to_string();
+        assert!(text.contains("invalid input"), "{text}");
+    }
+
+    /// An error whose cause is an I/O error, as tonic's transport error is.
+    #[derive(Debug)]
+    struct Wrapped(std::io::Error);
+
+    impl std::fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("transport error")
+        }
+    }
+
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
     }
 }
