@@ -23,7 +23,9 @@ use fixture::{
 };
 use tokio::task::JoinSet;
 
-use crate::harness::{ClientVersion, Server, Tailscaled, Topology, skip_real_clients};
+use crate::harness::{
+    ClientVersion, Db, KeyOptions, Server, Tailscaled, Topology, skip_real_clients, wait_for,
+};
 
 /// The test process opens some 1,300 sockets itself.
 fn raise_own_limit() {
@@ -449,7 +451,7 @@ fn real_tailscaled_netcheck_still_gets_stun_answers() {
     let key = server.create_preauthkey("alice", &Default::default());
     let node = Tailscaled::start(topo.host(0), "node0", ClientVersion::V1_96_4);
     node.up_ok(&server.url(), &key, "node0");
-    let report = crate::harness::wait_for("a netcheck with STUN", Duration::from_secs(60), || {
+    let report = wait_for("a netcheck with STUN", Duration::from_secs(60), || {
         let out = node.cli(&["netcheck", "--format=json"], Duration::from_secs(30));
         if !out.success() {
             return Err(out.to_string());
@@ -468,4 +470,76 @@ fn real_tailscaled_netcheck_still_gets_stun_answers() {
         global.starts_with(&format!("{}:", topo.host_ip(0))),
         "{report}"
     );
+}
+
+/// Noise handshakes the server has completed (`/metrics`).
+fn handshakes(topo: &Topology, server: &Server) -> u64 {
+    let (code, body) = topo
+        .hub()
+        .http_get(
+            server.ip(),
+            crate::harness::server::CONTROL_PORT,
+            "/metrics",
+        )
+        .expect("GET /metrics");
+    assert_eq!(code, 200);
+    body.lines()
+        .find_map(|l| l.strip_prefix("clawscale_noise_handshakes_total "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no handshake counter in {body}"))
+}
+
+/// With idle and PING timeouts far shorter than a map keep-alive, stock
+/// clients (1.96 and 1.78) keep their one tunnel: the long-poll is a request
+/// in flight, and Go's HTTP/2 answers PINGs. No redial in 15 s, and a
+/// change still reaches them over it.
+#[test]
+fn real_tailscaled_long_poll_survives_short_idle_and_keepalive() {
+    if skip_real_clients() {
+        return;
+    }
+    let topo = Topology::new(2);
+    let server = Server::start_with(&topo, Db::Sqlite, |c| {
+        c.set("connections.read_header_timeout", "3s")
+            .set("connections.idle_timeout", "3s")
+            .set("connections.keepalive_interval", "2s")
+            .set("connections.keepalive_timeout", "2s");
+    });
+    server.create_user("alice");
+    let reusable = KeyOptions {
+        reusable: true,
+        ..KeyOptions::default()
+    };
+    let key = server.create_preauthkey("alice", &reusable);
+    let n0 = Tailscaled::start(topo.host(0), "node0", ClientVersion::V1_96_4);
+    let n1 = Tailscaled::start(topo.host(1), "node1", ClientVersion::V1_78_1);
+    n0.up_ok(&server.url(), &key, "node0");
+    n1.up_ok(&server.url(), &key, "node1");
+    wait_for("node0 to see node1", Duration::from_secs(60), || {
+        let st = n0.status()?;
+        st.peer("node1").map(|_| ()).ok_or_else(|| "not yet".into())
+    });
+
+    let before = handshakes(&topo, &server);
+    std::thread::sleep(Duration::from_secs(15));
+    assert_eq!(
+        handshakes(&topo, &server),
+        before,
+        "a client had to dial a new tunnel"
+    );
+    let id = server
+        .nodes()
+        .iter()
+        .find(|n| n.name() == "node1")
+        .and_then(|n| n.id())
+        .expect("node1 listed");
+    server.cli_ok(&["nodes", "rename", "-i", &id.to_string(), "renamed"]);
+    wait_for("the rename at node0", Duration::from_secs(20), || {
+        let st = n0.status()?;
+        match st.peer("node1") {
+            Some(p) if p.dns_name.starts_with("renamed.") => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    assert_eq!(handshakes(&topo, &server), before, "a client redialled");
 }
