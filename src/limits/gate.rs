@@ -152,7 +152,7 @@ impl Gate {
         if let Some(refused) = report {
             tracing::warn!(
                 refused,
-                "connection limit reached: refused {refused} connection(s) in the last {}s; latest: {refusal}",
+                "connection limit reached: refused {refused} connection(s) since the last such line (at most one every {}s); latest: {refusal}",
                 LOG_EVERY.as_secs()
             );
         }
