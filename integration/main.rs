@@ -3,13 +3,15 @@
 //! own network namespace with no route out. Needs root and iproute2.
 //!
 //! `harness` holds the fixtures; `selftest` proves the harness itself
-//! (isolation, cleanup) without needing a working server; the other modules
-//! are end-to-end scenarios.
+//! (isolation, cleanup) without needing a working server; `limits` is the
+//! fault tier (floods against a server on loopback); the other modules are
+//! end-to-end scenarios.
 
 mod compat;
 mod dns;
 mod enroll;
 mod gateway;
 mod harness;
+mod limits;
 mod policy;
 mod selftest;

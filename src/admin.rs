@@ -10,7 +10,8 @@
 //! May depend on: `state` (all reads and writes go through [`StateHandle`];
 //! reads come from the published World, never the database, except pre-auth
 //! keys, which only the database holds), `types`, `config` (socket path and
-//! mode), `mapper::build` (the tagged-devices user id).
+//! mode), `mapper::build` (the tagged-devices user id), `limits` (connection
+//! timeouts on the socket).
 //!
 //! Mirrors Headscale v0.29.2 `hscontrol/grpcv1.go` in behaviour where the
 //! features overlap, but never returns raw internal errors: clients get a
@@ -33,6 +34,7 @@ pub use service::AdminService;
 pub use socket::{bind_unix, connect_unix, serve_listener, serve_unix};
 
 use crate::config::Config;
+use crate::limits::Timeouts;
 use crate::state::StateHandle;
 
 /// Generated headscale.v1 messages, client and server.
@@ -57,28 +59,30 @@ pub enum Error {
     InUse(PathBuf),
     #[error("{} exists and is not a socket; refusing to replace it", .0.display())]
     NotASocket(PathBuf),
-    #[error("cannot connect to the admin socket {}: {source}", path.display())]
-    Connect {
+    #[error(
+        "cannot connect to the admin socket {}: permission denied (the CLI needs write access to the socket: run it as the server's user or a member of the socket's group; see unix_socket_permission)",
+        path.display()
+    )]
+    PermissionDenied { path: PathBuf },
+    #[error(
+        "cannot connect to the admin socket {}: {source} (is `clawscale serve` running with this config?)",
+        path.display()
+    )]
+    NotRunning {
         path: PathBuf,
-        source: tonic::transport::Error,
+        source: std::io::Error,
     },
-    #[error("admin API server failed: {0}")]
-    Serve(#[source] tonic::transport::Error),
+    #[error("cannot connect to the admin socket {}: {detail}", path.display())]
+    Connect { path: PathBuf, detail: String },
 }
 
 /// Binds the admin socket from `config` and serves it on a background task.
 /// Returns once the socket accepts connections.
-pub async fn start(config: &Config, state: StateHandle) -> Result<(), Error> {
-    if let Some(addr) = config.grpc_listen_addr {
-        tracing::warn!(%addr, "grpc_listen_addr is not supported yet; the admin API is only on the unix socket");
-    }
+/// (`grpc_listen_addr` is not served yet; `config` warns about it.)
+pub async fn start(config: &Config, state: StateHandle, timeouts: Timeouts) -> Result<(), Error> {
     let path = config.unix_socket.clone();
     let listener = bind_unix(&path, config.unix_socket_permission)?;
     tracing::info!(path = %path.display(), "admin API listening");
-    tokio::spawn(async move {
-        if let Err(e) = serve_listener(listener, AdminService::new(state)).await {
-            tracing::error!(path = %path.display(), error = %e, "admin API stopped");
-        }
-    });
+    tokio::spawn(serve_listener(listener, AdminService::new(state), timeouts));
     Ok(())
 }

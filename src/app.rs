@@ -17,6 +17,7 @@ use crate::db::{self, Db};
 use crate::derp;
 use crate::http::listener;
 use crate::http::metrics::{self, Metrics, Snapshot, SnapshotSource};
+use crate::limits;
 use crate::mapper::sessions::Sessions;
 use crate::state::policy::PolicyStore;
 use crate::state::{self, StateHandle, ipam};
@@ -50,9 +51,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     for w in &config.warnings {
         tracing::warn!("config: {w}");
     }
+    raise_open_file_limit();
     let running = start(config).await?;
     tracing::info!(
         addr = %running.addr,
+        stun = ?running.stun_addr,
         server_url = %running.server_url,
         "clawscale is serving"
     );
@@ -165,8 +168,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             .context("watching the DNS extra records file")?;
     }
     let dns = dns::start(&config, &state).await?;
+    let public = settings::connection_limits(&config.connections);
     let mut cs = ControlState::new(state.clone(), noise_key, metrics.clone());
     cs.self_signed_relay = self_signed_relay;
+    cs.timeouts = public.timeouts;
     let health = Router::new()
         .route("/healthz", get(healthz))
         .with_state(state.clone());
@@ -204,13 +209,13 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         let l = TcpListener::bind(m)
             .await
             .with_context(|| format!("binding metrics on {m}"))?;
-        tokio::spawn(async move { axum::serve(l, metrics_router).await });
+        tokio::spawn(listener::serve(l, metrics_router, None, public.clone()));
     }
 
-    tokio::spawn(listener::serve(listener, app, tls_config));
+    tokio::spawn(listener::serve(listener, app, tls_config, public.clone()));
 
     let config = Arc::new(config);
-    crate::admin::start(&config, state.clone())
+    crate::admin::start(&config, state.clone(), public.timeouts)
         .await
         .context("starting the admin API")?;
 
@@ -224,6 +229,28 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         whois,
         dns,
     })
+}
+
+/// Raises the soft open-file limit to the hard limit and logs the result
+/// (see `limits::nofile`); a failure leaves the limit and is only logged.
+fn raise_open_file_limit() {
+    let show = |n: Option<u64>| n.map_or_else(|| "unlimited".to_string(), |n| n.to_string());
+    match limits::nofile::raise() {
+        Ok(n) if n.before != n.soft => tracing::info!(
+            "raised the open-file limit from {} to {} (the hard limit)",
+            show(n.before),
+            show(n.soft)
+        ),
+        Ok(n) => tracing::info!(
+            "open-file limit is {} (already the hard limit)",
+            show(n.soft)
+        ),
+        Err(e) => tracing::warn!(
+            error = %e,
+            "cannot raise the open-file limit; staying at {}",
+            show(limits::nofile::soft_limit())
+        ),
+    }
 }
 
 /// Healthy when the state writer runs and the database answers in time.

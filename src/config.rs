@@ -111,6 +111,8 @@ pub struct Config {
     pub policy: Policy,
     /// The whois/authorize API (clawscale extension).
     pub whois: Whois,
+    /// Connection limits and timeouts (clawscale extension).
+    pub connections: Connections,
     /// One line per accepted-but-ignored or deprecated setting; the server
     /// logs them at startup.
     pub warnings: Vec<String>,
@@ -324,6 +326,42 @@ impl Default for Whois {
             trusted_proxies: Vec::new(),
             audit_log: None,
             idle_timeout: Whois::DEFAULT_IDLE_TIMEOUT,
+        }
+    }
+}
+
+/// `connections`: what one client may hold on `listen_addr` (and in the
+/// Noise tunnels and DERP streams it carries) and on the admin socket.
+/// clawscale's own section; see `crate::limits` for what each bound covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Connections {
+    /// Open connections per IPv4 address or IPv6 /64 on `listen_addr`.
+    pub max_per_ip: u32,
+    /// Open connections on `listen_addr` (and `metrics_listen_addr`) in
+    /// all; `None`: the open-file limit minus a reserve, at start.
+    pub max_total: Option<u32>,
+    /// Connect (and TLS) to a complete request head; HTTP/1 keep-alive.
+    pub read_header_timeout: Duration,
+    /// A request head to the end of its body.
+    pub read_body_timeout: Duration,
+    /// Open with no request in flight (HTTP/2, Noise tunnels, admin).
+    pub idle_timeout: Duration,
+    /// HTTP/2 PING after this long without hearing from the peer.
+    pub keepalive_interval: Duration,
+    /// Close when a PING is not answered within this.
+    pub keepalive_timeout: Duration,
+}
+
+impl Default for Connections {
+    fn default() -> Self {
+        Connections {
+            max_per_ip: 1024,
+            max_total: None,
+            read_header_timeout: Duration::from_secs(10),
+            read_body_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(120),
+            keepalive_interval: Duration::from_secs(60),
+            keepalive_timeout: Duration::from_secs(20),
         }
     }
 }

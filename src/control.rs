@@ -6,7 +6,7 @@
 //! with every tunnelled request as the [`Peer`] extension and is checked
 //! against the node each request names (Headscale #2642 was this hole).
 //!
-//! May depend on: `noise`, `tailcfg`, `state`, `mapper`, `http::error`.
+//! May depend on: `noise`, `tailcfg`, `state`, `mapper`, `limits`, `http::error`.
 
 mod map;
 mod register;
@@ -51,6 +51,9 @@ pub struct ControlState {
     /// The embedded relay is advertised with the self-signed certificate
     /// clawscale generated, which clients before 1.82 cannot verify.
     pub self_signed_relay: bool,
+    /// How long a tunnel may wait for its first request, stay open with
+    /// no request in flight, and leave HTTP/2 PINGs unanswered.
+    pub timeouts: crate::limits::Timeouts,
 }
 
 impl ControlState {
@@ -63,6 +66,7 @@ impl ControlState {
             metrics,
             keepalive: Duration::from_secs(50),
             self_signed_relay: false,
+            timeouts: crate::limits::Timeouts::default(),
         }
     }
 }

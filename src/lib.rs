@@ -14,6 +14,8 @@
 //!   server for the tailnet zone.
 //! - `admin`: the headscale.v1 gRPC API; `cli`: the command line.
 //! - `whois`: identity lookups and forward-auth for gateways.
+//! - `limits`: what one unauthenticated client may hold (connections per
+//!   source, timeouts, the open-file limit).
 //! - `http`: the public listener, errors, metrics; `app`: wiring.
 
 pub mod admin;
@@ -26,6 +28,7 @@ pub mod db;
 pub mod derp;
 pub mod dns;
 pub mod http;
+pub mod limits;
 pub mod mapper;
 pub mod noise;
 pub mod policy;

@@ -25,7 +25,11 @@ pub(crate) async fn fixture() -> Fixture {
     let (dir, state) = crate::state::testing::temp_state(Duration::from_secs(1800)).await;
     let path = dir.path().join("admin.sock");
     let listener = bind_unix(&path, 0o600).expect("bind");
-    tokio::spawn(serve_listener(listener, AdminService::new(state.clone())));
+    tokio::spawn(serve_listener(
+        listener,
+        AdminService::new(state.clone()),
+        crate::limits::Timeouts::default(),
+    ));
     let client = connect_unix(&path).await.expect("connect");
     Fixture {
         dir,

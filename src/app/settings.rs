@@ -6,7 +6,9 @@ use std::net::{IpAddr, SocketAddr};
 use axum::http::Uri;
 use ipnet::{Ipv4Net, Ipv6Net};
 
-use crate::config::{Config, DerpServer};
+use crate::config::{Config, Connections, DerpServer};
+use crate::http::listener;
+use crate::limits::{self, Gate, Timeouts};
 use crate::state::{DerpMaps, Settings};
 use crate::tailcfg::{DerpMap, DerpNode, DerpRegion, DnsConfig, DnsRecord, Resolver};
 
@@ -43,6 +45,30 @@ fn url_port(url: &str) -> u16 {
         Some("http") => 80,
         _ => 443,
     })
+}
+
+/// The `connections` section as the listeners use it. A derived total
+/// comes from the open-file limit in force now (after `run` raised it).
+pub(super) fn connection_limits(c: &Connections) -> listener::Limits {
+    let soft = limits::nofile::soft_limit();
+    let max_total = c
+        .max_total
+        .unwrap_or_else(|| limits::nofile::default_total(soft));
+    tracing::info!(
+        max_per_ip = c.max_per_ip,
+        max_total,
+        "connection limits on the public port"
+    );
+    listener::Limits {
+        gate: Gate::new(c.max_per_ip, max_total),
+        timeouts: Timeouts {
+            read_header: c.read_header_timeout,
+            read_body: c.read_body_timeout,
+            idle: c.idle_timeout,
+            keepalive_interval: c.keepalive_interval,
+            keepalive_timeout: c.keepalive_timeout,
+        },
+    }
 }
 
 /// Names the DERP certificate must cover: everything a client may dial.

@@ -19,9 +19,11 @@ use serde::de::{self, Deserializer, Visitor};
 use super::{Error, keys};
 
 mod compat;
+mod connections;
 mod whois;
 
 use compat::{RawCli, RawGorm, RawOidc, RawToggle, RawTuning};
+pub(super) use connections::RawConnections;
 pub(super) use whois::RawWhois;
 
 /// Parses YAML text. An empty document (or one holding only comments) means
@@ -114,6 +116,9 @@ pub(super) struct RawConfig {
     /// clawscale extension: the whois/authorize API for gateways.
     #[serde(default, deserialize_with = "null_default")]
     pub whois: RawWhois,
+    /// clawscale extension: connection limits and timeouts.
+    #[serde(default, deserialize_with = "null_default")]
+    pub connections: RawConnections,
 }
 
 #[derive(Debug, Default, Deserialize)]

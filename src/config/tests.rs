@@ -2,6 +2,7 @@
 //! file, overrides and warnings. Key checks live in `tests/unknown_keys.rs`,
 //! value checks in `tests/validation.rs`.
 
+mod connections;
 mod dns_server;
 mod unknown_keys;
 mod validation;
@@ -143,6 +144,7 @@ fn null_and_empty_sections_match_absent_ones() {
         "auto_update",
         "tuning",
         "cli",
+        "connections",
     ];
     let nulls: String = sections.iter().map(|s| format!("{s}:\n")).collect();
     let empties: String = sections.iter().map(|s| format!("{s}: {{}}\n")).collect();
@@ -256,6 +258,8 @@ fn headscale_config_with_every_key_loads() {
 fn every_unsupported_setting_is_named_in_a_warning() {
     let c = load_str(HEADSCALE_FULL).unwrap();
     let expected = [
+        "grpc_listen_addr",
+        "grpc_allow_insecure",
         "trusted_proxies",
         "node.expiry",
         "node.routes.ha.probe_interval",

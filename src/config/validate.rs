@@ -6,6 +6,7 @@
 //! keys that are accepted but not acted on become `Config::warnings`
 //! (`unsupported`).
 
+mod connections;
 mod database;
 mod derp;
 mod dns;
@@ -80,6 +81,7 @@ pub(super) fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config, 
     let log = log(&raw.log.level, &raw.log.format)?;
     let policy = policy(&raw.policy.mode, raw.policy.path.as_deref())?;
     let whois = whois::build(&raw.whois)?;
+    let connections = connections::build(&raw.connections)?;
 
     unsupported::collect(&raw, &mut warnings);
 
@@ -102,6 +104,7 @@ pub(super) fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config, 
         log,
         policy,
         whois,
+        connections,
         warnings,
     })
 }

@@ -1,14 +1,24 @@
 //! `/ts2021`: accept the Noise upgrade, then serve the tunnel router over
 //! HTTP/2 (prior knowledge; the client is the HTTP/2 client and multiplexes
 //! every control request on this one connection).
+//!
+//! A tunnel is closed when it stops making progress (see `crate::limits`):
+//! its first request must arrive within `read_header` of the handshake (a
+//! client dials only when it has a request to send), and a tunnel with no
+//! request in flight for `idle` gets a GOAWAY; tailscaled's HTTP/2 transport
+//! then dials a new one for its next request. A map long-poll is a request
+//! in flight for as long as it streams, so it is never cut for idleness;
+//! HTTP/2 PINGs close it when the client stops answering.
 
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
+use tokio::time::Instant;
 
 use super::{ControlState, Peer, tunnel_router};
+use crate::limits::{self, Activity, Tracked};
 use crate::noise;
 use crate::types::MachinePublic;
 
@@ -48,11 +58,18 @@ pub(super) async fn upgrade(State(cs): State<ControlState>, req: Request) -> Res
             version: accepted.version,
         };
         tracing::debug!(machine = ?peer.machine_key, version = peer.version, "noise tunnel up");
+        let t = cs.timeouts;
+        let first_request_by = Instant::now() + t.read_header;
         let router = tunnel_router(cs).layer(axum::Extension(peer));
-        let service = TowerToHyperService::new(router);
-        let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-            .serve_connection(TokioIo::new(accepted.stream), service);
-        if let Err(e) = conn.await {
+        let activity = Activity::new();
+        let service = Tracked::new(
+            TowerToHyperService::new(router),
+            activity.clone(),
+            t.read_body,
+        );
+        let builder = limits::idle::http2_builder(&t);
+        let conn = builder.serve_connection(TokioIo::new(accepted.stream), service);
+        if let Err(e) = limits::serve_connection(conn, &activity, first_request_by, t.idle).await {
             tracing::debug!(error = %e, machine = ?peer.machine_key, "noise tunnel closed");
         }
     });

@@ -6,6 +6,15 @@
 //! to a `/derp` upgrade is `101` with `Upgrade: DERP`, `Connection: Upgrade`,
 //! `Derp-Version: 2` and `Derp-Public-Key: <hex>`; a request without `Upgrade: DERP`
 //! gets `426`. WebSocket DERP (js/wasm clients only) is not offered.
+//!
+//! `/derp` is upgraded only on connections that arrived over TLS (the listener marks
+//! their requests with [`OverTls`]); over plain HTTP it answers `403`. Tailscale
+//! clients always dial DERP over TLS unless a node is `InsecureForTests` (never set
+//! here) or the debug knob `TS_DEBUG_USE_DERP_HTTP` is on, which is for Tailscale's
+//! own tests and not supported. Relaying over plain HTTP would also put the relay on
+//! a path where nothing authenticates the server to the client. A reverse proxy in
+//! front of clawscale must pass TLS through (SNI/TCP passthrough), which the pinned
+//! self-signed certificate needs anyway.
 //! The router must be served with HTTP/1.1 upgrades enabled (`axum::serve` does;
 //! with hyper directly use `serve_connection(..).with_upgrades()`).
 //! Depends on [`crate::derp::server`].
@@ -21,6 +30,10 @@ use hyper_util::rt::TokioIo;
 use super::frame::PROTOCOL_VERSION;
 use super::server::Server;
 
+/// Marks a request that arrived over TLS; set by the listener, required by `/derp`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OverTls;
+
 const CHALLENGE_HEADER: &str = "X-Tailscale-Challenge";
 const RESPONSE_HEADER: &str = "X-Tailscale-Response";
 
@@ -35,6 +48,13 @@ pub fn router(server: Server) -> Router {
 }
 
 async fn derp_upgrade(State(server): State<Server>, mut req: Request) -> Response {
+    if req.extensions().get::<OverTls>().is_none() {
+        return (
+            StatusCode::FORBIDDEN,
+            "DERP is served only over TLS on this port",
+        )
+            .into_response();
+    }
     let wants_derp = req
         .headers()
         .get(header::UPGRADE)
@@ -134,15 +154,38 @@ mod tests {
             .expect("infallible")
     }
 
+    async fn call_tls(headers: &[(&str, &str)]) -> Response {
+        let mut b = axum::http::Request::builder()
+            .method(Method::GET)
+            .uri("/derp");
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        let mut req = b.body(Body::empty()).expect("request");
+        req.extensions_mut().insert(OverTls);
+        app().oneshot(req).await.expect("infallible")
+    }
+
+    /// Regression: `/derp` used to upgrade on plain HTTP too.
+    #[tokio::test]
+    async fn derp_over_plain_http_is_403() {
+        let r = call(Method::GET, "/derp", &[("Upgrade", "DERP")]).await;
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        let body = axum::body::to_bytes(r.into_body(), 1024)
+            .await
+            .expect("body");
+        assert_eq!(&body[..], b"DERP is served only over TLS on this port");
+    }
+
     #[tokio::test]
     async fn derp_without_upgrade_is_426() {
-        let r = call(Method::GET, "/derp", &[]).await;
+        let r = call_tls(&[]).await;
         assert_eq!(r.status(), StatusCode::UPGRADE_REQUIRED);
-        let r = call(Method::GET, "/derp", &[("Upgrade", "websocket")]).await;
+        let r = call_tls(&[("Upgrade", "websocket")]).await;
         assert_eq!(r.status(), StatusCode::UPGRADE_REQUIRED);
         // Asking for DERP on a connection that cannot be upgraded (here: no hyper
         // connection at all) must not claim 101.
-        let r = call(Method::GET, "/derp", &[("Upgrade", "DeRp")]).await;
+        let r = call_tls(&[("Upgrade", "DeRp")]).await;
         assert_eq!(r.status(), StatusCode::UPGRADE_REQUIRED);
     }
 

@@ -3,9 +3,12 @@
 //! Owns the UDP side of netcheck: Tailscale clients send Binding Requests to the
 //! node's `STUNPort` to measure latency and learn their public `ip:port`
 //! (`net/stun/stun.go`, `net/netcheck`, Tailscale 1.96). Requests are parsed strictly
-//! (type, cookie, length, attribute framing, FINGERPRINT if present); anything else
-//! is ignored without reply. The answer is a Binding Success carrying
-//! XOR-MAPPED-ADDRESS, sent from the same socket to the request's source.
+//! (type, cookie, length, attribute framing) and, as Tailscale's own server does
+//! (`stun.ParseBindingRequest`), must carry SOFTWARE `tailnode` and end in a valid
+//! FINGERPRINT, which every Tailscale client sends. Anything else is ignored without
+//! reply: answering any well-formed request would make the port a reflector for
+//! spoofed-source traffic aimed at third parties. The answer is a Binding Success
+//! carrying XOR-MAPPED-ADDRESS, sent from the same socket to the request's source.
 //! Depends on tokio's `UdpSocket` only.
 
 use std::net::{IpAddr, SocketAddr};
@@ -18,7 +21,10 @@ const MAGIC_COOKIE: [u8; 4] = [0x21, 0x12, 0xA4, 0x42];
 const BINDING_REQUEST: [u8; 2] = [0x00, 0x01];
 const BINDING_SUCCESS: [u8; 2] = [0x01, 0x01];
 const ATTR_XOR_MAPPED_ADDRESS: u16 = 0x0020;
+const ATTR_SOFTWARE: u16 = 0x8022;
 const ATTR_FINGERPRINT: u16 = 0x8028;
+/// The SOFTWARE value every Tailscale client sends (`stun.Request`).
+const TAILSCALE_SOFTWARE: &[u8] = b"tailnode";
 /// FINGERPRINT is the CRC-32 of the message before it, XORed with "STUN".
 const FINGERPRINT_XOR: u32 = 0x5354_554E;
 /// Largest datagram we read; valid requests are far smaller (Tailscale's are 40 bytes).
@@ -28,9 +34,9 @@ const MAX_DATAGRAM: usize = 2048;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TxId(pub [u8; 12]);
 
-/// Parses a Binding Request; `None` for anything that is not a well-formed one.
-/// SOFTWARE and FINGERPRINT are optional; a FINGERPRINT present must be the last
-/// attribute and must match.
+/// Parses a Binding Request from a Tailscale client; `None` for anything else: a
+/// malformed message, or one without SOFTWARE `tailnode` or without a matching
+/// FINGERPRINT as its last attribute.
 pub fn parse_request(b: &[u8]) -> Option<TxId> {
     if b.len() < HEADER_LEN || b[0..2] != BINDING_REQUEST || b[4..8] != MAGIC_COOKIE {
         return None;
@@ -43,6 +49,8 @@ pub fn parse_request(b: &[u8]) -> Option<TxId> {
     let mut tx = [0u8; 12];
     tx.copy_from_slice(&b[8..20]);
 
+    let mut tailscale = false;
+    let mut fingerprinted = false;
     let mut at = HEADER_LEN;
     while at < b.len() {
         let head = b.get(at..at + 4)?;
@@ -52,6 +60,9 @@ pub fn parse_request(b: &[u8]) -> Option<TxId> {
         let next = value_at + attr_len.next_multiple_of(4);
         if next > b.len() {
             return None;
+        }
+        if attr_type == ATTR_SOFTWARE && &b[value_at..value_at + attr_len] == TAILSCALE_SOFTWARE {
+            tailscale = true;
         }
         if attr_type == ATTR_FINGERPRINT {
             if attr_len != 4 || next != b.len() {
@@ -66,10 +77,11 @@ pub fn parse_request(b: &[u8]) -> Option<TxId> {
             if got != crc32(&b[..at]) ^ FINGERPRINT_XOR {
                 return None;
             }
+            fingerprinted = true;
         }
         at = next;
     }
-    Some(TxId(tx))
+    (tailscale && fingerprinted).then_some(TxId(tx))
 }
 
 /// Builds a Binding Success response telling the client it was seen as `addr`.

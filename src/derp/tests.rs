@@ -102,7 +102,9 @@ async fn start(server: Server, tls: &tls::Tls) -> SocketAddr {
                 let Ok(stream) = acceptor.accept(tcp).await else {
                     return;
                 };
-                let svc = hyper::service::service_fn(move |req| {
+                // As the public listener does for TLS connections.
+                let svc = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
+                    req.extensions_mut().insert(http::OverTls);
                     tower::ServiceExt::oneshot(router.clone(), req)
                 });
                 let _ = hyper::server::conn::http1::Builder::new()

@@ -473,3 +473,79 @@ async fn malformed_packets_do_not_hurt() {
     s.stop.send(()).unwrap();
     s.handle.join().await.unwrap();
 }
+
+/// A TCP client must keep sending whole queries: a silent connection and one
+/// trickling a query a byte at a time are closed after `tcp_timeout` (the
+/// timer restarts per message, not per byte), one asking every 300 ms stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_connections_without_progress_are_closed() {
+    use hickory_server::proto::op::{Message, MessageType, OpCode, Query};
+    use hickory_server::proto::rr::{Name, RecordType};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::time::{Duration, Instant, timeout};
+
+    let tcp_timeout = Duration::from_millis(600);
+    let s = start(ServerConfig {
+        tcp_timeout,
+        ..loopback_cfg()
+    })
+    .await;
+    let addr = s.handle.tcp_addr();
+    let mut q = Message::new(9, MessageType::Query, OpCode::Query);
+    q.add_query(Query::query(
+        Name::from_ascii("laptop.ts.example.com.").unwrap(),
+        RecordType::A,
+    ));
+    let q = q.to_vec().unwrap();
+    let mut framed = (q.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&q);
+
+    // Reads until the server closes; None if still open after 5 s.
+    async fn closed(s: &mut tokio::net::TcpStream) -> Option<Duration> {
+        let start = Instant::now();
+        let mut buf = [0u8; 512];
+        loop {
+            match timeout(Duration::from_secs(5), s.read(&mut buf)).await {
+                Ok(Ok(0) | Err(_)) => return Some(start.elapsed()),
+                Ok(Ok(_)) => {}
+                Err(_) => return None,
+            }
+        }
+    }
+
+    let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let t = closed(&mut silent).await.expect("silent connection kept");
+    assert!(t >= tcp_timeout / 2, "closed after {t:?}");
+
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let start = Instant::now();
+    for b in &framed {
+        if slow.write_all(&[*b]).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        start.elapsed() < framed.len() as u32 * Duration::from_millis(100),
+        "the trickled query was read to the end"
+    );
+    closed(&mut slow).await.expect("trickling connection kept");
+
+    let mut busy = tokio::net::TcpStream::connect(addr).await.unwrap();
+    for _ in 0..6 {
+        busy.write_all(&framed).await.unwrap();
+        let mut len = [0u8; 2];
+        timeout(Duration::from_secs(5), busy.read_exact(&mut len))
+            .await
+            .expect("answer in time")
+            .expect("answered: the connection is still open");
+        let mut answer = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        busy.read_exact(&mut answer).await.unwrap();
+        assert_eq!(Message::from_vec(&answer).unwrap().metadata.id, 9);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    closed(&mut busy).await.expect("idle after its last query");
+
+    s.stop.send(()).unwrap();
+    s.handle.join().await.unwrap();
+}

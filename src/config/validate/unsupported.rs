@@ -17,6 +17,22 @@ pub(super) fn collect(raw: &RawConfig, warnings: &mut Vec<String>) {
         ));
     };
 
+    if raw
+        .grpc_listen_addr
+        .as_deref()
+        .is_some_and(|a| !a.trim().is_empty())
+    {
+        warn(
+            "grpc_listen_addr",
+            "a TCP listener for the admin API; it is served only on unix_socket",
+        );
+    }
+    if raw.grpc_allow_insecure {
+        warn(
+            "grpc_allow_insecure",
+            "there is no TCP admin listener for it to apply to",
+        );
+    }
     if !raw.trusted_proxies.is_empty() {
         warn("trusted_proxies", "honouring proxy client-IP headers");
     }

@@ -36,21 +36,51 @@ fn parses_tailscale_request_byte_for_byte() {
     );
 }
 
+/// Regression: well-formed requests from other software used to be answered,
+/// which made the port a reflector (Tailscale's server answers only its own).
 #[test]
-fn parses_rfc5769_sample_request() {
+fn only_tailscale_requests_are_answered() {
+    let cases = [
+        (
+            "bare 20-byte request",
+            "0001 0000 2112a442 0102030405060708090a0b0c",
+        ),
+        (
+            "SOFTWARE tailnode without FINGERPRINT",
+            "0001 000c 2112a442 0102030405060708090a0b0c 8022 0008 7461696c6e6f6465",
+        ),
+        // RFC 5769's sample: valid, fingerprinted, but SOFTWARE "STUN test client".
+        ("other SOFTWARE", RFC5769_REQUEST),
+    ];
+    for (what, hex) in cases {
+        assert_eq!(parse_request(&unhex(hex)), None, "{what}");
+    }
+    // FINGERPRINT only.
+    let mut fp_only = unhex("0001 0008 2112a442 0102030405060708090a0b0c 8028 0004 00000000");
+    let fp = crc32(&fp_only[..20]) ^ FINGERPRINT_XOR;
+    fp_only[24..28].copy_from_slice(&fp.to_be_bytes());
+    assert_eq!(parse_request(&fp_only), None, "no SOFTWARE");
+    // The builder below matches the captured bytes; with it, the RFC sample's
+    // transaction parses once the request says it is Tailscale's.
     assert_eq!(
-        parse_request(&unhex(RFC5769_REQUEST)),
+        tailscale_request([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]),
+        unhex(TAILSCALE_REQUEST)
+    );
+    assert_eq!(
+        parse_request(&tailscale_request(RFC5769_TX)),
         Some(TxId(RFC5769_TX))
     );
 }
 
-#[test]
-fn attributes_are_optional() {
-    let bare = unhex("0001 0000 2112a442 0102030405060708090a0b0c");
-    assert!(parse_request(&bare).is_some());
-    let software_only =
-        unhex("0001 000c 2112a442 0102030405060708090a0b0c 8022 0008 7461696c6e6f6465");
-    assert!(parse_request(&software_only).is_some());
+/// A request built the way `stun.Request` builds one, for `tx`.
+fn tailscale_request(tx: [u8; 12]) -> Vec<u8> {
+    let mut b = unhex("0001 0014 2112a442");
+    b.extend_from_slice(&tx);
+    b.extend_from_slice(b"\x80\x22\x00\x08tailnode");
+    let fp = crc32(&b) ^ FINGERPRINT_XOR;
+    b.extend_from_slice(&[0x80, 0x28, 0x00, 0x04]);
+    b.extend_from_slice(&fp.to_be_bytes());
+    b
 }
 
 #[test]
@@ -167,11 +197,14 @@ async fn round_trip(bind: &str) -> Option<()> {
     let client = UdpSocket::bind(bind).await.ok()?;
     let me = client.local_addr().ok()?;
 
-    // Garbage first: it must get no reply, so the first reply is the real one.
+    // Garbage and a bare (non-Tailscale) binding request first: they must get no
+    // reply, so the first reply is the real one.
     client
         .send_to(b"GET / HTTP/1.1\r\n\r\n", server_addr)
         .await
         .ok()?;
+    let bare = unhex("0001 0000 2112a442 aaaaaaaaaaaaaaaaaaaaaaaa");
+    client.send_to(&bare, server_addr).await.ok()?;
     let req = unhex(TAILSCALE_REQUEST);
     client.send_to(&req, server_addr).await.ok()?;
     let mut buf = [0u8; 256];
