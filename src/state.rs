@@ -12,6 +12,7 @@
 
 mod api_keys;
 pub mod change;
+pub mod events;
 pub mod ipam;
 mod nodes;
 pub mod policy;

@@ -18,10 +18,13 @@ use serde::de::{self, Deserializer, Visitor};
 
 use super::{Error, keys};
 
+mod audit;
 mod compat;
 mod whois;
 
-use compat::{RawCli, RawGorm, RawOidc, RawToggle, RawTuning};
+pub(super) use audit::RawAudit;
+pub(super) use compat::RawCli;
+use compat::{RawGorm, RawOidc, RawToggle, RawTuning};
 pub(super) use whois::RawWhois;
 
 /// Parses YAML text. An empty document (or one holding only comments) means
@@ -114,6 +117,9 @@ pub(super) struct RawConfig {
     /// clawscale extension: the whois/authorize API for gateways.
     #[serde(default, deserialize_with = "null_default")]
     pub whois: RawWhois,
+    /// clawscale extension: the admin audit trail.
+    #[serde(default, deserialize_with = "null_default")]
+    pub audit: RawAudit,
 }
 
 #[derive(Debug, Default, Deserialize)]

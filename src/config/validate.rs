@@ -6,6 +6,7 @@
 //! keys that are accepted but not acted on become `Config::warnings`
 //! (`unsupported`).
 
+mod admin;
 mod database;
 mod derp;
 mod dns;
@@ -80,6 +81,9 @@ pub(super) fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config, 
     let log = log(&raw.log.level, &raw.log.format)?;
     let policy = policy(&raw.policy.mode, raw.policy.path.as_deref())?;
     let whois = whois::build(&raw.whois)?;
+    let audit = admin::audit(&raw.audit, &data_dir)?;
+    let cli = admin::cli(&raw.cli)?;
+    admin::grpc_tls(&raw, grpc_listen_addr.is_some(), &tls)?;
 
     unsupported::collect(&raw, &mut warnings);
 
@@ -102,6 +106,8 @@ pub(super) fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config, 
         log,
         policy,
         whois,
+        audit,
+        cli,
         warnings,
     })
 }

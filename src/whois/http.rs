@@ -30,7 +30,7 @@ use super::Service;
 use super::answer::Query as Addr;
 use super::audit::Record;
 use super::authorize::{self, Decision};
-use super::keys::AuthError;
+use crate::admin::keycache::AuthError;
 use crate::http::metrics::WhoisLabels;
 use crate::types::{NodeId, Scope};
 

@@ -132,8 +132,8 @@ pub(super) fn collect(raw: &RawConfig, warnings: &mut Vec<String>) {
     for key in raw.tuning.set_keys() {
         warn(&format!("tuning.{key}"), "Headscale performance tuning");
     }
-    if raw.cli.is_set() {
-        warn("cli", "settings of the headscale CLI client");
+    if raw.cli.insecure == Some(true) {
+        warn("cli.insecure", "skipping TLS verification in the CLI");
     }
 }
 
