@@ -41,6 +41,8 @@ mod preauth_keys;
 mod users;
 
 #[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
 mod tests;
 
 use std::future::Future;

@@ -64,6 +64,8 @@ impl Admin {
         let m = Mutation::new(Resource::ApiKeys, "apikey.create");
         self.mutate(caller, m, async {
             let (key, secret) = self.state().create_api_key(scope, expiration).await?;
+            // Usable at once, not only after the cache's next read.
+            self.keys().invalidate();
             Ok(Done::new((key.clone(), secret))
                 .object(format!("apikey:{}", key.id))
                 .after(snapshot::api_key(&key)))

@@ -221,8 +221,13 @@ impl LogFile {
         if let Some(dir) = settings.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
-        let file = open_append(&settings.path).map_err(io)?;
-        let size = file.metadata().map_err(io)?.len();
+        let mut file = open_append(&settings.path).map_err(io)?;
+        let mut size = file.metadata().map_err(io)?.len();
+        if size > 0 && !ends_with_newline(&settings.path).map_err(io)? {
+            // A crash cut the last line short: start a fresh one.
+            file.write_all(b"\n").map_err(io)?;
+            size += 1;
+        }
         Ok(LogFile {
             settings,
             file,
@@ -316,6 +321,15 @@ impl LogFile {
         }
         Ok(out.into())
     }
+}
+
+fn ends_with_newline(path: &Path) -> std::io::Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path)?;
+    f.seek(SeekFrom::End(-1))?;
+    let mut last = [0u8; 1];
+    f.read_exact(&mut last)?;
+    Ok(last[0] == b'\n')
 }
 
 fn rotated(path: &Path, i: u32) -> PathBuf {

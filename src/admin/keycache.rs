@@ -58,6 +58,8 @@ struct Shared {
     reload: tokio::sync::Mutex<()>,
     /// A background reload is under way.
     refreshing: AtomicBool,
+    /// Database reads so far (for tests and bounds).
+    reads: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -76,6 +78,7 @@ impl Shared {
         {
             return Ok(k);
         }
+        self.reads.fetch_add(1, Ordering::Relaxed);
         let list = self.state.list_api_keys().await.map_err(|e| {
             tracing::warn!(error = %e, "whois: cannot read API keys");
             AuthError::Unavailable
@@ -103,6 +106,7 @@ impl KeyCache {
                 snap: RwLock::new(Snapshot::default()),
                 reload: tokio::sync::Mutex::new(()),
                 refreshing: AtomicBool::new(false),
+                reads: Default::default(),
             }),
         }
     }
@@ -152,6 +156,11 @@ impl KeyCache {
             return Err(AuthError::Expired);
         }
         Ok(key.clone())
+    }
+
+    /// How many times the keys were read from the database.
+    pub fn database_reads(&self) -> u64 {
+        self.shared.reads.load(Ordering::Relaxed)
     }
 
     /// Forgets the snapshot: the next check reads the keys again.

@@ -1,11 +1,11 @@
 //! CLI tests: argument parsing, and whole commands run against a real admin
-//! API on a temporary database (`admin::tests::fixture`).
+//! API on a temporary database (`api::grpc::tests::fixture`: the admin socket, REST and gRPC).
 
 use clap::{CommandFactory, Parser};
 use serde_json::Value;
 
 use super::*;
-use crate::admin::tests::{Fixture, fixture};
+use crate::api::grpc::tests::{Fixture, fixture};
 
 #[test]
 fn clap_definition_is_consistent() {
@@ -136,7 +136,7 @@ async fn users_and_keys_end_to_end() {
     let dup = cli(&fx, &["users", "create", "alice"])
         .await
         .expect_err("duplicate");
-    assert!(matches!(&dup, Error::Rpc(s) if s.code() == tonic::Code::AlreadyExists));
+    assert!(matches!(&dup, Error::Api { status: 409, .. }));
     assert!(dup.to_string().contains("already exists"), "{dup}");
 
     let key = json(
@@ -214,7 +214,7 @@ async fn users_and_keys_end_to_end() {
         .await
         .expect_err("gone");
     assert!(
-        matches!(&gone, Error::Rpc(s) if s.code() == tonic::Code::NotFound),
+        matches!(&gone, Error::Api { status: 404, .. }),
         "{gone}"
     );
 
@@ -282,7 +282,7 @@ async fn nodes_commands_report_server_errors() {
     let err = cli(&fx, &["nodes", "delete", "-i", "9", "--force"])
         .await
         .expect_err("no node");
-    assert!(matches!(&err, Error::Rpc(s) if s.code() == tonic::Code::NotFound));
+    assert!(matches!(&err, Error::Api { status: 404, .. }));
     let err = cli(&fx, &["nodes", "list", "-u", "ghost"])
         .await
         .expect_err("no user");

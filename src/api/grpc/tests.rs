@@ -1,14 +1,15 @@
-//! Service-level tests: a real `StateHandle` on a temporary SQLite database,
-//! served over a real unix socket and driven with the generated client.
+//! Service-level tests: the operations on a temporary SQLite database,
+//! served over a real admin socket (REST and gRPC) and driven with the
+//! generated gRPC client.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use tonic::Code;
 use tonic::transport::Channel;
 
 use super::proto::*;
-use super::{AdminService, HeadscaleServiceClient, bind_unix, connect_unix, serve_listener};
+use super::{HeadscaleServiceClient, connect_unix};
+use crate::admin::Admin;
 use crate::state::{RegisterInput, RegisterOutcome, StateHandle};
 use crate::types::{MachinePublic, NodePublic, PreAuthSecret};
 
@@ -16,20 +17,26 @@ use crate::types::{MachinePublic, NodePublic, PreAuthSecret};
 pub(crate) struct Fixture {
     pub dir: tempfile::TempDir,
     pub state: StateHandle,
+    pub admin: Admin,
     pub client: HeadscaleServiceClient<Channel>,
     pub socket: PathBuf,
 }
 
-/// A running admin API on a fresh database (also used by the CLI tests).
+/// A running admin socket on a fresh database (also used by the CLI tests).
 pub(crate) async fn fixture() -> Fixture {
-    let (dir, state) = crate::state::testing::temp_state(Duration::from_secs(1800)).await;
-    let path = dir.path().join("admin.sock");
-    let listener = bind_unix(&path, 0o600).expect("bind");
-    tokio::spawn(serve_listener(listener, AdminService::new(state.clone())));
+    let fx = crate::admin::testing::fixture().await;
+    let path = fx.dir.path().join("admin.sock");
+    let listener = crate::http::unix::bind(&path, 0o600).expect("bind");
+    tokio::spawn(crate::api::socket::serve(
+        listener,
+        crate::api::v1::router(fx.admin.clone()),
+        super::router(fx.admin.clone()),
+    ));
     let client = connect_unix(&path).await.expect("connect");
     Fixture {
-        dir,
-        state,
+        dir: fx.dir,
+        state: fx.state,
+        admin: fx.admin,
         client,
         socket: path,
     }
@@ -427,7 +434,21 @@ async fn nodes_lifecycle() {
         disable_expiry: true,
         ..Default::default()
     };
-    assert_eq!(code(c.expire_node(disable).await), Code::Unimplemented);
+    let never = c.expire_node(disable).await.expect("disable expiry");
+    assert_eq!(never.into_inner().node.expect("node").expiry, None);
+    let later = chrono::Utc::now() + chrono::Duration::days(7);
+    let future = c
+        .expire_node(ExpireNodeRequest {
+            node_id: laptop,
+            expiry: Some(super::convert::timestamp(later)),
+            ..Default::default()
+        })
+        .await
+        .expect("future expiry")
+        .into_inner()
+        .node
+        .expect("node");
+    assert_eq!(future.expiry.map(|t| t.seconds), Some(later.timestamp()));
     let expired = c
         .expire_node(ExpireNodeRequest {
             node_id: laptop,
@@ -469,7 +490,7 @@ async fn nodes_lifecycle() {
 }
 
 #[tokio::test]
-async fn health_and_unsupported_methods() {
+async fn health_and_pending_registrations() {
     let Fixture {
         dir: _dir,
         mut client,
@@ -479,9 +500,76 @@ async fn health_and_unsupported_methods() {
     assert!(health.into_inner().database_connectivity);
 
     let reg = client.register_node(RegisterNodeRequest::default()).await;
-    assert_eq!(code(reg), Code::Unimplemented);
+    assert_eq!(code(reg), Code::InvalidArgument, "no auth id");
+    let unknown = crate::admin::AuthId::generate().to_string();
+    create_user(&mut client, "alice").await;
+    let reg = client
+        .register_node(RegisterNodeRequest {
+            user: "alice".into(),
+            key: unknown.clone(),
+        })
+        .await;
+    assert_eq!(code(reg), Code::NotFound, "nothing pending");
+    let approve = client
+        .auth_approve(AuthApproveRequest { auth_id: unknown })
+        .await;
+    assert_eq!(code(approve), Code::NotFound);
+
+    // DebugCreateNode makes a pending registration; RegisterNode enrols it.
+    let id = crate::admin::AuthId::generate().to_string();
+    let echo = client
+        .debug_create_node(DebugCreateNodeRequest {
+            user: "alice".into(),
+            key: id.clone(),
+            name: "dbg".into(),
+            routes: vec!["10.9.0.0/24".into()],
+        })
+        .await
+        .expect("debug create")
+        .into_inner()
+        .node
+        .expect("node");
+    assert_eq!((echo.id, echo.name.as_str()), (0, "dbg"));
+    let node = client
+        .register_node(RegisterNodeRequest {
+            user: "alice".into(),
+            key: id.clone(),
+        })
+        .await
+        .expect("register")
+        .into_inner()
+        .node
+        .expect("node");
+    assert!(node.id > 0);
+    assert_eq!(node.given_name, "dbg");
+    assert_eq!(node.register_method, RegisterMethod::Cli as i32);
+    assert_eq!(node.available_routes, ["10.9.0.0/24"]);
+    let again = client
+        .register_node(RegisterNodeRequest {
+            user: "alice".into(),
+            key: id,
+        })
+        .await;
+    assert_eq!(code(again), Code::NotFound, "a registration is used once");
+
     let tags = client.set_tags(SetTagsRequest::default()).await;
-    assert_eq!(code(tags), Code::NotFound, "node 0 does not exist");
+    assert_eq!(code(tags), Code::InvalidArgument, "no tags");
+    let tags = client
+        .set_tags(SetTagsRequest {
+            node_id: 999,
+            tags: vec!["tag:x".into()],
+        })
+        .await;
+    assert_eq!(code(tags), Code::NotFound);
+    let backfill = client
+        .backfill_node_i_ps(BackfillNodeIPsRequest { confirmed: false })
+        .await;
+    assert_eq!(code(backfill), Code::InvalidArgument);
+    let backfill = client
+        .backfill_node_i_ps(BackfillNodeIPsRequest { confirmed: true })
+        .await
+        .expect("backfill");
+    assert!(backfill.into_inner().changes.is_empty(), "every node has both");
 }
 
 #[tokio::test]
