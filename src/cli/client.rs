@@ -50,8 +50,11 @@ impl RemoteUrl {
             (true, r)
         } else if let Some(r) = text.strip_prefix("http://") {
             (false, r)
-        } else {
+        } else if text.contains("://") {
             return Err(bad());
+        } else {
+            // Headscale's `cli.address` form, `host:port`, means HTTPS.
+            (true, text)
         };
         let authority = rest.split('/').next().unwrap_or_default();
         if authority.is_empty() || authority.contains('@') {
@@ -267,7 +270,9 @@ mod tests {
         let u = RemoteUrl::parse("https://[fd7a::1]:8443").unwrap();
         assert_eq!((u.host.as_str(), u.port), ("fd7a::1", 8443));
         assert_eq!(u.authority(), "[fd7a::1]:8443");
-        for bad in ["ctl.example", "ftp://x", "https://", "https://u@x", "http://x:port"] {
+        let u = RemoteUrl::parse("hs.example.net:50443").unwrap();
+        assert_eq!((u.tls, u.host.as_str(), u.port), (true, "hs.example.net", 50443));
+        for bad in ["ftp://x", "https://", "https://u@x", "http://x:port", ""] {
             assert!(RemoteUrl::parse(bad).is_err(), "{bad:?}");
         }
     }

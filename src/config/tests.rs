@@ -48,6 +48,31 @@ fn shipped_example_is_exactly_the_embedded_defaults() {
 }
 
 #[test]
+fn audit_and_cli_keys() {
+    let c = load_str(
+        "audit:\n  path: /var/log/cs/audit.jsonl\n  max_size: 10MB\n  max_files: 2\n\
+         cli:\n  address: http://10.0.0.1:8080\n  api_key: cskey-api-x\n",
+    )
+    .unwrap();
+    assert_eq!(c.audit.path, Some(PathBuf::from("/var/log/cs/audit.jsonl")));
+    assert_eq!((c.audit.max_size, c.audit.max_files), (10_000_000, 2));
+    assert_eq!(c.cli.address.as_deref(), Some("http://10.0.0.1:8080"));
+    let off = load_str("audit:\n  path: \"\"\n").unwrap();
+    assert_eq!(off.audit.path, None, "an empty path turns auditing off");
+    for bad in [
+        "audit:\n  max_size: 1KiB\n",
+        "audit:\n  max_size: lots\n",
+        "audit:\n  colour: blue\n",
+        "cli:\n  address: ftp://x\n",
+        "cli:\n  timeout: 0\n",
+    ] {
+        assert!(load_str(bad).is_err(), "{bad}");
+    }
+    let warned = load_str("cli:\n  insecure: true\n").unwrap();
+    assert!(warned.warnings.iter().any(|w| w.contains("cli.insecure")));
+}
+
+#[test]
 fn embedded_defaults() {
     let c = Config::embedded("/var/lib/clawscale");
     let dir = PathBuf::from("/var/lib/clawscale");
@@ -58,6 +83,11 @@ fn embedded_defaults() {
     assert!(!c.grpc_allow_insecure);
     assert_eq!(c.unix_socket, dir.join("clawscale.sock"));
     assert_eq!(c.unix_socket_permission, 0o770);
+    assert_eq!(c.audit.path, Some(dir.join("audit.jsonl")));
+    assert_eq!(c.audit.max_size, 100 << 20);
+    assert_eq!(c.audit.max_files, 5);
+    assert_eq!(c.cli.address, None);
+    assert_eq!(c.cli.timeout, std::time::Duration::from_secs(5));
     assert_eq!(c.data_dir, dir);
     assert_eq!(c.noise_private_key_path, dir.join("noise_private.key"));
     assert_eq!(c.prefixes.v4, Some("100.64.0.0/10".parse().unwrap()));
@@ -162,6 +192,11 @@ fn headscale_config_with_every_key_loads() {
     assert_eq!(c.metrics_listen_addr, Some(addr("10.0.0.2:9090")));
     assert_eq!(c.grpc_listen_addr, Some(addr("0.0.0.0:50443")));
     assert!(c.grpc_allow_insecure);
+    // Headscale's `host:port` CLI address means HTTPS.
+    assert_eq!(c.cli.address.as_deref(), Some("https://hs.example.net:50443"));
+    assert_eq!(c.cli.api_key.as_deref(), Some("abc"));
+    assert_eq!(c.cli.timeout, std::time::Duration::from_secs(10));
+    assert!(!format!("{:?}", c.cli).contains("abc"), "the CLI key is redacted");
     assert_eq!(c.noise_private_key_path, PathBuf::from("/srv/hs/noise.key"));
     assert_eq!(c.prefixes.v4, Some("100.100.0.0/16".parse().unwrap()));
     assert_eq!(
@@ -283,7 +318,6 @@ fn every_unsupported_setting_is_named_in_a_warning() {
         "tuning.register_cache_max_entries",
         "tuning.node_store_batch_size",
         "tuning.node_store_batch_timeout",
-        "cli",
     ];
     let named: Vec<String> = expected
         .iter()

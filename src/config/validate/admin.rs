@@ -69,12 +69,18 @@ pub(super) fn cli(raw: &RawCli) -> Result<Cli, Error> {
         .map(str::trim)
         .filter(|a| !a.is_empty())
         .map(|a| {
-            url_host(a)
-                .map(|_| a.trim_end_matches('/').to_string())
+            // Headscale's form is `host:port`, meaning HTTPS.
+            let url = if a.contains("://") {
+                a.to_string()
+            } else {
+                format!("https://{a}")
+            };
+            url_host(&url)
+                .map(|_| url.trim_end_matches('/').to_string())
                 .ok_or_else(|| {
                     invalid(
                         "cli.address",
-                        format!("{a:?} is not an http:// or https:// URL with a host"),
+                        format!("{a:?} is not host:port or an http(s):// URL"),
                     )
                 })
         })
@@ -113,6 +119,20 @@ pub(super) fn grpc_tls(raw: &RawConfig, listening: bool, tls: &Tls) -> Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cli_addresses_default_to_https() {
+        let raw = |a: &str| RawCli {
+            address: Some(a.into()),
+            ..RawCli::default()
+        };
+        let c = cli(&raw("hs.example.net:50443")).unwrap();
+        assert_eq!(c.address.as_deref(), Some("https://hs.example.net:50443"));
+        let c = cli(&raw("http://10.0.0.1:8080/")).unwrap();
+        assert_eq!(c.address.as_deref(), Some("http://10.0.0.1:8080"));
+        assert!(cli(&raw("ftp://x")).is_err());
+        assert_eq!(cli(&RawCli::default()).unwrap().timeout, Cli::DEFAULT_TIMEOUT);
+    }
 
     #[test]
     fn sizes() {
