@@ -11,4 +11,5 @@ mod enroll;
 mod gateway;
 mod harness;
 mod policy;
+mod restapi;
 mod selftest;

@@ -8,11 +8,13 @@
 //! (pre-auth key rules and the single-use race), `postgres` (the enrollment
 //! scenarios on PostgreSQL), `policy` (a database-stored policy reaching
 //! open streams), `badinput` (hostile input, then a health check), `whois`
-//! (whois/authorize over HTTP and the unix socket).
+//! (whois/authorize over HTTP and the unix socket), `hsapi` (the admin REST
+//! API driven by hsapi-client from PyPI).
 
 mod badinput;
 mod client;
 mod enroll;
+mod hsapi;
 mod keys;
 mod policy;
 mod postgres;
