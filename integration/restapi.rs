@@ -33,9 +33,12 @@ fn remote(ns: &Netns, url: &str, key: &str, args: &[&str]) -> CmdOutput {
 #[track_caller]
 fn remote_json(ns: &Netns, url: &str, key: &str, args: &[&str]) -> Value {
     let out = remote(ns, url, key, args);
-    assert!(out.success(), "clawscale --remote {}:\n{out}", args.join(" "));
-    serde_json::from_str(out.stdout.trim())
-        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{out}"))
+    assert!(
+        out.success(),
+        "clawscale --remote {}:\n{out}",
+        args.join(" ")
+    );
+    serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}):\n{out}"))
 }
 
 #[test]
@@ -89,8 +92,16 @@ fn remote_cli_creates_a_key_that_enrolls_tailscaled_and_lists_it() {
 
     // admin:read may not change anything; a bad key gets nothing.
     let refused = remote(admin_ns, &url, &read_only, &["users", "create", "mallory"]);
-    assert!(!refused.success() && refused.stderr.contains("admin:read"), "{refused}");
-    let bad = remote(admin_ns, &url, "cskey-api-000000000000-0", &["nodes", "list"]);
+    assert!(
+        !refused.success() && refused.stderr.contains("admin:read"),
+        "{refused}"
+    );
+    let bad = remote(
+        admin_ns,
+        &url,
+        "cskey-api-000000000000-0",
+        &["nodes", "list"],
+    );
     assert!(!bad.success(), "{bad}");
 
     // Who did what: the API key's prefix for the operator's actions, the
@@ -105,7 +116,10 @@ fn remote_cli_creates_a_key_that_enrolls_tailscaled_and_lists_it() {
             .unwrap_or_else(|| panic!("no {action} in {audit}"))
     };
     assert_eq!(find("user.create")["actor"], format!("apikey:{prefix}"));
-    assert_eq!(find("preauthkey.create")["actor"], format!("apikey:{prefix}"));
+    assert_eq!(
+        find("preauthkey.create")["actor"],
+        format!("apikey:{prefix}")
+    );
     let reg = find("node.register");
     assert_eq!(reg["actor"], format!("node:{}", listed["id"]));
     assert_eq!(reg["transport"], "control");
@@ -114,5 +128,8 @@ fn remote_cli_creates_a_key_that_enrolls_tailscaled_and_lists_it() {
         .find(|e| e["action"] == "user.create" && e["result"] == "error")
         .expect("the refused attempt is on record");
     assert!(denied["actor"].as_str().unwrap().starts_with("apikey:"));
-    assert!(!audit.to_string().contains(&pak[30..]), "no secret in the audit");
+    assert!(
+        !audit.to_string().contains(&pak[30..]),
+        "no secret in the audit"
+    );
 }

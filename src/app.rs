@@ -11,8 +11,8 @@ use axum::Router;
 use axum::routing::get;
 use tokio::net::{TcpListener, UdpSocket};
 
-use crate::admin::audit::{self, Audit};
 use crate::admin::Admin;
+use crate::admin::audit::{self, Audit};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{self, Config};
 use crate::control::{self, ControlState};

@@ -67,12 +67,7 @@ pub struct Cli {
     pub data_dir: Option<PathBuf>,
     /// Manage the server at this URL (`https://ctl.example`) over its REST
     /// API instead of the local admin socket; needs an API key.
-    #[arg(
-        long,
-        global = true,
-        env = "CLAWSCALE_CLI_ADDRESS",
-        value_name = "URL"
-    )]
+    #[arg(long, global = true, env = "CLAWSCALE_CLI_ADDRESS", value_name = "URL")]
     pub remote: Option<String>,
     /// API key for `--remote` (scope `admin`, or `admin:read` to read).
     #[arg(
@@ -237,10 +232,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
         ..Overrides::default()
     };
     let config = config::load(config_path.as_deref(), &overrides)?;
-    let client = Client::new(
-        target(&config, remote, api_key)?,
-        config.cli.timeout,
-    );
+    let client = Client::new(target(&config, remote, api_key)?, config.cli.timeout);
     let mut ctx = Ctx {
         client,
         out,

@@ -24,7 +24,10 @@ fn target_dir() -> PathBuf {
 
 fn python_at_least_3_12(python: &Path) -> bool {
     Command::new(python)
-        .args(["-c", "import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)"])
+        .args([
+            "-c",
+            "import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)",
+        ])
         .status()
         .is_ok_and(|s| s.success())
 }
@@ -61,7 +64,10 @@ fn hsapi_python() -> anyhow::Result<PathBuf> {
         return Ok(python);
     }
     let base = base_python()?;
-    let status = Command::new(&base).args(["-m", "venv"]).arg(&venv).status()?;
+    let status = Command::new(&base)
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status()?;
     if !status.success() {
         bail!("{} -m venv {} failed", base.display(), venv.display());
     }
@@ -121,7 +127,10 @@ async fn hsapi_client_manages_users_keys_nodes_and_policy() -> anyhow::Result<()
         .lines()
         .filter(|l| l.contains(&format!("\"actor\":\"apikey:{prefix}\"")))
         .count();
-    assert!(by_key >= 12, "{by_key} audit lines by the script's key:\n{audit}");
+    assert!(
+        by_key >= 12,
+        "{by_key} audit lines by the script's key:\n{audit}"
+    );
     srv.stop().await;
     Ok(())
 }

@@ -126,7 +126,13 @@ mod tests {
             Ok(ApiKeyRef::Prefix("0123456789ab".into()))
         );
         assert!(matches!(key_ref(None, " "), Err(Error::InvalidArgument(_))));
-        assert!(matches!(key_ref(Some(1), "ab"), Err(Error::InvalidArgument(_))));
-        assert!(matches!(key_ref(Some(u64::MAX), ""), Err(Error::NotFound(_))));
+        assert!(matches!(
+            key_ref(Some(1), "ab"),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            key_ref(Some(u64::MAX), ""),
+            Err(Error::NotFound(_))
+        ));
     }
 }

@@ -219,7 +219,10 @@ mod tests {
 
     #[test]
     fn actors_render_for_the_audit_log() {
-        assert_eq!(Actor::ApiKey("0123456789ab".into()).to_string(), "apikey:0123456789ab");
+        assert_eq!(
+            Actor::ApiKey("0123456789ab".into()).to_string(),
+            "apikey:0123456789ab"
+        );
         assert_eq!(Actor::LocalUser(Some(0)).to_string(), "uid:0");
         assert_eq!(Actor::PolicyFile.to_string(), "policy-file");
         assert_eq!(Actor::Node(NodeId(7)).to_string(), "node:7");
@@ -229,7 +232,10 @@ mod tests {
 
     #[test]
     fn request_ids_are_checked() {
-        assert_eq!(accept_request_id("abc-123_x.y:z").as_deref(), Some("abc-123_x.y:z"));
+        assert_eq!(
+            accept_request_id("abc-123_x.y:z").as_deref(),
+            Some("abc-123_x.y:z")
+        );
         assert_eq!(accept_request_id(""), None);
         assert_eq!(accept_request_id("has space"), None);
         assert_eq!(accept_request_id("line\nbreak"), None);

@@ -72,7 +72,11 @@ impl Admin {
     }
 
     /// Nodes in id order, of one user if `user` is given.
-    pub async fn list_nodes(&self, caller: &Caller, user: Option<&UserRef>) -> Result<Vec<NodeInfo>> {
+    pub async fn list_nodes(
+        &self,
+        caller: &Caller,
+        user: Option<&UserRef>,
+    ) -> Result<Vec<NodeInfo>> {
         self.read(caller, Resource::Nodes)?;
         let keys = self.key_index().await?;
         let world = self.state().world();
@@ -116,14 +120,23 @@ impl Admin {
     }
 
     /// Expires a node's key now, at a given time, or never.
-    pub async fn expire_node(&self, caller: &Caller, id: NodeId, when: NodeExpiry) -> Result<NodeInfo> {
+    pub async fn expire_node(
+        &self,
+        caller: &Caller,
+        id: NodeId,
+        when: NodeExpiry,
+    ) -> Result<NodeInfo> {
         let m = Mutation::new(Resource::Nodes, "node.expire")
             .on(object(id))
             .before(self.node_snapshot(id));
         self.mutate(caller, m, async {
             match when {
                 NodeExpiry::Now => self.state().expire_node(id).await?,
-                NodeExpiry::At(t) => self.state().set_node_expiry(id, Some(t)).await.map(|_| ())?,
+                NodeExpiry::At(t) => self
+                    .state()
+                    .set_node_expiry(id, Some(t))
+                    .await
+                    .map(|_| ())?,
                 NodeExpiry::Never => self.state().set_node_expiry(id, None).await.map(|_| ())?,
             }
             self.node_done(id).await
@@ -151,7 +164,12 @@ impl Admin {
 
     /// Replaces a node's tags. A node cannot be given an empty set: tagged
     /// nodes are owned by their tags (Headscale ≥ 0.28 refuses it too).
-    pub async fn set_tags(&self, caller: &Caller, id: NodeId, tags: Vec<String>) -> Result<NodeInfo> {
+    pub async fn set_tags(
+        &self,
+        caller: &Caller,
+        id: NodeId,
+        tags: Vec<String>,
+    ) -> Result<NodeInfo> {
         let m = Mutation::new(Resource::Nodes, "node.set_tags")
             .on(object(id))
             .before(self.node_snapshot(id));

@@ -40,7 +40,9 @@ impl Admin {
     /// Replaces the policy (database mode only); refused unless it parses,
     /// validates and passes its own tests.
     pub async fn set_policy(&self, caller: &Caller, text: String) -> Result<PolicyInfo> {
-        let before = self.policy_info().map(|p| snapshot::policy(Some(&p.revision)));
+        let before = self
+            .policy_info()
+            .map(|p| snapshot::policy(Some(&p.revision)));
         let m = Mutation::new(Resource::Policy, "policy.set")
             .on("policy".into())
             .before(before);
@@ -72,7 +74,9 @@ impl Admin {
     /// `policy-file`.
     pub async fn reload_policy_file(&self, text: String) -> Result<PolicyInfo> {
         let caller = Caller::internal(Actor::PolicyFile);
-        let before = self.policy_info().map(|p| snapshot::policy(Some(&p.revision)));
+        let before = self
+            .policy_info()
+            .map(|p| snapshot::policy(Some(&p.revision)));
         let m = Mutation::new(Resource::Policy, "policy.reload")
             .on("policy".into())
             .before(before);

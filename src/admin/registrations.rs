@@ -89,7 +89,6 @@ pub struct Registrations {
 }
 
 impl Registrations {
-
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<AuthId, Pending>> {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -121,9 +120,7 @@ impl Registrations {
     }
 
     pub fn contains(&self, id: &AuthId) -> bool {
-        self.lock()
-            .get(id)
-            .is_some_and(|p| p.since.elapsed() < TTL)
+        self.lock().get(id).is_some_and(|p| p.since.elapsed() < TTL)
     }
 
     fn take(&self, id: &AuthId) -> Result<Pending> {
@@ -156,7 +153,12 @@ fn object(id: &AuthId) -> String {
 impl Admin {
     /// Registers the machine waiting under `id` as a node of the user named
     /// `user` and releases the waiting client.
-    pub async fn register_pending(&self, caller: &Caller, id: &AuthId, user: &str) -> Result<NodeInfo> {
+    pub async fn register_pending(
+        &self,
+        caller: &Caller,
+        id: &AuthId,
+        user: &str,
+    ) -> Result<NodeInfo> {
         let m = Mutation::new(Resource::Registrations, "node.register").on(object(id));
         self.mutate(caller, m, async {
             let owner = self

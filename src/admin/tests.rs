@@ -83,9 +83,21 @@ async fn each_mutation_writes_exactly_one_line_with_its_actor() {
         [
             ("apikey:0123456789ab", "user.create", Some(user.as_str())),
             ("uid:0", "user.rename", Some(user.as_str())),
-            ("apikey:0123456789ab", "preauthkey.create", Some(pak.as_str())),
-            ("apikey:0123456789ab", "preauthkey.expire", Some(pak.as_str())),
-            ("apikey:0123456789ab", "preauthkey.delete", Some(pak.as_str())),
+            (
+                "apikey:0123456789ab",
+                "preauthkey.create",
+                Some(pak.as_str())
+            ),
+            (
+                "apikey:0123456789ab",
+                "preauthkey.expire",
+                Some(pak.as_str())
+            ),
+            (
+                "apikey:0123456789ab",
+                "preauthkey.delete",
+                Some(pak.as_str())
+            ),
             ("apikey:0123456789ab", "apikey.create", Some(ak.as_str())),
             ("uid:0", "apikey.expire", Some(ak.as_str())),
             ("uid:0", "apikey.delete", Some(ak.as_str())),
@@ -100,7 +112,10 @@ async fn each_mutation_writes_exactly_one_line_with_its_actor() {
     assert!(lines[3].before.as_ref().unwrap()["expiration"].is_null());
     assert!(lines[3].after.as_ref().unwrap()["expiration"].is_string());
     // A policy change names the new revision.
-    assert_eq!(lines[8].policy_revision.as_deref(), Some(installed.revision.as_str()));
+    assert_eq!(
+        lines[8].policy_revision.as_deref(),
+        Some(installed.revision.as_str())
+    );
     assert_eq!(installed.revision, crate::state::policy::revision(policy));
     // Never a secret.
     let text = std::fs::read_to_string(&fx.audit_path).unwrap();
@@ -155,7 +170,10 @@ async fn refused_and_failed_mutations_are_audited_with_the_error() {
 async fn control_protocol_events_are_audited_as_the_node_or_the_system() {
     let fx = fixture().await;
     let admin = &fx.admin;
-    let alice = admin.create_user(&local(), new_user("alice")).await.unwrap();
+    let alice = admin
+        .create_user(&local(), new_user("alice"))
+        .await
+        .unwrap();
     let (_, key) = admin
         .create_preauth_key(
             &local(),
@@ -167,20 +185,29 @@ async fn control_protocol_events_are_audited_as_the_node_or_the_system() {
         )
         .await
         .unwrap();
-    let RegisterOutcome::Authorized { node, .. } =
-        fx.state.register(register_input(1, &key, None)).await.unwrap()
+    let RegisterOutcome::Authorized { node, .. } = fx
+        .state
+        .register(register_input(1, &key, None))
+        .await
+        .unwrap()
     else {
         panic!("registration refused");
     };
     // The same machine again without change: no event.
-    fx.state.register(register_input(1, &key, None)).await.unwrap();
+    fx.state
+        .register(register_input(1, &key, None))
+        .await
+        .unwrap();
     // Logout (expiry in the past), then a login with the key again.
     let past = Utc::now() - chrono::Duration::seconds(5);
     fx.state
         .register(register_input(1, &key, Some(past)))
         .await
         .unwrap();
-    fx.state.register(register_input(1, &key, None)).await.unwrap();
+    fx.state
+        .register(register_input(1, &key, None))
+        .await
+        .unwrap();
     let lines = fx.wait_audit(5).await;
     let events: Vec<(&str, &str)> = lines[2..]
         .iter()
@@ -216,7 +243,10 @@ async fn policy_file_reloads_are_audited_as_the_policy_file() {
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0].actor, "policy-file");
     assert_eq!(lines[0].action, "policy.reload");
-    assert_eq!(lines[0].policy_revision.as_deref(), Some(info.revision.as_str()));
+    assert_eq!(
+        lines[0].policy_revision.as_deref(),
+        Some(info.revision.as_str())
+    );
     assert_eq!(lines[1].result, "error");
     assert!(lines[1].policy_revision.is_none());
 }

@@ -86,6 +86,10 @@ async fn bearer_caller(
     let header = header
         .ok_or(AuthError::Missing)?
         .map_err(|_| AuthError::Invalid)?;
-    let key = authn.admin.keys().authenticate(bearer_token(&header)?).await?;
+    let key = authn
+        .admin
+        .keys()
+        .authenticate(bearer_token(&header)?)
+        .await?;
     Ok(Caller::api_key(&key.prefix, key.scope, authn.transport))
 }

@@ -117,11 +117,12 @@ pub async fn serve_tcp(
             let svc = TowerToHyperService::new(app);
             let builder = auto::Builder::new(TokioExecutor::new());
             let r = match acceptor {
-                Some(a) => match tokio::time::timeout(Duration::from_secs(10), a.accept(stream)).await
-                {
-                    Ok(Ok(tls)) => builder.serve_connection(TokioIo::new(tls), svc).await,
-                    _ => return,
-                },
+                Some(a) => {
+                    match tokio::time::timeout(Duration::from_secs(10), a.accept(stream)).await {
+                        Ok(Ok(tls)) => builder.serve_connection(TokioIo::new(tls), svc).await,
+                        _ => return,
+                    }
+                }
                 None => builder.serve_connection(TokioIo::new(stream), svc).await,
             };
             if let Err(e) = r {

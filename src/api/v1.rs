@@ -88,9 +88,17 @@ fn operations() -> OpenApiRouter<Admin> {
         .routes(routes!(nodes::register))
         .routes(routes!(nodes::backfill_ips))
         .routes(routes!(nodes::debug_create))
-        .routes(routes!(keys::list_preauth, keys::create_preauth, keys::delete_preauth))
+        .routes(routes!(
+            keys::list_preauth,
+            keys::create_preauth,
+            keys::delete_preauth
+        ))
         .routes(routes!(keys::expire_preauth))
-        .routes(routes!(keys::list_api, keys::create_api, keys::delete_api_by_id))
+        .routes(routes!(
+            keys::list_api,
+            keys::create_api,
+            keys::delete_api_by_id
+        ))
         .routes(routes!(keys::expire_api))
         .routes(routes!(keys::delete_api))
         .routes(routes!(policy::get, policy::set))

@@ -11,9 +11,9 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use super::watched_file::WatchedFile;
+use crate::admin::Admin;
 use crate::config;
 use crate::http::metrics::Metrics;
-use crate::admin::Admin;
 use crate::state::StateHandle;
 use crate::state::policy::PolicyStore;
 

@@ -6,10 +6,10 @@
 use clap::Subcommand;
 use serde::Serialize;
 
+use super::client::enc;
 use super::output::{cell_time, table};
 use super::preauthkeys::{Lifetime, parse_lifetime};
 use super::{Ctx, Error, Result};
-use super::client::enc;
 use crate::api::v1::model::{
     ApiKey, CreateApiKeyRequest, CreateApiKeyResponse, Empty, ExpireApiKeyRequest,
     ListApiKeysResponse,

@@ -146,9 +146,8 @@ impl Client {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<(StatusCode, Bytes)> {
-        let connect_err = |e: std::io::Error| {
-            Error::Connect(format!("cannot reach {}: {e}", self.describe()))
-        };
+        let connect_err =
+            |e: std::io::Error| Error::Connect(format!("cannot reach {}: {e}", self.describe()));
         let io = self.connect().await.map_err(connect_err)?;
         let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
             .await
@@ -209,7 +208,13 @@ impl Client {
         if !status.is_success() {
             let message = serde_json::from_slice::<Problem>(&bytes)
                 .ok()
-                .map(|p| if p.detail.is_empty() { p.title } else { p.detail })
+                .map(|p| {
+                    if p.detail.is_empty() {
+                        p.title
+                    } else {
+                        p.detail
+                    }
+                })
                 .unwrap_or_else(|| String::from_utf8_lossy(&bytes).trim().to_string());
             return Err(Error::Api {
                 status: status.as_u16(),
@@ -271,7 +276,10 @@ mod tests {
         assert_eq!((u.host.as_str(), u.port), ("fd7a::1", 8443));
         assert_eq!(u.authority(), "[fd7a::1]:8443");
         let u = RemoteUrl::parse("hs.example.net:50443").unwrap();
-        assert_eq!((u.tls, u.host.as_str(), u.port), (true, "hs.example.net", 50443));
+        assert_eq!(
+            (u.tls, u.host.as_str(), u.port),
+            (true, "hs.example.net", 50443)
+        );
         for bad in ["ftp://x", "https://", "https://u@x", "http://x:port", ""] {
             assert!(RemoteUrl::parse(bad).is_err(), "{bad:?}");
         }

@@ -213,10 +213,7 @@ async fn users_and_keys_end_to_end() {
     let gone = cli(&fx, &["preauthkeys", "delete", "--id", &id])
         .await
         .expect_err("gone");
-    assert!(
-        matches!(&gone, Error::Api { status: 404, .. }),
-        "{gone}"
-    );
+    assert!(matches!(&gone, Error::Api { status: 404, .. }), "{gone}");
 
     let renamed = json(
         &cli(

@@ -193,10 +193,16 @@ fn headscale_config_with_every_key_loads() {
     assert_eq!(c.grpc_listen_addr, Some(addr("0.0.0.0:50443")));
     assert!(c.grpc_allow_insecure);
     // Headscale's `host:port` CLI address means HTTPS.
-    assert_eq!(c.cli.address.as_deref(), Some("https://hs.example.net:50443"));
+    assert_eq!(
+        c.cli.address.as_deref(),
+        Some("https://hs.example.net:50443")
+    );
     assert_eq!(c.cli.api_key.as_deref(), Some("abc"));
     assert_eq!(c.cli.timeout, std::time::Duration::from_secs(10));
-    assert!(!format!("{:?}", c.cli).contains("abc"), "the CLI key is redacted");
+    assert!(
+        !format!("{:?}", c.cli).contains("abc"),
+        "the CLI key is redacted"
+    );
     assert_eq!(c.noise_private_key_path, PathBuf::from("/srv/hs/noise.key"));
     assert_eq!(c.prefixes.v4, Some("100.100.0.0/16".parse().unwrap()));
     assert_eq!(

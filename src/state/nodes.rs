@@ -95,11 +95,7 @@ impl StateHandle {
 
     /// Sets when a node's key expires (`None`: never). A time in the past
     /// logs the node out at once, as [`StateHandle::expire_node`] does.
-    pub async fn set_node_expiry(
-        &self,
-        id: NodeId,
-        expiry: Option<DateTime<Utc>>,
-    ) -> Result<Node> {
+    pub async fn set_node_expiry(&self, id: NodeId, expiry: Option<DateTime<Utc>>) -> Result<Node> {
         self.run(move |core| {
             Box::pin(async move {
                 let mut n = core.node_copy(id)?;

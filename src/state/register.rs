@@ -312,7 +312,9 @@ impl Core {
         match self.enroll(existing, owner, &req, now).await? {
             Ok(node) => Ok(node),
             Err(RegisterOutcome::Refused(msg)) => Err(Error::FailedPrecondition(msg)),
-            Err(_) => Err(Error::Internal("registration neither done nor refused".into())),
+            Err(_) => Err(Error::Internal(
+                "registration neither done nor refused".into(),
+            )),
         }
     }
 

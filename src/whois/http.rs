@@ -286,6 +286,8 @@ impl Ctx {
                 decision: if decision.allowed { "allow" } else { "deny" },
                 rule: decision.rule.clone(),
                 reason: decision.reason.clone(),
+                policy_revision: None,
+                policy_text: world.policy.text.clone(),
             });
         }
         match (&answer, decision.allowed) {

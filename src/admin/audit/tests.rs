@@ -42,13 +42,19 @@ async fn record_appends_one_line_on_disk_before_returning() {
     let e: Entry = serde_json::from_str(lines[1]).unwrap();
     assert_eq!(e, entry(1, "uid:0", "user:1"));
     let v: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
-    assert!(v["error"].is_null() && v["before"].is_null(), "absent is null: {v}");
+    assert!(
+        v["error"].is_null() && v["before"].is_null(),
+        "absent is null: {v}"
+    );
 }
 
 #[tokio::test]
 async fn rotates_by_size_and_keeps_max_files() {
     let dir = tempfile::tempdir().unwrap();
-    let line_len = serde_json::to_vec(&entry(10, "uid:0", "user:10")).unwrap().len() as u64 + 1;
+    let line_len = serde_json::to_vec(&entry(10, "uid:0", "user:10"))
+        .unwrap()
+        .len() as u64
+        + 1;
     // Three lines per file.
     let s = settings(dir.path(), line_len * 3, 2);
     let log = Audit::open(Some(s.clone())).unwrap();
@@ -97,15 +103,35 @@ async fn queries_filter_by_time_actor_and_object() {
             .map(|e| e.request_id.clone().unwrap())
             .collect::<Vec<_>>()
     };
-    assert_eq!(ids(log.query(q(None, None, None)).await.unwrap()), ["r0", "r1", "r2", "r3"]);
-    assert_eq!(ids(log.query(q(Some(2), None, None)).await.unwrap()), ["r2", "r3"]);
     assert_eq!(
-        ids(log.query(q(None, Some("apikey:0123456789ab"), None)).await.unwrap()),
+        ids(log.query(q(None, None, None)).await.unwrap()),
+        ["r0", "r1", "r2", "r3"]
+    );
+    assert_eq!(
+        ids(log.query(q(Some(2), None, None)).await.unwrap()),
+        ["r2", "r3"]
+    );
+    assert_eq!(
+        ids(log
+            .query(q(None, Some("apikey:0123456789ab"), None))
+            .await
+            .unwrap()),
         ["r1", "r2"]
     );
-    assert_eq!(ids(log.query(q(None, None, Some("node:3"))).await.unwrap()), ["r1", "r3"]);
-    assert_eq!(ids(log.query(q(None, None, Some("node"))).await.unwrap()), ["r1", "r2", "r3"]);
-    assert!(log.query(q(None, Some("uid:1"), None)).await.unwrap().is_empty());
+    assert_eq!(
+        ids(log.query(q(None, None, Some("node:3"))).await.unwrap()),
+        ["r1", "r3"]
+    );
+    assert_eq!(
+        ids(log.query(q(None, None, Some("node"))).await.unwrap()),
+        ["r1", "r2", "r3"]
+    );
+    assert!(
+        log.query(q(None, Some("uid:1"), None))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let newest = log
         .query(Query {
             limit: Some(2),
@@ -115,21 +141,25 @@ async fn queries_filter_by_time_actor_and_object() {
         .unwrap();
     assert_eq!(ids(newest), ["r2", "r3"]);
     let future = Utc::now() + Duration::days(1);
-    assert!(log
-        .query(Query {
+    assert!(
+        log.query(Query {
             since: Some(future),
             ..Query::default()
         })
         .await
         .unwrap()
-        .is_empty());
+        .is_empty()
+    );
 }
 
 #[tokio::test]
 async fn disabled_log_writes_nothing_and_refuses_queries() {
     let log = Audit::open(None).unwrap();
     log.record(entry(0, "uid:0", "user:1")).await;
-    assert!(matches!(log.query(Query::default()).await, Err(Error::Disabled)));
+    assert!(matches!(
+        log.query(Query::default()).await,
+        Err(Error::Disabled)
+    ));
 }
 
 #[tokio::test]

@@ -259,7 +259,10 @@ impl HeadscaleService for AdminService {
         r: Request<BackfillNodeIPsRequest>,
     ) -> Reply<BackfillNodeIPsResponse> {
         let c = caller(&r)?;
-        let changes = self.admin.backfill_ips(&c, r.into_inner().confirmed).await?;
+        let changes = self
+            .admin
+            .backfill_ips(&c, r.into_inner().confirmed)
+            .await?;
         ok(BackfillNodeIPsResponse { changes })
     }
 

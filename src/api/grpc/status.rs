@@ -36,11 +36,23 @@ mod tests {
     #[test]
     fn client_errors_keep_code_and_message() {
         let cases = [
-            (admin::Error::NotFound("node not found".into()), Code::NotFound),
-            (admin::Error::InvalidArgument("bad".into()), Code::InvalidArgument),
+            (
+                admin::Error::NotFound("node not found".into()),
+                Code::NotFound,
+            ),
+            (
+                admin::Error::InvalidArgument("bad".into()),
+                Code::InvalidArgument,
+            ),
             (admin::Error::Conflict("dup".into()), Code::AlreadyExists),
-            (admin::Error::FailedPrecondition("no".into()), Code::FailedPrecondition),
-            (admin::Error::PermissionDenied("scope".into()), Code::PermissionDenied),
+            (
+                admin::Error::FailedPrecondition("no".into()),
+                Code::FailedPrecondition,
+            ),
+            (
+                admin::Error::PermissionDenied("scope".into()),
+                Code::PermissionDenied,
+            ),
             (admin::Error::Unavailable("later".into()), Code::Unavailable),
         ];
         for (err, code) in cases {

@@ -9,7 +9,6 @@ use tonic::transport::Channel;
 
 use super::proto::*;
 use super::{HeadscaleServiceClient, connect_unix};
-use crate::admin::Admin;
 use crate::state::{RegisterInput, RegisterOutcome, StateHandle};
 use crate::types::{MachinePublic, NodePublic, PreAuthSecret};
 
@@ -17,7 +16,6 @@ use crate::types::{MachinePublic, NodePublic, PreAuthSecret};
 pub(crate) struct Fixture {
     pub dir: tempfile::TempDir,
     pub state: StateHandle,
-    pub admin: Admin,
     pub client: HeadscaleServiceClient<Channel>,
     pub socket: PathBuf,
 }
@@ -36,7 +34,6 @@ pub(crate) async fn fixture() -> Fixture {
     Fixture {
         dir: fx.dir,
         state: fx.state,
-        admin: fx.admin,
         client,
         socket: path,
     }
@@ -569,7 +566,10 @@ async fn health_and_pending_registrations() {
         .backfill_node_i_ps(BackfillNodeIPsRequest { confirmed: true })
         .await
         .expect("backfill");
-    assert!(backfill.into_inner().changes.is_empty(), "every node has both");
+    assert!(
+        backfill.into_inner().changes.is_empty(),
+        "every node has both"
+    );
 }
 
 #[tokio::test]
@@ -721,4 +721,79 @@ async fn policy_is_set_checked_and_read_back_in_database_mode() {
         good,
         "the rejected policy changed nothing"
     );
+}
+
+/// `grpc_listen_addr`: gRPC over TCP needs an API key in the
+/// `authorization` metadata, and its scope is enforced like REST's.
+#[tokio::test]
+async fn tcp_listener_requires_api_keys() {
+    use tonic::metadata::MetadataValue;
+
+    let fx = crate::admin::testing::fixture().await;
+    let listener = super::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(super::serve_tcp(listener, fx.admin.clone(), None));
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .expect("connect");
+    let local = crate::admin::testing::local();
+    let admin_key = fx
+        .admin
+        .create_api_key(&local, crate::types::Scope::Admin, None)
+        .await
+        .unwrap()
+        .1;
+    let whois_key = fx
+        .admin
+        .create_api_key(&local, crate::types::Scope::Whois, None)
+        .await
+        .unwrap()
+        .1;
+    let with = |key: Option<String>| {
+        let mut req = tonic::Request::new(ListUsersRequest::default());
+        if let Some(k) = key {
+            let v: MetadataValue<_> = format!("Bearer {k}").parse().unwrap();
+            req.metadata_mut().insert("authorization", v);
+        }
+        req
+    };
+    let mut c = HeadscaleServiceClient::new(channel);
+    let none = c.list_users(with(None)).await;
+    assert_eq!(code(none), Code::Unauthenticated);
+    let bad = c
+        .list_users(with(Some("cskey-api-000000000000-0".into())))
+        .await;
+    assert_eq!(code(bad), Code::Unauthenticated);
+    let denied = c.list_users(with(Some(whois_key))).await;
+    assert_eq!(code(denied), Code::PermissionDenied);
+    c.list_users(with(Some(admin_key.clone())))
+        .await
+        .expect("an admin key lists users");
+    let mut create = tonic::Request::new(CreateUserRequest {
+        name: "alice".into(),
+        ..Default::default()
+    });
+    create.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {admin_key}").parse().unwrap(),
+    );
+    c.create_user(create).await.expect("create");
+    let lines = fx.audit();
+    let prefix = &admin_key["cskey-api-".len()..][..12];
+    assert_eq!(lines.last().unwrap().actor, format!("apikey:{prefix}"));
+    assert_eq!(lines.last().unwrap().transport, "grpc");
+}
+
+#[test]
+fn tls_for_grpc_speaks_http2() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+    assert!(super::tls_config(&cert, &key).is_err(), "missing files");
+    crate::derp::tls::load_or_generate(&cert, &key, &["localhost".into()]).unwrap();
+    let config = super::tls_config(&cert, &key).unwrap();
+    assert_eq!(config.alpn_protocols, vec![b"h2".to_vec()]);
 }

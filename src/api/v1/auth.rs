@@ -42,7 +42,9 @@ pub async fn approve(
     Authed(c): Authed,
     Body(r): Body<AuthDecisionRequest>,
 ) -> Reply<Empty> {
-    admin.approve_auth(&c, &auth_id(r.auth_id.as_deref())?).await?;
+    admin
+        .approve_auth(&c, &auth_id(r.auth_id.as_deref())?)
+        .await?;
     Ok(Json(Empty {}))
 }
 
@@ -55,6 +57,8 @@ pub async fn reject(
     Authed(c): Authed,
     Body(r): Body<AuthDecisionRequest>,
 ) -> Reply<Empty> {
-    admin.reject_auth(&c, &auth_id(r.auth_id.as_deref())?).await?;
+    admin
+        .reject_auth(&c, &auth_id(r.auth_id.as_deref())?)
+        .await?;
     Ok(Json(Empty {}))
 }

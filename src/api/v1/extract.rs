@@ -91,7 +91,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Params {
 impl Params {
     /// A parameter's value; empty counts as absent.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(String::as_str).filter(|v| !v.is_empty())
+        self.0
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 
     pub fn id(&self, name: &str, what: &str) -> Result<Option<u64>, Problem> {

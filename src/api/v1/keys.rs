@@ -92,7 +92,11 @@ pub async fn expire_preauth(
     params(("id" = Option<String>, Query, description = "The key's id")),
     responses((status = 200, body = Empty), (status = 400, body = Problem), (status = 404, body = Problem)),
     security(("bearer" = [])))]
-pub async fn delete_preauth(State(admin): State<Admin>, Authed(c): Authed, q: Params) -> Reply<Empty> {
+pub async fn delete_preauth(
+    State(admin): State<Admin>,
+    Authed(c): Authed,
+    q: Params,
+) -> Reply<Empty> {
     let id = preauth_key_id(q.get("id"))?;
     admin.delete_preauth_key(&c, id).await?;
     Ok(Json(Empty {}))
@@ -166,7 +170,11 @@ pub async fn delete_api(
     params(("id" = Option<String>, Query)),
     responses((status = 200, body = Empty), (status = 400, body = Problem), (status = 404, body = Problem)),
     security(("bearer" = [])))]
-pub async fn delete_api_by_id(State(admin): State<Admin>, Authed(c): Authed, q: Params) -> Reply<Empty> {
+pub async fn delete_api_by_id(
+    State(admin): State<Admin>,
+    Authed(c): Authed,
+    q: Params,
+) -> Reply<Empty> {
     let key = crate::admin::api_key_ref(q.id("id", "API key id")?, "")?;
     admin.delete_api_key(&c, key).await?;
     Ok(Json(Empty {}))

@@ -43,10 +43,17 @@ fn routes(list: &[String]) -> Result<Vec<IpNet>, Problem> {
     params(("user" = Option<String>, Query, description = "Only nodes of the user with this name")),
     responses((status = 200, body = ListNodesResponse), (status = 404, body = Problem)),
     security(("bearer" = [])))]
-pub async fn list(State(admin): State<Admin>, Authed(c): Authed, q: Params) -> Reply<ListNodesResponse> {
+pub async fn list(
+    State(admin): State<Admin>,
+    Authed(c): Authed,
+    q: Params,
+) -> Reply<ListNodesResponse> {
     let nodes = admin.list_nodes(&c, q.get("user")).await?;
     Ok(Json(ListNodesResponse {
-        nodes: nodes.iter().map(|i| Node::new(i, NodeView::Listed)).collect(),
+        nodes: nodes
+            .iter()
+            .map(|i| Node::new(i, NodeView::Listed))
+            .collect(),
     }))
 }
 
@@ -155,7 +162,11 @@ pub async fn approve_routes(
         ("key" = Option<String>, Query, description = "The pending registration's auth id")),
     responses((status = 200, body = NodeResponse), (status = 400, body = Problem), (status = 404, body = Problem)),
     security(("bearer" = [])))]
-pub async fn register(State(admin): State<Admin>, Authed(c): Authed, q: Params) -> Reply<NodeResponse> {
+pub async fn register(
+    State(admin): State<Admin>,
+    Authed(c): Authed,
+    q: Params,
+) -> Reply<NodeResponse> {
     let id = auth_id(q.get("key"))?;
     let i = admin
         .register_pending(&c, &id, q.get("user").unwrap_or_default())

@@ -31,7 +31,11 @@ pub async fn health(State(admin): State<Admin>, Authed(c): Authed) -> Reply<Heal
     ),
     responses((status = 200, body = AuditResponse), (status = 400, body = Problem)),
     security(("bearer" = [])))]
-pub async fn audit(State(admin): State<Admin>, Authed(c): Authed, q: Params) -> Reply<AuditResponse> {
+pub async fn audit(
+    State(admin): State<Admin>,
+    Authed(c): Authed,
+    q: Params,
+) -> Reply<AuditResponse> {
     let limit = q
         .id("limit", "limit")?
         .map(|l| usize::try_from(l).unwrap_or(usize::MAX));

@@ -55,9 +55,15 @@ pub(super) fn norm(v: Value) -> Value {
             json!("<timestamp>")
         }
         Value::String(s)
-            if ["mkey:", "nodekey:", "discokey:", "cskey-auth-", "cskey-api-"]
-                .iter()
-                .any(|p| s.starts_with(p)) =>
+            if [
+                "mkey:",
+                "nodekey:",
+                "discokey:",
+                "cskey-auth-",
+                "cskey-api-",
+            ]
+            .iter()
+            .any(|p| s.starts_with(p)) =>
         {
             json!("<secret>")
         }
@@ -174,12 +180,11 @@ async fn users() {
     want["displayName"] = json!("Test");
     want["email"] = json!("t@example.com");
     assert_eq!(r.norm(), json!({ "user": want }));
-    assert_eq!(
-        r.headers.get("content-type").unwrap(),
-        "application/json"
-    );
+    assert_eq!(r.headers.get("content-type").unwrap(), "application/json");
 
-    let dup = h.call(POST, "/api/v1/user", Some(r#"{"name":"test"}"#)).await;
+    let dup = h
+        .call(POST, "/api/v1/user", Some(r#"{"name":"test"}"#))
+        .await;
     assert_eq!(dup.status, 409);
     assert_eq!(
         dup.headers.get("content-type").unwrap(),
@@ -190,9 +195,17 @@ async fn users() {
     let pic = r#"{"name":"p","pictureUrl":"https://x/p.png"}"#;
     assert_eq!(h.call(POST, "/api/v1/user", Some(pic)).await.status, 400);
     let unknown = r#"{"name":"p","nickname":"x"}"#;
-    assert_eq!(h.call(POST, "/api/v1/user", Some(unknown)).await.status, 400);
+    assert_eq!(
+        h.call(POST, "/api/v1/user", Some(unknown)).await.status,
+        400
+    );
     assert_eq!(h.call(POST, "/api/v1/user", Some("{")).await.status, 400);
-    assert_eq!(h.call(POST, "/api/v1/user", Some(r#"{"name":7}"#)).await.status, 400);
+    assert_eq!(
+        h.call(POST, "/api/v1/user", Some(r#"{"name":7}"#))
+            .await
+            .status,
+        400
+    );
 
     h.user("bob").await;
     h.user("carol").await;
@@ -210,15 +223,23 @@ async fn users() {
     assert_eq!(r.norm(), json!({ "users": [user_json("3", "carol")] }));
     assert_eq!(h.call(GET, "/api/v1/user?id=abc", None).await.status, 400);
     assert_eq!(
-        h.call(GET, "/api/v1/user?name=bob&id=abc", None).await.status,
+        h.call(GET, "/api/v1/user?name=bob&id=abc", None)
+            .await
+            .status,
         400,
         "a malformed id is refused even when another filter wins"
     );
 
     let r = h.call(POST, "/api/v1/user/2/rename/robert", None).await;
     assert_eq!(r.norm(), json!({ "user": user_json("2", "robert") }));
-    assert_eq!(h.call(POST, "/api/v1/user/999/rename/x", None).await.status, 404);
-    assert_eq!(h.call(POST, "/api/v1/user/abc/rename/x", None).await.status, 400);
+    assert_eq!(
+        h.call(POST, "/api/v1/user/999/rename/x", None).await.status,
+        404
+    );
+    assert_eq!(
+        h.call(POST, "/api/v1/user/abc/rename/x", None).await.status,
+        400
+    );
     assert_eq!(
         h.call(POST, "/api/v1/user/99999999999999999999/rename/x", None)
             .await
@@ -241,12 +262,19 @@ async fn preauth_keys() {
     let alice = h.user("alice").await;
 
     let r = h
-        .call(POST, "/api/v1/preauthkey", Some(r#"{"user":"1","reusable":true}"#))
+        .call(
+            POST,
+            "/api/v1/preauthkey",
+            Some(r#"{"user":"1","reusable":true}"#),
+        )
         .await;
     assert_eq!(r.status, 200);
     let k = r.json()["preAuthKey"].clone();
     assert!(k["key"].as_str().unwrap().starts_with("cskey-auth-"));
-    assert!(!k["key"].as_str().unwrap().ends_with("-***"), "the full secret");
+    assert!(
+        !k["key"].as_str().unwrap().ends_with("-***"),
+        "the full secret"
+    );
     assert_eq!(
         norm(k),
         json!({
@@ -278,7 +306,12 @@ async fn preauth_keys() {
         (r#"{"user":"1","expiration":"2001-01-01T00:00:00Z"}"#, 400),
     ] {
         let r = h.call(POST, "/api/v1/preauthkey", Some(body)).await;
-        assert_eq!(r.status, code, "{body}: {}", String::from_utf8_lossy(&r.body));
+        assert_eq!(
+            r.status,
+            code,
+            "{body}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
     }
 
     let r = h.call(GET, "/api/v1/preauthkey", None).await;
@@ -286,7 +319,10 @@ async fn preauth_keys() {
     assert_eq!(keys.len(), 2);
     for k in &keys {
         let text = k["key"].as_str().unwrap();
-        assert!(text.starts_with("cskey-auth-") && text.ends_with("-***"), "{text}");
+        assert!(
+            text.starts_with("cskey-auth-") && text.ends_with("-***"),
+            "{text}"
+        );
     }
     assert_eq!(keys[1]["ephemeral"], true);
     let r = h
@@ -294,19 +330,38 @@ async fn preauth_keys() {
         .await;
     assert_eq!(r.json()["preAuthKeys"].as_array().unwrap().len(), 2);
 
-    let r = h.call(POST, "/api/v1/preauthkey/expire", Some(r#"{"id":"1"}"#)).await;
+    let r = h
+        .call(POST, "/api/v1/preauthkey/expire", Some(r#"{"id":"1"}"#))
+        .await;
     assert_eq!((r.status, r.json()), (200, json!({})));
     let after = h.call(GET, "/api/v1/preauthkey", None).await.json();
-    assert_ne!(after["preAuthKeys"][0]["expiration"], "0001-01-01T00:00:00Z");
-    for (body, code) in [(r#"{"id":"99999"}"#, 404), (r#"{"id":"abc"}"#, 400), ("{}", 404)] {
+    assert_ne!(
+        after["preAuthKeys"][0]["expiration"],
+        "0001-01-01T00:00:00Z"
+    );
+    for (body, code) in [
+        (r#"{"id":"99999"}"#, 404),
+        (r#"{"id":"abc"}"#, 400),
+        ("{}", 404),
+    ] {
         let r = h.call(POST, "/api/v1/preauthkey/expire", Some(body)).await;
         assert_eq!(r.status, code, "{body}");
     }
 
     let r = h.call(DELETE, "/api/v1/preauthkey?id=1", None).await;
     assert_eq!((r.status, r.json()), (200, json!({})));
-    assert_eq!(h.call(DELETE, "/api/v1/preauthkey?id=99999", None).await.status, 404);
-    assert_eq!(h.call(DELETE, "/api/v1/preauthkey?id=abc", None).await.status, 400);
+    assert_eq!(
+        h.call(DELETE, "/api/v1/preauthkey?id=99999", None)
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        h.call(DELETE, "/api/v1/preauthkey?id=abc", None)
+            .await
+            .status,
+        400
+    );
 }
 
 #[tokio::test]
@@ -318,9 +373,12 @@ async fn api_keys() {
     assert_eq!(r.status, 200);
     let secret = r.json()["apiKey"].as_str().unwrap().to_string();
     assert!(secret.starts_with("cskey-api-"), "{secret}");
-    h.call(POST, "/api/v1/apikey", Some(r#"{"scope":"admin:read"}"#)).await;
+    h.call(POST, "/api/v1/apikey", Some(r#"{"scope":"admin:read"}"#))
+        .await;
     assert_eq!(
-        h.call(POST, "/api/v1/apikey", Some(r#"{"scope":"root"}"#)).await.status,
+        h.call(POST, "/api/v1/apikey", Some(r#"{"scope":"root"}"#))
+            .await
+            .status,
         400
     );
 
@@ -374,7 +432,10 @@ async fn api_keys() {
 async fn policy_health_and_openapi() {
     let h = H::new().await;
     let r = h.call(GET, "/api/v1/health", None).await;
-    assert_eq!((r.status, r.json()), (200, json!({ "databaseConnectivity": true })));
+    assert_eq!(
+        (r.status, r.json()),
+        (200, json!({ "databaseConnectivity": true }))
+    );
 
     // Headscale answers 500 here; no policy is not a server fault.
     assert_eq!(h.call(GET, "/api/v1/policy", None).await.status, 404);
@@ -382,19 +443,28 @@ async fn policy_health_and_openapi() {
     let body = json!({ "policy": valid }).to_string();
     let r = h.call(PUT, "/api/v1/policy", Some(&body)).await;
     assert_eq!(r.status, 200);
-    assert_eq!(r.norm(), json!({ "policy": valid, "updatedAt": "<timestamp>" }));
+    assert_eq!(
+        r.norm(),
+        json!({ "policy": valid, "updatedAt": "<timestamp>" })
+    );
     let r = h.call(GET, "/api/v1/policy", None).await;
-    assert_eq!(r.norm(), json!({ "policy": valid, "updatedAt": "<timestamp>" }));
+    assert_eq!(
+        r.norm(),
+        json!({ "policy": valid, "updatedAt": "<timestamp>" })
+    );
     let bad = json!({ "policy": "{\"acls\": [" }).to_string();
     assert_eq!(h.call(PUT, "/api/v1/policy", Some(&bad)).await.status, 400);
     let r = h.call(POST, "/api/v1/policy/check", Some(&body)).await;
     assert_eq!((r.status, r.json()), (200, json!({})));
-    assert_eq!(h.call(POST, "/api/v1/policy/check", Some(&bad)).await.status, 400);
+    assert_eq!(
+        h.call(POST, "/api/v1/policy/check", Some(&bad))
+            .await
+            .status,
+        400
+    );
 
     // Public, generated, OpenAPI 3.1, naming every operation.
-    let r = h
-        .send(GET, "/api/v1/openapi.json", None, &[], false)
-        .await;
+    let r = h.send(GET, "/api/v1/openapi.json", None, &[], false).await;
     assert_eq!(r.status, 200);
     let doc = r.json();
     assert_eq!(doc["openapi"], "3.1.0");
@@ -427,7 +497,10 @@ async fn policy_health_and_openapi() {
     ] {
         assert!(paths.contains_key(p), "{p} missing from the document");
     }
-    assert_eq!(doc["paths"]["/api/v1/user"]["get"]["operationId"], "listUsers");
+    assert_eq!(
+        doc["paths"]["/api/v1/user"]["get"]["operationId"],
+        "listUsers"
+    );
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
     assert!(doc["components"]["schemas"]["Node"].is_object());
 }
@@ -447,15 +520,27 @@ async fn auth_decisions() {
     }
     let reg = |user: &str, id: &str| json!({ "user": user, "authId": id }).to_string();
     let r = h
-        .call(POST, "/api/v1/auth/register", Some(&reg("alice", "not-a-valid-auth-id")))
+        .call(
+            POST,
+            "/api/v1/auth/register",
+            Some(&reg("alice", "not-a-valid-auth-id")),
+        )
         .await;
     assert_eq!(r.status, 400);
     let r = h
-        .call(POST, "/api/v1/auth/register", Some(&reg("ghost", unknown.as_str())))
+        .call(
+            POST,
+            "/api/v1/auth/register",
+            Some(&reg("ghost", unknown.as_str())),
+        )
         .await;
     assert_eq!(r.status, 404, "unknown user");
     let r = h
-        .call(POST, "/api/v1/auth/register", Some(&reg("alice", unknown.as_str())))
+        .call(
+            POST,
+            "/api/v1/auth/register",
+            Some(&reg("alice", unknown.as_str())),
+        )
         .await;
     assert_eq!(r.status, 404, "no pending session");
 
@@ -471,14 +556,17 @@ async fn auth_decisions() {
         version: 100,
     };
     let id = AuthId::generate();
-    let wait = h
-        .fx
-        .admin
-        .registrations()
-        .insert(id.clone(), Some(pending))
-        .unwrap();
+    let wait =
+        h.fx.admin
+            .registrations()
+            .insert(id.clone(), Some(pending))
+            .unwrap();
     let r = h
-        .call(POST, "/api/v1/auth/register", Some(&reg("alice", id.as_str())))
+        .call(
+            POST,
+            "/api/v1/auth/register",
+            Some(&reg("alice", id.as_str())),
+        )
         .await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     let node = r.norm()["node"].clone();
@@ -495,7 +583,10 @@ async fn auth_decisions() {
     }
 
     // Approve and reject finish a waiting request with their verdict.
-    for (path, approved) in [("/api/v1/auth/approve", true), ("/api/v1/auth/reject", false)] {
+    for (path, approved) in [
+        ("/api/v1/auth/approve", true),
+        ("/api/v1/auth/reject", false),
+    ] {
         let id = AuthId::generate();
         let wait = h.fx.admin.registrations().insert(id.clone(), None).unwrap();
         let body = json!({ "authId": id.to_string() }).to_string();
@@ -506,6 +597,10 @@ async fn auth_decisions() {
             matches!(verdict, crate::admin::registrations::Verdict::Approved(_)),
             approved
         );
-        assert_eq!(h.call(POST, path, Some(&body)).await.status, 404, "used once");
+        assert_eq!(
+            h.call(POST, path, Some(&body)).await.status,
+            404,
+            "used once"
+        );
     }
 }

@@ -20,7 +20,11 @@ type Reply<T> = Result<Json<T>, Problem>;
     ),
     responses((status = 200, body = ListUsersResponse), (status = 400, body = Problem)),
     security(("bearer" = [])))]
-pub async fn list(State(admin): State<Admin>, Authed(c): Authed, q: Params) -> Reply<ListUsersResponse> {
+pub async fn list(
+    State(admin): State<Admin>,
+    Authed(c): Authed,
+    q: Params,
+) -> Reply<ListUsersResponse> {
     // A malformed id is refused even when another filter wins (Headscale).
     let id = q.id("id", "id")?;
     let filter = UserFilter {
@@ -28,7 +32,9 @@ pub async fn list(State(admin): State<Admin>, Authed(c): Authed, q: Params) -> R
         email: q.get("email").map(str::to_string),
         // Id 0 means "no filter"; one beyond the database's range matches
         // nobody.
-        id: id.filter(|i| *i != 0).map(|i| UserId(i64::try_from(i).unwrap_or(-1))),
+        id: id
+            .filter(|i| *i != 0)
+            .map(|i| UserId(i64::try_from(i).unwrap_or(-1))),
     };
     let users = admin.list_users(&c, &filter)?;
     Ok(Json(ListUsersResponse {

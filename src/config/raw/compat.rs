@@ -103,4 +103,3 @@ pub(in crate::config) struct RawCli {
     pub timeout: Option<Scalar>,
     pub insecure: Option<bool>,
 }
-

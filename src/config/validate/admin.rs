@@ -36,9 +36,7 @@ pub(super) fn audit(raw: &RawAudit, data_dir: &Path) -> Result<Audit, Error> {
 /// `1048576`, `512KiB`, `100MiB`, `1GiB`, `10MB`, `1GB` (case-insensitive).
 fn byte_size(key: &str, text: &str) -> Result<u64, Error> {
     let t = text.trim();
-    let split = t
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(t.len());
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
@@ -131,7 +129,10 @@ mod tests {
         let c = cli(&raw("http://10.0.0.1:8080/")).unwrap();
         assert_eq!(c.address.as_deref(), Some("http://10.0.0.1:8080"));
         assert!(cli(&raw("ftp://x")).is_err());
-        assert_eq!(cli(&RawCli::default()).unwrap().timeout, Cli::DEFAULT_TIMEOUT);
+        assert_eq!(
+            cli(&RawCli::default()).unwrap().timeout,
+            Cli::DEFAULT_TIMEOUT
+        );
     }
 
     #[test]

@@ -19,8 +19,8 @@ fn requests_read_null_as_absent_and_refuse_unknown_fields() {
     assert_eq!(r.reusable, Some(true));
     assert_eq!(r.ephemeral, None);
     assert_eq!(r.expiration, None);
-    let e = serde_json::from_str::<CreatePreAuthKeyRequest>(r#"{"user":"1","key":"x"}"#)
-        .unwrap_err();
+    let e =
+        serde_json::from_str::<CreatePreAuthKeyRequest>(r#"{"user":"1","key":"x"}"#).unwrap_err();
     assert!(e.to_string().contains("unknown field `key`"), "{e}");
     // snake_case is not the contract.
     assert!(serde_json::from_str::<CreatePreAuthKeyRequest>(r#"{"acl_tags":[]}"#).is_err());

@@ -54,7 +54,10 @@ fn key_json(id: &str, user: Value, tags: Value) -> Value {
 #[tokio::test]
 async fn get_list_and_filters() {
     let h = H::new().await;
-    assert_eq!(h.call(GET, "/api/v1/node", None).await.json(), json!({ "nodes": [] }));
+    assert_eq!(
+        h.call(GET, "/api/v1/node", None).await.json(),
+        json!({ "nodes": [] })
+    );
     let alice = h.user("alice").await;
     let bob = h.user("bob").await;
     h.node(alice, "node-a", 1, &[]).await;
@@ -77,7 +80,9 @@ async fn get_list_and_filters() {
     assert_eq!(h.call(GET, "/api/v1/node/99999", None).await.status, 404);
     assert_eq!(h.call(GET, "/api/v1/node/abc", None).await.status, 400);
     assert_eq!(
-        h.call(GET, "/api/v1/node/9223372036854775808", None).await.status,
+        h.call(GET, "/api/v1/node/9223372036854775808", None)
+            .await
+            .status,
         404,
         "beyond the database's range: cannot exist"
     );
@@ -98,7 +103,10 @@ async fn get_list_and_filters() {
         .map(|n| n["id"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(ids, ["1"]);
-    assert_eq!(h.call(GET, "/api/v1/node?user=nope", None).await.status, 404);
+    assert_eq!(
+        h.call(GET, "/api/v1/node?user=nope", None).await.status,
+        404
+    );
 }
 
 #[tokio::test]
@@ -112,36 +120,103 @@ async fn mutations() {
     assert_eq!(r.status, 200);
     assert!(r.json()["node"]["expiry"].is_string());
     let r = h
-        .call(POST, "/api/v1/node/1/expire", Some(r#"{"disableExpiry":true}"#))
+        .call(
+            POST,
+            "/api/v1/node/1/expire",
+            Some(r#"{"disableExpiry":true}"#),
+        )
         .await;
     assert_eq!(r.json()["node"]["expiry"], Value::Null);
     let r = h
-        .call(POST, "/api/v1/node/1/expire", Some(r#"{"expiry":"2099-01-01T00:00:00Z"}"#))
+        .call(
+            POST,
+            "/api/v1/node/1/expire",
+            Some(r#"{"expiry":"2099-01-01T00:00:00Z"}"#),
+        )
         .await;
     assert_eq!(r.json()["node"]["expiry"], "2099-01-01T00:00:00Z");
     let both = r#"{"expiry":"2099-01-01T00:00:00Z","disableExpiry":true}"#;
-    assert_eq!(h.call(POST, "/api/v1/node/1/expire", Some(both)).await.status, 400);
-    assert_eq!(h.call(POST, "/api/v1/node/99999/expire", None).await.status, 404);
-    assert_eq!(h.call(POST, "/api/v1/node/abc/expire", None).await.status, 400);
-
-    let r = h.call(POST, "/api/v1/node/1/rename/renamed-node", None).await;
-    assert_eq!(r.json()["node"]["givenName"], "renamed-node");
-    assert_eq!(h.call(POST, "/api/v1/node/2/rename/renamed-node", None).await.status, 409);
-    assert_eq!(h.call(POST, "/api/v1/node/1/rename/Not%20Valid", None).await.status, 400);
-    assert_eq!(h.call(POST, "/api/v1/node/99999/rename/x", None).await.status, 404);
-    assert_eq!(h.call(POST, "/api/v1/node/abc/rename/x", None).await.status, 400);
-
-    let tags = r#"{"tags":["tag:foo"]}"#;
-    assert_eq!(h.call(POST, "/api/v1/node/99999/tags", Some(tags)).await.status, 404);
-    assert_eq!(h.call(POST, "/api/v1/node/abc/tags", Some(tags)).await.status, 400);
-    assert_eq!(h.call(POST, "/api/v1/node/1/tags", Some(r#"{"tags":[]}"#)).await.status, 400);
-    assert_eq!(h.call(POST, "/api/v1/node/1/tags", Some(r#"{"tags":["server"]}"#)).await.status, 400);
-    let r = h.call(POST, "/api/v1/node/2/tags", Some(tags)).await;
-    assert_eq!(r.json()["node"]["tags"], json!(["tag:foo"]));
-    assert_eq!(r.json()["node"]["user"], Value::Null, "now owned by its tag");
+    assert_eq!(
+        h.call(POST, "/api/v1/node/1/expire", Some(both))
+            .await
+            .status,
+        400
+    );
+    assert_eq!(
+        h.call(POST, "/api/v1/node/99999/expire", None).await.status,
+        404
+    );
+    assert_eq!(
+        h.call(POST, "/api/v1/node/abc/expire", None).await.status,
+        400
+    );
 
     let r = h
-        .call(POST, "/api/v1/node/1/approve_routes", Some(r#"{"routes":[]}"#))
+        .call(POST, "/api/v1/node/1/rename/renamed-node", None)
+        .await;
+    assert_eq!(r.json()["node"]["givenName"], "renamed-node");
+    assert_eq!(
+        h.call(POST, "/api/v1/node/2/rename/renamed-node", None)
+            .await
+            .status,
+        409
+    );
+    assert_eq!(
+        h.call(POST, "/api/v1/node/1/rename/Not%20Valid", None)
+            .await
+            .status,
+        400
+    );
+    assert_eq!(
+        h.call(POST, "/api/v1/node/99999/rename/x", None)
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        h.call(POST, "/api/v1/node/abc/rename/x", None).await.status,
+        400
+    );
+
+    let tags = r#"{"tags":["tag:foo"]}"#;
+    assert_eq!(
+        h.call(POST, "/api/v1/node/99999/tags", Some(tags))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        h.call(POST, "/api/v1/node/abc/tags", Some(tags))
+            .await
+            .status,
+        400
+    );
+    assert_eq!(
+        h.call(POST, "/api/v1/node/1/tags", Some(r#"{"tags":[]}"#))
+            .await
+            .status,
+        400
+    );
+    assert_eq!(
+        h.call(POST, "/api/v1/node/1/tags", Some(r#"{"tags":["server"]}"#))
+            .await
+            .status,
+        400
+    );
+    let r = h.call(POST, "/api/v1/node/2/tags", Some(tags)).await;
+    assert_eq!(r.json()["node"]["tags"], json!(["tag:foo"]));
+    assert_eq!(
+        r.json()["node"]["user"],
+        Value::Null,
+        "now owned by its tag"
+    );
+
+    let r = h
+        .call(
+            POST,
+            "/api/v1/node/1/approve_routes",
+            Some(r#"{"routes":[]}"#),
+        )
         .await;
     assert_eq!(r.json()["node"]["approvedRoutes"], json!([]));
     assert_eq!(r.json()["node"]["subnetRoutes"], json!([]));
@@ -165,10 +240,25 @@ async fn mutations() {
         "the list shows every served route"
     );
     let bad = r#"{"routes":["10.0.0.0/33"]}"#;
-    assert_eq!(h.call(POST, "/api/v1/node/1/approve_routes", Some(bad)).await.status, 400);
+    assert_eq!(
+        h.call(POST, "/api/v1/node/1/approve_routes", Some(bad))
+            .await
+            .status,
+        400
+    );
     let none = r#"{"routes":["10.0.0.0/24"]}"#;
-    assert_eq!(h.call(POST, "/api/v1/node/99999/approve_routes", Some(none)).await.status, 404);
-    assert_eq!(h.call(POST, "/api/v1/node/abc/approve_routes", Some(none)).await.status, 400);
+    assert_eq!(
+        h.call(POST, "/api/v1/node/99999/approve_routes", Some(none))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        h.call(POST, "/api/v1/node/abc/approve_routes", Some(none))
+            .await
+            .status,
+        400
+    );
 
     let r = h.call(DELETE, "/api/v1/node/2", None).await;
     assert_eq!((r.status, r.json()), (200, json!({})));
@@ -181,33 +271,54 @@ async fn register_backfill_and_debug_create() {
     let h = H::new().await;
     h.user("alice").await;
     let r = h
-        .call(POST, "/api/v1/node/register?user=alice&key=invalidkey", None)
+        .call(
+            POST,
+            "/api/v1/node/register?user=alice&key=invalidkey",
+            None,
+        )
         .await;
     assert_eq!(r.status, 400);
     let id = AuthId::generate();
     let path = format!("/api/v1/node/register?user=nope&key={id}");
     assert_eq!(h.call(POST, &path, None).await.status, 404);
     let path = format!("/api/v1/node/register?user=alice&key={id}");
-    assert_eq!(h.call(POST, &path, None).await.status, 404, "nothing pending");
+    assert_eq!(
+        h.call(POST, &path, None).await.status,
+        404,
+        "nothing pending"
+    );
 
-    let r = h.call(POST, "/api/v1/node/backfillips?confirmed=true", None).await;
+    let r = h
+        .call(POST, "/api/v1/node/backfillips?confirmed=true", None)
+        .await;
     assert_eq!((r.status, r.json()), (200, json!({ "changes": [] })));
-    assert_eq!(h.call(POST, "/api/v1/node/backfillips", None).await.status, 400);
+    assert_eq!(
+        h.call(POST, "/api/v1/node/backfillips", None).await.status,
+        400
+    );
 
     let body = |user: &str, key: &str| {
         json!({ "user": user, "key": key, "name": "dbgnode", "routes": ["10.0.0.0/24"] })
             .to_string()
     };
     assert_eq!(
-        h.call(POST, "/api/v1/debug/node", Some(&body("nope", id.as_str()))).await.status,
+        h.call(POST, "/api/v1/debug/node", Some(&body("nope", id.as_str())))
+            .await
+            .status,
         404
     );
     assert_eq!(
-        h.call(POST, "/api/v1/debug/node", Some(&body("alice", "badkey"))).await.status,
+        h.call(POST, "/api/v1/debug/node", Some(&body("alice", "badkey")))
+            .await
+            .status,
         400
     );
     let r = h
-        .call(POST, "/api/v1/debug/node", Some(&body("alice", id.as_str())))
+        .call(
+            POST,
+            "/api/v1/debug/node",
+            Some(&body("alice", id.as_str())),
+        )
         .await;
     assert_eq!(r.status, 200);
     let echo = r.json()["node"].clone();

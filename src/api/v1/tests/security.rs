@@ -19,7 +19,13 @@ impl H {
             .1
     }
 
-    async fn with_key(&self, method: axum::http::Method, path: &str, key: &str, body: Option<&str>) -> u16 {
+    async fn with_key(
+        &self,
+        method: axum::http::Method,
+        path: &str,
+        key: &str,
+        body: Option<&str>,
+    ) -> u16 {
         let auth = format!("Bearer {key}");
         self.send(method, path, body, &[("authorization", &auth)], false)
             .await
@@ -32,8 +38,15 @@ async fn keys_are_required_valid_and_unexpired() {
     let h = H::new().await;
     let r = h.send(GET, "/api/v1/node", None, &[], false).await;
     assert_eq!(r.status, 401);
-    assert_eq!(r.headers.get("content-type").unwrap(), "application/problem+json");
-    assert!(r.body.len() < 100, "small body: {}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.headers.get("content-type").unwrap(),
+        "application/problem+json"
+    );
+    assert!(
+        r.body.len() < 100,
+        "small body: {}",
+        String::from_utf8_lossy(&r.body)
+    );
     assert_eq!(r.json()["title"], "Unauthorized");
 
     let admin_key = h.api_key(Scope::Admin).await;
@@ -43,12 +56,26 @@ async fn keys_are_required_valid_and_unexpired() {
         format!("Basic {admin_key}"),
         ApiSecret::generate().reveal(),
         // The right prefix with another secret.
-        format!("{}{}", &admin_key[..admin_key.len() - 1], if admin_key.ends_with('0') { '1' } else { '0' }),
+        format!(
+            "{}{}",
+            &admin_key[..admin_key.len() - 1],
+            if admin_key.ends_with('0') { '1' } else { '0' }
+        ),
     ] {
-        assert_eq!(h.with_key(GET, "/api/v1/node", &bad, None).await, 401, "{bad}");
+        assert_eq!(
+            h.with_key(GET, "/api/v1/node", &bad, None).await,
+            401,
+            "{bad}"
+        );
     }
     let r = h
-        .send(GET, "/api/v1/node", None, &[("authorization", &admin_key)], false)
+        .send(
+            GET,
+            "/api/v1/node",
+            None,
+            &[("authorization", &admin_key)],
+            false,
+        )
         .await;
     assert_eq!(r.status, 401, "no Bearer scheme");
 
@@ -57,15 +84,27 @@ async fn keys_are_required_valid_and_unexpired() {
     assert_eq!(h.with_key(GET, "/api/v1/user", &doomed, None).await, 200);
     let prefix = ApiSecret::parse(&doomed).unwrap().prefix;
     let body = json!({ "prefix": prefix }).to_string();
-    assert_eq!(h.with_key(POST, "/api/v1/apikey/expire", &admin_key, Some(&body)).await, 200);
+    assert_eq!(
+        h.with_key(POST, "/api/v1/apikey/expire", &admin_key, Some(&body))
+            .await,
+        200
+    );
     assert_eq!(h.with_key(GET, "/api/v1/user", &doomed, None).await, 401);
     let other = h.api_key(Scope::Admin).await;
     assert_eq!(h.with_key(GET, "/api/v1/user", &other, None).await, 200);
-    let path = format!("/api/v1/apikey/{}", ApiSecret::parse(&other).unwrap().prefix);
+    let path = format!(
+        "/api/v1/apikey/{}",
+        ApiSecret::parse(&other).unwrap().prefix
+    );
     assert_eq!(h.with_key(DELETE, &path, &admin_key, None).await, 200);
     assert_eq!(h.with_key(GET, "/api/v1/user", &other, None).await, 401);
     // The OpenAPI document needs no key.
-    assert_eq!(h.send(GET, "/api/v1/openapi.json", None, &[], false).await.status, 200);
+    assert_eq!(
+        h.send(GET, "/api/v1/openapi.json", None, &[], false)
+            .await
+            .status,
+        200
+    );
 }
 
 #[tokio::test]
@@ -74,9 +113,23 @@ async fn scopes_are_enforced_on_every_route() {
     let whois = h.api_key(Scope::Whois).await;
     let read = h.api_key(Scope::AdminRead).await;
     h.user("alice").await;
-    for path in ["/api/v1/node", "/api/v1/user", "/api/v1/apikey", "/api/v1/health", "/api/v1/audit"] {
-        assert_eq!(h.with_key(GET, path, &whois, None).await, 403, "whois on {path}");
-        assert_eq!(h.with_key(GET, path, &read, None).await, 200, "admin:read on {path}");
+    for path in [
+        "/api/v1/node",
+        "/api/v1/user",
+        "/api/v1/apikey",
+        "/api/v1/health",
+        "/api/v1/audit",
+    ] {
+        assert_eq!(
+            h.with_key(GET, path, &whois, None).await,
+            403,
+            "whois on {path}"
+        );
+        assert_eq!(
+            h.with_key(GET, path, &read, None).await,
+            200,
+            "admin:read on {path}"
+        );
     }
     let mutations = [
         (POST, "/api/v1/user", Some(r#"{"name":"mallory"}"#)),
@@ -87,17 +140,35 @@ async fn scopes_are_enforced_on_every_route() {
         (POST, "/api/v1/node/backfillips?confirmed=true", None),
     ];
     for (m, path, body) in mutations {
-        assert_eq!(h.with_key(m.clone(), path, &read, body).await, 403, "admin:read {m} {path}");
-        assert_eq!(h.with_key(m.clone(), path, &whois, body).await, 403, "whois {m} {path}");
+        assert_eq!(
+            h.with_key(m.clone(), path, &read, body).await,
+            403,
+            "admin:read {m} {path}"
+        );
+        assert_eq!(
+            h.with_key(m.clone(), path, &whois, body).await,
+            403,
+            "whois {m} {path}"
+        );
     }
     let r = h
-        .send(POST, "/api/v1/user", Some(r#"{"name":"x"}"#), &[("authorization", &format!("Bearer {read}"))], false)
+        .send(
+            POST,
+            "/api/v1/user",
+            Some(r#"{"name":"x"}"#),
+            &[("authorization", &format!("Bearer {read}"))],
+            false,
+        )
         .await;
     assert_eq!(r.json()["status"], 403);
     assert!(r.json()["detail"].as_str().unwrap().contains("admin:read"));
     // Nothing happened, and each refusal is on record.
     assert_eq!(h.fx.state.world().users.len(), 1);
-    let refused: Vec<_> = h.fx.audit().into_iter().filter(|e| e.result == "error").collect();
+    let refused: Vec<_> =
+        h.fx.audit()
+            .into_iter()
+            .filter(|e| e.result == "error")
+            .collect();
     assert_eq!(refused.len(), 13);
 }
 
@@ -148,10 +219,19 @@ async fn secrets_never_reach_the_server_log() {
     h.with_key(GET, "/api/v1/preauthkey", &key, None).await;
     let forged = format!("{}0", &key[..key.len() - 1]);
     h.with_key(GET, "/api/v1/node", &forged, None).await;
-    h.with_key(POST, "/api/v1/user", "cskey-api-000000000000-00", Some("{}")).await;
+    h.with_key(
+        POST,
+        "/api/v1/user",
+        "cskey-api-000000000000-00",
+        Some("{}"),
+    )
+    .await;
     // A node joins with the pre-auth key (logged), another presents a
     // forged one (refused).
-    for (seed, text) in [(1u8, pak.clone()), (2, format!("{}0", &pak[..pak.len() - 1]))] {
+    for (seed, text) in [
+        (1u8, pak.clone()),
+        (2, format!("{}0", &pak[..pak.len() - 1])),
+    ] {
         h.fx.state
             .register(crate::state::RegisterInput {
                 machine_key: crate::types::MachinePublic([seed; 32]),
@@ -185,11 +265,23 @@ async fn bodies_over_one_mebibyte_are_refused_with_413() {
     // Declared: refused before reading.
     let len = big.len().to_string();
     let r = h
-        .send(POST, "/api/v1/user", Some(&big), &[("content-length", &len)], true)
+        .send(
+            POST,
+            "/api/v1/user",
+            Some(&big),
+            &[("content-length", &len)],
+            true,
+        )
         .await;
     assert_eq!(r.status, 413);
     let r = h
-        .send(POST, "/api/v1/user", None, &[("content-length", "1048577")], true)
+        .send(
+            POST,
+            "/api/v1/user",
+            None,
+            &[("content-length", "1048577")],
+            true,
+        )
         .await;
     assert_eq!(r.status, 413);
     assert!(h.fx.state.world().users.is_empty());
@@ -210,7 +302,10 @@ async fn a_flood_of_bad_keys_costs_at_most_one_query_a_second() {
     }
     let reads = h.fx.admin.keys().database_reads() - before;
     let bound = 1 + started.elapsed().as_secs() + 1;
-    assert!(reads <= bound, "{reads} database reads for 1000 bad keys (bound {bound})");
+    assert!(
+        reads <= bound,
+        "{reads} database reads for 1000 bad keys (bound {bound})"
+    );
     assert!(reads >= 1, "the keys were read at least once");
 }
 
@@ -218,12 +313,24 @@ async fn a_flood_of_bad_keys_costs_at_most_one_query_a_second() {
 async fn request_ids_are_echoed_and_audited() {
     let h = H::new().await;
     let r = h
-        .send(POST, "/api/v1/user", Some(r#"{"name":"alice"}"#), &[("x-request-id", "req-42")], true)
+        .send(
+            POST,
+            "/api/v1/user",
+            Some(r#"{"name":"alice"}"#),
+            &[("x-request-id", "req-42")],
+            true,
+        )
         .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.headers.get("x-request-id").unwrap(), "req-42");
     let r = h
-        .send(GET, "/api/v1/user", None, &[("x-request-id", "bad id\twith tab")], true)
+        .send(
+            GET,
+            "/api/v1/user",
+            None,
+            &[("x-request-id", "bad id\twith tab")],
+            true,
+        )
         .await;
     let generated = r.headers.get("x-request-id").unwrap().to_str().unwrap();
     assert_eq!(generated.len(), 16);
@@ -233,7 +340,14 @@ async fn request_ids_are_echoed_and_audited() {
     assert_eq!(lines[0].actor, "uid:0");
     assert_eq!(lines[0].transport, "rest-v1");
     // And the audit log is queryable over the API.
-    let r = h.call(GET, "/api/v1/audit?actor=uid:0&object=user", None).await;
+    let r = h
+        .call(GET, "/api/v1/audit?actor=uid:0&object=user", None)
+        .await;
     assert_eq!(r.json()["entries"].as_array().unwrap().len(), 1);
-    assert_eq!(h.call(GET, "/api/v1/audit?since=yesterday", None).await.status, 400);
+    assert_eq!(
+        h.call(GET, "/api/v1/audit?since=yesterday", None)
+            .await
+            .status,
+        400
+    );
 }
