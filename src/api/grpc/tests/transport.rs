@@ -161,7 +161,10 @@ async fn tcp_listener_requires_api_keys() {
 fn tls_for_grpc_speaks_http2() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
-    assert!(super::super::tls_config(&cert, &key).is_err(), "missing files");
+    assert!(
+        super::super::tls_config(&cert, &key).is_err(),
+        "missing files"
+    );
     crate::derp::tls::load_or_generate(&cert, &key, &["localhost".into()]).unwrap();
     let config = super::super::tls_config(&cert, &key).unwrap();
     assert_eq!(config.alpn_protocols, vec![b"h2".to_vec()]);
