@@ -131,6 +131,13 @@ async fn users_and_keys_end_to_end() {
     );
     assert_eq!(created["name"], "alice");
     assert_eq!(created["email"], "a@x");
+    // The socket names the caller by its uid (SO_PEERCRED) in the audit log.
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata(fx.dir.path()).expect("dir").uid();
+    let audit = std::fs::read_to_string(fx.dir.path().join("audit.jsonl")).expect("audit");
+    let first: Value = serde_json::from_str(audit.lines().next().expect("a line")).expect("json");
+    assert_eq!(first["actor"], format!("uid:{uid}"));
+    assert_eq!(first["action"], "user.create");
     let alice_id = created["id"].as_u64().expect("id");
 
     let dup = cli(&fx, &["users", "create", "alice"])
