@@ -14,4 +14,5 @@ mod gateway;
 mod harness;
 mod limits;
 mod policy;
+mod restapi;
 mod selftest;

@@ -1,5 +1,6 @@
-//! Wiring: open the database, start the state writer, bind listeners, run
-//! the embedded DERP/STUN, serve the admin socket. Nothing else lives here.
+//! Wiring: open the database, start the state writer and the admin
+//! operations, bind listeners, run the embedded DERP/STUN, serve the admin
+//! socket. Nothing else lives here.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
@@ -10,6 +11,8 @@ use axum::Router;
 use axum::routing::get;
 use tokio::net::{TcpListener, UdpSocket};
 
+use crate::admin::Admin;
+use crate::admin::audit::{self, Audit};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{self, Config};
 use crate::control::{self, ControlState};
@@ -44,6 +47,10 @@ pub struct Running {
     pub whois: crate::whois::Bound,
     /// The authoritative DNS server's addresses (`dns.server.enabled`).
     pub dns: Option<DnsAddrs>,
+    /// The admin operations (what every API calls).
+    pub admin: Admin,
+    /// Where remote gRPC listens, if configured.
+    pub api: crate::api::Bound,
 }
 
 /// Runs the server until SIGINT/SIGTERM.
@@ -158,9 +165,19 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let state = state::start(db, world_settings, sessions, clock, opts).await?;
     tokio::spawn(derp_maps.refresh_forever(state.clone()));
 
+    let audit = Audit::open(config.audit.path.as_ref().map(|path| audit::Settings {
+        path: path.clone(),
+        max_size: config.audit.max_size,
+        max_files: config.audit.max_files,
+    }))
+    .context("opening the audit log")?;
+    let admin = Admin::start(state.clone(), audit)
+        .await
+        .context("starting the admin operations")?;
+
     let metrics = Metrics::new();
     if let (PolicyStore::File, Some(path)) = (policy_store, &config.policy.path) {
-        policy_file::watch(path.clone(), state.clone(), metrics.clone())
+        policy_file::watch(path.clone(), admin.clone(), state.clone(), metrics.clone())
             .context("watching the policy file")?;
     }
     if let Some(path) = &config.dns.extra_records_path {
@@ -175,10 +192,21 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let health = Router::new()
         .route("/healthz", get(healthz))
         .with_state(state.clone());
-    let (whois_router, whois) = crate::whois::start(&config.whois, state.clone(), metrics.clone())
+    let (whois_router, whois) = crate::whois::start(
+        &config.whois,
+        state.clone(),
+        admin.keys().clone(),
+        metrics.clone(),
+    )
+    .await
+    .context("starting the whois API")?;
+    let (api_router, api) = crate::api::start(&config, admin.clone(), public.timeouts)
         .await
-        .context("starting the whois API")?;
-    let mut app = control::public_router(cs).merge(health).merge(whois_router);
+        .context("starting the admin API")?;
+    let mut app = control::public_router(cs)
+        .merge(health)
+        .merge(whois_router)
+        .merge(api_router);
 
     let mut tls_config = None;
     let mut derp_server = None;
@@ -215,9 +243,6 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     tokio::spawn(listener::serve(listener, app, tls_config, public.clone()));
 
     let config = Arc::new(config);
-    crate::admin::start(&config, state.clone(), public.timeouts)
-        .await
-        .context("starting the admin API")?;
 
     Ok(Running {
         addr,
@@ -228,6 +253,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         config,
         whois,
         dns,
+        admin,
+        api,
     })
 }
 

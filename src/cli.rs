@@ -1,16 +1,22 @@
 //! The `clawscale` command line, shaped like Headscale v0.29's CLI: `serve`
-//! runs the server; `users`, `preauthkeys`, `apikeys` and `nodes` talk to a running
-//! server over the admin unix socket (headscale.v1 gRPC); `version`.
+//! runs the server; `users`, `preauthkeys`, `apikeys`, `nodes`, `policy`
+//! and `audit` talk to a running server over REST `/api/v1` (`client`):
+//! on the local admin socket, or on a remote server with `--remote URL`
+//! (`CLAWSCALE_CLI_ADDRESS`, config `cli.address`) and `--api-key KEY`
+//! (`CLAWSCALE_CLI_API_KEY`, `cli.api_key`); `version`.
 //!
 //! Global options as in Headscale: `-c/--config FILE` (env
 //! `CLAWSCALE_CONFIG`), `-o/--output json|json-line|yaml` (default: a
 //! human-readable table or message) and `--force` (skip confirmations).
-//! Management commands read the config only to find `unix_socket`.
+//! Management commands read the config only for `unix_socket` and `cli.*`.
 //!
-//! May depend on: `admin` (client and proto types), `config`, `app` (serve).
+//! May depend on: `api` (the REST types it speaks), `config`, `app`
+//! (serve).
 //! Errors are printed as `Error: <message>` on stderr with exit status 1.
 
 mod apikeys;
+mod audit;
+pub mod client;
 mod nodes;
 mod output;
 pub mod policy;
@@ -27,10 +33,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tonic::transport::Channel;
 
-use crate::admin::{self, HeadscaleServiceClient};
 use crate::config::{self, Overrides};
+use client::{Client, RemoteUrl, Target};
 pub use output::Format;
 
 /// Command-line arguments.
@@ -60,6 +65,19 @@ pub struct Cli {
     /// unless `unix_socket` says otherwise).
     #[arg(long, global = true, env = "CLAWSCALE_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Manage the server at this URL (`https://ctl.example`) over its REST
+    /// API instead of the local admin socket; needs an API key.
+    #[arg(long, global = true, env = "CLAWSCALE_CLI_ADDRESS", value_name = "URL")]
+    pub remote: Option<String>,
+    /// API key for `--remote` (scope `admin`, or `admin:read` to read).
+    #[arg(
+        long,
+        global = true,
+        env = "CLAWSCALE_CLI_API_KEY",
+        value_name = "KEY",
+        hide_env_values = true
+    )]
+    pub api_key: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -83,6 +101,9 @@ pub enum Command {
     /// Check, explain and compile policies; get/set a server's policy.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Read the audit trail.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Print the version.
     Version,
 }
@@ -92,9 +113,13 @@ pub enum Error {
     #[error(transparent)]
     Config(#[from] config::Error),
     #[error("{0} (is `clawscale serve` running with the same config?)")]
-    Connect(#[from] admin::Error),
-    #[error("{}", .0.message())]
-    Rpc(#[from] tonic::Status),
+    Connect(String),
+    /// The admin socket exists but this user may not open it.
+    #[error("{0}")]
+    Denied(String),
+    /// The server refused: its status and message.
+    #[error("{message}")]
+    Api { status: u16, message: String },
     #[error("{0}")]
     Usage(String),
     #[error("cannot write output: {0}")]
@@ -109,7 +134,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// What a management command works with.
 pub(crate) struct Ctx<'a> {
-    pub client: HeadscaleServiceClient<Channel>,
+    pub client: Client,
     pub out: &'a mut dyn Write,
     pub format: Option<Format>,
     pub force: bool,
@@ -192,6 +217,8 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
         output: format,
         force,
         data_dir,
+        remote,
+        api_key,
         command,
     } = cli;
     if let Command::Serve(args) = command {
@@ -208,7 +235,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
         ..Overrides::default()
     };
     let config = config::load(config_path.as_deref(), &overrides)?;
-    let client = admin::connect_unix(&config.unix_socket).await?;
+    let client = Client::new(target(&config, remote, api_key)?, config.cli.timeout);
     let mut ctx = Ctx {
         client,
         out,
@@ -221,6 +248,33 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
         Command::Nodes(cmd) => nodes::run(&mut ctx, cmd).await,
         Command::Apikeys(cmd) => apikeys::run(&mut ctx, cmd).await,
         Command::Policy(cmd) => policy::run(&mut ctx, cmd).await,
+        Command::Audit(cmd) => audit::run(&mut ctx, cmd).await,
         Command::Serve(_) | Command::Version => Ok(()),
     }
+}
+
+/// The server to manage: `--remote` (or `cli.address`) with its API key,
+/// else the local admin socket.
+fn target(
+    config: &config::Config,
+    remote: Option<String>,
+    api_key: Option<String>,
+) -> Result<Target> {
+    let Some(address) = remote.or_else(|| config.cli.address.clone()) else {
+        return Ok(Target::Socket(config.unix_socket.clone()));
+    };
+    let api_key = api_key
+        .or_else(|| config.cli.api_key.clone())
+        .filter(|k| !k.trim().is_empty())
+        .ok_or_else(|| {
+            Error::Usage(
+                "a remote server needs an API key: --api-key, CLAWSCALE_CLI_API_KEY or \
+                 cli.api_key"
+                    .into(),
+            )
+        })?;
+    Ok(Target::Remote {
+        url: RemoteUrl::parse(address.trim())?,
+        api_key: api_key.trim().to_string(),
+    })
 }

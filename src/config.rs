@@ -113,6 +113,10 @@ pub struct Config {
     pub whois: Whois,
     /// Connection limits and timeouts (clawscale extension).
     pub connections: Connections,
+    /// The admin audit trail (clawscale extension).
+    pub audit: Audit,
+    /// Where the CLI finds a remote server (Headscale's `cli.*`).
+    pub cli: Cli,
     /// One line per accepted-but-ignored or deprecated setting; the server
     /// logs them at startup.
     pub warnings: Vec<String>,
@@ -311,6 +315,51 @@ pub struct Whois {
     /// (HTTP/1); then it is closed, so idle or stalled clients cannot hold
     /// descriptors for ever.
     pub idle_timeout: std::time::Duration,
+}
+
+/// `audit.*`: the JSON-lines audit trail of every admin mutation and node
+/// event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Audit {
+    /// `None`: auditing off (`audit.path: ""`). Default
+    /// `<data_dir>/audit.jsonl`.
+    pub path: Option<PathBuf>,
+    /// Rotate before the file would grow past this many bytes.
+    pub max_size: u64,
+    /// Rotated files kept.
+    pub max_files: u32,
+}
+
+impl Audit {
+    pub const DEFAULT_MAX_SIZE: u64 = 100 << 20;
+    pub const DEFAULT_MAX_FILES: u32 = 5;
+}
+
+/// `cli.*`: the CLI's remote server, as Headscale's CLI reads them. The
+/// `--remote`/`--api-key` flags (and `CLAWSCALE_CLI_ADDRESS`/
+/// `CLAWSCALE_CLI_API_KEY`) win over these.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Cli {
+    /// `https://ctl.example`; none: the local admin socket.
+    pub address: Option<String>,
+    pub api_key: Option<String>,
+    /// Per-request timeout.
+    pub timeout: Duration,
+}
+
+impl Cli {
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+}
+
+// Hand-written so the API key never reaches a log line.
+impl fmt::Debug for Cli {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cli")
+            .field("address", &self.address)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 impl Whois {

@@ -12,13 +12,16 @@
 //! - `mapper`: World → MapResponses, and the live map sessions.
 //! - `derp`: embedded DERP relay and STUN; `dns`: the authoritative DNS
 //!   server for the tailnet zone.
-//! - `admin`: the headscale.v1 gRPC API; `cli`: the command line.
+//! - `admin`: the admin operations (every API's rules, authorisation and
+//!   audit trail); `api`: their transports (REST `/api/v1`, headscale.v1
+//!   gRPC, the admin socket); `cli`: the command line.
 //! - `whois`: identity lookups and forward-auth for gateways.
 //! - `limits`: what one unauthenticated client may hold (connections per
 //!   source, timeouts, the open-file limit).
 //! - `http`: the public listener, errors, metrics; `app`: wiring.
 
 pub mod admin;
+pub mod api;
 pub mod app;
 pub mod cli;
 pub mod clock;

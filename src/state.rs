@@ -13,6 +13,7 @@
 mod api_keys;
 pub mod change;
 mod derp_maps;
+pub mod events;
 pub mod ipam;
 mod nodes;
 pub mod policy;
@@ -37,7 +38,8 @@ pub use writer::{Core, MapUpdate, StateHandle, start};
 use crate::db;
 
 /// What can go wrong in a state operation, by kind; transports map these to
-/// status codes in one place each (`http::error`, `admin::status`).
+/// status codes in one place each (`http::error` for the control protocol;
+/// the admin API goes through `admin::Error`).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{0}")]

@@ -4,14 +4,14 @@
 //!
 //! Owns: the answer builder (`answer`, pure: World → tailscaled's
 //! `WhoIsResponse`), forward-auth decisions (`authorize`, pure), API key
-//! checks with an in-memory key snapshot (`keys`), built answers reused
+//! checks with the admin API's key snapshot (`admin::keycache`), built answers reused
 //! while their inputs are unchanged (`cache`), the audit log writer
 //! (`audit`), and the HTTP handlers and listeners (`http`, this file).
 //!
 //! May depend on: `state` (World snapshots, API keys), `mapper::build` (the
 //! wire node and profile conversion, so whois shows what clients get),
-//! `policy` (CapMaps), `config`, `admin` (unix socket binding), `http`
-//! (metrics). Mirrors tailscaled's `serveWhoIs` (ipn/localapi) in request
+//! `policy` (CapMaps), `config`, `admin` (the API key cache), `http`
+//! (unix socket binding, metrics). Mirrors tailscaled's `serveWhoIs` (ipn/localapi) in request
 //! and response shape; see docs/whois.md.
 //!
 //! Lookups never touch the database: each request reads the newest World
@@ -23,7 +23,6 @@ pub mod audit;
 pub mod authorize;
 pub mod cache;
 pub mod http;
-pub mod keys;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -48,7 +47,7 @@ pub const SOCKET_MODE: u32 = 0o660;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("whois unix socket: {0}")]
-    Socket(#[from] crate::admin::Error),
+    Socket(#[from] crate::http::unix::BindError),
     #[error("binding whois.listen_addr {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -69,7 +68,7 @@ pub struct Service {
     pub trusted_proxies: Vec<IpNet>,
     /// `whois.idle_timeout`, for the dedicated listeners.
     pub idle_timeout: std::time::Duration,
-    pub keys: keys::KeyCache,
+    pub keys: crate::admin::KeyCache,
     pub audit: Option<audit::AuditLog>,
     pub metrics: Arc<Metrics>,
     /// Parsed CapGrant rules per destination.
@@ -111,6 +110,7 @@ pub struct Bound {
 pub async fn start(
     cfg: &config::Whois,
     state: StateHandle,
+    keys: crate::admin::KeyCache,
     metrics: Arc<Metrics>,
 ) -> Result<(axum::Router, Bound), Error> {
     let audit = match &cfg.audit_log {
@@ -118,7 +118,7 @@ pub async fn start(
         None => None,
     };
     let svc = Arc::new(Service {
-        keys: keys::KeyCache::new(state.clone()),
+        keys,
         state,
         gateway: cfg.gateway.clone(),
         trusted_proxies: cfg.trusted_proxies.clone(),
@@ -137,7 +137,7 @@ pub async fn start(
     ));
     let mut bound = Bound::default();
     if let Some(path) = &cfg.unix_socket {
-        let l = crate::admin::bind_unix(path, SOCKET_MODE)?;
+        let l = crate::http::unix::bind(path, SOCKET_MODE)?;
         tokio::spawn(http::serve_unix(l, svc.clone()));
         bound.unix = Some(path.clone());
     }

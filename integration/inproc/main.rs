@@ -9,12 +9,14 @@
 //! scenarios on PostgreSQL), `policy` (a database-stored policy reaching
 //! open streams), `badinput` (hostile input, then a health check), `whois`
 //! (whois/authorize over HTTP and the unix socket), `derp_map` (remote DERP
-//! maps fetched, refreshed and streamed; a deleted node told so).
+//! maps fetched, refreshed and streamed; a deleted node told so), `hsapi`
+//! (the admin REST API driven by hsapi-client from PyPI).
 
 mod badinput;
 mod client;
 mod derp_map;
 mod enroll;
+mod hsapi;
 mod keys;
 mod policy;
 mod postgres;

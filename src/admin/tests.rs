@@ -1,640 +1,252 @@
-//! Service-level tests: a real `StateHandle` on a temporary SQLite database,
-//! served over a real unix socket and driven with the generated client.
+//! The operations' rules that every transport inherits: grants, and exactly
+//! one audit line per mutation (also refused or failed ones), with the
+//! right actor, never a secret; control-protocol events and policy file
+//! reloads in the same log.
 
-use std::path::PathBuf;
-use std::time::Duration;
+use super::testing::{fixture, key_caller, local};
+use super::*;
+use crate::state::{RegisterInput, RegisterOutcome};
+use crate::types::{MachinePublic, NodeId, NodePublic, Scope, UserId};
 
-use tonic::Code;
-use tonic::transport::Channel;
-
-use super::proto::*;
-use super::{AdminService, HeadscaleServiceClient, bind_unix, connect_unix, serve_listener};
-use crate::state::{RegisterInput, RegisterOutcome, StateHandle};
-use crate::types::{MachinePublic, NodePublic, PreAuthSecret};
-
-/// Keep `dir` bound while the test runs: dropping it deletes the database.
-pub(crate) struct Fixture {
-    pub dir: tempfile::TempDir,
-    pub state: StateHandle,
-    pub client: HeadscaleServiceClient<Channel>,
-    pub socket: PathBuf,
-}
-
-/// A running admin API on a fresh database (also used by the CLI tests).
-pub(crate) async fn fixture() -> Fixture {
-    let (dir, state) = crate::state::testing::temp_state(Duration::from_secs(1800)).await;
-    let path = dir.path().join("admin.sock");
-    let listener = bind_unix(&path, 0o600).expect("bind");
-    tokio::spawn(serve_listener(
-        listener,
-        AdminService::new(state.clone()),
-        crate::limits::Timeouts::default(),
-    ));
-    let client = connect_unix(&path).await.expect("connect");
-    Fixture {
-        dir,
-        state,
-        client,
-        socket: path,
-    }
-}
-
-fn code<T: std::fmt::Debug>(r: Result<tonic::Response<T>, tonic::Status>) -> Code {
-    r.expect_err("expected an error status").code()
-}
-
-async fn create_user(c: &mut HeadscaleServiceClient<Channel>, name: &str) -> User {
-    c.create_user(CreateUserRequest {
+fn new_user(name: &str) -> NewUser {
+    NewUser {
         name: name.into(),
+        display_name: String::new(),
         email: format!("{name}@example.com"),
-        ..Default::default()
-    })
-    .await
-    .expect("create user")
-    .into_inner()
-    .user
-    .expect("user in response")
+    }
 }
 
-async fn create_key(
-    c: &mut HeadscaleServiceClient<Channel>,
-    user: u64,
-    tags: &[&str],
-) -> PreAuthKey {
-    c.create_pre_auth_key(CreatePreAuthKeyRequest {
-        user,
-        reusable: true,
-        acl_tags: tags.iter().map(|t| t.to_string()).collect(),
-        ..Default::default()
-    })
-    .await
-    .expect("create key")
-    .into_inner()
-    .pre_auth_key
-    .expect("key in response")
-}
-
-/// Enrols a node the way `/machine/register` would, with an auth key.
-async fn register(state: &StateHandle, key: &str, seed: u8, hostname: &str) -> u64 {
-    let outcome = state
-        .register(RegisterInput {
-            machine_key: MachinePublic([seed; 32]),
-            node_key: NodePublic([seed.wrapping_add(100); 32]),
-            old_node_key: None,
-            auth_key: Some(key.to_string()),
-            expiry: None,
-            hostinfo: serde_json::json!({ "Hostname": hostname }),
-            ephemeral: false,
-            version: 100,
-        })
-        .await
-        .expect("register");
-    match outcome {
-        RegisterOutcome::Authorized { node, .. } => u64::try_from(node.id.0).expect("positive"),
-        other => panic!("registration refused: {other:?}"),
+fn register_input(seed: u8, key: &str, expiry: Option<DateTime<Utc>>) -> RegisterInput {
+    RegisterInput {
+        machine_key: MachinePublic([seed; 32]),
+        node_key: NodePublic([seed.wrapping_add(100); 32]),
+        old_node_key: None,
+        auth_key: Some(key.to_string()),
+        expiry,
+        hostinfo: serde_json::json!({ "Hostname": format!("host{seed}") }),
+        ephemeral: false,
+        version: 100,
     }
 }
 
 #[tokio::test]
-async fn users_lifecycle() {
-    let Fixture {
-        dir: _dir,
-        mut client,
-        ..
-    } = fixture().await;
-    let c = &mut client;
+async fn each_mutation_writes_exactly_one_line_with_its_actor() {
+    let fx = fixture().await;
+    let admin = &fx.admin;
+    let key = key_caller(Scope::Admin);
+    let me = local();
 
-    let alice = create_user(c, "alice").await;
-    assert_eq!(alice.name, "alice");
-    assert_eq!(alice.email, "alice@example.com");
-    assert!(alice.id > 0 && alice.created_at.is_some());
-    let bob = create_user(c, "bob").await;
-
-    let dup = c
-        .create_user(CreateUserRequest {
-            name: "alice".into(),
-            ..Default::default()
-        })
-        .await;
-    assert_eq!(code(dup), Code::AlreadyExists);
-    let bad = c
-        .create_user(CreateUserRequest {
-            name: "has space".into(),
-            ..Default::default()
-        })
-        .await;
-    assert_eq!(code(bad), Code::InvalidArgument);
-
-    let reader = c.clone();
-    let list = |req: ListUsersRequest| {
-        let mut c = reader.clone();
-        async move {
-            let users = c.list_users(req).await.expect("list").into_inner().users;
-            users.into_iter().map(|u| u.name).collect::<Vec<_>>()
-        }
-    };
-    assert_eq!(list(ListUsersRequest::default()).await, ["alice", "bob"]);
-    let by_name = ListUsersRequest {
-        name: "bob".into(),
-        ..Default::default()
-    };
-    assert_eq!(list(by_name).await, ["bob"]);
-    let by_email = ListUsersRequest {
-        email: "alice@example.com".into(),
-        ..Default::default()
-    };
-    assert_eq!(list(by_email).await, ["alice"]);
-    let by_id = ListUsersRequest {
-        id: bob.id,
-        ..Default::default()
-    };
-    assert_eq!(list(by_id).await, ["bob"]);
-    let nobody = ListUsersRequest {
-        name: "carol".into(),
-        ..Default::default()
-    };
-    assert!(list(nobody).await.is_empty());
-
-    let renamed = c
-        .rename_user(RenameUserRequest {
-            old_id: alice.id,
-            new_name: "alicia".into(),
-        })
-        .await
-        .expect("rename")
-        .into_inner()
-        .user
-        .expect("user");
-    assert_eq!((renamed.id, renamed.name.as_str()), (alice.id, "alicia"));
-    let taken = c
-        .rename_user(RenameUserRequest {
-            old_id: alice.id,
-            new_name: "bob".into(),
-        })
-        .await;
-    assert_eq!(code(taken), Code::AlreadyExists);
-    let missing = c
-        .rename_user(RenameUserRequest {
-            old_id: 999,
-            new_name: "x".into(),
-        })
-        .await;
-    assert_eq!(code(missing), Code::NotFound);
-
-    c.delete_user(DeleteUserRequest { id: bob.id })
-        .await
-        .expect("delete");
-    assert_eq!(list(ListUsersRequest::default()).await, ["alicia"]);
-    let again = c.delete_user(DeleteUserRequest { id: bob.id }).await;
-    assert_eq!(code(again), Code::NotFound);
-}
-
-#[tokio::test]
-async fn preauth_keys_lifecycle_never_leaks_the_secret() {
-    let Fixture {
-        dir: _dir,
-        mut client,
-        ..
-    } = fixture().await;
-    let c = &mut client;
-    let alice = create_user(c, "alice").await;
-
-    let expiration = chrono::Utc::now() + chrono::Duration::hours(1);
-    let created = c
-        .create_pre_auth_key(CreatePreAuthKeyRequest {
-            user: alice.id,
-            reusable: true,
-            ephemeral: true,
-            expiration: Some(super::convert::timestamp(expiration)),
-            acl_tags: vec!["tag:web".into(), "tag:db".into()],
-        })
-        .await
-        .expect("create")
-        .into_inner()
-        .pre_auth_key
-        .expect("key");
-    let secret = PreAuthSecret::parse(&created.key).expect("full key text, once");
-    assert!(created.reusable && created.ephemeral && !created.used);
-    assert_eq!(created.acl_tags, ["tag:db", "tag:web"], "normalised");
-    assert_eq!(
-        created.expiration.map(|t| t.seconds),
-        Some(expiration.timestamp())
-    );
-    assert_eq!(created.user.as_ref().map(|u| u.id), Some(alice.id));
-    let plain = create_key(c, alice.id, &[]).await;
-    assert!(plain.expiration.is_none(), "no expiration requested");
-
-    let listed = c
-        .list_pre_auth_keys(ListPreAuthKeysRequest {})
-        .await
-        .expect("list")
-        .into_inner()
-        .pre_auth_keys;
-    assert_eq!(listed.len(), 2);
-    let first = &listed[0];
-    assert_eq!(first.id, created.id);
-    assert_eq!(first.key, format!("cskey-auth-{}-***", secret.prefix));
-    let secret_part = created.key.rsplit('-').next().expect("secret part");
-    assert!(
-        !format!("{listed:?}").contains(secret_part),
-        "secret leaked"
-    );
-    assert!(first.ephemeral && first.reusable);
-    assert_eq!(first.user.as_ref().map(|u| u.name.as_str()), Some("alice"));
-
-    for (req, want) in [
-        (
-            CreatePreAuthKeyRequest {
-                user: alice.id,
-                acl_tags: vec!["web".into()],
+    let alice = admin.create_user(&key, new_user("alice")).await.unwrap();
+    admin.rename_user(&me, alice.id, "alicia").await.unwrap();
+    let (k, secret) = admin
+        .create_preauth_key(
+            &key,
+            NewPreAuthKey {
+                user: Some(alice.id),
+                reusable: true,
                 ..Default::default()
             },
-            Code::InvalidArgument,
-        ),
-        (CreatePreAuthKeyRequest::default(), Code::InvalidArgument),
-        (
-            CreatePreAuthKeyRequest {
-                user: 999,
-                ..Default::default()
-            },
-            Code::NotFound,
-        ),
-        (
-            CreatePreAuthKeyRequest {
-                user: alice.id,
-                expiration: Some(prost_types::Timestamp {
-                    seconds: 1,
-                    nanos: 0,
-                }),
-                ..Default::default()
-            },
-            Code::InvalidArgument,
-        ),
-    ] {
-        assert_eq!(
-            code(c.create_pre_auth_key(req.clone()).await),
-            want,
-            "{req:?}"
-        );
-    }
+        )
+        .await
+        .unwrap();
+    admin.expire_preauth_key(&key, k.key.id).await.unwrap();
+    admin.delete_preauth_key(&key, k.key.id).await.unwrap();
+    let (api, api_secret) = admin
+        .create_api_key(&key, Scope::Whois, None)
+        .await
+        .unwrap();
+    admin
+        .expire_api_key(&me, crate::state::ApiKeyRef::Id(api.id))
+        .await
+        .unwrap();
+    admin
+        .delete_api_key(&me, crate::state::ApiKeyRef::Prefix(api.prefix.clone()))
+        .await
+        .unwrap();
+    let policy = r#"{"acls":[{"action":"accept","src":["*"],"dst":["*:*"]}]}"#;
+    let installed = admin.set_policy(&key, policy.into()).await.unwrap();
+    admin.delete_user(&key, alice.id).await.unwrap();
+    // Reads are not mutations.
+    admin.list_users(&key, &UserFilter::default()).unwrap();
+    admin.get_policy(&key).unwrap();
 
-    c.expire_pre_auth_key(ExpirePreAuthKeyRequest { id: created.id })
-        .await
-        .expect("expire");
-    let listed = c
-        .list_pre_auth_keys(ListPreAuthKeysRequest {})
-        .await
-        .expect("list")
-        .into_inner()
-        .pre_auth_keys;
-    let expired_at = listed[0].expiration.expect("now has an expiration");
-    assert!(expired_at.seconds <= chrono::Utc::now().timestamp());
-
-    c.delete_pre_auth_key(DeletePreAuthKeyRequest { id: created.id })
-        .await
-        .expect("delete");
-    let ids: Vec<u64> = c
-        .list_pre_auth_keys(ListPreAuthKeysRequest {})
-        .await
-        .expect("list")
-        .into_inner()
-        .pre_auth_keys
+    let lines = fx.audit();
+    let got: Vec<(&str, &str, Option<&str>)> = lines
         .iter()
-        .map(|k| k.id)
+        .map(|e| (e.actor.as_str(), e.action.as_str(), e.object.as_deref()))
         .collect();
-    assert_eq!(ids, [plain.id]);
-    let gone = c
-        .delete_pre_auth_key(DeletePreAuthKeyRequest { id: created.id })
-        .await;
-    assert_eq!(code(gone), Code::NotFound);
-    let gone = c
-        .expire_pre_auth_key(ExpirePreAuthKeyRequest { id: 999 })
-        .await;
-    assert_eq!(code(gone), Code::NotFound);
-}
-
-#[tokio::test]
-async fn unknown_nodes_are_not_found() {
-    let Fixture {
-        dir: _dir,
-        mut client,
-        ..
-    } = fixture().await;
-    let c = &mut client;
-    let nodes = c
-        .list_nodes(ListNodesRequest::default())
-        .await
-        .expect("list")
-        .into_inner()
-        .nodes;
-    assert!(nodes.is_empty());
+    let user = format!("user:{}", alice.id);
+    let pak = format!("preauthkey:{}", k.key.id.0);
+    let ak = format!("apikey:{}", api.id);
     assert_eq!(
-        code(c.get_node(GetNodeRequest { node_id: 1 }).await),
-        Code::NotFound
+        got,
+        [
+            ("apikey:0123456789ab", "user.create", Some(user.as_str())),
+            ("uid:0", "user.rename", Some(user.as_str())),
+            (
+                "apikey:0123456789ab",
+                "preauthkey.create",
+                Some(pak.as_str())
+            ),
+            (
+                "apikey:0123456789ab",
+                "preauthkey.expire",
+                Some(pak.as_str())
+            ),
+            (
+                "apikey:0123456789ab",
+                "preauthkey.delete",
+                Some(pak.as_str())
+            ),
+            ("apikey:0123456789ab", "apikey.create", Some(ak.as_str())),
+            ("uid:0", "apikey.expire", Some(ak.as_str())),
+            ("uid:0", "apikey.delete", Some(ak.as_str())),
+            ("apikey:0123456789ab", "policy.set", Some("policy")),
+            ("apikey:0123456789ab", "user.delete", Some(user.as_str())),
+        ]
     );
-    let rename = RenameNodeRequest {
-        node_id: 1,
-        new_name: "x".into(),
-    };
-    assert_eq!(code(c.rename_node(rename).await), Code::NotFound);
-    let delete = DeleteNodeRequest { node_id: 1 };
-    assert_eq!(code(c.delete_node(delete).await), Code::NotFound);
-    let expire = ExpireNodeRequest {
-        node_id: u64::MAX,
-        ..Default::default()
-    };
-    assert_eq!(code(c.expire_node(expire).await), Code::NotFound);
-    let by_user = ListNodesRequest {
-        user: "ghost".into(),
-    };
-    assert_eq!(code(c.list_nodes(by_user).await), Code::NotFound);
-}
-
-#[tokio::test]
-async fn nodes_lifecycle() {
-    let Fixture {
-        dir: _dir,
-        mut client,
-        state,
-        ..
-    } = fixture().await;
-    let c = &mut client;
-    let alice = create_user(c, "alice").await;
-    let bob = create_user(c, "bob").await;
-    let key = create_key(c, alice.id, &[]).await;
-    let tagged_key = create_key(c, bob.id, &["tag:srv"]).await;
-    let laptop = register(&state, &key.key, 1, "Alice Laptop").await;
-    let server = register(&state, &tagged_key.key, 2, "srv").await;
-
-    let nodes = c
-        .list_nodes(ListNodesRequest::default())
-        .await
-        .expect("list")
-        .into_inner()
-        .nodes;
+    assert!(lines.iter().all(|e| e.result == "ok" && e.error.is_none()));
+    // Before and after say what changed.
+    assert_eq!(lines[1].before.as_ref().unwrap()["name"], "alice");
+    assert_eq!(lines[1].after.as_ref().unwrap()["name"], "alicia");
+    assert!(lines[3].before.as_ref().unwrap()["expiration"].is_null());
+    assert!(lines[3].after.as_ref().unwrap()["expiration"].is_string());
+    // A policy change names the new revision.
     assert_eq!(
-        nodes.iter().map(|n| n.id).collect::<Vec<_>>(),
-        [laptop, server]
+        lines[8].policy_revision.as_deref(),
+        Some(installed.revision.as_str())
     );
-    let n = &nodes[0];
-    assert_eq!(
-        (n.name.as_str(), n.given_name.as_str()),
-        ("Alice Laptop", "alice-laptop")
-    );
-    assert_eq!(n.user.as_ref().map(|u| u.id), Some(alice.id));
-    assert_eq!(n.ip_addresses.len(), 2);
-    assert_eq!(n.machine_key, MachinePublic([1; 32]).to_string());
-    assert!(!n.online && n.expiry.is_none() && n.tags.is_empty());
-    assert_eq!(n.register_method, RegisterMethod::AuthKey as i32);
-    let srv = &nodes[1];
-    assert_eq!(srv.tags, ["tag:srv"]);
-    assert_eq!(
-        srv.user.as_ref().map(|u| u.name.as_str()),
-        Some("tagged-devices")
-    );
-
-    for (user, want) in [("alice", vec![laptop]), ("bob", vec![server])] {
-        let req = ListNodesRequest { user: user.into() };
-        let got = c.list_nodes(req).await.expect("list").into_inner().nodes;
-        assert_eq!(got.iter().map(|n| n.id).collect::<Vec<_>>(), want, "{user}");
+    assert_eq!(installed.revision, crate::state::policy::revision(policy));
+    // Never a secret.
+    let text = std::fs::read_to_string(&fx.audit_path).unwrap();
+    for s in [&secret, &api_secret] {
+        let secret_half = s.rsplit('-').next().unwrap();
+        assert!(!text.contains(secret_half), "secret in the audit log");
     }
-    let by_id = ListNodesRequest {
-        user: alice.id.to_string(),
-    };
-    let got = c.list_nodes(by_id).await.expect("list").into_inner().nodes;
-    assert_eq!(got.len(), 1);
-
-    let renamed = c
-        .rename_node(RenameNodeRequest {
-            node_id: laptop,
-            new_name: "work".into(),
-        })
-        .await
-        .expect("rename")
-        .into_inner()
-        .node
-        .expect("node");
-    assert_eq!(renamed.given_name, "work");
-    let bad = RenameNodeRequest {
-        node_id: laptop,
-        new_name: "Not Valid".into(),
-    };
-    assert_eq!(code(c.rename_node(bad).await), Code::InvalidArgument);
-    let clash = RenameNodeRequest {
-        node_id: server,
-        new_name: "work".into(),
-    };
-    assert_eq!(code(c.rename_node(clash).await), Code::AlreadyExists);
-
-    let disable = ExpireNodeRequest {
-        node_id: laptop,
-        disable_expiry: true,
-        ..Default::default()
-    };
-    assert_eq!(code(c.expire_node(disable).await), Code::Unimplemented);
-    let expired = c
-        .expire_node(ExpireNodeRequest {
-            node_id: laptop,
-            expiry: Some(super::convert::timestamp(chrono::Utc::now())),
-            ..Default::default()
-        })
-        .await
-        .expect("expire")
-        .into_inner()
-        .node
-        .expect("node");
-    let at = expired.expiry.expect("expiry set");
-    assert!(at.seconds <= chrono::Utc::now().timestamp());
-    let got = c
-        .get_node(GetNodeRequest { node_id: laptop })
-        .await
-        .expect("get")
-        .into_inner()
-        .node
-        .expect("node");
-    assert_eq!(got.expiry, Some(at));
-
-    let refused = c.delete_user(DeleteUserRequest { id: alice.id }).await;
-    assert_eq!(code(refused), Code::FailedPrecondition);
-
-    c.delete_node(DeleteNodeRequest { node_id: laptop })
-        .await
-        .expect("delete");
-    let left = c
-        .list_nodes(ListNodesRequest::default())
-        .await
-        .expect("list")
-        .into_inner()
-        .nodes;
-    assert_eq!(left.iter().map(|n| n.id).collect::<Vec<_>>(), [server]);
-    c.delete_user(DeleteUserRequest { id: alice.id })
-        .await
-        .expect("no nodes left");
 }
 
 #[tokio::test]
-async fn health_and_unsupported_methods() {
-    let Fixture {
-        dir: _dir,
-        mut client,
-        ..
-    } = fixture().await;
-    let health = client.health(HealthRequest {}).await.expect("health");
-    assert!(health.into_inner().database_connectivity);
+async fn refused_and_failed_mutations_are_audited_with_the_error() {
+    let fx = fixture().await;
+    let admin = &fx.admin;
+    let read_only = key_caller(Scope::AdminRead);
+    let whois = key_caller(Scope::Whois);
 
-    let reg = client.register_node(RegisterNodeRequest::default()).await;
-    assert_eq!(code(reg), Code::Unimplemented);
-    let tags = client.set_tags(SetTagsRequest::default()).await;
-    assert_eq!(code(tags), Code::NotFound, "node 0 does not exist");
+    // admin:read reads but may not change anything.
+    assert!(admin.list_users(&read_only, &UserFilter::default()).is_ok());
+    let e = admin
+        .create_user(&read_only, new_user("mallory"))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::PermissionDenied(_)), "{e}");
+    // whois keys may not even read.
+    let e = admin
+        .list_users(&whois, &UserFilter::default())
+        .unwrap_err();
+    assert!(matches!(e, Error::PermissionDenied(_)));
+    let e = admin.delete_node(&whois, NodeId(1)).await.unwrap_err();
+    assert!(matches!(e, Error::PermissionDenied(_)));
+    // A failing mutation.
+    let e = admin
+        .rename_user(&local(), UserId(42), "bob")
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::NotFound(_)));
+    assert!(fx.state.world().users.is_empty(), "nothing was created");
+
+    let lines = fx.audit();
+    assert_eq!(lines.len(), 3, "one per mutation attempt, none for reads");
+    assert_eq!(lines[0].action, "user.create");
+    assert_eq!(lines[0].actor, "apikey:0123456789ab");
+    assert_eq!(lines[0].result, "error");
+    assert!(lines[0].error.as_deref().unwrap().contains("admin:read"));
+    assert_eq!(lines[1].action, "node.delete");
+    assert_eq!(lines[1].object.as_deref(), Some("node:1"));
+    assert_eq!(lines[2].actor, "uid:0");
+    assert_eq!(lines[2].error.as_deref(), Some("user not found"));
 }
 
 #[tokio::test]
-async fn api_keys_lifecycle_with_scopes() {
-    let Fixture {
-        dir: _dir,
-        mut client,
-        ..
-    } = fixture().await;
-    // Headscale clients send no scope: admin.
-    let hs = client
-        .create_api_key(CreateApiKeyRequest::default())
+async fn control_protocol_events_are_audited_as_the_node_or_the_system() {
+    let fx = fixture().await;
+    let admin = &fx.admin;
+    let alice = admin
+        .create_user(&local(), new_user("alice"))
         .await
-        .expect("create")
-        .into_inner()
-        .api_key;
-    let whois = client
-        .create_api_key(CreateApiKeyRequest {
-            scope: "whois".into(),
-            ..Default::default()
-        })
+        .unwrap();
+    let (_, key) = admin
+        .create_preauth_key(
+            &local(),
+            NewPreAuthKey {
+                user: Some(alice.id),
+                reusable: true,
+                ..Default::default()
+            },
+        )
         .await
-        .expect("create whois")
-        .into_inner()
-        .api_key;
-    assert!(hs.starts_with("cskey-api-") && whois.starts_with("cskey-api-"));
-    let bad = client
-        .create_api_key(CreateApiKeyRequest {
-            scope: "root".into(),
-            ..Default::default()
-        })
-        .await;
-    assert_eq!(code(bad), Code::InvalidArgument);
-    let past = client
-        .create_api_key(CreateApiKeyRequest {
-            expiration: Some(prost_types::Timestamp {
-                seconds: 1,
-                nanos: 0,
-            }),
-            ..Default::default()
-        })
-        .await;
-    assert_eq!(code(past), Code::InvalidArgument);
-
-    let list = client
-        .list_api_keys(ListApiKeysRequest {})
+        .unwrap();
+    let RegisterOutcome::Authorized { node, .. } = fx
+        .state
+        .register(register_input(1, &key, None))
         .await
-        .expect("list")
-        .into_inner()
-        .api_keys;
-    assert_eq!(list.len(), 2);
-    assert_eq!(list[0].scope, "admin");
-    assert_eq!(list[1].scope, "whois");
-    assert_eq!(&hs["cskey-api-".len()..][..12], list[0].prefix);
-    assert!(
-        list.iter()
-            .all(|k| k.expiration.is_none() && k.created_at.is_some())
-    );
-    // The secret never appears in a listing.
-    let listed = format!("{list:?}");
-    assert!(!listed.contains(&hs[23..]), "{listed}");
-
-    client
-        .expire_api_key(ExpireApiKeyRequest {
-            prefix: list[1].prefix.clone(),
-            id: 0,
-        })
+        .unwrap()
+    else {
+        panic!("registration refused");
+    };
+    // The same machine again without change: no event.
+    fx.state
+        .register(register_input(1, &key, None))
         .await
-        .expect("expire by prefix");
-    let both = client
-        .expire_api_key(ExpireApiKeyRequest {
-            prefix: list[1].prefix.clone(),
-            id: 1,
-        })
-        .await;
-    assert_eq!(code(both), Code::InvalidArgument);
-    client
-        .delete_api_key(DeleteApiKeyRequest {
-            prefix: String::new(),
-            id: list[0].id,
-        })
+        .unwrap();
+    // Logout (expiry in the past), then a login with the key again.
+    let past = Utc::now() - chrono::Duration::seconds(5);
+    fx.state
+        .register(register_input(1, &key, Some(past)))
         .await
-        .expect("delete by id");
-    let gone = client
-        .delete_api_key(DeleteApiKeyRequest {
-            prefix: String::new(),
-            id: list[0].id,
-        })
-        .await;
-    assert_eq!(code(gone), Code::NotFound);
-    let list = client
-        .list_api_keys(ListApiKeysRequest {})
+        .unwrap();
+    fx.state
+        .register(register_input(1, &key, None))
         .await
-        .expect("list")
-        .into_inner()
-        .api_keys;
-    assert_eq!(list.len(), 1);
-    assert!(list[0].expiration.is_some(), "expired key keeps its row");
-}
-
-#[tokio::test]
-async fn policy_is_set_checked_and_read_back_in_database_mode() {
-    let Fixture {
-        dir: _dir,
-        mut client,
-        ..
-    } = fixture().await;
-    let none = client.get_policy(GetPolicyRequest {}).await;
-    assert_eq!(code(none), Code::NotFound, "no policy yet");
-
-    let good = "// ops may reach everything\n{\"acls\": [{\"action\": \"accept\", \
-                \"src\": [\"*\"], \"dst\": [\"*:*\"]}],}";
-    let set = client
-        .set_policy(SetPolicyRequest {
-            policy: good.into(),
-        })
-        .await
-        .expect("valid policy")
-        .into_inner();
-    assert_eq!(set.policy, good);
-    assert!(set.updated_at.is_some());
-    let got = client
-        .get_policy(GetPolicyRequest {})
-        .await
-        .expect("get")
-        .into_inner();
-    assert_eq!(got.policy, good, "comments and layout are kept");
-
-    let bad = "{\n  \"acls\": [\n    {\"action\": \"allow\", \"src\": [\"*\"], \"dst\": [\"*:*\"]}\n  ]\n}";
-    let err = client
-        .set_policy(SetPolicyRequest { policy: bad.into() })
-        .await
-        .expect_err("invalid action");
-    assert_eq!(err.code(), Code::InvalidArgument);
-    assert!(err.message().contains("line 3"), "{}", err.message());
-    let check = client
-        .check_policy(CheckPolicyRequest { policy: bad.into() })
-        .await;
-    assert_eq!(code(check), Code::InvalidArgument);
-    client
-        .check_policy(CheckPolicyRequest {
-            policy: good.into(),
-        })
-        .await
-        .expect("check good");
-    let still = client.get_policy(GetPolicyRequest {}).await.expect("get");
+        .unwrap();
+    let lines = fx.wait_audit(5).await;
+    let events: Vec<(&str, &str)> = lines[2..]
+        .iter()
+        .map(|e| (e.actor.as_str(), e.action.as_str()))
+        .collect();
+    let actor = format!("node:{}", node.id);
     assert_eq!(
-        still.into_inner().policy,
-        good,
-        "the rejected policy changed nothing"
+        events,
+        [
+            (actor.as_str(), "node.register"),
+            (actor.as_str(), "node.logout"),
+            (actor.as_str(), "node.login"),
+        ]
     );
+    assert!(lines[2].before.is_none());
+    assert_eq!(lines[2].after.as_ref().unwrap()["id"], node.id.0);
+    assert_eq!(lines[2].transport, "control");
+    assert!(lines[3].after.as_ref().unwrap()["expiry"].is_string());
+}
+
+#[tokio::test]
+async fn policy_file_reloads_are_audited_as_the_policy_file() {
+    let fx = fixture().await;
+    let text = r#"{"acls":[{"action":"accept","src":["*"],"dst":["*:*"]}]}"#;
+    let info = fx.admin.reload_policy_file(text.into()).await.unwrap();
+    let bad = fx
+        .admin
+        .reload_policy_file("{\"acls\": [".into())
+        .await
+        .unwrap_err();
+    assert!(matches!(bad, Error::InvalidArgument(_)));
+    let lines = fx.audit();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0].actor, "policy-file");
+    assert_eq!(lines[0].action, "policy.reload");
+    assert_eq!(
+        lines[0].policy_revision.as_deref(),
+        Some(info.revision.as_str())
+    );
+    assert_eq!(lines[1].result, "error");
+    assert!(lines[1].policy_revision.is_none());
 }

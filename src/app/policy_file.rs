@@ -11,6 +11,7 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use super::watched_file::WatchedFile;
+use crate::admin::Admin;
 use crate::config;
 use crate::http::metrics::Metrics;
 use crate::state::StateHandle;
@@ -31,15 +32,21 @@ pub fn initial(cfg: &config::Policy) -> anyhow::Result<(PolicyStore, Option<Stri
     }
 }
 
-/// Starts following `path`; reloads go through the state writer.
-pub fn watch(path: PathBuf, state: StateHandle, metrics: Arc<Metrics>) -> anyhow::Result<()> {
+/// Starts following `path`; reloads go through the admin operations (which
+/// audit them as actor `policy-file`) to the state writer.
+pub fn watch(
+    path: PathBuf,
+    admin: Admin,
+    state: StateHandle,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<()> {
     let current = state.world().policy.text.as_deref().map(str::to_string);
     let mut file = WatchedFile::start(path, "policy file", current)?;
     tokio::spawn(async move {
         while let Some(text) = file.next_text().await {
             let path = file.path().display();
-            match state.reload_policy_file(text).await {
-                Ok(()) => {
+            match admin.reload_policy_file(text).await {
+                Ok(_) => {
                     tracing::info!(%path, "policy reloaded");
                     metrics.policy_reload(true);
                 }

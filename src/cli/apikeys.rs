@@ -1,15 +1,18 @@
 //! `clawscale apikeys …`, shaped like Headscale v0.29's `apikeys` commands
 //! (`create -e/--expiration`, `list`, `expire -p/--prefix`, `delete
-//! -p/--prefix`), plus `--id` and clawscale's `--scope whois|admin`.
+//! -p/--prefix`), plus `--id` and clawscale's
+//! `--scope whois|admin:read|admin`.
 
 use clap::Subcommand;
 use serde::Serialize;
 
+use super::client::enc;
 use super::output::{cell_time, table};
 use super::preauthkeys::{Lifetime, parse_lifetime};
 use super::{Ctx, Error, Result};
-use crate::admin::proto::{
-    self, CreateApiKeyRequest, DeleteApiKeyRequest, ExpireApiKeyRequest, ListApiKeysRequest,
+use crate::api::v1::model::{
+    ApiKey, CreateApiKeyRequest, CreateApiKeyResponse, Empty, ExpireApiKeyRequest,
+    ListApiKeysResponse,
 };
 
 #[derive(Debug, Subcommand)]
@@ -20,7 +23,8 @@ pub enum ApiKeysCommand {
         /// Lifetime, e.g. 30m, 24h, 90d; `never` for no expiry.
         #[arg(short, long, default_value = "90d", value_parser = parse_lifetime)]
         expiration: Lifetime,
-        /// What the key may do: `whois` (identity lookups) or `admin`.
+        /// What the key may do: `whois` (identity lookups), `admin:read`
+        /// (read the admin API) or `admin`.
         #[arg(short, long, default_value = "whois")]
         scope: String,
     },
@@ -57,13 +61,13 @@ struct ApiKeyView {
     last_seen: Option<String>,
 }
 
-fn view(k: &proto::ApiKey) -> ApiKeyView {
-    let t = |ts: Option<&prost_types::Timestamp>| {
+fn view(k: &ApiKey) -> ApiKeyView {
+    let t = |ts: Option<&chrono::DateTime<chrono::Utc>>| {
         let s = cell_time(ts);
         (s != "-").then_some(s)
     };
     ApiKeyView {
-        id: k.id,
+        id: super::output::num(&k.id),
         prefix: k.prefix.clone(),
         scope: k.scope.clone(),
         expiration: t(k.expiration.as_ref()),
@@ -72,10 +76,16 @@ fn view(k: &proto::ApiKey) -> ApiKeyView {
     }
 }
 
-fn target(prefix: Option<String>, id: Option<u64>) -> Result<(String, u64)> {
+/// The key an expire/delete names: by prefix or by id.
+enum Which {
+    Prefix(String),
+    Id(u64),
+}
+
+fn target(prefix: Option<String>, id: Option<u64>) -> Result<Which> {
     match (prefix, id) {
-        (Some(p), None) => Ok((p, 0)),
-        (None, Some(id)) => Ok((String::new(), id)),
+        (Some(p), None) => Ok(Which::Prefix(p)),
+        (None, Some(id)) => Ok(Which::Id(id)),
         _ => Err(Error::Usage("give either --prefix or --id".into())),
     }
 }
@@ -83,30 +93,25 @@ fn target(prefix: Option<String>, id: Option<u64>) -> Result<(String, u64)> {
 pub(super) async fn run(ctx: &mut Ctx<'_>, cmd: ApiKeysCommand) -> Result<()> {
     match cmd {
         ApiKeysCommand::Create { expiration, scope } => {
-            let expiration = expiration.expires_at()?;
-            let key = ctx
-                .client
-                .create_api_key(CreateApiKeyRequest { expiration, scope })
-                .await?
-                .into_inner()
-                .api_key;
+            let req = CreateApiKeyRequest {
+                expiration: expiration.expires_at()?,
+                scope: Some(scope),
+            };
+            let r: CreateApiKeyResponse = ctx.client.post("/api/v1/apikey", &req).await?;
+            let key = r.api_key;
             let value = serde_json::json!({ "api_key": key });
             ctx.emit(&value, || key.clone())
         }
         ApiKeysCommand::List => {
-            let keys = ctx
-                .client
-                .list_api_keys(ListApiKeysRequest {})
-                .await?
-                .into_inner()
-                .api_keys;
+            let r: ListApiKeysResponse = ctx.client.get("/api/v1/apikey").await?;
+            let keys = r.api_keys;
             let views: Vec<ApiKeyView> = keys.iter().map(view).collect();
             ctx.emit(&views, || {
                 let rows: Vec<Vec<String>> = keys
                     .iter()
                     .map(|k| {
                         vec![
-                            k.id.to_string(),
+                            k.id.clone(),
                             k.prefix.clone(),
                             k.scope.clone(),
                             cell_time(k.expiration.as_ref()),
@@ -118,17 +123,25 @@ pub(super) async fn run(ctx: &mut Ctx<'_>, cmd: ApiKeysCommand) -> Result<()> {
             })
         }
         ApiKeysCommand::Expire { prefix, id } => {
-            let (prefix, id) = target(prefix, id)?;
-            ctx.client
-                .expire_api_key(ExpireApiKeyRequest { prefix, id })
-                .await?;
+            let req = match target(prefix, id)? {
+                Which::Prefix(p) => ExpireApiKeyRequest {
+                    prefix: Some(p),
+                    id: None,
+                },
+                Which::Id(id) => ExpireApiKeyRequest {
+                    prefix: None,
+                    id: Some(id.to_string()),
+                },
+            };
+            let _: Empty = ctx.client.post("/api/v1/apikey/expire", &req).await?;
             ctx.done("Key expired")
         }
         ApiKeysCommand::Delete { prefix, id } => {
-            let (prefix, id) = target(prefix, id)?;
-            ctx.client
-                .delete_api_key(DeleteApiKeyRequest { prefix, id })
-                .await?;
+            let path = match target(prefix, id)? {
+                Which::Prefix(p) => format!("/api/v1/apikey/{}", enc(&p)),
+                Which::Id(id) => format!("/api/v1/apikey?id={id}"),
+            };
+            let _: Empty = ctx.client.delete(&path).await?;
             ctx.done("Key deleted")
         }
     }

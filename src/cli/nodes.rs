@@ -3,11 +3,10 @@
 
 use clap::Subcommand;
 
+use super::client::enc;
 use super::output::{NodeView, cell_time, is_past, table};
 use super::{Ctx, Error, Result};
-use crate::admin::proto::{
-    self, DeleteNodeRequest, ExpireNodeRequest, GetNodeRequest, ListNodesRequest, RenameNodeRequest,
-};
+use crate::api::v1::model::{Empty, ExpireNodeRequest, ListNodesResponse, Node, NodeResponse};
 
 #[derive(Debug, Subcommand)]
 pub enum NodesCommand {
@@ -29,10 +28,10 @@ pub enum NodesCommand {
     Expire {
         #[arg(short, long, value_name = "ID")]
         identifier: u64,
-        /// When (RFC 3339); now if unset. Only "now" is supported.
+        /// When (RFC 3339); now if unset.
         #[arg(short, long)]
         expiry: Option<String>,
-        /// Never expire (not supported by clawscale yet).
+        /// Never expire.
         #[arg(short, long, conflicts_with = "expiry")]
         disable: bool,
     },
@@ -48,31 +47,21 @@ pub enum NodesCommand {
 pub(super) async fn run(ctx: &mut Ctx<'_>, cmd: NodesCommand) -> Result<()> {
     match cmd {
         NodesCommand::List { user } => {
-            let req = ListNodesRequest {
-                user: user.unwrap_or_default(),
-            };
-            let nodes = ctx.client.list_nodes(req).await?.into_inner().nodes;
-            let views: Vec<NodeView> = nodes.iter().map(NodeView::from).collect();
-            ctx.emit(&views, || nodes_table(&nodes))
+            let query = user
+                .map(|u| format!("?user={}", enc(&u)))
+                .unwrap_or_default();
+            let r: ListNodesResponse = ctx.client.get(&format!("/api/v1/node{query}")).await?;
+            let views: Vec<NodeView> = r.nodes.iter().map(NodeView::from).collect();
+            ctx.emit(&views, || nodes_table(&r.nodes))
         }
         NodesCommand::Delete { identifier } => {
-            let node = ctx
-                .client
-                .get_node(GetNodeRequest {
-                    node_id: identifier,
-                })
-                .await?
-                .into_inner()
-                .node;
-            let name = node.map(|n| n.given_name).unwrap_or_default();
+            let path = format!("/api/v1/node/{identifier}");
+            let r: NodeResponse = ctx.client.get(&path).await?;
+            let name = r.node.given_name;
             if !ctx.confirm(&format!("Delete node {name:?} ({identifier})?"))? {
                 return ctx.done("Node not deleted");
             }
-            ctx.client
-                .delete_node(DeleteNodeRequest {
-                    node_id: identifier,
-                })
-                .await?;
+            let _: Empty = ctx.client.delete(&path).await?;
             ctx.done("Node deleted")
         }
         NodesCommand::Expire {
@@ -81,36 +70,28 @@ pub(super) async fn run(ctx: &mut Ctx<'_>, cmd: NodesCommand) -> Result<()> {
             disable,
         } => {
             let expiry = match expiry {
-                Some(text) => {
-                    let at = chrono::DateTime::parse_from_rfc3339(&text)
-                        .map_err(|e| Error::Usage(format!("--expiry {text:?}: {e}")))?;
-                    Some(prost_types::Timestamp {
-                        seconds: at.timestamp(),
-                        nanos: 0,
-                    })
-                }
+                Some(text) => Some(
+                    chrono::DateTime::parse_from_rfc3339(&text)
+                        .map_err(|e| Error::Usage(format!("--expiry {text:?}: {e}")))?
+                        .with_timezone(&chrono::Utc),
+                ),
                 None => None,
             };
             let req = ExpireNodeRequest {
-                node_id: identifier,
                 expiry,
-                disable_expiry: disable,
+                disable_expiry: Some(disable),
             };
-            let node = ctx.client.expire_node(req).await?.into_inner().node;
-            let node = node.ok_or_else(|| Error::Usage("server returned no node".into()))?;
-            ctx.emit(&NodeView::from(&node), || "Node expired".into())
+            let path = format!("/api/v1/node/{identifier}/expire");
+            let r: NodeResponse = ctx.client.post(&path, &req).await?;
+            ctx.emit(&NodeView::from(&r.node), || "Node expired".into())
         }
         NodesCommand::Rename {
             identifier,
             new_name,
         } => {
-            let req = RenameNodeRequest {
-                node_id: identifier,
-                new_name,
-            };
-            let node = ctx.client.rename_node(req).await?.into_inner().node;
-            let node = node.ok_or_else(|| Error::Usage("server returned no node".into()))?;
-            ctx.emit(&NodeView::from(&node), || "Node renamed".into())
+            let path = format!("/api/v1/node/{identifier}/rename/{}", enc(&new_name));
+            let r: NodeResponse = ctx.client.post(&path, &Empty {}).await?;
+            ctx.emit(&NodeView::from(&r.node), || "Node renamed".into())
         }
     }
 }
@@ -122,13 +103,13 @@ fn short_key(key: &str) -> String {
     hex.chars().take(8).collect()
 }
 
-fn nodes_table(nodes: &[proto::Node]) -> String {
+fn nodes_table(nodes: &[Node]) -> String {
     let rows: Vec<Vec<String>> = nodes
         .iter()
         .map(|n| {
             let ephemeral = n.pre_auth_key.as_ref().is_some_and(|k| k.ephemeral);
             vec![
-                n.id.to_string(),
+                n.id.clone(),
                 n.name.clone(),
                 n.given_name.clone(),
                 short_key(&n.machine_key),

@@ -1,18 +1,18 @@
 //! Output: machine formats (`json`, `json-line`, `yaml`) of serde views of
-//! the proto messages, and plain-text tables for people.
+//! the API's answers, and plain-text tables for people.
 //!
-//! The views use the proto field names (as Headscale's `-o json` does) with
-//! timestamps as RFC 3339 strings; a freshly created pre-auth key carries its
-//! secret in `key`.
+//! The views use the proto field names (as Headscale v0.29's `-o json`
+//! does) with numeric ids and timestamps as RFC 3339 strings (unset, or
+//! Go's zero instant, as `null`); a freshly created pre-auth key carries
+//! its secret in `key`.
 
 use std::io::Write;
 
 use chrono::{DateTime, Utc};
-use prost_types::Timestamp;
 use serde::Serialize;
 
 use super::{Error, Result};
-use crate::admin::proto;
+use crate::api::v1::model::{self as v1, zero_time};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -76,25 +76,30 @@ pub(super) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     text
 }
 
-fn datetime(ts: &Timestamp) -> Option<DateTime<Utc>> {
-    let nanos = u32::try_from(ts.nanos).ok()?;
-    DateTime::from_timestamp(ts.seconds, nanos)
+/// A time as shown: `None` for unset or Go's zero instant.
+fn shown(t: Option<&DateTime<Utc>>) -> Option<DateTime<Utc>> {
+    t.copied().filter(|t| *t != zero_time())
 }
 
-fn rfc3339(ts: Option<&Timestamp>) -> Option<String> {
-    ts.and_then(datetime).map(|t| t.to_rfc3339())
+fn rfc3339(t: Option<&DateTime<Utc>>) -> Option<String> {
+    shown(t).map(|t| t.to_rfc3339())
 }
 
 /// `2006-01-02 15:04:05` in UTC, Headscale's table format; `-` if unset.
-pub(super) fn cell_time(ts: Option<&Timestamp>) -> String {
-    ts.and_then(datetime)
+pub(super) fn cell_time(t: Option<&DateTime<Utc>>) -> String {
+    shown(t)
         .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
         .unwrap_or_else(|| "-".into())
 }
 
-/// Whether `ts` is set and not in the future.
-pub(super) fn is_past(ts: Option<&Timestamp>) -> bool {
-    ts.and_then(datetime).is_some_and(|t| t <= Utc::now())
+/// Whether `t` is set and not in the future.
+pub(super) fn is_past(t: Option<&DateTime<Utc>>) -> bool {
+    shown(t).is_some_and(|t| t <= Utc::now())
+}
+
+/// A wire id (decimal string) as a number; 0 if it is not one.
+pub(super) fn num(id: &str) -> u64 {
+    id.parse().unwrap_or(0)
 }
 
 #[derive(Debug, Serialize)]
@@ -107,14 +112,14 @@ pub(super) struct UserView {
     pub created_at: Option<String>,
 }
 
-impl From<&proto::User> for UserView {
-    fn from(u: &proto::User) -> Self {
+impl From<&v1::User> for UserView {
+    fn from(u: &v1::User) -> Self {
         UserView {
-            id: u.id,
+            id: num(&u.id),
             name: u.name.clone(),
             display_name: u.display_name.clone(),
             email: u.email.clone(),
-            created_at: rfc3339(u.created_at.as_ref()),
+            created_at: rfc3339(Some(&u.created_at)),
         }
     }
 }
@@ -134,10 +139,26 @@ pub(super) struct KeyView {
     pub acl_tags: Vec<String>,
 }
 
-impl From<&proto::PreAuthKey> for KeyView {
-    fn from(k: &proto::PreAuthKey) -> Self {
+impl From<&v1::PreAuthKey> for KeyView {
+    fn from(k: &v1::PreAuthKey) -> Self {
         KeyView {
-            id: k.id,
+            id: num(&k.id),
+            key: k.key.clone(),
+            user: k.user.as_ref().map(UserView::from),
+            reusable: k.reusable,
+            ephemeral: k.ephemeral,
+            used: k.used,
+            expiration: rfc3339(Some(&k.expiration)),
+            created_at: rfc3339(Some(&k.created_at)),
+            acl_tags: k.acl_tags.clone(),
+        }
+    }
+}
+
+impl From<&v1::NodePreAuthKey> for KeyView {
+    fn from(k: &v1::NodePreAuthKey) -> Self {
+        KeyView {
+            id: num(&k.id),
             key: k.key.clone(),
             user: k.user.as_ref().map(UserView::from),
             reusable: k.reusable,
@@ -174,13 +195,14 @@ pub(super) struct NodeView {
     pub subnet_routes: Vec<String>,
 }
 
-impl From<&proto::Node> for NodeView {
-    fn from(n: &proto::Node) -> Self {
-        let register_method = proto::RegisterMethod::try_from(n.register_method)
-            .map(|m| m.as_str_name().to_string())
-            .unwrap_or_else(|_| n.register_method.to_string());
+impl From<&v1::Node> for NodeView {
+    fn from(n: &v1::Node) -> Self {
+        let register_method = serde_json::to_value(n.register_method)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
         NodeView {
-            id: n.id,
+            id: num(&n.id),
             machine_key: n.machine_key.clone(),
             node_key: n.node_key.clone(),
             disco_key: n.disco_key.clone(),
@@ -192,7 +214,7 @@ impl From<&proto::Node> for NodeView {
             online: n.online,
             last_seen: rfc3339(n.last_seen.as_ref()),
             expiry: rfc3339(n.expiry.as_ref()),
-            created_at: rfc3339(n.created_at.as_ref()),
+            created_at: rfc3339(Some(&n.created_at)),
             pre_auth_key: n.pre_auth_key.as_ref().map(KeyView::from),
             register_method,
             approved_routes: n.approved_routes.clone(),
@@ -237,21 +259,36 @@ mod tests {
 
     #[test]
     fn node_view_names_the_register_method_and_times() {
-        let node = proto::Node {
-            id: 4,
-            register_method: proto::RegisterMethod::AuthKey as i32,
-            expiry: Some(Timestamp {
-                seconds: 0,
-                nanos: 0,
-            }),
-            ..Default::default()
+        let epoch = DateTime::from_timestamp(0, 0).expect("epoch");
+        let node = v1::Node {
+            id: "4".into(),
+            machine_key: String::new(),
+            node_key: String::new(),
+            disco_key: String::new(),
+            ip_addresses: vec![],
+            name: String::new(),
+            user: None,
+            last_seen: None,
+            expiry: Some(epoch),
+            pre_auth_key: None,
+            created_at: zero_time(),
+            register_method: v1::RegisterMethod::AuthKey,
+            given_name: String::new(),
+            online: false,
+            approved_routes: vec![],
+            available_routes: vec![],
+            subnet_routes: vec![],
+            tags: vec![],
         };
         let v = NodeView::from(&node);
+        assert_eq!(v.id, 4);
         assert_eq!(v.register_method, "REGISTER_METHOD_AUTH_KEY");
         assert_eq!(v.expiry.as_deref(), Some("1970-01-01T00:00:00+00:00"));
         assert_eq!(v.last_seen, None);
+        assert_eq!(v.created_at, None, "the zero instant is unset");
         assert_eq!(cell_time(node.expiry.as_ref()), "1970-01-01 00:00:00");
         assert!(is_past(node.expiry.as_ref()));
         assert_eq!(cell_time(None), "-");
+        assert_eq!(cell_time(Some(&zero_time())), "-");
     }
 }

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use super::topology::NamedTopology;
 use super::{Ctx, Error, Result};
-use crate::admin::proto::{GetPolicyRequest, SetPolicyRequest};
+use crate::api::v1::model::{PolicyRequest, PolicyResponse};
 use crate::policy::{Explanation, Policy};
 
 #[derive(Debug, Subcommand)]
@@ -243,18 +243,17 @@ pub fn compile_json(policy: &Policy, topo: &NamedTopology) -> Value {
 pub(super) async fn run(ctx: &mut Ctx<'_>, cmd: PolicyCommand) -> Result<()> {
     match cmd {
         PolicyCommand::Get => {
-            let r = ctx
-                .client
-                .get_policy(GetPolicyRequest {})
-                .await?
-                .into_inner();
+            let r: PolicyResponse = ctx.client.get("/api/v1/policy").await?;
             let value = json!({ "policy": r.policy });
             let text = r.policy.clone();
             ctx.emit(&value, move || text)
         }
         PolicyCommand::Set { file } => {
             let policy = read(&file)?;
-            ctx.client.set_policy(SetPolicyRequest { policy }).await?;
+            let req = PolicyRequest {
+                policy: Some(policy),
+            };
+            let _: PolicyResponse = ctx.client.put("/api/v1/policy", &req).await?;
             ctx.done("Policy updated.")
         }
         _ => Ok(()),

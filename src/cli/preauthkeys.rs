@@ -6,11 +6,13 @@ use std::time::Duration;
 
 use clap::Subcommand;
 
+use chrono::{DateTime, Utc};
+
 use super::output::{KeyView, cell_time, table};
 use super::{Ctx, Error, Result, users};
-use crate::admin::proto::{
-    self, CreatePreAuthKeyRequest, DeletePreAuthKeyRequest, ExpirePreAuthKeyRequest,
-    ListPreAuthKeysRequest,
+use crate::api::v1::model::{
+    CreatePreAuthKeyRequest, Empty, ExpirePreAuthKeyRequest, ListPreAuthKeysResponse, PreAuthKey,
+    PreAuthKeyResponse,
 };
 
 #[derive(Debug, Subcommand)]
@@ -61,19 +63,14 @@ pub struct Lifetime(pub Option<Duration>);
 
 impl Lifetime {
     /// The expiry time for a key created now (`None`: never expires).
-    pub fn expires_at(self) -> Result<Option<prost_types::Timestamp>> {
+    pub fn expires_at(self) -> Result<Option<DateTime<Utc>>> {
         let Some(d) = self.0 else {
             return Ok(None);
         };
         let too_far = || Error::Usage("expiration is too far away".into());
         let d = chrono::Duration::from_std(d).map_err(|_| too_far())?;
-        let at = chrono::Utc::now()
-            .checked_add_signed(d)
-            .ok_or_else(too_far)?;
-        Ok(Some(prost_types::Timestamp {
-            seconds: at.timestamp(),
-            nanos: 0,
-        }))
+        let at = Utc::now().checked_add_signed(d).ok_or_else(too_far)?;
+        Ok(Some(at))
     }
 }
 
@@ -96,56 +93,48 @@ pub(super) async fn run(ctx: &mut Ctx<'_>, cmd: KeysCommand) -> Result<()> {
             tags,
         } => {
             let owner = users::resolve(ctx, &user).await?;
-            let expiration = expiration.expires_at()?;
             let req = CreatePreAuthKeyRequest {
-                user: owner.id,
-                reusable,
-                ephemeral,
-                expiration,
-                acl_tags: tags,
+                user: Some(owner.id),
+                reusable: Some(reusable),
+                ephemeral: Some(ephemeral),
+                expiration: expiration.expires_at()?,
+                acl_tags: Some(tags),
             };
-            let key = ctx.client.create_pre_auth_key(req).await?.into_inner();
-            let key = key
-                .pre_auth_key
-                .ok_or_else(|| Error::Usage("server returned no key".into()))?;
-            let text = key.key.clone();
-            ctx.emit(&KeyView::from(&key), || text)
+            let r: PreAuthKeyResponse = ctx.client.post("/api/v1/preauthkey", &req).await?;
+            let text = r.pre_auth_key.key.clone();
+            ctx.emit(&KeyView::from(&r.pre_auth_key), || text)
         }
         KeysCommand::List { user } => {
-            let owner = match user {
-                Some(spec) => Some(users::resolve(ctx, &spec).await?.id),
-                None => None,
+            let query = match user {
+                Some(spec) => format!("?user={}", users::resolve(ctx, &spec).await?.id),
+                None => String::new(),
             };
-            let keys = ctx
+            let r: ListPreAuthKeysResponse = ctx
                 .client
-                .list_pre_auth_keys(ListPreAuthKeysRequest {})
-                .await?
-                .into_inner()
-                .pre_auth_keys;
-            // The v0.29 API has no user filter; filter here.
-            let keys: Vec<proto::PreAuthKey> = keys
-                .into_iter()
-                .filter(|k| owner.is_none_or(|id| k.user.as_ref().is_some_and(|u| u.id == id)))
-                .collect();
+                .get(&format!("/api/v1/preauthkey{query}"))
+                .await?;
+            let keys = r.pre_auth_keys;
             let views: Vec<KeyView> = keys.iter().map(KeyView::from).collect();
             ctx.emit(&views, || keys_table(&keys))
         }
         KeysCommand::Expire { id } => {
-            ctx.client
-                .expire_pre_auth_key(ExpirePreAuthKeyRequest { id })
-                .await?;
+            let req = ExpirePreAuthKeyRequest {
+                id: Some(id.to_string()),
+            };
+            let _: Empty = ctx.client.post("/api/v1/preauthkey/expire", &req).await?;
             ctx.done("Key expired")
         }
         KeysCommand::Delete { id } => {
-            ctx.client
-                .delete_pre_auth_key(DeletePreAuthKeyRequest { id })
+            let _: Empty = ctx
+                .client
+                .delete(&format!("/api/v1/preauthkey?id={id}"))
                 .await?;
             ctx.done("Key deleted")
         }
     }
 }
 
-fn keys_table(keys: &[proto::PreAuthKey]) -> String {
+fn keys_table(keys: &[PreAuthKey]) -> String {
     let rows: Vec<Vec<String>> = keys
         .iter()
         .map(|k| {
@@ -158,13 +147,13 @@ fn keys_table(keys: &[proto::PreAuthKey]) -> String {
                     .unwrap_or_else(|| "-".into())
             };
             vec![
-                k.id.to_string(),
+                k.id.clone(),
                 k.key.clone(),
                 k.reusable.to_string(),
                 k.ephemeral.to_string(),
                 k.used.to_string(),
-                cell_time(k.expiration.as_ref()),
-                cell_time(k.created_at.as_ref()),
+                cell_time(Some(&k.expiration)),
+                cell_time(Some(&k.created_at)),
                 owner,
             ]
         })

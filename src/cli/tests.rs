@@ -1,11 +1,11 @@
 //! CLI tests: argument parsing, and whole commands run against a real admin
-//! API on a temporary database (`admin::tests::fixture`).
+//! API on a temporary database (`api::grpc::tests::fixture`: the admin socket, REST and gRPC).
 
 use clap::{CommandFactory, Parser};
 use serde_json::Value;
 
 use super::*;
-use crate::admin::tests::{Fixture, fixture};
+use crate::api::grpc::tests::{Fixture, fixture};
 
 #[test]
 fn clap_definition_is_consistent() {
@@ -131,12 +131,19 @@ async fn users_and_keys_end_to_end() {
     );
     assert_eq!(created["name"], "alice");
     assert_eq!(created["email"], "a@x");
+    // The socket names the caller by its uid (SO_PEERCRED) in the audit log.
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata(fx.dir.path()).expect("dir").uid();
+    let audit = std::fs::read_to_string(fx.dir.path().join("audit.jsonl")).expect("audit");
+    let first: Value = serde_json::from_str(audit.lines().next().expect("a line")).expect("json");
+    assert_eq!(first["actor"], format!("uid:{uid}"));
+    assert_eq!(first["action"], "user.create");
     let alice_id = created["id"].as_u64().expect("id");
 
     let dup = cli(&fx, &["users", "create", "alice"])
         .await
         .expect_err("duplicate");
-    assert!(matches!(&dup, Error::Rpc(s) if s.code() == tonic::Code::AlreadyExists));
+    assert!(matches!(&dup, Error::Api { status: 409, .. }));
     assert!(dup.to_string().contains("already exists"), "{dup}");
 
     let key = json(
@@ -213,10 +220,7 @@ async fn users_and_keys_end_to_end() {
     let gone = cli(&fx, &["preauthkeys", "delete", "--id", &id])
         .await
         .expect_err("gone");
-    assert!(
-        matches!(&gone, Error::Rpc(s) if s.code() == tonic::Code::NotFound),
-        "{gone}"
-    );
+    assert!(matches!(&gone, Error::Api { status: 404, .. }), "{gone}");
 
     let renamed = json(
         &cli(
@@ -282,7 +286,7 @@ async fn nodes_commands_report_server_errors() {
     let err = cli(&fx, &["nodes", "delete", "-i", "9", "--force"])
         .await
         .expect_err("no node");
-    assert!(matches!(&err, Error::Rpc(s) if s.code() == tonic::Code::NotFound));
+    assert!(matches!(&err, Error::Api { status: 404, .. }));
     let err = cli(&fx, &["nodes", "list", "-u", "ghost"])
         .await
         .expect_err("no user");

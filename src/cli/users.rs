@@ -3,11 +3,10 @@
 
 use clap::{Args, Subcommand};
 
+use super::client::enc;
 use super::output::{UserView, cell_time, table};
 use super::{Ctx, Error, Result};
-use crate::admin::proto::{
-    self, CreateUserRequest, DeleteUserRequest, ListUsersRequest, RenameUserRequest,
-};
+use crate::api::v1::model::{CreateUserRequest, Empty, ListUsersResponse, User, UserResponse};
 
 #[derive(Debug, Subcommand)]
 pub enum UsersCommand {
@@ -65,24 +64,22 @@ pub(super) async fn run(ctx: &mut Ctx<'_>, cmd: UsersCommand) -> Result<()> {
             email,
         } => {
             let req = CreateUserRequest {
-                name,
-                display_name: display_name.unwrap_or_default(),
-                email: email.unwrap_or_default(),
-                picture_url: String::new(),
+                name: Some(name),
+                display_name,
+                email,
+                picture_url: None,
             };
-            let user = ctx.client.create_user(req).await?.into_inner().user;
-            let user = user.ok_or_else(|| Error::Usage("server returned no user".into()))?;
-            ctx.emit(&UserView::from(&user), || "User created".into())
+            let r: UserResponse = ctx.client.post("/api/v1/user", &req).await?;
+            ctx.emit(&UserView::from(&r.user), || "User created".into())
         }
         UsersCommand::List { which, email } => {
-            let mut req = ListUsersRequest::default();
-            match (which.identifier, which.name, email) {
-                (Some(id), _, _) => req.id = id,
-                (None, Some(name), _) => req.name = name,
-                (None, None, Some(email)) => req.email = email,
-                (None, None, None) => {}
-            }
-            let users = ctx.client.list_users(req).await?.into_inner().users;
+            let query = match (which.identifier, which.name, email) {
+                (Some(id), _, _) => format!("?id={id}"),
+                (None, Some(name), _) => format!("?name={}", enc(&name)),
+                (None, None, Some(email)) => format!("?email={}", enc(&email)),
+                (None, None, None) => String::new(),
+            };
+            let users = list(ctx, &query).await?;
             let views: Vec<UserView> = users.iter().map(UserView::from).collect();
             ctx.emit(&views, || users_table(&users))
         }
@@ -99,13 +96,9 @@ pub(super) async fn run(ctx: &mut Ctx<'_>, cmd: UsersCommand) -> Result<()> {
                 (None, None) => return Err(Error::Usage("missing the new name".into())),
             };
             let user = find_one(ctx, &which).await?;
-            let req = RenameUserRequest {
-                old_id: user.id,
-                new_name,
-            };
-            let user = ctx.client.rename_user(req).await?.into_inner().user;
-            let user = user.ok_or_else(|| Error::Usage("server returned no user".into()))?;
-            ctx.emit(&UserView::from(&user), || "User renamed".into())
+            let path = format!("/api/v1/user/{}/rename/{}", user.id, enc(&new_name));
+            let r: UserResponse = ctx.client.post(&path, &Empty {}).await?;
+            ctx.emit(&UserView::from(&r.user), || "User renamed".into())
         }
         UsersCommand::Delete { which } => {
             let user = find_one(ctx, &which).await?;
@@ -116,28 +109,28 @@ pub(super) async fn run(ctx: &mut Ctx<'_>, cmd: UsersCommand) -> Result<()> {
             if !ctx.confirm(&prompt)? {
                 return ctx.done("User not deleted");
             }
-            ctx.client
-                .delete_user(DeleteUserRequest { id: user.id })
+            let _: Empty = ctx
+                .client
+                .delete(&format!("/api/v1/user/{}", user.id))
                 .await?;
             ctx.done("User deleted")
         }
     }
 }
 
+async fn list(ctx: &mut Ctx<'_>, query: &str) -> Result<Vec<User>> {
+    let r: ListUsersResponse = ctx.client.get(&format!("/api/v1/user{query}")).await?;
+    Ok(r.users)
+}
+
 /// The single user `which` names.
-async fn find_one(ctx: &mut Ctx<'_>, which: &Which) -> Result<proto::User> {
-    let req = match (which.identifier, &which.name) {
-        (Some(id), _) => ListUsersRequest {
-            id,
-            ..Default::default()
-        },
-        (None, Some(name)) => ListUsersRequest {
-            name: name.clone(),
-            ..Default::default()
-        },
+async fn find_one(ctx: &mut Ctx<'_>, which: &Which) -> Result<User> {
+    let query = match (which.identifier, &which.name) {
+        (Some(id), _) => format!("?id={id}"),
+        (None, Some(name)) => format!("?name={}", enc(name)),
         (None, None) => return Err(Error::Usage("--identifier or --name is required".into())),
     };
-    let mut users = ctx.client.list_users(req).await?.into_inner().users;
+    let mut users = list(ctx, &query).await?;
     match users.len() {
         1 => Ok(users.remove(0)),
         0 => Err(Error::Usage("no such user".into())),
@@ -146,21 +139,13 @@ async fn find_one(ctx: &mut Ctx<'_>, which: &Which) -> Result<proto::User> {
 }
 
 /// Resolves a user given as a name or, failing that, a numeric id.
-pub(super) async fn resolve(ctx: &mut Ctx<'_>, spec: &str) -> Result<proto::User> {
-    let by_name = ListUsersRequest {
-        name: spec.to_string(),
-        ..Default::default()
-    };
-    let mut users = ctx.client.list_users(by_name).await?.into_inner().users;
+pub(super) async fn resolve(ctx: &mut Ctx<'_>, spec: &str) -> Result<User> {
+    let mut users = list(ctx, &format!("?name={}", enc(spec))).await?;
     if users.len() == 1 {
         return Ok(users.remove(0));
     }
     if let Ok(id) = spec.parse::<u64>() {
-        let by_id = ListUsersRequest {
-            id,
-            ..Default::default()
-        };
-        let mut users = ctx.client.list_users(by_id).await?.into_inner().users;
+        let mut users = list(ctx, &format!("?id={id}")).await?;
         if users.len() == 1 {
             return Ok(users.remove(0));
         }
@@ -168,16 +153,16 @@ pub(super) async fn resolve(ctx: &mut Ctx<'_>, spec: &str) -> Result<proto::User
     Err(Error::Usage(format!("no user with name or id {spec:?}")))
 }
 
-fn users_table(users: &[proto::User]) -> String {
+fn users_table(users: &[User]) -> String {
     let rows: Vec<Vec<String>> = users
         .iter()
         .map(|u| {
             vec![
-                u.id.to_string(),
+                u.id.clone(),
                 u.display_name.clone(),
                 u.name.clone(),
                 u.email.clone(),
-                cell_time(u.created_at.as_ref()),
+                cell_time(Some(&u.created_at)),
             ]
         })
         .collect();

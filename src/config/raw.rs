@@ -18,11 +18,14 @@ use serde::de::{self, Deserializer, Visitor};
 
 use super::{Error, keys};
 
+mod audit;
 mod compat;
 mod connections;
 mod whois;
 
-use compat::{RawCli, RawGorm, RawOidc, RawToggle, RawTuning};
+pub(super) use audit::RawAudit;
+pub(super) use compat::RawCli;
+use compat::{RawGorm, RawOidc, RawToggle, RawTuning};
 pub(super) use connections::RawConnections;
 pub(super) use whois::RawWhois;
 
@@ -119,6 +122,9 @@ pub(super) struct RawConfig {
     /// clawscale extension: connection limits and timeouts.
     #[serde(default, deserialize_with = "null_default")]
     pub connections: RawConnections,
+    /// clawscale extension: the admin audit trail.
+    #[serde(default, deserialize_with = "null_default")]
+    pub audit: RawAudit,
 }
 
 #[derive(Debug, Default, Deserialize)]

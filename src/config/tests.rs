@@ -2,6 +2,7 @@
 //! file, overrides and warnings. Key checks live in `tests/unknown_keys.rs`,
 //! value checks in `tests/validation.rs`.
 
+mod admin;
 mod connections;
 mod dns_server;
 mod unknown_keys;
@@ -59,6 +60,11 @@ fn embedded_defaults() {
     assert!(!c.grpc_allow_insecure);
     assert_eq!(c.unix_socket, dir.join("clawscale.sock"));
     assert_eq!(c.unix_socket_permission, 0o770);
+    assert_eq!(c.audit.path, Some(dir.join("audit.jsonl")));
+    assert_eq!(c.audit.max_size, 100 << 20);
+    assert_eq!(c.audit.max_files, 5);
+    assert_eq!(c.cli.address, None);
+    assert_eq!(c.cli.timeout, std::time::Duration::from_secs(5));
     assert_eq!(c.data_dir, dir);
     assert_eq!(c.noise_private_key_path, dir.join("noise_private.key"));
     assert_eq!(c.prefixes.v4, Some("100.64.0.0/10".parse().unwrap()));
@@ -164,6 +170,17 @@ fn headscale_config_with_every_key_loads() {
     assert_eq!(c.metrics_listen_addr, Some(addr("10.0.0.2:9090")));
     assert_eq!(c.grpc_listen_addr, Some(addr("0.0.0.0:50443")));
     assert!(c.grpc_allow_insecure);
+    // Headscale's `host:port` CLI address means HTTPS.
+    assert_eq!(
+        c.cli.address.as_deref(),
+        Some("https://hs.example.net:50443")
+    );
+    assert_eq!(c.cli.api_key.as_deref(), Some("abc"));
+    assert_eq!(c.cli.timeout, std::time::Duration::from_secs(10));
+    assert!(
+        !format!("{:?}", c.cli).contains("abc"),
+        "the CLI key is redacted"
+    );
     assert_eq!(c.noise_private_key_path, PathBuf::from("/srv/hs/noise.key"));
     assert_eq!(c.prefixes.v4, Some("100.100.0.0/16".parse().unwrap()));
     assert_eq!(
@@ -285,7 +302,6 @@ fn every_unsupported_setting_is_named_in_a_warning() {
         "tuning.register_cache_max_entries",
         "tuning.node_store_batch_size",
         "tuning.node_store_batch_timeout",
-        "cli",
     ];
     let named: Vec<String> = expected
         .iter()

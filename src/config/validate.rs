@@ -6,6 +6,7 @@
 //! keys that are accepted but not acted on become `Config::warnings`
 //! (`unsupported`).
 
+mod admin;
 mod connections;
 mod database;
 mod derp;
@@ -82,6 +83,9 @@ pub(super) fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config, 
     let policy = policy(&raw.policy.mode, raw.policy.path.as_deref())?;
     let whois = whois::build(&raw.whois)?;
     let connections = connections::build(&raw.connections)?;
+    let audit = admin::audit(&raw.audit, &data_dir)?;
+    let cli = admin::cli(&raw.cli)?;
+    admin::grpc_tls(&raw, grpc_listen_addr.is_some(), &tls)?;
 
     unsupported::collect(&raw, &mut warnings);
 
@@ -105,6 +109,8 @@ pub(super) fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config, 
         policy,
         whois,
         connections,
+        audit,
+        cli,
         warnings,
     })
 }

@@ -1,6 +1,6 @@
 //! API key transitions. Like pre-auth keys, API keys change no World: they
 //! live in the database only, and the whois API keeps its own short-lived
-//! cache of them (`whois::keys`), so nothing is published here.
+//! cache of them (`admin::keycache`), so nothing is published here.
 
 use chrono::{DateTime, Utc};
 

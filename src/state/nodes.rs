@@ -1,9 +1,11 @@
 //! Node transitions driven by map requests and the admin API.
 
+use chrono::{DateTime, Utc};
+use ipnet::IpNet;
+
 use super::change::{Change, PatchMask};
 use super::writer::MapUpdate;
 use super::{Error, Result, StateHandle};
-use ipnet::IpNet;
 
 use crate::types::node::normalize_tags;
 use crate::types::{DnsLabel, Node, NodeId};
@@ -86,6 +88,63 @@ impl StateHandle {
                 let mut n = core.node_copy(id)?;
                 n.expiry = Some(core.now());
                 core.commit_node(n, Change::upsert(id)).await
+            })
+        })
+        .await
+    }
+
+    /// Sets when a node's key expires (`None`: never). A time in the past
+    /// logs the node out at once, as [`StateHandle::expire_node`] does.
+    pub async fn set_node_expiry(&self, id: NodeId, expiry: Option<DateTime<Utc>>) -> Result<Node> {
+        self.run(move |core| {
+            Box::pin(async move {
+                let mut n = core.node_copy(id)?;
+                n.expiry = expiry;
+                core.commit_node(n.clone(), Change::upsert(id)).await?;
+                Ok(n)
+            })
+        })
+        .await
+    }
+
+    /// Gives every node an address of each configured family it lacks
+    /// (after a prefix was added to the config), in node id order. Returns
+    /// one line per address handed out.
+    pub async fn backfill_ips(&self) -> Result<Vec<String>> {
+        self.run(move |core| {
+            Box::pin(async move {
+                let mut changes = Vec::new();
+                let ids: Vec<NodeId> = core.world.nodes.keys().copied().collect();
+                for id in ids {
+                    let mut n = core.node_copy(id)?;
+                    let mut assigned = Vec::new();
+                    if n.ipv4.is_none() {
+                        let world = &core.world;
+                        n.ipv4 = core
+                            .opts
+                            .ipam
+                            .next_v4(|ip| world.ip_taken(ip))
+                            .map_err(|e| Error::FailedPrecondition(e.to_string()))?;
+                        assigned.extend(n.ipv4.map(|ip| ip.to_string()));
+                    }
+                    if n.ipv6.is_none() {
+                        let world = &core.world;
+                        n.ipv6 = core
+                            .opts
+                            .ipam
+                            .next_v6(|ip| world.ip_taken(ip))
+                            .map_err(|e| Error::FailedPrecondition(e.to_string()))?;
+                        assigned.extend(n.ipv6.map(|ip| ip.to_string()));
+                    }
+                    if assigned.is_empty() {
+                        continue;
+                    }
+                    for ip in &assigned {
+                        changes.push(format!("assigned {ip} to node {} ({id})", n.given_name));
+                    }
+                    core.commit_node(n, Change::upsert(id)).await?;
+                }
+                Ok(changes)
             })
         })
         .await

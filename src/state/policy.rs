@@ -88,7 +88,20 @@ pub fn accept(text: &str, w: &World) -> std::result::Result<(Policy, Compiled), 
     Ok((policy, compiled))
 }
 
+/// A policy text's revision: the SHA-256 of the text as written, in hex.
+/// Audit entries and forward-auth decisions name the policy by it, so a
+/// decision can be traced to the exact text that made it.
+pub fn revision(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
 impl PolicyState {
+    /// The revision of the policy in force (`None` without a policy).
+    pub fn revision(&self) -> Option<String> {
+        self.text.as_deref().map(revision)
+    }
+
     /// May a node enrolled with a key of `user` (carrying `key_tags`) take
     /// `tags`? Without a policy, tags fixed on a key by an operator are
     /// trusted and nothing else is: there are no `tagOwners` to consult.

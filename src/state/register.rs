@@ -15,12 +15,13 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use super::change::{Change, PatchMask};
+use super::events::{Event, EventActor, EventKind};
 use super::writer::Core;
 use super::{Error, Result, StateHandle};
 use crate::db::KeyUse;
 use crate::types::node::normalize_tags;
 use crate::types::{
-    DnsLabel, MachinePublic, Node, NodeId, NodePublic, PreAuthKey, PreAuthSecret, User,
+    DnsLabel, MachinePublic, Node, NodeId, NodePublic, PreAuthKey, PreAuthSecret, User, UserId,
 };
 
 /// A registration request after wire decoding, with the Noise-authenticated
@@ -47,9 +48,24 @@ pub enum RegisterOutcome {
     Refused(String),
 }
 
+/// Who a node is enrolled for, and with which key (none for an interactive
+/// registration an operator approved).
+struct Enrolment<'k> {
+    user: UserId,
+    tags: Vec<String>,
+    ephemeral: bool,
+    key: Option<&'k PreAuthKey>,
+}
+
 impl StateHandle {
     pub async fn register(&self, input: RegisterInput) -> Result<RegisterOutcome> {
         self.run(move |core| Box::pin(async move { core.register(input).await }))
+            .await
+    }
+
+    /// Enrols a pending interactive registration's machine for `user`.
+    pub async fn register_pending(&self, input: RegisterInput, user: UserId) -> Result<Arc<Node>> {
+        self.run(move |core| Box::pin(async move { core.register_pending(input, user).await }))
             .await
     }
 }
@@ -138,16 +154,57 @@ impl Core {
         req: RegisterInput,
         now: DateTime<Utc>,
     ) -> Result<RegisterOutcome> {
+        let tags = match self.claimed_tags(&key, &req.hostinfo) {
+            Ok(t) => t,
+            Err(msg) => return Ok(RegisterOutcome::Refused(msg)),
+        };
+        let owner = Enrolment {
+            user: key.user_id,
+            tags,
+            ephemeral: key.ephemeral || req.ephemeral,
+            key: Some(&key),
+        };
+        let before = existing.clone();
+        let node = match self.enroll(existing, owner, &req, now).await? {
+            Ok(n) => n,
+            Err(refusal) => return Ok(refusal),
+        };
+        self.emit(Event {
+            kind: if before.is_none() {
+                EventKind::Registered
+            } else {
+                EventKind::LoggedIn
+            },
+            actor: EventActor::Node,
+            before,
+            after: Some(node.clone()),
+        });
+        self.authorized(node.id)
+    }
+
+    /// Creates (or, for a known machine, logs in again) the node `req`
+    /// describes for `owner`, in one database transaction that also consumes
+    /// the owner's key if there is one. `Ok(Err(_))` is a refusal for the
+    /// client.
+    async fn enroll(
+        &mut self,
+        existing: Option<Arc<Node>>,
+        owner: Enrolment<'_>,
+        req: &RegisterInput,
+        now: DateTime<Utc>,
+    ) -> Result<std::result::Result<Arc<Node>, RegisterOutcome>> {
         let hostname = req
             .hostinfo
             .get("Hostname")
             .and_then(|v| v.as_str())
             .unwrap_or("")
             .to_string();
-        let tags = match self.claimed_tags(&key, &req.hostinfo) {
-            Ok(t) => t,
-            Err(msg) => return Ok(RegisterOutcome::Refused(msg)),
-        };
+        let Enrolment {
+            user,
+            tags,
+            ephemeral,
+            key,
+        } = owner;
         let (node, new) = match existing {
             // Same machine logging in again (after logout or expiry): it keeps
             // its id, name and addresses.
@@ -155,10 +212,10 @@ impl Core {
                 let mut n = (*old).clone();
                 n.node_key = req.node_key;
                 n.expiry = None;
-                n.user_id = key.user_id;
+                n.user_id = user;
                 n.tags = tags;
-                n.ephemeral = key.ephemeral || req.ephemeral;
-                n.auth_key_id = Some(key.id);
+                n.ephemeral = ephemeral;
+                n.auth_key_id = key.map(|k| k.id);
                 n.hostinfo = req.hostinfo.clone();
                 n.hostname = hostname;
                 n.cap_version = req.version;
@@ -184,7 +241,7 @@ impl Core {
                     disco_key: Default::default(),
                     hostname,
                     given_name,
-                    user_id: key.user_id,
+                    user_id: user,
                     tags,
                     ipv4,
                     ipv6,
@@ -192,8 +249,8 @@ impl Core {
                     home_derp: 0,
                     hostinfo: req.hostinfo.clone(),
                     expiry: None,
-                    ephemeral: key.ephemeral || req.ephemeral,
-                    auth_key_id: Some(key.id),
+                    ephemeral,
+                    auth_key_id: key.map(|k| k.id),
                     cap_version: req.version,
                     created_at: now,
                     last_seen: None,
@@ -203,14 +260,14 @@ impl Core {
             }
         };
         let node = self.auto_approve(node);
-        let key_use = KeyUse {
-            id: key.id,
-            reusable: key.reusable,
-        };
-        let id = match self.db.register_node(Some(key_use), &node, new).await {
+        let key_use = key.map(|k| KeyUse {
+            id: k.id,
+            reusable: k.reusable,
+        });
+        let id = match self.db.register_node(key_use, &node, new).await {
             Ok(id) => id,
             Err(e @ crate::db::Error::KeyAlreadyUsed) => {
-                return Ok(RegisterOutcome::Refused(e.to_string()));
+                return Ok(Err(RegisterOutcome::Refused(e.to_string())));
             }
             Err(e) => return Err(e.into()),
         };
@@ -223,11 +280,42 @@ impl Core {
             new,
             "node registered"
         );
+        let node = Arc::new(node);
         let mut w = self.draft();
-        w.put_node(Arc::new(node));
-        let change = Change::upsert(id);
-        self.publish(w, change);
-        self.authorized(id)
+        w.put_node(node.clone());
+        self.publish(w, Change::upsert(id));
+        Ok(Ok(node))
+    }
+
+    /// Enrols the machine of a pending interactive registration for `user`
+    /// (an operator approved it: `admin::registrations`). Recorded by the
+    /// operator's audit entry, so no event.
+    async fn register_pending(&mut self, req: RegisterInput, user: UserId) -> Result<Arc<Node>> {
+        let now = self.now();
+        if self.world.user(user).is_none() {
+            return Err(Error::NotFound("user not found".into()));
+        }
+        if let Some(other) = self.world.node_by_node_key(&req.node_key)
+            && other.machine_key != req.machine_key
+        {
+            return Err(Error::Conflict(
+                "node key is registered to a different machine".into(),
+            ));
+        }
+        let existing = self.world.node_by_machine_key(&req.machine_key).cloned();
+        let owner = Enrolment {
+            user,
+            tags: vec![],
+            ephemeral: req.ephemeral,
+            key: None,
+        };
+        match self.enroll(existing, owner, &req, now).await? {
+            Ok(node) => Ok(node),
+            Err(RegisterOutcome::Refused(msg)) => Err(Error::FailedPrecondition(msg)),
+            Err(_) => Err(Error::Internal(
+                "registration neither done nor refused".into(),
+            )),
+        }
     }
 
     /// The tags a registration asks for: the key's own plus any the client
@@ -272,6 +360,12 @@ impl Core {
             ..Default::default()
         };
         self.commit_node(n, Change::patch(id, key_changed)).await?;
+        self.emit(Event {
+            kind: EventKind::KeyRotated,
+            actor: EventActor::Node,
+            before: Some(node),
+            after: self.world.node(id).cloned(),
+        });
         self.authorized(id)
     }
 
@@ -287,12 +381,24 @@ impl Core {
         if node.ephemeral {
             tracing::info!(node = %node.id, "ephemeral node logged out; removing it");
             self.delete_node(node.id).await?;
+            self.emit(Event {
+                kind: EventKind::Deleted,
+                actor: EventActor::Node,
+                before: Some(node),
+                after: None,
+            });
             return Ok(RegisterOutcome::LoggedOut);
         }
         let mut n = (*node).clone();
         n.expiry = Some(now);
         let id = n.id;
         self.commit_node(n, Change::upsert(id)).await?;
+        self.emit(Event {
+            kind: EventKind::LoggedOut,
+            actor: EventActor::Node,
+            before: Some(node),
+            after: self.world.node(id).cloned(),
+        });
         tracing::info!(node = %id, "node logged out");
         Ok(RegisterOutcome::LoggedOut)
     }

@@ -13,6 +13,7 @@ use futures_util::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::change::{Change, PatchMask};
+use super::events::{Event, EventActor, EventKind};
 use super::policy::{PolicyState, PolicyStore};
 use super::{Error, Options, Result, StateReader, World};
 use crate::clock::Clock;
@@ -32,6 +33,8 @@ pub struct Core {
     pub(super) opts: Options,
     /// Lets jobs schedule follow-up jobs (ephemeral GC).
     jobs: mpsc::WeakSender<Job>,
+    /// Where control-protocol events go (`events`); none until set.
+    pub(super) events: Option<super::events::EventSink>,
 }
 
 /// Cheap, cloneable handle for issuing mutations and reading the World.
@@ -129,7 +132,14 @@ impl Core {
             return Ok(()); // seen again since; a later disconnect re-arms
         }
         tracing::info!(node = %id, name = %node.given_name, "removing inactive ephemeral node");
-        self.delete_node(id).await
+        self.delete_node(id).await?;
+        self.emit(Event {
+            kind: EventKind::Deleted,
+            actor: EventActor::System,
+            before: Some(node),
+            after: None,
+        });
+        Ok(())
     }
 
     pub(super) async fn delete_node(&mut self, id: NodeId) -> Result<()> {
@@ -204,6 +214,7 @@ pub async fn start(
         clock: clock.clone(),
         opts,
         jobs: tx.downgrade(),
+        events: None,
     };
     // After a restart every node is offline: start the inactivity clock for
     // ephemeral nodes, which are removed unless they reconnect in time.

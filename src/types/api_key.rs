@@ -11,9 +11,11 @@
 //! `Authorization: Bearer <key>`.
 //!
 //! Scopes are clawscale's own (Headscale keys are all-powerful): `whois`
-//! may read identities (whois, authorize); `admin` may do everything and
-//! includes `whois`. Keys created without a scope are `admin`, which is what
-//! a Headscale client creating a key expects.
+//! may read identities (whois, authorize); `admin:read` may read everything
+//! the admin API shows (users, nodes, keys' public parts, policy, audit) and
+//! change nothing; `admin` may do everything and includes both. Keys created
+//! without a scope are `admin`, which is what a Headscale client creating a
+//! key expects.
 
 use std::fmt;
 use std::str::FromStr;
@@ -29,7 +31,9 @@ const TEXT_PREFIX: &str = "cskey-api-";
 pub enum Scope {
     /// Read identities: whois and authorize.
     Whois,
-    /// Everything (includes `Whois`).
+    /// Read the admin API, change nothing.
+    AdminRead,
+    /// Everything (includes `Whois` and `AdminRead`).
     Admin,
 }
 
@@ -37,6 +41,7 @@ impl Scope {
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::Whois => "whois",
+            Scope::AdminRead => "admin:read",
             Scope::Admin => "admin",
         }
     }
@@ -58,9 +63,10 @@ impl FromStr for Scope {
     fn from_str(s: &str) -> Result<Self, String> {
         match s.trim().to_ascii_lowercase().as_str() {
             "whois" => Ok(Scope::Whois),
+            "admin:read" => Ok(Scope::AdminRead),
             "admin" => Ok(Scope::Admin),
             other => Err(format!(
-                "unknown API key scope {other:?} (expected \"whois\" or \"admin\")"
+                "unknown API key scope {other:?} (expected \"whois\", \"admin:read\" or \"admin\")"
             )),
         }
     }
@@ -166,6 +172,13 @@ mod tests {
         assert!(Scope::Admin.allows(Scope::Admin));
         assert!(Scope::Whois.allows(Scope::Whois));
         assert!(!Scope::Whois.allows(Scope::Admin));
+        assert!(!Scope::Whois.allows(Scope::AdminRead));
+        assert!(Scope::Admin.allows(Scope::AdminRead));
+        assert!(Scope::AdminRead.allows(Scope::AdminRead));
+        assert!(!Scope::AdminRead.allows(Scope::Admin));
+        assert!(!Scope::AdminRead.allows(Scope::Whois));
+        assert_eq!("admin:read".parse::<Scope>(), Ok(Scope::AdminRead));
+        assert_eq!(Scope::AdminRead.to_string(), "admin:read");
         assert_eq!("WHOIS".parse::<Scope>(), Ok(Scope::Whois));
         assert_eq!("admin".parse::<Scope>(), Ok(Scope::Admin));
         assert!("root".parse::<Scope>().is_err());

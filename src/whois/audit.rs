@@ -4,7 +4,11 @@
 //! (`clawscale_whois_audit_dropped_total`).
 //!
 //! Line format: `{"time","src","node","user","tags","tool","server",
-//! "decision":"allow"|"deny","rule","reason"}` (absent values are `null`).
+//! "decision":"allow"|"deny","rule","reason","policy_revision"}` (absent
+//! values are `null`). `policy_revision` names the policy that decided
+//! (`state::policy::revision`, as in the admin audit trail); the writer
+//! task computes it, once per policy text, so requests only hand over the
+//! text they were decided with.
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -33,6 +37,11 @@ pub struct Record {
     pub decision: &'static str,
     pub rule: Option<String>,
     pub reason: String,
+    /// Filled in by the writer from `policy_text`.
+    pub policy_revision: Option<String>,
+    /// The text of the policy that decided (shared, not copied).
+    #[serde(skip)]
+    pub policy_text: Option<std::sync::Arc<str>>,
 }
 
 /// Handle to the writer task.
@@ -76,10 +85,25 @@ impl AuditLog {
 async fn write_loop(file: tokio::fs::File, mut rx: mpsc::Receiver<Record>, name: String) {
     let mut out = tokio::io::BufWriter::new(file);
     let mut line = Vec::with_capacity(512);
+    // The last policy seen and its revision: policies change rarely.
+    let mut memo: Option<(std::sync::Arc<str>, String)> = None;
     while let Some(first) = rx.recv().await {
         let mut next = Some(first);
         // Drain what is queued, then flush once.
-        while let Some(r) = next {
+        while let Some(mut r) = next {
+            if let Some(text) = r.policy_text.take() {
+                let rev = match &memo {
+                    Some((t, rev)) if std::sync::Arc::ptr_eq(t, &text) || **t == *text => {
+                        rev.clone()
+                    }
+                    _ => {
+                        let rev = crate::state::policy::revision(&text);
+                        memo = Some((text, rev.clone()));
+                        rev
+                    }
+                };
+                r.policy_revision = Some(rev);
+            }
             line.clear();
             if serde_json::to_writer(&mut line, &r).is_ok() {
                 line.push(b'\n');
@@ -111,6 +135,8 @@ mod tests {
             decision: "allow",
             rule: Some("clawql.dev/cap/mcp[0]".into()),
             reason: "allowed".into(),
+            policy_revision: None,
+            policy_text: (i == 2).then(|| std::sync::Arc::from("{\"acls\":[]}")),
         }
     }
 
@@ -134,6 +160,13 @@ mod tests {
                     .collect();
                 assert_eq!(lines[0]["old"], 1, "existing content kept");
                 assert_eq!(lines[3]["node"], "n2");
+                // The policy that decided, by revision.
+                assert_eq!(
+                    lines[3]["policy_revision"],
+                    crate::state::policy::revision("{\"acls\":[]}")
+                );
+                assert!(lines[1]["policy_revision"].is_null());
+                assert!(lines[3].get("policy_text").is_none());
                 assert_eq!(lines[1]["decision"], "allow");
                 assert_eq!(lines[1]["src"], "100.64.0.1");
                 assert!(lines[1]["time"].as_str().is_some());

@@ -34,7 +34,7 @@ use super::Service;
 use super::answer::Query as Addr;
 use super::audit::Record;
 use super::authorize::{self, Decision};
-use super::keys::AuthError;
+use crate::admin::keycache::AuthError;
 use crate::http::metrics::WhoisLabels;
 use crate::types::{NodeId, Scope};
 
@@ -275,6 +275,8 @@ impl Ctx {
                 decision: if decision.allowed { "allow" } else { "deny" },
                 rule: decision.rule.clone(),
                 reason: decision.reason.clone(),
+                policy_revision: None,
+                policy_text: world.policy.text.clone(),
             });
         }
         match (&answer, decision.allowed) {

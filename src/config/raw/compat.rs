@@ -93,7 +93,8 @@ impl RawTuning {
     }
 }
 
-/// Settings of the `headscale` CLI client; nothing for a server to do.
+/// Settings of the CLI client (Headscale's `cli.*`): where a remote server
+/// is and the API key to use; the server itself ignores them.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(in crate::config) struct RawCli {
@@ -101,13 +102,4 @@ pub(in crate::config) struct RawCli {
     pub api_key: Option<String>,
     pub timeout: Option<Scalar>,
     pub insecure: Option<bool>,
-}
-
-impl RawCli {
-    pub fn is_set(&self) -> bool {
-        self.address.is_some()
-            || self.api_key.is_some()
-            || self.timeout.is_some()
-            || self.insecure.is_some()
-    }
 }

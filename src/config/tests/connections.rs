@@ -81,24 +81,3 @@ fn bad_values_name_their_key() {
     let err = error_of("connections: {max_per_source: 5}\n");
     assert!(err.contains("connections.max_per_source"), "{err}");
 }
-
-/// The admin API has no TCP listener yet: setting one must not pass
-/// silently (the config used to document it as a listener).
-#[test]
-fn grpc_listener_settings_warn_that_they_are_not_served() {
-    let c = load_str("grpc_listen_addr: 127.0.0.1:50443\ngrpc_allow_insecure: true\n").unwrap();
-    assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
-    assert!(
-        c.warnings[0].starts_with("\"grpc_listen_addr\" is set but not supported yet")
-            && c.warnings[0].contains("served only on unix_socket"),
-        "{:?}",
-        c.warnings
-    );
-    assert!(
-        c.warnings[1].starts_with("\"grpc_allow_insecure\" is set but not supported yet"),
-        "{:?}",
-        c.warnings
-    );
-    let c = load_str("grpc_listen_addr: \"\"\ngrpc_allow_insecure: false\n").unwrap();
-    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
-}

@@ -219,7 +219,12 @@ fn listen_addresses_are_checked() {
         "metrics_listen_addr",
     );
     assert_invalid("grpc_listen_addr: \"127.0.0.1\"\n", "grpc_listen_addr");
-    let c = load_str("metrics_listen_addr: \"\"\ngrpc_listen_addr: localhost:50443\n").unwrap();
+    // Remote gRPC carries API keys: TLS, or an explicit opt-out.
+    assert_invalid("grpc_listen_addr: localhost:50443\n", "grpc_listen_addr");
+    let c = load_str(
+        "metrics_listen_addr: \"\"\ngrpc_listen_addr: localhost:50443\ngrpc_allow_insecure: true\n",
+    )
+    .unwrap();
     assert_eq!(c.metrics_listen_addr, None);
     assert_eq!(c.grpc_listen_addr, Some(addr("127.0.0.1:50443")));
 }

@@ -17,22 +17,6 @@ pub(super) fn collect(raw: &RawConfig, warnings: &mut Vec<String>) {
         ));
     };
 
-    if raw
-        .grpc_listen_addr
-        .as_deref()
-        .is_some_and(|a| !a.trim().is_empty())
-    {
-        warn(
-            "grpc_listen_addr",
-            "a TCP listener for the admin API; it is served only on unix_socket",
-        );
-    }
-    if raw.grpc_allow_insecure {
-        warn(
-            "grpc_allow_insecure",
-            "there is no TCP admin listener for it to apply to",
-        );
-    }
     if !raw.trusted_proxies.is_empty() {
         warn("trusted_proxies", "honouring proxy client-IP headers");
     }
@@ -142,8 +126,8 @@ pub(super) fn collect(raw: &RawConfig, warnings: &mut Vec<String>) {
     for key in raw.tuning.set_keys() {
         warn(&format!("tuning.{key}"), "Headscale performance tuning");
     }
-    if raw.cli.is_set() {
-        warn("cli", "settings of the headscale CLI client");
+    if raw.cli.insecure == Some(true) {
+        warn("cli.insecure", "skipping TLS verification in the CLI");
     }
 }
 

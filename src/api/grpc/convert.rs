@@ -1,5 +1,5 @@
-//! Domain ↔ headscale.v1 protobuf conversions. Pure functions: no I/O, no
-//! state access beyond the `World` snapshot a caller passes in.
+//! Domain ↔ headscale.v1 protobuf conversions. Pure functions over what
+//! the operations return.
 //!
 //! Field semantics follow Headscale v0.29.2 (`types.Node.Proto`,
 //! `types.PreAuthKey.Proto`): `Node.name` is the client's hostname and
@@ -11,9 +11,9 @@ use chrono::{DateTime, Utc};
 use prost_types::Timestamp;
 
 use super::proto;
+use crate::admin::{Error, NodeInfo, PreAuthKeyInfo};
 use crate::mapper::build::TAGGED_DEVICES_USER_ID;
-use crate::state::{ApiKeyRef, Error, World};
-use crate::types::{ApiKey, Node, NodeId, PreAuthKey, PreAuthKeyId, User, UserId};
+use crate::types::{ApiKey, NodeId, PreAuthKeyId, User, UserId};
 
 /// Text form of a pre-auth key in listings: the public prefix only. Same
 /// shape as `types::preauth_key`'s text form with the secret replaced.
@@ -54,26 +54,6 @@ pub(super) fn node_id(id: u64) -> Result<NodeId, Error> {
 
 pub(super) fn key_id(id: u64) -> Result<PreAuthKeyId, Error> {
     id_from_wire(id, "pre-auth key").map(PreAuthKeyId)
-}
-
-/// An expire/delete request's key: by id or by prefix, not both (as in
-/// Headscale). A prefix may be given in the listing form.
-pub(super) fn api_key_ref(id: u64, prefix: &str) -> Result<ApiKeyRef, Error> {
-    let prefix = prefix.trim();
-    let prefix = prefix
-        .strip_prefix("cskey-api-")
-        .map(|p| p.trim_end_matches("-***"))
-        .unwrap_or(prefix);
-    match (id, prefix.is_empty()) {
-        (0, true) => Err(Error::InvalidArgument(
-            "an API key id or prefix is required".into(),
-        )),
-        (0, false) => Ok(ApiKeyRef::Prefix(prefix.to_string())),
-        (id, true) => id_from_wire(id, "API key").map(ApiKeyRef::Id),
-        (_, false) => Err(Error::InvalidArgument(
-            "give an API key id or a prefix, not both".into(),
-        )),
-    }
 }
 
 pub(super) fn api_key(k: &ApiKey) -> proto::ApiKey {
@@ -117,9 +97,10 @@ pub(super) fn tagged_devices_user() -> proto::User {
 
 /// A pre-auth key; `key` is the full secret right after creation and the
 /// masked form everywhere else.
-pub(super) fn preauth_key(k: &PreAuthKey, owner: Option<&User>, key: String) -> proto::PreAuthKey {
+pub(super) fn preauth_key(i: &PreAuthKeyInfo, key: String) -> proto::PreAuthKey {
+    let k = &i.key;
     proto::PreAuthKey {
-        user: owner.map(user),
+        user: i.owner.as_deref().map(user),
         id: id_to_wire(k.id.0),
         key,
         reusable: k.reusable,
@@ -131,17 +112,27 @@ pub(super) fn preauth_key(k: &PreAuthKey, owner: Option<&User>, key: String) -> 
     }
 }
 
-/// A node as the admin API shows it, from one World snapshot.
-pub(super) fn node(n: &Node, world: &World) -> proto::Node {
-    let owner = world.user(n.user_id).map(|u| user(u));
-    // Keys live only in the database; the read path stays on the World, so
-    // the enrolling key is summarised from what the node itself records.
-    let pre_auth_key = n.auth_key_id.map(|id| proto::PreAuthKey {
-        id: id_to_wire(id.0),
-        user: owner.clone(),
-        ephemeral: n.ephemeral,
-        ..Default::default()
-    });
+/// A node as the admin API shows it.
+pub(super) fn node(i: &NodeInfo) -> proto::Node {
+    let n = &i.node;
+    let owner = i.owner.as_deref().map(user);
+    let pre_auth_key = match (&i.auth_key, n.auth_key_id) {
+        (Some(k), _) => Some(preauth_key(
+            &PreAuthKeyInfo {
+                key: k.clone(),
+                owner: i.owner.clone(),
+            },
+            masked_key(&k.prefix),
+        )),
+        // The key was deleted since: what the node itself records.
+        (None, Some(id)) => Some(proto::PreAuthKey {
+            id: id_to_wire(id.0),
+            user: owner.clone(),
+            ephemeral: n.ephemeral,
+            ..Default::default()
+        }),
+        (None, None) => None,
+    };
     let shown_user = if n.is_tagged() {
         Some(tagged_devices_user())
     } else {
@@ -159,10 +150,13 @@ pub(super) fn node(n: &Node, world: &World) -> proto::Node {
         expiry: n.expiry.map(timestamp),
         pre_auth_key,
         created_at: Some(timestamp(n.created_at)),
-        // Pre-auth keys are the only way to join clawscale today.
-        register_method: proto::RegisterMethod::AuthKey as i32,
+        register_method: if n.auth_key_id.is_some() {
+            proto::RegisterMethod::AuthKey
+        } else {
+            proto::RegisterMethod::Cli
+        } as i32,
         given_name: n.given_name.to_string(),
-        online: world.is_online(n.id),
+        online: i.online,
         approved_routes: n.approved_routes.iter().map(ToString::to_string).collect(),
         available_routes: n.routable_ips().iter().map(ToString::to_string).collect(),
         subnet_routes: n.served_routes().iter().map(ToString::to_string).collect(),
@@ -176,9 +170,10 @@ mod tests {
 
     use chrono::TimeZone;
 
+    use std::sync::Arc;
+
     use super::*;
-    use crate::state::Settings;
-    use crate::types::{DiscoPublic, DnsLabel, MachinePublic, NodePublic};
+    use crate::types::{DiscoPublic, DnsLabel, MachinePublic, Node, NodePublic, PreAuthKey};
 
     fn at(secs: i64) -> DateTime<Utc> {
         Utc.timestamp_opt(secs, 0).single().expect("valid")
@@ -219,14 +214,13 @@ mod tests {
         }
     }
 
-    fn world_with(node: Node) -> World {
-        let settings = Settings {
-            base_domain: "ts.example".into(),
-            derp_map: Default::default(),
-            dns: Default::default(),
-            domain: "ts.example".into(),
-        };
-        World::new(settings, vec![alice()], vec![node])
+    fn info(node: Node) -> NodeInfo {
+        NodeInfo {
+            node: Arc::new(node),
+            owner: Some(Arc::new(alice())),
+            online: false,
+            auth_key: None,
+        }
     }
 
     #[test]
@@ -242,8 +236,7 @@ mod tests {
     #[test]
     fn node_fields_follow_headscale() {
         let n = sample_node(vec![]);
-        let w = world_with(n.clone());
-        let p = node(&n, &w);
+        let p = node(&info(n.clone()));
         assert_eq!(p.id, 3);
         assert_eq!(p.machine_key, format!("mkey:{}", "01".repeat(32)));
         assert_eq!(p.node_key, format!("nodekey:{}", "02".repeat(32)));
@@ -266,8 +259,7 @@ mod tests {
     #[test]
     fn tagged_node_is_shown_under_tagged_devices() {
         let n = sample_node(vec!["tag:web".into()]);
-        let w = world_with(n.clone());
-        let p = node(&n, &w);
+        let p = node(&info(n.clone()));
         let u = p.user.expect("user");
         assert_eq!(u.id, 2_147_455_555);
         assert_eq!(u.name, "tagged-devices");
@@ -290,7 +282,11 @@ mod tests {
             expiration: None,
             created_at: at(1_700_000_000),
         };
-        let p = preauth_key(&k, Some(&alice()), masked_key(&k.prefix));
+        let i = PreAuthKeyInfo {
+            key: k.clone(),
+            owner: Some(Arc::new(alice())),
+        };
+        let p = preauth_key(&i, masked_key(&k.prefix));
         assert_eq!(p.key, "cskey-auth-0123456789ab-***");
         assert_eq!(p.id, 5);
         assert!(p.reusable && p.used && !p.ephemeral);

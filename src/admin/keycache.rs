@@ -1,5 +1,5 @@
-//! API key checks for the whois endpoints, without a database query per
-//! request: keys are read from the database (through the state writer) into
+//! API key checks for every HTTP and gRPC transport (the admin API, whois),
+//! without a database query per request: keys are read from the database (through the state writer) into
 //! an in-memory snapshot. A snapshot younger than a second is used as is; a
 //! snapshot one to two seconds old is still used while a background task
 //! reads a new one, so requests never wait for the database in steady use;
@@ -7,6 +7,8 @@
 //! and is over a second old, is replaced before answering. A created key is
 //! thus accepted within a second, an expired or deleted key refused within
 //! two, and a flood of bogus keys costs at most one query per second.
+//! Expiring or deleting a key through the admin operations drops the
+//! snapshot ([`KeyCache::invalidate`]), so such a key is refused at once.
 //!
 //! The secret is compared in constant time (`ApiKey::matches`) and never
 //! logged; only the public prefix may appear in logs.
@@ -56,6 +58,8 @@ struct Shared {
     reload: tokio::sync::Mutex<()>,
     /// A background reload is under way.
     refreshing: AtomicBool,
+    /// Database reads so far (for tests and bounds).
+    reads: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -74,6 +78,7 @@ impl Shared {
         {
             return Ok(k);
         }
+        self.reads.fetch_add(1, Ordering::Relaxed);
         let list = self.state.list_api_keys().await.map_err(|e| {
             tracing::warn!(error = %e, "whois: cannot read API keys");
             AuthError::Unavailable
@@ -88,6 +93,7 @@ impl Shared {
     }
 }
 
+#[derive(Clone)]
 pub struct KeyCache {
     shared: Arc<Shared>,
 }
@@ -100,6 +106,7 @@ impl KeyCache {
                 snap: RwLock::new(Snapshot::default()),
                 reload: tokio::sync::Mutex::new(()),
                 refreshing: AtomicBool::new(false),
+                reads: Default::default(),
             }),
         }
     }
@@ -135,6 +142,41 @@ impl KeyCache {
         let keys = self.keys(&secret.prefix).await?;
         verify(&keys, &secret, need, self.shared.state.now())
     }
+
+    /// Authenticates a presented key (its text, without `Bearer `): returns
+    /// the valid, unexpired key, whatever its scope.
+    pub async fn authenticate(&self, token: &str) -> Result<ApiKey, AuthError> {
+        let secret = ApiSecret::parse(token).ok_or(AuthError::Invalid)?;
+        let keys = self.keys(&secret.prefix).await?;
+        let key = keys.get(&secret.prefix).ok_or(AuthError::Invalid)?;
+        if !key.matches(&secret) {
+            return Err(AuthError::Invalid);
+        }
+        if key.is_expired(self.shared.state.now()) {
+            return Err(AuthError::Expired);
+        }
+        Ok(key.clone())
+    }
+
+    /// How many times the keys were read from the database.
+    pub fn database_reads(&self) -> u64 {
+        self.shared.reads.load(Ordering::Relaxed)
+    }
+
+    /// Forgets the snapshot: the next check reads the keys again.
+    pub fn invalidate(&self) {
+        let mut s = self.shared.snap.write().unwrap_or_else(|e| e.into_inner());
+        *s = Snapshot::default();
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` header value.
+pub fn bearer_token(value: &str) -> Result<&str, AuthError> {
+    let (scheme, token) = value.trim().split_once(' ').ok_or(AuthError::Invalid)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(AuthError::Invalid);
+    }
+    Ok(token.trim())
 }
 
 /// The presented key, parsed.
@@ -144,11 +186,7 @@ pub fn bearer(headers: &HeaderMap) -> Result<ApiSecret, AuthError> {
         .ok_or(AuthError::Missing)?
         .to_str()
         .map_err(|_| AuthError::Invalid)?;
-    let (scheme, token) = v.trim().split_once(' ').ok_or(AuthError::Invalid)?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(AuthError::Invalid);
-    }
-    ApiSecret::parse(token).ok_or(AuthError::Invalid)
+    ApiSecret::parse(bearer_token(v)?).ok_or(AuthError::Invalid)
 }
 
 /// The pure check against a key table.

@@ -1,0 +1,70 @@
+//! Test support: the operations over a throwaway database, auditing to a
+//! file in the same temp dir, for any module's tests.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::audit::{Audit, Entry, Settings};
+use super::{Admin, Caller, Transport};
+use crate::state::StateHandle;
+use crate::types::Scope;
+
+/// Keep `dir` bound while the test runs: dropping it deletes everything.
+pub(crate) struct Fixture {
+    pub dir: tempfile::TempDir,
+    pub state: StateHandle,
+    pub admin: Admin,
+    pub audit_path: PathBuf,
+}
+
+pub(crate) async fn fixture() -> Fixture {
+    let (dir, state) = crate::state::testing::temp_state(Duration::from_secs(1800)).await;
+    let audit_path = dir.path().join("audit.jsonl");
+    let audit = Audit::open(Some(Settings {
+        path: audit_path.clone(),
+        max_size: 100 << 20,
+        max_files: 2,
+    }))
+    .expect("audit log");
+    let admin = Admin::start(state.clone(), audit).await.expect("admin");
+    Fixture {
+        dir,
+        state,
+        admin,
+        audit_path,
+    }
+}
+
+impl Fixture {
+    /// Every audit line so far (written lines are on disk once the
+    /// mutation returned; events may lag, see `wait_audit`).
+    pub fn audit(&self) -> Vec<Entry> {
+        std::fs::read_to_string(&self.audit_path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("audit lines are entries"))
+            .collect()
+    }
+
+    /// Waits (bounded) until the log holds `n` lines.
+    pub async fn wait_audit(&self, n: usize) -> Vec<Entry> {
+        for _ in 0..200 {
+            let lines = self.audit();
+            if lines.len() >= n {
+                return lines;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.audit()
+    }
+}
+
+/// A caller with an API key of `scope` (prefix `0123456789ab`).
+pub(crate) fn key_caller(scope: Scope) -> Caller {
+    Caller::api_key("0123456789ab", scope, Transport::RestV1)
+}
+
+/// The local socket's caller (uid 0).
+pub(crate) fn local() -> Caller {
+    Caller::local(Some(0), Transport::RestV1)
+}
