@@ -275,8 +275,6 @@ fn headscale_config_with_every_key_loads() {
 fn every_unsupported_setting_is_named_in_a_warning() {
     let c = load_str(HEADSCALE_FULL).unwrap();
     let expected = [
-        "grpc_listen_addr",
-        "grpc_allow_insecure",
         "trusted_proxies",
         "node.expiry",
         "node.routes.ha.probe_interval",
