@@ -131,17 +131,25 @@ pub(super) fn preauth_key(k: &PreAuthKey, owner: Option<&User>, key: String) -> 
     }
 }
 
-/// A node as the admin API shows it, from one World snapshot.
-pub(super) fn node(n: &Node, world: &World) -> proto::Node {
+/// A node as the admin API shows it, from one World snapshot and the
+/// pre-auth key it enrolled with (read from the database by the caller;
+/// keys are not in the World). The key is shown as in key listings.
+pub(super) fn node(n: &Node, world: &World, key: Option<&PreAuthKey>) -> proto::Node {
     let owner = world.user(n.user_id).map(|u| user(u));
-    // Keys live only in the database; the read path stays on the World, so
-    // the enrolling key is summarised from what the node itself records.
-    let pre_auth_key = n.auth_key_id.map(|id| proto::PreAuthKey {
-        id: id_to_wire(id.0),
-        user: owner.clone(),
-        ephemeral: n.ephemeral,
-        ..Default::default()
-    });
+    let pre_auth_key = match (n.auth_key_id, key) {
+        (Some(id), Some(k)) if k.id == id => {
+            let key_owner = world.user(k.user_id).map(|u| u.as_ref());
+            Some(preauth_key(k, key_owner, masked_key(&k.prefix)))
+        }
+        // Deleted between the two reads: what the node itself records.
+        (Some(id), _) => Some(proto::PreAuthKey {
+            id: id_to_wire(id.0),
+            user: owner.clone(),
+            ephemeral: n.ephemeral,
+            ..Default::default()
+        }),
+        (None, _) => None,
+    };
     let shown_user = if n.is_tagged() {
         Some(tagged_devices_user())
     } else {
@@ -239,11 +247,27 @@ mod tests {
         assert_eq!(p.created_at.map(|t| t.seconds), Some(1_700_000_000));
     }
 
+    /// The key `sample_node` enrolled with.
+    fn sample_key() -> PreAuthKey {
+        PreAuthKey {
+            id: PreAuthKeyId(11),
+            prefix: "0123456789ab".into(),
+            hash: [9; 32],
+            user_id: UserId(7),
+            reusable: false,
+            ephemeral: true,
+            used: true,
+            tags: vec!["tag:a".into()],
+            expiration: Some(at(1_750_000_000)),
+            created_at: at(1_699_000_000),
+        }
+    }
+
     #[test]
     fn node_fields_follow_headscale() {
         let n = sample_node(vec![]);
         let w = world_with(n.clone());
-        let p = node(&n, &w);
+        let p = node(&n, &w, Some(&sample_key()));
         assert_eq!(p.id, 3);
         assert_eq!(p.machine_key, format!("mkey:{}", "01".repeat(32)));
         assert_eq!(p.node_key, format!("nodekey:{}", "02".repeat(32)));
@@ -256,18 +280,46 @@ mod tests {
         assert_eq!(p.last_seen, None);
         assert_eq!(p.register_method, proto::RegisterMethod::AuthKey as i32);
         assert!(!p.online, "nobody is connected");
+        // The real key, in its listing form (issue 11: defaults were shown).
         let key = p.pre_auth_key.expect("enrolled with a key");
         assert_eq!(key.id, 11);
-        assert!(key.ephemeral);
-        assert!(key.key.is_empty(), "no key text on the read path");
+        assert_eq!(key.key, "cskey-auth-0123456789ab-***");
+        assert!(key.ephemeral && key.used && !key.reusable);
+        assert_eq!(key.expiration.map(|t| t.seconds), Some(1_750_000_000));
+        assert_eq!(key.created_at.map(|t| t.seconds), Some(1_699_000_000));
+        assert_eq!(key.acl_tags, vec!["tag:a"]);
+        assert_eq!(key.user.map(|u| u.name), Some("alice".into()));
         assert!(p.tags.is_empty());
+    }
+
+    #[test]
+    fn node_whose_key_is_gone_keeps_a_summary() {
+        let n = sample_node(vec![]);
+        let w = world_with(n.clone());
+        let other = PreAuthKey {
+            id: PreAuthKeyId(12),
+            ..sample_key()
+        };
+        for key in [None, Some(&other)] {
+            let p = node(&n, &w, key).pre_auth_key.expect("summary");
+            assert_eq!(p.id, 11);
+            assert!(p.ephemeral);
+            assert!(p.key.is_empty(), "no key text without the key");
+        }
+        let mut keyless = n.clone();
+        keyless.auth_key_id = None;
+        assert!(
+            node(&keyless, &w, Some(&sample_key()))
+                .pre_auth_key
+                .is_none()
+        );
     }
 
     #[test]
     fn tagged_node_is_shown_under_tagged_devices() {
         let n = sample_node(vec!["tag:web".into()]);
         let w = world_with(n.clone());
-        let p = node(&n, &w);
+        let p = node(&n, &w, Some(&sample_key()));
         let u = p.user.expect("user");
         assert_eq!(u.id, 2_147_455_555);
         assert_eq!(u.name, "tagged-devices");

@@ -3,8 +3,11 @@
 //! state writer publishes and fans out the change, so nothing here has to
 //! remember to notify anyone) and converts the answer.
 //!
-//! Reads come from one World snapshot per request; only pre-auth keys are
-//! read from the database (the World does not carry them).
+//! Reads come from one World snapshot per request; only pre-auth keys
+//! (listed, or shown on a node) are read from the database: the World does
+//! not carry them.
+
+use std::collections::BTreeMap;
 
 use chrono::Duration;
 use tonic::{Request, Response, Status};
@@ -37,12 +40,16 @@ impl AdminService {
         HeadscaleServiceServer::new(self)
     }
 
-    fn node_response(&self, id: crate::types::NodeId) -> Result<Node, Status> {
+    async fn node_response(&self, id: crate::types::NodeId) -> Result<Node, Status> {
         let world = self.state.world();
         let node = world
             .node(id)
             .ok_or_else(|| Status::not_found("node not found"))?;
-        Ok(convert::node(node, &world))
+        let key = match node.auth_key_id {
+            Some(k) => self.state.preauth_key(k).await?,
+            None => None,
+        };
+        Ok(convert::node(node, &world, key.as_ref()))
     }
 }
 
@@ -186,7 +193,7 @@ impl HeadscaleService for AdminService {
     async fn get_node(&self, r: Request<GetNodeRequest>) -> Reply<GetNodeResponse> {
         let id = convert::node_id(r.into_inner().node_id)?;
         ok(GetNodeResponse {
-            node: Some(self.node_response(id)?),
+            node: Some(self.node_response(id).await?),
         })
     }
 
@@ -215,7 +222,7 @@ impl HeadscaleService for AdminService {
         }
         self.state.expire_node(id).await?;
         ok(ExpireNodeResponse {
-            node: Some(self.node_response(id)?),
+            node: Some(self.node_response(id).await?),
         })
     }
 
@@ -224,7 +231,7 @@ impl HeadscaleService for AdminService {
         let id = convert::node_id(r.node_id)?;
         self.state.rename_node(id, &r.new_name).await?;
         ok(RenameNodeResponse {
-            node: Some(self.node_response(id)?),
+            node: Some(self.node_response(id).await?),
         })
     }
 
@@ -250,19 +257,26 @@ impl HeadscaleService for AdminService {
                     .ok_or_else(|| Status::not_found(format!("user {:?} not found", r.user)))?,
             )
         };
+        let keys: BTreeMap<_, _> = self
+            .state
+            .list_preauth_keys(None)
+            .await?
+            .into_iter()
+            .map(|k| (k.id, k))
+            .collect();
         // The World keeps nodes in id order already.
         let nodes = world
             .nodes
             .values()
             .filter(|n| owner.is_none_or(|id| n.user_id == id))
-            .map(|n| convert::node(n, &world))
+            .map(|n| convert::node(n, &world, n.auth_key_id.and_then(|k| keys.get(&k))))
             .collect();
         ok(ListNodesResponse { nodes })
     }
 
     async fn health(&self, _: Request<HealthRequest>) -> Reply<HealthResponse> {
-        // A real round trip through the writer and the database.
-        let database_connectivity = match self.state.ping().await {
+        // A real write through the writer, committed by the database.
+        let database_connectivity = match self.state.health().await {
             Ok(_) => true,
             Err(e) => {
                 tracing::warn!(error = %e, "health check: database unreachable");
@@ -288,7 +302,7 @@ impl HeadscaleService for AdminService {
         let id = convert::node_id(r.node_id)?;
         self.state.set_tags(id, r.tags).await?;
         ok(SetTagsResponse {
-            node: Some(self.node_response(id)?),
+            node: Some(self.node_response(id).await?),
         })
     }
 
@@ -308,7 +322,7 @@ impl HeadscaleService for AdminService {
             .collect::<Result<Vec<_>, Status>>()?;
         self.state.set_approved_routes(id, routes).await?;
         ok(SetApprovedRoutesResponse {
-            node: Some(self.node_response(id)?),
+            node: Some(self.node_response(id).await?),
         })
     }
 

@@ -20,6 +20,10 @@ impl From<state::Error> for Status {
                 tracing::error!(error = %m, "admin request failed");
                 Status::internal("internal server error (details are in the server log)")
             }
+            state::Error::Unavailable(m) => {
+                tracing::error!(error = %m, "admin request failed: database unavailable");
+                Status::unavailable(UNAVAILABLE)
+            }
             state::Error::Stopped => {
                 tracing::warn!("admin request while the state writer is stopped");
                 Status::unavailable("the server is shutting down")
@@ -27,6 +31,12 @@ impl From<state::Error> for Status {
         }
     }
 }
+
+/// What a client is told when the database failed a request: that it failed
+/// as a whole (every write is one transaction, rolled back on error), not
+/// why (the cause, which may name files, is in the server log).
+const UNAVAILABLE: &str = "database unavailable: the request failed and changed nothing \
+     (details are in the server log)";
 
 /// The answer for headscale.v1 methods clawscale does not implement.
 pub(super) fn unsupported(what: &str) -> Status {
@@ -75,6 +85,12 @@ mod tests {
             Status::from(state::Error::Stopped).code(),
             Code::Unavailable
         );
+        let s = Status::from(state::Error::Unavailable(
+            "error returned from database: (code: 13) database or disk is full".into(),
+        ));
+        assert_eq!(s.code(), Code::Unavailable);
+        assert!(s.message().contains("changed nothing"), "{}", s.message());
+        assert!(!s.message().contains("disk"), "{}", s.message());
     }
 
     #[test]
