@@ -4,10 +4,13 @@
 //!
 //! `harness` holds the fixtures; `selftest` proves the harness itself
 //! (isolation, cleanup) without needing a working server; the other modules
-//! are end-to-end scenarios.
+//! are end-to-end scenarios. `faults` breaks the server's database under it
+//! (full disk, stopped PostgreSQL, SIGKILL); its servers run on loopback
+//! with no real client.
 
 mod dns;
 mod enroll;
+mod faults;
 mod gateway;
 mod harness;
 mod policy;
