@@ -12,7 +12,9 @@ use std::time::Duration;
 use sqlx::Connection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 
-use super::{Acked, Failed, assert_listing_is, listing, wait_for_health, write_each_kind};
+use super::{
+    Acked, Failed, assert_listing_is, assert_reported, listing, wait_for_health, write_each_kind,
+};
 use crate::harness::{Db, Server, Tmpfs};
 
 /// Rounds of writes (one of each kind) while the disk is full.
@@ -28,17 +30,33 @@ fn sqlite_on_a_full_disk_loses_no_acknowledged_write() {
     server.create_user("base");
     let (mut acked, mut failed) = (Acked::default(), Failed::default());
     write_each_kind(&server, "before", &mut acked, &mut failed);
+    // Users to delete while the disk is full: a delete is a transaction of
+    // several statements, unlike the single-row inserts.
+    for i in 0..FULL_ROUNDS {
+        let name = format!("doomed{i}");
+        server.create_user(&name);
+        acked.users.insert(name);
+    }
     assert_eq!(failed.total(), 0, "writes failed before the disk filled");
 
     let filled = fs.fill();
     eprintln!("filled the tmpfs with {filled} bytes");
+    let mut failed_deletes = 0;
     for i in 0..FULL_ROUNDS {
         write_each_kind(&server, &format!("full{i}"), &mut acked, &mut failed);
+        let doomed = format!("doomed{i}");
+        let out = server.cli(&["users", "delete", "--name", &doomed, "--force"]);
+        if out.success() {
+            acked.users.remove(&doomed);
+        } else {
+            assert_reported(&out);
+            failed_deletes += 1;
+        }
     }
-    eprintln!("while full: acknowledged {acked:?}, failed {failed:?}");
+    eprintln!("while full: acknowledged {acked:?}, failed {failed:?}, {failed_deletes} deletes");
     assert!(
-        !failed.users.is_empty() && failed.keys > 0 && failed.api_keys > 0,
-        "the full disk never refused some kind of write: {failed:?}"
+        !failed.users.is_empty() && failed.keys > 0 && failed.api_keys > 0 && failed_deletes > 0,
+        "the full disk never refused some kind of write: {failed:?}, {failed_deletes} deletes"
     );
     wait_for_health(&server, 503, Duration::from_secs(10));
     // What the server lists while the disk is full is what it had
