@@ -61,14 +61,14 @@ fn create_private(path: &Path) -> Result<()> {
     let fail = |what: &str, p: &Path, e: std::io::Error| {
         Error::Open(format!("cannot create {what} {}: {e}", p.display()))
     };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if !dir.exists() {
-            DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(|e| fail("the database directory", dir, e))?;
-        }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        && !dir.exists()
+    {
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| fail("the database directory", dir, e))?;
     }
     // An empty file is a valid empty database to SQLite.
     match OpenOptions::new()
