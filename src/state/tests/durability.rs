@@ -131,3 +131,20 @@ async fn a_failed_registration_leaves_no_half_node_and_burns_nothing() {
         .expect("rename after healing");
     assert_world_matches_database(&f.state, &db).await;
 }
+
+#[tokio::test]
+async fn health_fails_while_the_database_refuses_writes() {
+    let (f, db) = fixture_with_db().await;
+    f.state.health().await.expect("healthy");
+    fail_commits_touching(&db, "write_probe").await;
+    // Answers are reused for a second, then the probe runs again.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let refused = f.state.health().await;
+    assert!(
+        matches!(refused, Err(crate::state::Error::Unavailable(_))),
+        "healthy while writes fail: {refused:?}"
+    );
+    heal(&db, "write_probe").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    f.state.health().await.expect("healthy again");
+}
