@@ -18,12 +18,25 @@ fn mode(p: &Path) -> u32 {
 
 #[test]
 fn sqlite_files_are_private_and_path_problems_are_reported() {
-    let mut server = Server::start_local(Db::Sqlite, |_| {});
+    // A data directory and a database directory the server must create
+    // itself (the harness made the usual `data` directory).
+    let mut server = Server::start_local(Db::Sqlite, |cfg| {
+        let base = cfg
+            .get("data_dir")
+            .and_then(|v| v.as_str())
+            .expect("data_dir")
+            .to_owned();
+        cfg.set("data_dir", format!("{base}/made/data"))
+            .set("database.sqlite.path", format!("{base}/made/db/db.sqlite"));
+    });
     server.create_user("alice");
-    let data = server.dir().join("data");
-    assert_eq!(mode(&data), 0o700, "{}", data.display());
+    let made = server.dir().join("data/made");
+    let data = made.join("data");
+    for dir in [&data, &made.join("db")] {
+        assert_eq!(mode(dir), 0o700, "{} is not private", dir.display());
+    }
     for name in ["db.sqlite", "db.sqlite-wal", "db.sqlite-shm"] {
-        let f = data.join(name);
+        let f = made.join("db").join(name);
         assert_eq!(mode(&f), 0o600, "{} is not private", f.display());
     }
 
