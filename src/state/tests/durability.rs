@@ -148,3 +148,21 @@ async fn health_fails_while_the_database_refuses_writes() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     f.state.health().await.expect("healthy again");
 }
+
+#[tokio::test]
+async fn deleting_a_key_clears_it_from_its_nodes_in_the_world_too() {
+    let (f, db) = fixture_with_db().await;
+    let key = f.key(true, false, &[]).await;
+    let RegisterOutcome::Authorized { node, .. } = f.register(input(1, 1, Some(&key), "web")).await
+    else {
+        panic!("not authorized");
+    };
+    let id = node.auth_key_id.expect("enrolled with a key");
+    f.state.delete_preauth_key(id).await.expect("delete key");
+    // The database sets the reference to NULL; the World must agree.
+    assert_eq!(
+        f.state.world().node(node.id).and_then(|n| n.auth_key_id),
+        None
+    );
+    assert_world_matches_database(&f.state, &db).await;
+}
