@@ -1,5 +1,6 @@
 //! Enrolment scenarios with stock clients: joining with pre-auth keys, key
-//! rules, logout, ephemeral nodes, server restarts and mixed client versions.
+//! rules, logout, ephemeral nodes, server restarts and mixed client versions
+//! carrying TCP directly and through the relay.
 //!
 //! Expectations mirror Headscale with the same config: MagicDNS names are
 //! `<hostname>.clawql.local.`, a logged-out node stays registered unless it
@@ -14,8 +15,8 @@ use std::thread;
 use std::time::Duration;
 
 use crate::harness::{
-    BASE_DOMAIN, ClientVersion, CmdOutput, Db, KeyOptions, Server, Tailscaled, TailscaledOptions,
-    Topology, assert_stays, postgres, skip_real_clients, wait_for,
+    BASE_DOMAIN, ClientVersion, CmdOutput, Db, KeyOptions, Listener, Pong, Server, Tailscaled,
+    TailscaledOptions, TestCa, Topology, assert_stays, postgres, skip_real_clients, wait_for,
 };
 
 const JOIN: Duration = Duration::from_secs(90);
@@ -374,23 +375,103 @@ fn server_restart_keeps_nodes_on_postgres() {
     restart_keeps_nodes(Db::Postgres);
 }
 
+/// Port of the listeners the mixed-version tests connect to.
+const TCP_PORT: u16 = 8000;
+
+/// Tailscale 1.78.1 (capver 109) and 1.96.4 in one tailnet see each other
+/// and carry TCP both ways, directly or (`relayed`) only through the
+/// embedded DERP relay. A disco ping alone proves little: 1.78 answered it
+/// while its nil AllowedIPs routed no traffic.
+///
+/// For the relay the server has a certificate from a test CA: 1.96 checks
+/// it by the pin in its DERP map, 1.78 (which cannot check pins) by name,
+/// trusting the CA through `SSL_CERT_FILE` as an operator's clients would
+/// trust a public CA.
+fn mixed_versions_carry_tcp(relayed: bool) {
+    let topo = Topology::new(2);
+    let certs = tempfile::tempdir().expect("certs dir");
+    let ca = TestCa::issue(certs.path(), topo.hub_ip().into());
+    let server = Server::start_with(&topo, Db::Sqlite, |cfg| {
+        if relayed {
+            cfg.set("tls_cert_path", ca.cert_pem.to_string_lossy())
+                .set("tls_key_path", ca.key_pem.to_string_lossy());
+        }
+    });
+    server.create_user(USER);
+    let key = server.create_preauthkey(USER, &reusable());
+    let versions = [ClientVersion::V1_96_4, ClientVersion::V1_78_1];
+    let nodes: Vec<Tailscaled> = versions
+        .iter()
+        .enumerate()
+        .map(|(i, &version)| {
+            let mut opts = TailscaledOptions {
+                version,
+                always_derp: relayed,
+                ..TailscaledOptions::default()
+            };
+            if relayed && version == ClientVersion::V1_78_1 {
+                opts.env.push((
+                    "SSL_CERT_FILE".to_owned(),
+                    ca.ca_pem.to_string_lossy().into_owned(),
+                ));
+            }
+            Tailscaled::start_with(topo.host(i), &host(i), opts)
+        })
+        .collect();
+    let ips = join_all(&server, &nodes, &key);
+    // With its own self-signed certificate the server warns that 1.78
+    // cannot relay; with the CA's it has no reason to.
+    let warned = server.log().contains("older than tailscale 1.82");
+    assert_eq!(warned, !relayed, "warning about 1.78 and the relay");
+    assert_sees_all(&nodes, &ips, 0);
+    assert_sees_all(&nodes, &ips, 1);
+    let path_ok = |p: &Pong| p.is_derp() == relayed;
+    nodes[0].wait_ping(&ips[1][0], CONVERGE, path_ok);
+    nodes[1].wait_ping(&ips[0][0], CONVERGE, path_ok);
+
+    let listeners = [
+        Listener::start(nodes[0].netns(), TCP_PORT),
+        Listener::start(nodes[1].netns(), TCP_PORT),
+    ];
+    for (from, to) in [(0, 1), (1, 0)] {
+        wait_for(
+            &format!(
+                "TCP from {} to {} ({})",
+                versions[from].as_str(),
+                versions[to].as_str(),
+                if relayed { "relayed" } else { "direct" }
+            ),
+            CONVERGE,
+            || listeners[to].reached_from(&nodes[from], &ips[to][0], TCP_PORT),
+        );
+    }
+    if relayed {
+        // Both paths went through the relay, none directly.
+        for n in &nodes {
+            let st = n.status().expect("status");
+            for p in st.peers.values() {
+                assert!(
+                    p.cur_addr.is_empty(),
+                    "{} has a direct path: {p:?}",
+                    n.name()
+                );
+            }
+        }
+    }
+}
+
 #[test]
-fn mixed_versions_see_and_ping_each_other() {
+fn mixed_versions_carry_tcp_directly() {
     if skip_real_clients() {
         return;
     }
-    let topo = Topology::new(2);
-    let server = Server::start(&topo);
-    server.create_user(USER);
-    let key = server.create_preauthkey(USER, &reusable());
-    let nodes = start_clients(
-        &topo,
-        &[ClientVersion::V1_96_4, ClientVersion::V1_78_1],
-        false,
-    );
-    let ips = join_all(&server, &nodes, &key);
-    assert_sees_all(&nodes, &ips, 0);
-    assert_sees_all(&nodes, &ips, 1);
-    nodes[0].wait_ping(&ips[1][0], CONVERGE, |_| true);
-    nodes[1].wait_ping(&ips[0][0], CONVERGE, |_| true);
+    mixed_versions_carry_tcp(false);
+}
+
+#[test]
+fn mixed_versions_carry_tcp_through_the_relay() {
+    if skip_real_clients() {
+        return;
+    }
+    mixed_versions_carry_tcp(true);
 }

@@ -21,7 +21,9 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod bins;
+pub mod certs;
 pub mod gateway;
+pub mod listener;
 pub mod loopback;
 pub mod mcp;
 pub mod netns;
@@ -36,6 +38,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 pub use bins::ClientVersion;
+pub use certs::TestCa;
+pub use listener::Listener;
 pub use netns::{Netns, Topology};
 pub use pg_server::PgServer;
 pub use process::{CmdOutput, OwnedChild};

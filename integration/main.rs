@@ -8,6 +8,7 @@
 //! (full disk, stopped PostgreSQL, SIGKILL); its servers run on loopback
 //! with no real client.
 
+mod compat;
 mod dns;
 mod enroll;
 mod faults;

@@ -195,6 +195,27 @@ fn tailscaled_refuses_a_namespace_that_is_not_isolated() {
 }
 
 #[test]
+fn an_ipv6_host_is_isolated_until_it_gains_an_ipv6_route_out() {
+    if skip_real_clients() {
+        return;
+    }
+    let topo = Topology::new(2);
+    topo.enable_ipv6();
+    // On-link IPv6 routes only: accepted.
+    topo.host(0).assert_isolated();
+
+    let mut gw = topo.subnet6().network().segments();
+    gw[7] = 0xfe;
+    let gw = std::net::Ipv6Addr::from(gw).to_string();
+    topo.host(1)
+        .ip(&["-6", "route", "add", "default", "via", &gw]);
+    let err = catch_unwind(AssertUnwindSafe(|| topo.host(1).assert_isolated()))
+        .expect_err("a default IPv6 route must be refused");
+    let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(msg.contains("default"), "{msg}");
+}
+
+#[test]
 fn postgres_is_reachable_from_the_hub_over_its_socket() {
     if skip_real_clients() {
         return;

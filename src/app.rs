@@ -22,6 +22,7 @@ use crate::state::policy::PolicyStore;
 use crate::state::{self, StateHandle, ipam};
 use crate::types::NodePublic;
 
+mod derp_map;
 mod dns;
 mod extra_records;
 mod policy_file;
@@ -122,13 +123,20 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         None => None,
     };
 
-    let mut world_settings = settings::world_settings(
-        &config,
-        &server_url,
-        derp_parts
-            .as_ref()
-            .map(|(d, tls, self_signed, _)| (d, *self_signed, tls.cert_name(), stun_addr)),
-    )?;
+    // Current clients check the relay's certificate by its pin whenever a
+    // pin can verify it, so a private CA or a self-signed certificate needs
+    // no trust set up on them; clients before 1.82 get the map without
+    // pins (mapper) and check the name against their trust store.
+    let embedded = match &derp_parts {
+        Some((d, tls, _, _)) if d.automatically_add_embedded_derp_region => Some(
+            settings::embedded_region(&server_url, d, tls.cert_name(), stun_addr)?,
+        ),
+        _ => None,
+    };
+    let self_signed_relay = embedded.is_some() && config.tls.cert_path.is_none();
+    let mut derp_maps = derp_map::Loader::new(derp_map::Sources::new(&config.derp, embedded))?;
+    let derp_map = derp_maps.initial().await.context("building the DERP map")?;
+    let mut world_settings = settings::world_settings(&config, derp_map);
     world_settings.dns.extra_records = extra_records::initial(&config.dns)?;
     let sessions = Sessions::new();
     let opts = state::Options {
@@ -145,6 +153,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         policy_text,
     };
     let state = state::start(db, world_settings, sessions, clock, opts).await?;
+    tokio::spawn(derp_maps.refresh_forever(state.clone()));
 
     let metrics = Metrics::new();
     if let (PolicyStore::File, Some(path)) = (policy_store, &config.policy.path) {
@@ -156,7 +165,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             .context("watching the DNS extra records file")?;
     }
     let dns = dns::start(&config, &state).await?;
-    let cs = ControlState::new(state.clone(), noise_key, metrics.clone());
+    let mut cs = ControlState::new(state.clone(), noise_key, metrics.clone());
+    cs.self_signed_relay = self_signed_relay;
     let health = Router::new()
         .route("/healthz", get(healthz))
         .with_state(state.clone());

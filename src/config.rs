@@ -226,10 +226,11 @@ pub struct DnsServer {
 pub struct Derp {
     /// The embedded relay; `None` when `derp.server.enabled` is false.
     pub server: Option<DerpServer>,
-    /// Remote DERP map URLs (not fetched yet; a warning says so).
+    /// Remote DERP maps (Tailscale's JSON), merged into the DERP map.
     pub urls: Vec<String>,
-    /// Local DERP map files (not read yet; a warning says so).
+    /// Local DERP map files (Headscale's YAML, or JSON), merged after `urls`.
     pub paths: Vec<PathBuf>,
+    /// Read `urls` and `paths` again every `update_frequency`.
     pub auto_update_enabled: bool,
     pub update_frequency: Duration,
 }

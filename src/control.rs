@@ -48,6 +48,9 @@ pub struct ControlState {
     /// Map keep-alive period (plus jitter); well inside the client's 120 s
     /// watchdog.
     pub keepalive: Duration,
+    /// The embedded relay is advertised with the self-signed certificate
+    /// clawscale generated, which clients before 1.82 cannot verify.
+    pub self_signed_relay: bool,
 }
 
 impl ControlState {
@@ -59,6 +62,7 @@ impl ControlState {
             noise_public,
             metrics,
             keepalive: Duration::from_secs(50),
+            self_signed_relay: false,
         }
     }
 }

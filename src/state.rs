@@ -12,6 +12,7 @@
 
 mod api_keys;
 pub mod change;
+mod derp_maps;
 pub mod ipam;
 mod nodes;
 pub mod policy;
@@ -28,6 +29,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
 pub use api_keys::ApiKeyRef;
+pub use derp_maps::DerpMaps;
 pub use register::{RegisterInput, RegisterOutcome};
 pub use world::{Services, Settings, World};
 pub use writer::{Core, MapUpdate, StateHandle, start};

@@ -14,14 +14,14 @@
 
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Once};
 use std::time::Duration;
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde_json::Value;
 
 use super::process::{CmdOutput, run};
@@ -47,6 +47,9 @@ struct Inner {
     /// Set for namespaces built by `Topology`: the only subnet the namespace
     /// may route to, and the dummy default gateway.
     isolation: Option<(Ipv4Net, Ipv4Addr)>,
+    /// Set once IPv6 is enabled: the only IPv6 subnet it may route to (no
+    /// default route at all).
+    ipv6: std::sync::OnceLock<Ipv6Net>,
 }
 
 impl Drop for Inner {
@@ -80,6 +83,7 @@ impl Netns {
         let ns = Netns(Arc::new(Inner {
             name: name.to_owned(),
             isolation,
+            ipv6: std::sync::OnceLock::new(),
         }));
         ns.ip(&["link", "set", "lo", "up"]);
         ns.run(
@@ -192,9 +196,32 @@ impl Netns {
                 bad.push(route.to_string());
             }
         }
-        // IPv6 is disabled, so not even link-local routes may exist.
+        // With IPv6 disabled not even link-local routes may exist; with it
+        // enabled (`enable_ipv6`), only on-link ones: its subnet, link-local,
+        // multicast and the namespace's own addresses, never a default.
+        let link_local: Ipv6Net = "fe80::/10".parse().expect("constant");
+        let multicast: Ipv6Net = "ff00::/8".parse().expect("constant");
         for route in self.json(&["-6", "route", "show", "table", "all"]) {
-            bad.push(route.to_string());
+            let ok = self.0.ipv6.get().is_some_and(|net6| {
+                let dst = route["dst"].as_str().unwrap_or("");
+                let net = dst
+                    .parse::<Ipv6Net>()
+                    .or_else(|_| dst.parse::<Ipv6Addr>().map(Ipv6Net::from));
+                route["gateway"].is_null()
+                    && match net {
+                        Ok(n) => {
+                            net6.contains(&n)
+                                || link_local.contains(&n)
+                                || multicast.contains(&n)
+                                || (n == Ipv6Net::from(Ipv6Addr::LOCALHOST)
+                                    && route["dev"].as_str() == Some("lo"))
+                        }
+                        Err(_) => false,
+                    }
+            });
+            if !ok {
+                bad.push(route.to_string());
+            }
         }
         for link in self.json(&["link", "show"]) {
             let name = link["ifname"].as_str().unwrap_or("");
@@ -225,6 +252,27 @@ impl Netns {
             Ok(Value::Array(items)) => items,
             other => panic!("unexpected `ip -j {}` output: {other:?}", args.join(" ")),
         }
+    }
+
+    /// Enables IPv6 with `addr` (in `net`, no default route) on `dev`, as a
+    /// host with working IPv6 has it: clients then probe DERP nodes over
+    /// IPv6 too. `nodad` so the address is usable at once.
+    pub fn enable_ipv6(&self, dev: &str, addr: Ipv6Addr, net: Ipv6Net) {
+        self.0.ipv6.set(net.trunc()).expect("IPv6 enabled once");
+        self.run(
+            &[
+                "sysctl",
+                "-qw",
+                "net.ipv6.conf.all.disable_ipv6=0",
+                "net.ipv6.conf.default.disable_ipv6=0",
+                &format!("net.ipv6.conf.{dev}.disable_ipv6=0"),
+                &format!("net.ipv6.conf.{dev}.accept_ra=0"),
+            ],
+            IP_TIMEOUT,
+        )
+        .expect_success("enabling IPv6 in the test namespace");
+        let cidr = format!("{addr}/{}", net.prefix_len());
+        self.ip(&["-6", "addr", "add", &cidr, "dev", dev, "nodad"]);
     }
 
     /// Which namespace (by name) process `pid` lives in, per `ip netns identify`.
@@ -373,6 +421,26 @@ impl Topology {
 
     pub fn host_ip(&self, i: usize) -> Ipv4Addr {
         Ipv4Addr::new(10, 213, self.octet, 10 + i as u8)
+    }
+
+    /// The IPv6 subnet `enable_ipv6` uses (a ULA, on the same bridge).
+    pub fn subnet6(&self) -> Ipv6Net {
+        Ipv6Net::new(
+            Ipv6Addr::new(0xfd5c, 0x213, u16::from(self.octet), 0, 0, 0, 0, 0),
+            64,
+        )
+        .expect("valid prefix")
+    }
+
+    /// Gives every host an IPv6 address in `subnet6` (no IPv6 default
+    /// route): tailscaled then sees working IPv6 and probes DERP over it.
+    pub fn enable_ipv6(&self) {
+        let net = self.subnet6();
+        for (i, ns) in self.hosts.iter().enumerate() {
+            let mut seg = net.network().segments();
+            seg[7] = 0x10 + i as u16;
+            ns.enable_ipv6("eth0", Ipv6Addr::from(seg), net);
+        }
     }
 
     /// The default gateway of every host: an address nobody answers for.

@@ -166,6 +166,7 @@ pub struct Server {
     /// `None`: the root namespace, on 127.0.0.1.
     hub: Option<Netns>,
     ip: Ipv4Addr,
+    /// The control port (`listen_addr`'s, normally `CONTROL_PORT`).
     port: u16,
     dir: TempDir,
     config: ServerConfig,
@@ -240,6 +241,12 @@ impl Server {
             pg.configure(&mut cfg);
         }
         customize(&mut cfg);
+        // A test may move the listener.
+        let port = cfg
+            .get("listen_addr")
+            .and_then(|v| v.as_str())
+            .and_then(|a| a.parse::<SocketAddr>().ok())
+            .map_or(port, |a| a.port());
         let config_path = dir.path().join("config.yaml");
         fs::write(&config_path, cfg.to_yaml()).expect("write server config");
         let log_path = dir.path().join("server.log");
@@ -261,6 +268,10 @@ impl Server {
     /// `http://<ip>:<port>`, the `--login-server` for clients.
     pub fn url(&self) -> String {
         format!("http://{}:{}", self.ip, self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     pub fn ip(&self) -> Ipv4Addr {

@@ -245,6 +245,8 @@ impl SimNode {
 pub struct Netmap {
     pub me: Option<Node>,
     pub peers: BTreeMap<NodeId, Node>,
+    /// The last DERP map received.
+    pub derp: Option<ts_control::DerpMap>,
 }
 
 impl Netmap {
@@ -290,6 +292,9 @@ impl MapStream {
     fn apply(&mut self, u: StateUpdate) -> Arrival {
         if let Some(me) = u.node {
             self.netmap.me = Some(me);
+        }
+        if let Some(derp) = u.derp {
+            self.netmap.derp = Some(derp);
         }
         match u.peer_update {
             Some(PeerUpdate::Full(peers)) => {

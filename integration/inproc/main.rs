@@ -8,10 +8,12 @@
 //! (pre-auth key rules and the single-use race), `postgres` (the enrollment
 //! scenarios on PostgreSQL), `policy` (a database-stored policy reaching
 //! open streams), `badinput` (hostile input, then a health check), `whois`
-//! (whois/authorize over HTTP and the unix socket).
+//! (whois/authorize over HTTP and the unix socket), `derp_map` (remote DERP
+//! maps fetched, refreshed and streamed; a deleted node told so).
 
 mod badinput;
 mod client;
+mod derp_map;
 mod enroll;
 mod keys;
 mod policy;

@@ -1,14 +1,13 @@
 //! Derives the per-map settings (DERP map, DNS config) and a few listener
 //! facts from configuration.
 
-use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
 use axum::http::Uri;
 use ipnet::{Ipv4Net, Ipv6Net};
 
 use crate::config::{Config, DerpServer};
-use crate::state::Settings;
+use crate::state::{DerpMaps, Settings};
 use crate::tailcfg::{DerpMap, DerpNode, DerpRegion, DnsConfig, DnsRecord, Resolver};
 
 /// `server_url` with a `:0` port replaced by the port actually bound (tests
@@ -66,60 +65,68 @@ pub(super) fn tls_names(server_url: &str, d: &DerpServer, bound: SocketAddr) -> 
     names
 }
 
-/// The settings every map carries.
-pub(super) fn world_settings(
-    config: &Config,
+/// The embedded DERP server's region, as the DERP map lists it.
+///
+/// `IPv4`/`IPv6` are never left to guesswork: an empty family makes the
+/// client resolve `HostName` for it and, in netcheck, wait its full 3 s STUN
+/// timeout for an answer that never comes (every `tailscale up` took 3 s
+/// longer). So a family is the configured address (`derp.server.ipv4`/
+/// `ipv6`), else `server_url`'s host if it is an address of that family,
+/// else `"none"` (`tailcfg.DERPNode`: a non-address disables the family) —
+/// except IPv4 for a DNS host name, which is left to DNS as names have A
+/// records. An operator whose relay answers on IPv6 sets `derp.server.ipv6`.
+pub(super) fn embedded_region(
     server_url: &str,
-    derp: Option<(&DerpServer, bool, String, Option<SocketAddr>)>,
-) -> anyhow::Result<Settings> {
-    let mut derp_map = DerpMap {
-        regions: BTreeMap::new(),
-        omit_default_regions: true,
+    d: &DerpServer,
+    cert_pin: Option<String>,
+    stun: Option<SocketAddr>,
+) -> anyhow::Result<DerpRegion> {
+    let host = url_host(server_url)
+        .ok_or_else(|| anyhow::anyhow!("server_url {server_url:?} has no host"))?;
+    let host_ip: Option<IpAddr> = host.parse().ok();
+    let ipv4 = match (d.ipv4, host_ip) {
+        (Some(a), _) => a.to_string(),
+        (None, Some(IpAddr::V4(a))) => a.to_string(),
+        (None, Some(IpAddr::V6(_))) => NONE.to_string(),
+        (None, None) => String::new(),
     };
-    if let Some((d, self_signed, cert_name, stun)) = derp {
-        let host = url_host(server_url)
-            .ok_or_else(|| anyhow::anyhow!("server_url {server_url:?} has no host"))?;
-        let host_ip: Option<IpAddr> = host.parse().ok();
-        let ipv4 = d
-            .ipv4
-            .map(|a| a.to_string())
-            .or_else(|| host_ip.filter(IpAddr::is_ipv4).map(|a| a.to_string()));
-        let ipv6 = d
-            .ipv6
-            .map(|a| a.to_string())
-            .or_else(|| host_ip.filter(IpAddr::is_ipv6).map(|a| a.to_string()));
-        let region_id = i32::try_from(d.region_id)?;
-        let node = DerpNode {
-            name: format!("{region_id}a"),
-            region_id,
-            host_name: host,
-            cert_name: if self_signed {
-                cert_name
-            } else {
-                String::new()
-            },
-            ipv4: ipv4.unwrap_or_default(),
-            ipv6: ipv6.unwrap_or_default(),
-            stun_port: stun.map(|s| i32::from(s.port())).unwrap_or(-1),
-            derp_port: i32::from(url_port(server_url)),
-            insecure_for_tests: false,
-        };
-        derp_map.regions.insert(
-            region_id.to_string(),
-            DerpRegion {
-                region_id,
-                region_code: d.region_code.clone(),
-                region_name: d.region_name.clone(),
-                nodes: vec![node],
-            },
-        );
-    }
-    Ok(Settings {
+    let ipv6 = match (d.ipv6, host_ip) {
+        (Some(a), _) => a.to_string(),
+        (None, Some(IpAddr::V6(a))) => a.to_string(),
+        (None, _) => NONE.to_string(),
+    };
+    let region_id = i32::try_from(d.region_id)?;
+    let node = DerpNode {
+        name: format!("{region_id}a"),
+        region_id,
+        host_name: host,
+        cert_name: cert_pin.unwrap_or_default(),
+        ipv4,
+        ipv6,
+        stun_port: stun.map(|s| i32::from(s.port())).unwrap_or(-1),
+        derp_port: i32::from(url_port(server_url)),
+        ..Default::default()
+    };
+    Ok(DerpRegion {
+        region_id,
+        region_code: d.region_code.clone(),
+        region_name: d.region_name.clone(),
+        nodes: vec![node],
+        ..Default::default()
+    })
+}
+
+/// `tailcfg.DERPNode`'s conventional value for "not this address family".
+const NONE: &str = "none";
+
+/// The settings every map carries, with `derp_map` as the DERP map.
+pub(super) fn world_settings(config: &Config, derp_map: DerpMap) -> Settings {
+    Settings {
         base_domain: config.dns.base_domain.clone(),
-        derp_map,
+        derp_map: DerpMaps::new(derp_map),
         dns: dns_config(config),
         domain: config.dns.base_domain.clone(),
-    })
+    }
 }
 
 fn resolvers(addrs: &[String]) -> Vec<Resolver> {
@@ -227,24 +234,58 @@ mod tests {
     }
 
     #[test]
-    fn derp_map_pins_self_signed_cert() {
-        let mut cfg = Config::embedded("/tmp/x");
-        cfg.dns.base_domain = "clawql.local".into();
+    fn derp_region_pins_self_signed_cert() {
+        let cfg = Config::embedded("/tmp/x");
         let d = cfg.derp.server.clone().unwrap();
         let stun: SocketAddr = "127.0.0.1:3478".parse().unwrap();
-        let s = world_settings(
-            &cfg,
+        let region = embedded_region(
             "http://127.0.0.1:8080",
-            Some((&d, true, "sha256-raw:ab".into(), Some(stun))),
+            &d,
+            Some("sha256-raw:ab".into()),
+            Some(stun),
         )
         .unwrap();
-        let region = &s.derp_map.regions[&d.region_id.to_string()];
+        assert_eq!(region.region_id, d.region_id as i32);
         let node = &region.nodes[0];
         assert_eq!(node.cert_name, "sha256-raw:ab");
-        assert_eq!(node.ipv4, "127.0.0.1");
+        assert_eq!(node.host_name, "127.0.0.1");
         assert_eq!(node.derp_port, 8080);
         assert_eq!(node.stun_port, 3478);
-        assert!(s.dns.proxied);
-        assert_eq!(s.dns.domains, vec!["clawql.local".to_string()]);
+        let settings = world_settings(&cfg, DerpMap::default());
+        assert!(settings.dns.proxied);
+        assert_eq!(settings.dns.domains, vec!["clawql.local".to_string()]);
+    }
+
+    /// An empty family makes netcheck wait 3 s for a STUN answer over it,
+    /// so each family is an address or "none".
+    #[test]
+    fn derp_node_never_leaves_an_address_family_to_guesswork() {
+        let mut d = Config::embedded("/tmp/x").derp.server.clone().unwrap();
+        let node = |url: &str, d: &DerpServer| {
+            embedded_region(url, d, None, None).unwrap().nodes[0].clone()
+        };
+        let n = node("http://10.1.2.3:8080", &d);
+        assert_eq!((n.ipv4.as_str(), n.ipv6.as_str()), ("10.1.2.3", "none"));
+        assert_eq!(n.cert_name, "");
+        assert_eq!(n.stun_port, -1);
+        let n = node("https://[fd00::5]", &d);
+        assert_eq!((n.ipv4.as_str(), n.ipv6.as_str()), ("none", "fd00::5"));
+        assert_eq!(n.derp_port, 443);
+        // A DNS name: IPv4 from its A records, IPv6 off unless configured.
+        let n = node("https://ctl.example.com", &d);
+        assert_eq!((n.ipv4.as_str(), n.ipv6.as_str()), ("", "none"));
+        d.ipv4 = Some("198.51.100.1".parse().unwrap());
+        d.ipv6 = Some("2001:db8::1".parse().unwrap());
+        let n = node("https://ctl.example.com", &d);
+        assert_eq!(
+            (n.ipv4.as_str(), n.ipv6.as_str()),
+            ("198.51.100.1", "2001:db8::1")
+        );
+        let json = serde_json::to_value(node(
+            "http://10.1.2.3:8080",
+            &Config::embedded("/tmp/x").derp.server.unwrap(),
+        ))
+        .unwrap();
+        assert_eq!(json["IPv6"], "none");
     }
 }

@@ -176,7 +176,7 @@ impl Default for RawDerp {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawDerpServer {
     /// On by default, unlike Headscale: clients need at least one DERP
-    /// region, and remote DERP maps (`urls`) are not fetched yet.
+    /// region, and clawscale's default configuration names no remote one.
     #[serde(default = "default_true")]
     pub enabled: bool,
     #[serde(default = "default_derp_region_id")]

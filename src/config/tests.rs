@@ -273,8 +273,6 @@ fn every_unsupported_setting_is_named_in_a_warning() {
         "logtail.enabled",
         "taildrop.enabled",
         "auto_update.enabled",
-        "derp.urls",
-        "derp.paths",
         "tuning.notifier_send_timeout",
         "tuning.batch_change_delay",
         "tuning.node_mapsession_buffered_chan_size",

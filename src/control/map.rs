@@ -154,7 +154,12 @@ async fn run_stream(
                         next_keepalive = tokio::time::Instant::now() + keepalive_interval(cs.keepalive);
                     }
                     Delta::Nothing => {}
-                    Delta::SelfRemoved => return Err("node removed"),
+                    Delta::SelfRemoved(last) => {
+                        if let Some(resp) = last {
+                            send(*resp, "delta").await?;
+                        }
+                        return Err("node removed");
+                    }
                 }
             }
             _ = tokio::time::sleep_until(next_keepalive) => {

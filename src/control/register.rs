@@ -9,7 +9,9 @@ use super::{ControlState, Peer};
 use crate::http::error::ApiError;
 use crate::mapper::build::TAGGED_DEVICES_USER_ID;
 use crate::state::{RegisterInput, RegisterOutcome};
-use crate::tailcfg::{self, MIN_CAPABILITY_VERSION, RegisterRequest, RegisterResponse};
+use crate::tailcfg::{
+    self, CAPVER_DERP_CERT_PIN, MIN_CAPABILITY_VERSION, RegisterRequest, RegisterResponse,
+};
 
 pub(super) async fn handler(
     State(cs): State<ControlState>,
@@ -50,6 +52,19 @@ pub(super) async fn handler(
     let resp = match outcome {
         RegisterOutcome::Authorized { node, user } => {
             cs.metrics.registration("authorized");
+            if req.version < CAPVER_DERP_CERT_PIN && cs.self_signed_relay {
+                // It gets the DERP map without pins (mapper), so it checks
+                // the relay's certificate against its own trust store,
+                // which a self-signed certificate does not pass.
+                tracing::warn!(
+                    node = %node.id,
+                    capver = req.version,
+                    "a client older than tailscale 1.82 registered, but the DERP relay only has \
+                     a self-signed certificate, which such clients cannot verify: it cannot relay \
+                     (behind NAT it has no path to its peers). Set tls_cert_path/tls_key_path to \
+                     a certificate for server_url's host that the clients trust"
+                );
+            }
             let (id, login, display) = if node.is_tagged() {
                 (
                     TAGGED_DEVICES_USER_ID,

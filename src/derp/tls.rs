@@ -55,12 +55,17 @@ pub struct Tls {
     pub server_config: Arc<rustls::ServerConfig>,
     /// Lower-case hex SHA-256 of the leaf certificate's DER.
     pub cert_sha256_hex: String,
+    /// Whether the server presents exactly one certificate: a client
+    /// checking a `sha256-raw:` pin refuses any further one.
+    pub single_cert: bool,
 }
 
 impl Tls {
-    /// The DERP map `CertName` that pins this certificate.
-    pub fn cert_name(&self) -> String {
-        format!("sha256-raw:{}", self.cert_sha256_hex)
+    /// The DERP map `CertName` that pins this certificate, if a pin can
+    /// verify it (a lone certificate, self-signed or not).
+    pub fn cert_name(&self) -> Option<String> {
+        self.single_cert
+            .then(|| format!("sha256-raw:{}", self.cert_sha256_hex))
     }
 }
 
@@ -94,6 +99,7 @@ pub fn load_or_generate(cert_path: &Path, key_path: &Path, names: &[String]) -> 
         });
     };
     let cert_sha256_hex = hex::encode(Sha256::digest(leaf.as_ref()));
+    let single_cert = chain.len() == 1;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
@@ -103,6 +109,7 @@ pub fn load_or_generate(cert_path: &Path, key_path: &Path, names: &[String]) -> 
     Ok(Tls {
         server_config: Arc::new(config),
         cert_sha256_hex,
+        single_cert,
     })
 }
 

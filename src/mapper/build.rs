@@ -4,6 +4,10 @@
 //! Every session keeps a [`SentState`] (which peers and user profiles it has
 //! sent) so removals are computed, never guessed, and profiles are sent once.
 //! Values are always read from the World passed in, i.e. the newest one.
+//!
+//! What is sent depends on the viewer's capability version (the `CAPVER_*`
+//! constants in `tailcfg`): explicit `AllowedIPs` below 112, the legacy
+//! `DERP` string below 111, a DERP map without certificate pins below 115.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -16,7 +20,8 @@ use crate::state::change::{Change, PatchMask};
 use crate::state::policy::PolicyState;
 use crate::state::{Settings, World};
 use crate::tailcfg::{
-    self, DnsConfig, FilterRule, MapResponse, PeerChange, SshPolicy, UserProfile,
+    self, CAPVER_HOME_DERP, CAPVER_NIL_ALLOWED_IPS, DerpMap, DnsConfig, FilterRule, MapResponse,
+    PeerChange, SshPolicy, UserProfile,
 };
 use crate::types::{Node, NodeId};
 
@@ -38,6 +43,11 @@ pub struct SentState {
     /// The DNSConfig sent, with the settings and policy it was derived from
     /// (held so a pointer comparison tells whether it can have changed).
     pub dns: Option<(Arc<Settings>, Arc<PolicyState>, DnsConfig)>,
+    /// The DERP map variant sent (shared with the Settings it came from).
+    pub derp: Option<Arc<DerpMap>>,
+    /// The session's own node as last built from, so its deletion can be
+    /// told to the client (see [`Delta::SelfRemoved`]).
+    pub me: Option<Arc<Node>>,
 }
 
 impl SentState {
@@ -69,8 +79,14 @@ impl SentState {
 pub enum Delta {
     Frame(Box<MapResponse>),
     Nothing,
-    /// The session's own node is gone: end the stream.
-    SelfRemoved,
+    /// The session's own node is gone: send this last frame (if any), then
+    /// end the stream. The frame marks the client's node key as expired, so
+    /// the client leaves `Running` for `NeedsLogin` and takes its tailnet
+    /// interface down: a map request that fails (the node is unknown from
+    /// now on) changes no client state, it only retries
+    /// (`control/controlclient/auto.go` `mapRoutine`), whereas an expired
+    /// self key does (`ipn/ipnlocal/local.go` `nextStateLocked`).
+    SelfRemoved(Option<Box<MapResponse>>),
 }
 
 /// The full map for `self_id`; also used mid-stream after a `full` change, in
@@ -82,6 +98,7 @@ pub fn build_full(
     now: DateTime<Utc>,
 ) -> Option<MapResponse> {
     let me = world.node(self_id)?;
+    let viewer = me.cap_version;
     let view = View::of(world, self_id);
     let peers = view.visible(world, self_id);
     let peer_ids: BTreeSet<NodeId> = peers.iter().map(|(p, _)| p.id).collect();
@@ -102,11 +119,11 @@ pub fn build_full(
     let settings = &world.settings;
     let resp = MapResponse {
         node: Some(self_node(world, me, &view, now)),
-        derp_map: Some(settings.derp_map.clone()),
+        derp_map: derp_now(world, me, sent, true),
         peers: (!peers.is_empty()).then(|| {
             peers
                 .iter()
-                .map(|(p, out)| peer_node(world, p, out, now))
+                .map(|(p, out)| peer_node(world, p, out, now, viewer))
                 .collect()
         }),
         peers_removed,
@@ -132,6 +149,7 @@ pub fn build_full(
     sent.filter = Some(view.filter.clone());
     sent.ssh = view.ssh.clone();
     sent.caps = view.cap_map.clone();
+    sent.me = Some(me.clone());
     Some(resp)
 }
 
@@ -144,14 +162,16 @@ pub fn build_delta(
     now: DateTime<Utc>,
 ) -> Delta {
     let Some(me) = world.node(self_id) else {
-        return Delta::SelfRemoved;
+        return Delta::SelfRemoved(farewell(world, sent, now));
     };
     if change.full {
         return match build_full(world, self_id, sent, now) {
             Some(r) => Delta::Frame(Box::new(r)),
-            None => Delta::SelfRemoved,
+            None => Delta::SelfRemoved(farewell(world, sent, now)),
         };
     }
+    let viewer = me.cap_version;
+    sent.me = Some(me.clone());
     let mut resp = MapResponse::default();
     let mut new_profiles: BTreeSet<i64> = BTreeSet::new();
     let policy_moved = change.policy.contains(&self_id);
@@ -182,7 +202,8 @@ pub fn build_delta(
         for (p, out) in &visible {
             let known = sent.peers.contains(&p.id);
             if (!known || !sent.has_peer_output(p, out)) && !change.upserted.contains(&p.id) {
-                resp.peers_changed.push(peer_node(world, p, out, now));
+                resp.peers_changed
+                    .push(peer_node(world, p, out, now, viewer));
                 new_profiles.insert(owner_id(p));
                 sent.record_peer(p, out);
             }
@@ -201,7 +222,8 @@ pub fn build_delta(
             .and_then(|v| world.node(*id).map(|p| (p, v.peer_output(p))));
         match shown {
             Some((p, out)) => {
-                resp.peers_changed.push(peer_node(world, p, &out, now));
+                resp.peers_changed
+                    .push(peer_node(world, p, &out, now, viewer));
                 new_profiles.insert(owner_id(p));
                 sent.record_peer(p, &out);
             }
@@ -238,6 +260,7 @@ pub fn build_delta(
         }
     }
     resp.dns_config = dns_now(world, sent, false);
+    resp.derp_map = derp_now(world, me, sent, false);
     if resp.is_empty_delta() {
         return Delta::Nothing;
     }
@@ -261,6 +284,40 @@ fn dns_now(world: &World, sent: &mut SentState, full: bool) -> Option<DnsConfig>
     (full || changed).then_some(config)
 }
 
+/// The DERP map for this viewer's capability class: always in a full map;
+/// in a delta only when it differs from the one the client holds (a
+/// refreshed map, or a client that changed class by upgrading).
+fn derp_now(world: &World, me: &Node, sent: &mut SentState, full: bool) -> Option<DerpMap> {
+    let map = world.settings.derp_map.for_capver(me.cap_version);
+    let unchanged = sent
+        .derp
+        .as_ref()
+        .is_some_and(|old| Arc::ptr_eq(old, map) || old == map);
+    sent.derp = Some(map.clone());
+    (full || !unchanged).then(|| (**map).clone())
+}
+
+/// The last frame for a session whose node was deleted: its own node with
+/// the key expired, and every peer removed.
+fn farewell(world: &World, sent: &mut SentState, now: DateTime<Utc>) -> Option<Box<MapResponse>> {
+    let me = sent.me.take()?;
+    let mut node = for_viewer(tail_node(world, &me, now, true), me.cap_version);
+    // A fixed instant long past, so no clock skew can make it look valid.
+    node.key_expiry = Some(DateTime::<Utc>::UNIX_EPOCH);
+    node.expired = true;
+    let peers_removed = std::mem::take(&mut sent.peers)
+        .into_iter()
+        .map(|id| id.0)
+        .collect();
+    sent.routes.clear();
+    Some(Box::new(MapResponse {
+        node: Some(node),
+        peers_removed,
+        control_time: Some(now),
+        ..Default::default()
+    }))
+}
+
 fn filters(rules: &Arc<Vec<FilterRule>>) -> BTreeMap<String, Vec<FilterRule>> {
     BTreeMap::from([("base".to_string(), (**rules).clone())])
 }
@@ -276,14 +333,34 @@ fn self_node(world: &World, me: &Node, v: &View, now: DateTime<Utc>) -> tailcfg:
         allowed.extend(routes.iter().map(ToString::to_string));
         n.allowed_ips = Some(allowed);
     }
-    n
+    for_viewer(n, me.cap_version)
 }
 
-fn peer_node(world: &World, p: &Node, out: &PeerOutput, now: DateTime<Utc>) -> tailcfg::Node {
+fn peer_node(
+    world: &World,
+    p: &Node,
+    out: &PeerOutput,
+    now: DateTime<Utc>,
+    viewer: i32,
+) -> tailcfg::Node {
     let mut n = tail_node(world, p, now, false);
     if !view::is_plain(p, out) {
         n.allowed_ips = Some(out.allowed_ips.iter().map(ToString::to_string).collect());
         n.primary_routes = out.primary_routes.iter().map(ToString::to_string).collect();
+    }
+    for_viewer(n, viewer)
+}
+
+/// Gives a node the shape a viewer of capability version `viewer` reads
+/// correctly: older clients take a nil `AllowedIPs` for "route nothing"
+/// and know the home region only from the legacy `DERP` string; newer ones
+/// need neither.
+fn for_viewer(mut n: tailcfg::Node, viewer: i32) -> tailcfg::Node {
+    if viewer < CAPVER_NIL_ALLOWED_IPS && n.allowed_ips.is_none() {
+        n.allowed_ips = Some(n.addresses.clone());
+    }
+    if viewer >= CAPVER_HOME_DERP {
+        n.legacy_derp = String::new();
     }
     n
 }

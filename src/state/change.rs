@@ -88,8 +88,8 @@ pub struct Change {
     /// Nodes whose policy output (packet filter, visible peers, routes,
     /// SSH policy, CapMap) may differ: their sessions recompute and diff it.
     pub policy: BTreeSet<NodeId>,
-    /// The World's `Settings` (DNS config) were replaced: every session
-    /// compares what it sent with the new value.
+    /// The World's `Settings` (DNS config, DERP map) were replaced: every
+    /// session compares what it sent with the new value.
     pub settings: bool,
 }
 

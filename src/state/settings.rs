@@ -1,5 +1,6 @@
-//! Transitions of the reloadable settings every map carries (today: the
-//! operator's DNS extra records, from `dns.extra_records_path`).
+//! Transitions of the reloadable settings every map carries: the operator's
+//! DNS extra records (`dns.extra_records_path`) and the DERP map
+//! (`derp.urls`/`derp.paths` refreshes).
 //!
 //! Settings are not stored in the database: they come from configuration,
 //! so a change is published straight into the next World and reaches every
@@ -9,8 +10,8 @@
 use std::sync::Arc;
 
 use super::change::Change;
-use super::{Result, Settings, StateHandle};
-use crate::tailcfg::DnsRecord;
+use super::{DerpMaps, Result, Settings, StateHandle};
+use crate::tailcfg::{DerpMap, DnsRecord};
 
 impl StateHandle {
     /// Replaces the DNS extra records (every type; maps get the A/AAAA ones,
@@ -24,6 +25,26 @@ impl StateHandle {
                 }
                 let mut settings: Settings = (*core.world.settings).clone();
                 settings.dns.extra_records = records;
+                let mut w = core.draft();
+                w.settings = Arc::new(settings);
+                core.publish(w, Change::settings());
+                Ok(true)
+            })
+        })
+        .await
+    }
+
+    /// Replaces the DERP map. Returns whether anything changed; an
+    /// identical map publishes nothing, so a periodic refresh that finds
+    /// the same regions costs the sessions nothing.
+    pub async fn set_derp_map(&self, map: DerpMap) -> Result<bool> {
+        self.run(move |core| {
+            Box::pin(async move {
+                if *core.world.settings.derp_map.map() == map {
+                    return Ok(false);
+                }
+                let mut settings: Settings = (*core.world.settings).clone();
+                settings.derp_map = DerpMaps::new(map);
                 let mut w = core.draft();
                 w.settings = Arc::new(settings);
                 core.publish(w, Change::settings());
@@ -68,6 +89,27 @@ mod tests {
         );
         // Same list again: nothing published.
         assert!(!state.set_dns_extra_records(records).await.unwrap());
+        assert_eq!(state.world().generation, w.generation);
+        assert!(session.take().is_empty());
+    }
+
+    #[tokio::test]
+    async fn derp_map_replaces_settings_and_notifies_sessions() {
+        let (_dir, state) = testing::temp_state(std::time::Duration::from_secs(3600)).await;
+        let session = state.sessions().open(crate::types::NodeId(1));
+        let mut map = DerpMap::default();
+        map.regions.insert(
+            "900".into(),
+            crate::tailcfg::DerpRegion {
+                region_id: 900,
+                ..Default::default()
+            },
+        );
+        assert!(state.set_derp_map(map.clone()).await.unwrap());
+        let w = state.world();
+        assert_eq!(*w.settings.derp_map.map(), map);
+        assert!(session.take().settings, "sessions are told");
+        assert!(!state.set_derp_map(map).await.unwrap());
         assert_eq!(state.world().generation, w.generation);
         assert!(session.take().is_empty());
     }

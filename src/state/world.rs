@@ -18,7 +18,8 @@ use crate::types::{MachinePublic, Node, NodeId, NodePublic, User, UserId};
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     pub base_domain: String,
-    pub derp_map: tailcfg::DerpMap,
+    /// The DERP map, per client capability class.
+    pub derp_map: super::DerpMaps,
     /// The operator's DNS settings. `extra_records` holds every configured
     /// record (A, AAAA, CNAME, TXT, SRV); maps get [`World::dns_config`].
     pub dns: tailcfg::DnsConfig,

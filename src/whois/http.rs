@@ -1,13 +1,17 @@
-//! The HTTP face of whois: `GET /localapi/v0/whois` (LocalAPI-compatible),
-//! `GET /api/v1/whois` (same answer) and `GET /api/v1/authorize`
-//! (forward-auth), on three kinds of listener:
+//! The HTTP face of whois: `/localapi/v0/whois` (LocalAPI-compatible),
+//! `/api/v1/whois` (same answer) and `/api/v1/authorize` (forward-auth), on
+//! three kinds of listener:
 //! - the public control port: `/api/v1/*` only, API key required;
 //! - `whois.listen_addr`: all three, API key required;
 //! - `whois.unix_socket`: all three, no key (the socket's mode is the
 //!   authentication, as with tailscaled); its clients count as trusted
 //!   proxies for `X-Forwarded-For`.
 //!
-//! Every answer is computed from the newest World at request time.
+//! Every answer is computed from the newest World at request time. Any
+//! method gets the same answer and a request body is never read, as with
+//! tailscaled's LocalAPI whois: gateways that forward the client's own
+//! method to their auth call (agentgateway's extAuthz turns every MCP POST
+//! into `POST /localapi/v0/whois?addr=…`) must work unchanged.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -16,10 +20,10 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::header::{ALLOW, CONTENT_TYPE};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::any;
 use axum::serve::{Listener, ListenerExt};
 use bytes::Bytes;
 use http_body_util::Full;
@@ -58,8 +62,8 @@ pub fn router(svc: Arc<Service>) -> Router {
         via: Via::Public,
     };
     Router::new()
-        .route("/api/v1/whois", get(public))
-        .route("/api/v1/authorize", get(public))
+        .route("/api/v1/whois", any(public))
+        .route("/api/v1/authorize", any(public))
         .with_state(ctx)
 }
 
@@ -68,7 +72,7 @@ async fn public(State(ctx): State<Ctx>, req: Request) -> Response {
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
-    ctx.handle(req.method(), req.uri(), req.headers(), peer)
+    ctx.handle(req.uri(), req.headers(), peer)
         .await
         .map(Body::new)
 }
@@ -116,9 +120,7 @@ where
     let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
         let ctx = ctx.clone();
         async move {
-            let reply = ctx
-                .handle(req.method(), req.uri(), req.headers(), peer)
-                .await;
+            let reply = ctx.handle(req.uri(), req.headers(), peer).await;
             Ok::<_, Infallible>(reply)
         }
     });
@@ -172,26 +174,13 @@ impl Ctx {
         }
     }
 
-    /// One request: routing, the method check, then the endpoint.
-    async fn handle(
-        &self,
-        method: &Method,
-        uri: &Uri,
-        headers: &HeaderMap,
-        peer: Option<SocketAddr>,
-    ) -> Reply {
+    /// One request, whatever its method: routing, then the endpoint.
+    async fn handle(&self, uri: &Uri, headers: &HeaderMap, peer: Option<SocketAddr>) -> Reply {
         let Some(endpoint) = self.endpoint(uri.path()) else {
             let mut r = Reply::default();
             *r.status_mut() = StatusCode::NOT_FOUND;
             return r;
         };
-        if method != Method::GET && method != Method::HEAD {
-            let mut r = Reply::default();
-            *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
-            r.headers_mut()
-                .insert(ALLOW, HeaderValue::from_static("GET,HEAD"));
-            return r;
-        }
         let q = Params::of(uri);
         let (name, reply) = match endpoint {
             Endpoint::Whois => ("whois", self.whois(headers, &q).await),

@@ -37,6 +37,21 @@ fn prefixes_accept_subsets_and_single_families() {
 }
 
 #[test]
+fn derp_urls_must_be_http_urls() {
+    assert_invalid(
+        "derp: {urls: [\"derp.example.net/map.json\"]}\n",
+        "derp.urls",
+    );
+    assert_invalid(
+        "derp: {urls: [\"ftp://derp.example.net/map\"]}\n",
+        "derp.urls",
+    );
+    assert_invalid("derp: {urls: [\"https://\"]}\n", "derp.urls");
+    let c = load_str("derp: {urls: [\" https://derp.example.net/map.json \", \"\"]}\n").unwrap();
+    assert_eq!(c.derp.urls, ["https://derp.example.net/map.json"]);
+}
+
+#[test]
 fn durations_are_checked() {
     assert_invalid("derp: {update_frequency: often}\n", "derp.update_frequency");
     assert_invalid(

@@ -29,14 +29,25 @@ pub(super) fn build(
     } else {
         None
     };
+    let urls: Vec<String> = raw
+        .urls
+        .iter()
+        .map(|u| u.trim().to_string())
+        .filter(|u| !u.is_empty())
+        .collect();
+    for u in &urls {
+        let ok = url::Url::parse(u)
+            .is_ok_and(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some());
+        if !ok {
+            return Err(invalid(
+                "derp.urls",
+                format!("{u:?} is not an http:// or https:// URL"),
+            ));
+        }
+    }
     Ok(Derp {
         server,
-        urls: raw
-            .urls
-            .iter()
-            .map(|u| u.trim().to_string())
-            .filter(|u| !u.is_empty())
-            .collect(),
+        urls,
         paths: raw
             .paths
             .iter()

@@ -123,12 +123,6 @@ pub(super) fn collect(raw: &RawConfig, warnings: &mut Vec<String>) {
             "a default client auto-update setting",
         );
     }
-    if !raw.derp.urls.is_empty() {
-        warn("derp.urls", "fetching remote DERP maps");
-    }
-    if !raw.derp.paths.is_empty() {
-        warn("derp.paths", "loading DERP map files");
-    }
     for key in raw.tuning.set_keys() {
         warn(&format!("tuning.{key}"), "Headscale performance tuning");
     }

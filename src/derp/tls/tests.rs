@@ -26,7 +26,7 @@ fn generates_then_reloads_same_fingerprint() {
     assert_eq!(first.cert_sha256_hex.len(), 64);
     assert_eq!(
         first.cert_name(),
-        format!("sha256-raw:{}", first.cert_sha256_hex)
+        Some(format!("sha256-raw:{}", first.cert_sha256_hex))
     );
     let mode = std::fs::metadata(&key).expect("stat").permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "key file is private");
@@ -109,8 +109,15 @@ fn loads_operator_provided_files() {
         tls.cert_sha256_hex,
         hex::encode(Sha256::digest(c.der().as_ref()))
     );
+    assert!(tls.cert_name().is_some(), "a lone certificate is pinned");
     // Files untouched.
     assert_eq!(std::fs::read_to_string(&cert).expect("read"), c.pem());
+
+    // With an intermediate in the file a pin cannot verify it (clients
+    // refuse a second certificate): names are checked instead.
+    std::fs::write(&cert, format!("{}{}", c.pem(), c.pem())).expect("write");
+    let tls = load_or_generate(&cert, &key, &names(&["ignored.test"])).expect("load");
+    assert_eq!(tls.cert_name(), None);
 }
 
 #[test]

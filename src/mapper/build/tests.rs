@@ -83,7 +83,9 @@ fn full_map_has_self_peers_profiles_and_allow_all() {
         peers[1].user, TAGGED_DEVICES_USER_ID,
         "tagged node owned by tags"
     );
-    assert_eq!(peers[0].legacy_derp, "127.3.3.40:999");
+    // A 1.96 viewer reads HomeDERP; the legacy string is for capver < 111.
+    assert_eq!(peers[0].home_derp, 999);
+    assert_eq!(peers[0].legacy_derp, "");
     let ids: Vec<i64> = r.user_profiles.iter().map(|p| p.id).collect();
     assert_eq!(ids, vec![1, 2, TAGGED_DEVICES_USER_ID]);
     assert_eq!(
@@ -184,9 +186,22 @@ fn self_changes_and_removal() {
     assert_eq!(r.node.unwrap().name, "laptop.clawql.local.");
     assert!(r.peers_changed.is_empty());
     w.remove_node(NodeId(1));
+    // The last frame expires the client's own key (so it leaves Running)
+    // and removes every peer.
+    let Delta::SelfRemoved(Some(last)) =
+        build_delta(&w, NodeId(1), &Change::remove(NodeId(1)), &mut sent, now())
+    else {
+        panic!("expected a last frame for the deleted node");
+    };
+    let me = last.node.as_ref().unwrap();
+    assert_eq!(me.id, 1);
+    assert!(me.expired);
+    assert!(me.key_expiry.unwrap() < now());
+    assert_eq!(last.peers_removed, vec![2]);
+    // Only once: a later change ends the stream without another frame.
     assert!(matches!(
         build_delta(&w, NodeId(1), &Change::remove(NodeId(1)), &mut sent, now()),
-        Delta::SelfRemoved
+        Delta::SelfRemoved(None)
     ));
 }
 
@@ -237,5 +252,6 @@ fn expired_peer_is_flagged() {
     assert!(p.expired && !p.machine_authorized);
 }
 
+mod capver;
 mod dns;
 mod policy;
