@@ -1,8 +1,9 @@
 //! Harness for the real-client tier: stock `tailscaled` binaries against a
 //! live `clawscale serve`, each in its own network namespace.
 //!
-//! Owns: the test fixtures (`Topology`, `Server`, `Tailscaled`), binary
-//! provisioning and bounded polling. Depends on the `clawscale` binary built
+//! Owns: the test fixtures (`Topology`, `Server`, `Tailscaled`, and for the
+//! fault tests `Tmpfs` and `PgServer`), binary provisioning and bounded
+//! polling. Depends on the `clawscale` binary built
 //! by Cargo (`CARGO_BIN_EXE_clawscale`), iproute2, util-linux, bash, root, and
 //! `.ci/fetch-tailscale.sh` for the clients. It uses nothing from the crate's
 //! library: the server is exercised only through its CLI and the network,
@@ -23,12 +24,15 @@ pub mod bins;
 pub mod certs;
 pub mod gateway;
 pub mod listener;
+pub mod loopback;
 pub mod mcp;
 pub mod netns;
+pub mod pg_server;
 pub mod postgres;
 pub mod process;
 pub mod server;
 pub mod tailscaled;
+pub mod tmpfs;
 
 use std::thread;
 use std::time::{Duration, Instant};
@@ -37,9 +41,11 @@ pub use bins::ClientVersion;
 pub use certs::TestCa;
 pub use listener::Listener;
 pub use netns::{Netns, Topology};
+pub use pg_server::PgServer;
 pub use process::{CmdOutput, OwnedChild};
 pub use server::{Db, KeyOptions, NodeRecord, Server, ServerConfig};
 pub use tailscaled::{PeerStatus, Pong, Status, Tailscaled, TailscaledOptions};
+pub use tmpfs::Tmpfs;
 
 /// The MagicDNS base domain the test server is configured with.
 pub const BASE_DOMAIN: &str = "clawql.local";

@@ -11,9 +11,6 @@
 //! the CLI's permission error.
 
 mod fixture;
-#[allow(dead_code)]
-#[path = "inproc/client.rs"]
-mod sim;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -286,7 +283,7 @@ fn noise_handshake_flood_leaves_room_for_a_real_client() {
         }
 
         // Meanwhile a real client enrolls and opens its map long-poll.
-        let mut alpha = sim::SimNode::new(&url, "alpha");
+        let mut alpha = crate::sim::SimNode::new(&url, "alpha");
         let mut stream = alpha
             .enroll(&auth)
             .await
@@ -317,7 +314,7 @@ fn noise_handshake_flood_leaves_room_for_a_real_client() {
         // Past the idle timeout and several PING rounds, the long-poll is
         // still open: it sees the next node join.
         tokio::time::sleep(Duration::from_secs(10)).await;
-        let mut beta = sim::SimNode::new(&url, "beta");
+        let mut beta = crate::sim::SimNode::new(&url, "beta");
         let _beta_stream = beta.enroll(&auth).await.expect("beta enrolls");
         stream
             .wait_until(Duration::from_secs(30), |m| m.peer_named("beta").is_some())

@@ -3,16 +3,23 @@
 //! own network namespace with no route out. Needs root and iproute2.
 //!
 //! `harness` holds the fixtures; `selftest` proves the harness itself
-//! (isolation, cleanup) without needing a working server; `limits` is the
-//! fault tier (floods against a server on loopback); the other modules are
-//! end-to-end scenarios.
+//! (isolation, cleanup) without needing a working server; `limits` and
+//! `faults` are the fault tier (floods against a server on loopback; the
+//! database broken under it: full disk, stopped PostgreSQL, SIGKILL); the
+//! other modules are end-to-end scenarios.
 
 mod compat;
 mod dns;
 mod enroll;
+mod faults;
 mod gateway;
 mod harness;
 mod limits;
 mod policy;
 mod restapi;
 mod selftest;
+/// The in-process control client (tailscale-rs `ts_control`), shared by
+/// the fault tests that drive registrations without a real client.
+#[allow(dead_code)]
+#[path = "inproc/client.rs"]
+mod sim;

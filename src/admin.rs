@@ -227,7 +227,7 @@ impl Admin {
     /// Database and writer round trip (`/api/v1/health`).
     pub async fn health(&self, caller: &Caller) -> Result<bool> {
         self.read(caller, Resource::Health)?;
-        match self.state().ping().await {
+        match self.state().health().await {
             Ok(()) => Ok(true),
             Err(e) => {
                 tracing::warn!(error = %e, "health check: database unreachable");

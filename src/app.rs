@@ -280,12 +280,13 @@ fn raise_open_file_limit() {
     }
 }
 
-/// Healthy when the state writer runs and the database answers in time.
+/// Healthy when the state writer runs and the database commits a write in
+/// time; 503 otherwise (e.g. while the disk is full or PostgreSQL is down).
 async fn healthz(
     axum::extract::State(state): axum::extract::State<StateHandle>,
 ) -> (axum::http::StatusCode, &'static str) {
     use axum::http::StatusCode;
-    match tokio::time::timeout(std::time::Duration::from_secs(5), state.ping()).await {
+    match tokio::time::timeout(std::time::Duration::from_secs(5), state.health()).await {
         Ok(Ok(())) => (StatusCode::OK, "ok\n"),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "health check failed");
@@ -328,9 +329,20 @@ impl SnapshotSource for LiveSnapshot {
     }
 }
 
+/// Creates the data directory 0700; an existing one open to group or others
+/// is kept as it is (an operator may mean it) but logged, since it holds the
+/// private keys and usually the database.
 fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    if dir.exists() {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if let Ok(meta) = std::fs::metadata(dir) {
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                path = %dir.display(),
+                mode = format_args!("{mode:o}"),
+                "data directory is accessible to group or others; chmod 700 it"
+            );
+        }
         return Ok(());
     }
     std::fs::DirBuilder::new()

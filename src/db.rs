@@ -8,6 +8,17 @@
 //! there is one query text and native column types on each engine. Migrations
 //! are per engine under `migrations/{sqlite,postgres}` with the same numbering.
 //!
+//! Durability: a write is acknowledged only once it is durable. Every
+//! mutating query runs in one explicit transaction ([`transaction`]), and its
+//! function returns only after COMMIT has succeeded, or after the rollback
+//! has finished; a connection whose transaction state is in doubt is closed,
+//! never reused. SQLite commits with `synchronous = FULL` (an fsync per
+//! commit, see [`sqlite`]); PostgreSQL as its server is configured (durable
+//! with the defaults, `fsync` and `synchronous_commit` on). The state writer publishes a new World only
+//! after that return, so the World never shows an uncommitted write; health
+//! checks commit a one-row write ([`Db::probe_write`]), since a database
+//! that refuses writes (a full disk) still answers reads.
+//!
 //! May depend on: `types`. Nothing here knows about the protocol or policy.
 
 mod api_keys;
@@ -15,15 +26,24 @@ mod nodes;
 mod policies;
 mod preauth_keys;
 mod rows;
+mod sqlite;
+mod transaction;
 mod users;
+
+#[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
+mod tests;
 
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
+
+use transaction::write_tx;
 
 pub use nodes::{KeyUse, NodeRecord};
 pub use preauth_keys::NewPreAuthKey;
@@ -56,6 +76,9 @@ pub enum Error {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// The database could not be opened or created; names the path.
+    #[error("{0}")]
+    Open(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -90,30 +113,13 @@ impl Db {
                 path,
                 write_ahead_log,
             } => {
-                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir).map_err(|e| {
-                        Error::Conflict(format!("cannot create {}: {e}", dir.display()))
-                    })?;
-                }
-                let journal = if *write_ahead_log {
-                    SqliteJournalMode::Wal
-                } else {
-                    SqliteJournalMode::Delete
-                };
-                let opts = SqliteConnectOptions::new()
-                    .filename(path)
-                    .create_if_missing(true)
-                    .journal_mode(journal)
-                    // NORMAL is durable across application crashes in WAL mode;
-                    // only an OS crash can lose the last transactions.
-                    .synchronous(SqliteSynchronous::Normal)
-                    .foreign_keys(true)
-                    .busy_timeout(Duration::from_secs(5));
-                let pool = SqlitePoolOptions::new()
-                    .max_connections(4)
-                    .connect_with(opts)
-                    .await?;
-                SQLITE_MIGRATIONS.run(&pool).await?;
+                let pool = sqlite::open(path, *write_ahead_log, 4).await?;
+                SQLITE_MIGRATIONS.run(&pool).await.map_err(|e| {
+                    Error::Open(format!(
+                        "cannot migrate the SQLite database {}: {e}",
+                        path.display()
+                    ))
+                })?;
                 Db::Sqlite(pool)
             }
             Target::Postgres {
@@ -140,12 +146,19 @@ impl Db {
         }
     }
 
-    /// A trivial round trip, for health checks.
-    pub async fn ping(&self) -> Result<()> {
-        on_pool!(self, |p| {
-            sqlx::query("SELECT 1").execute(p).await?;
-        });
-        Ok(())
+    /// Commits a one-row write, for health checks: a database that answers
+    /// reads can still refuse writes (a full disk, a read-only file).
+    pub async fn probe_write(&self, now: DateTime<Utc>) -> Result<()> {
+        write_tx!(self, |c| {
+            sqlx::query(
+                "INSERT INTO write_probe (id, checked_at) VALUES (1, $1) \
+                 ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
+            )
+            .bind(now)
+            .execute(&mut *c)
+            .await?;
+            Ok(())
+        })
     }
 
     pub async fn close(&self) {

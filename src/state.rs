@@ -52,6 +52,10 @@ pub enum Error {
     FailedPrecondition(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// The database refused or did not answer; the operation changed
+    /// nothing (its transaction was rolled back).
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
     #[error("the state writer has stopped")]
     Stopped,
 }
@@ -64,6 +68,15 @@ impl From<db::Error> for Error {
             db::Error::NotFound(m) => Error::NotFound(m.to_string()),
             db::Error::Conflict(m) => Error::Conflict(m),
             e @ db::Error::KeyAlreadyUsed => Error::Conflict(e.to_string()),
+            db::Error::Sqlx(
+                e @ (sqlx::Error::Database(_)
+                | sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::Protocol(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed),
+            ) => Error::Unavailable(e.to_string()),
             other => Error::Internal(other.to_string()),
         }
     }

@@ -181,6 +181,14 @@ impl OwnedChild {
     }
 }
 
+impl OwnedChild {
+    /// SIGKILL, then reap. Returns the exit status.
+    pub fn kill(&mut self) -> Option<ExitStatus> {
+        let _ = self.child.kill();
+        self.child.wait().ok()
+    }
+}
+
 impl Drop for OwnedChild {
     fn drop(&mut self) {
         self.terminate(Duration::from_secs(5));

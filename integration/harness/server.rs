@@ -1,20 +1,25 @@
 //! The `Server` fixture: a real `clawscale serve` in a topology's hub
-//! namespace, plus its admin CLI.
+//! namespace (or, for tests without real clients, on 127.0.0.1 in the root
+//! namespace), plus its admin CLI.
 //!
-//! Owns: writing the YAML config (Headscale key names), starting, stopping
-//! and restarting the server on the same data directory, waiting for
+//! Owns: writing the YAML config (Headscale key names), starting, stopping,
+//! killing and restarting the server on the same data directory, waiting for
 //! `GET /healthz`, and typed wrappers for `users create`, `preauthkeys create`
 //! and `nodes list`. Depends on `netns`, `process`, `postgres`, and the
 //! `clawscale` binary Cargo builds for this test target.
 //!
-//! The CLI runs inside the hub namespace too, so it works whether it talks to
-//! the server over the unix socket or over `listen_addr`.
+//! The CLI runs where the server runs (the hub namespace or the root one),
+//! so it works whether it talks to the server over the unix socket or over
+//! `listen_addr`. A loopback server has no STUN listener and a free port, so
+//! it cannot collide with anything else on the machine.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -22,6 +27,7 @@ use serde_json::Value;
 use serde_norway::{Mapping, Value as Yaml};
 use tempfile::TempDir;
 
+use super::loopback;
 use super::netns::{CLEAN_PATH, Netns, Topology};
 use super::postgres::PgDatabase;
 use super::process::{CmdOutput, OwnedChild, run, tail_file};
@@ -153,14 +159,17 @@ impl NodeRecord {
     }
 }
 
-/// A running `clawscale serve` in the hub namespace. Dropping it stops the
-/// server, then drops its Postgres database and temp directory.
+/// A running `clawscale serve` in the hub namespace (or on loopback).
+/// Dropping it stops the server, then drops its Postgres database and temp
+/// directory.
 pub struct Server {
-    hub: Netns,
+    /// `None`: the root namespace, on 127.0.0.1.
+    hub: Option<Netns>,
     ip: Ipv4Addr,
     /// The control port (`listen_addr`'s, normally `CONTROL_PORT`).
     port: u16,
     dir: TempDir,
+    config: ServerConfig,
     config_path: PathBuf,
     log_path: PathBuf,
     child: Option<OwnedChild>,
@@ -179,35 +188,74 @@ impl Server {
         db: Db,
         customize: impl FnOnce(&mut ServerConfig),
     ) -> Server {
+        Server::start_at(
+            Some(topo.hub().clone()),
+            topo.hub_ip(),
+            CONTROL_PORT,
+            topo.tag(),
+            db,
+            customize,
+        )
+    }
+
+    /// Starts a server in the root namespace on 127.0.0.1 and a free port,
+    /// for tests that need no real client (no `tailscaled` may talk to it).
+    pub fn start_local(db: Db, customize: impl FnOnce(&mut ServerConfig)) -> Server {
+        static SEQ: AtomicU32 = AtomicU32::new(0);
+        let tag = format!(
+            "local{}n{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let port = loopback::free_port();
+        Server::start_at(None, Ipv4Addr::LOCALHOST, port, &tag, db, |cfg| {
+            // No fixed UDP port on the shared loopback.
+            cfg.set("derp.server.stun_listen_addr", "");
+            customize(cfg);
+        })
+    }
+
+    fn start_at(
+        hub: Option<Netns>,
+        ip: Ipv4Addr,
+        port: u16,
+        tag: &str,
+        db: Db,
+        customize: impl FnOnce(&mut ServerConfig),
+    ) -> Server {
         let dir = tempfile::Builder::new()
-            .prefix(&format!("{}-server-", topo.tag()))
+            .prefix(&format!("{tag}-server-"))
             .tempdir()
             .expect("create server temp dir");
         let data = dir.path().join("data");
-        fs::create_dir_all(&data).expect("create server data dir");
-        let ip = topo.hub_ip();
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&data)
+            .expect("create server data dir");
         let pg = match db {
             Db::Sqlite => None,
-            Db::Postgres => Some(PgDatabase::create(topo.tag())),
+            Db::Postgres => Some(PgDatabase::create(tag)),
         };
-        let mut cfg = default_config(ip, dir.path(), &data);
+        let mut cfg = default_config(ip, port, dir.path(), &data);
         if let Some(pg) = &pg {
             pg.configure(&mut cfg);
         }
         customize(&mut cfg);
+        // A test may move the listener.
         let port = cfg
             .get("listen_addr")
             .and_then(|v| v.as_str())
-            .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
-            .map_or(CONTROL_PORT, |a| a.port());
+            .and_then(|a| a.parse::<SocketAddr>().ok())
+            .map_or(port, |a| a.port());
         let config_path = dir.path().join("config.yaml");
         fs::write(&config_path, cfg.to_yaml()).expect("write server config");
         let log_path = dir.path().join("server.log");
         let mut server = Server {
-            hub: topo.hub().clone(),
+            hub,
             ip,
             port,
             dir,
+            config: cfg,
             config_path,
             log_path,
             child: None,
@@ -217,7 +265,7 @@ impl Server {
         server
     }
 
-    /// `http://<hub ip>:8080`, the `--login-server` for clients.
+    /// `http://<ip>:<port>`, the `--login-server` for clients.
     pub fn url(&self) -> String {
         format!("http://{}:{}", self.ip, self.port)
     }
@@ -254,7 +302,7 @@ impl Server {
             .expect("open server log");
         let mut marker = &log;
         let _ = writeln!(marker, "=== harness: starting clawscale serve ===");
-        let mut cmd = self.hub.command(env!("CARGO_BIN_EXE_clawscale"));
+        let mut cmd = self.command(env!("CARGO_BIN_EXE_clawscale"));
         self.clean_env(&mut cmd);
         cmd.arg("serve")
             .arg("--config")
@@ -267,7 +315,7 @@ impl Server {
             if let Some(status) = self.child.as_mut().and_then(OwnedChild::exited) {
                 return Err(format!("exited early with {status}"));
             }
-            match self.hub.http_get(self.ip, self.port, "/healthz") {
+            match self.healthz() {
                 Ok((200, _)) => Ok(()),
                 Ok((code, body)) => Err(format!("/healthz answered {code}: {body}")),
                 Err(e) => Err(e),
@@ -289,15 +337,66 @@ impl Server {
         }
     }
 
+    /// Edits and rewrites the config of the stopped server.
+    pub fn edit_config(&mut self, edit: impl FnOnce(&mut ServerConfig)) {
+        assert!(self.child.is_none(), "stop the server first");
+        edit(&mut self.config);
+        fs::write(&self.config_path, self.config.to_yaml()).expect("write server config");
+    }
+
+    /// Runs `clawscale serve` on the current config, expecting it to refuse
+    /// to start; returns what it printed.
+    #[track_caller]
+    pub fn start_expecting_failure(&self) -> CmdOutput {
+        assert!(self.child.is_none(), "stop the server first");
+        let out = self.cli(&["serve"]);
+        assert!(
+            !out.success() && !out.timed_out(),
+            "clawscale serve was expected to exit with an error:\n{out}"
+        );
+        out
+    }
+
+    /// Kills the server with SIGKILL: no shutdown code runs.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let status = child.kill();
+            if let Ok(mut f) = OpenOptions::new().append(true).open(&self.log_path) {
+                let _ = writeln!(f, "=== harness: server killed: {status:?} ===");
+            }
+        }
+    }
+
     /// Stops and starts the server on the same data.
     pub fn restart(&mut self) {
         self.stop();
         self.start_again();
     }
 
-    /// Runs `clawscale --config <cfg> <args>` in the hub namespace.
+    /// `GET /healthz`: (status code, body).
+    pub fn healthz(&self) -> Result<(u16, String), String> {
+        match &self.hub {
+            Some(hub) => hub.http_get(self.ip, self.port, "/healthz"),
+            None => loopback::http_get(SocketAddr::from((self.ip, self.port)), "/healthz"),
+        }
+    }
+
+    /// A command that runs `program` where the server runs, killed with the
+    /// spawning thread (`setpriv --pdeathsig`, as `Netns::command` does).
+    fn command(&self, program: &str) -> Command {
+        match &self.hub {
+            Some(hub) => hub.command(program),
+            None => {
+                let mut cmd = Command::new("setpriv");
+                cmd.args(["--pdeathsig", "KILL", "--"]).arg(program);
+                cmd
+            }
+        }
+    }
+
+    /// Runs `clawscale --config <cfg> <args>` where the server runs.
     pub fn cli(&self, args: &[&str]) -> CmdOutput {
-        let mut cmd = self.hub.command(env!("CARGO_BIN_EXE_clawscale"));
+        let mut cmd = self.command(env!("CARGO_BIN_EXE_clawscale"));
         self.clean_env(&mut cmd);
         cmd.arg("--config").arg(&self.config_path).args(args);
         run(&mut cmd, CLI_TIMEOUT)
@@ -405,13 +504,13 @@ impl Drop for Server {
 /// The config every test starts from (key names as in
 /// `deploy/config.example.yaml`). External DERP maps are set empty
 /// explicitly so the server never tries to fetch one.
-fn default_config(ip: Ipv4Addr, dir: &Path, data: &Path) -> ServerConfig {
+fn default_config(ip: Ipv4Addr, port: u16, dir: &Path, data: &Path) -> ServerConfig {
     let mut cfg = ServerConfig {
         root: Yaml::Mapping(Mapping::new()),
     };
     let p = |path: &Path| path.to_string_lossy().into_owned();
-    cfg.set("server_url", format!("http://{ip}:{CONTROL_PORT}"))
-        .set("listen_addr", format!("{ip}:{CONTROL_PORT}"))
+    cfg.set("server_url", format!("http://{ip}:{port}"))
+        .set("listen_addr", format!("{ip}:{port}"))
         .set("unix_socket", p(&dir.join("clawscale.sock")))
         .set("data_dir", p(data))
         .set("database.type", "sqlite")
@@ -439,6 +538,7 @@ mod tests {
     fn config_set_creates_nested_keys_and_overrides() {
         let mut cfg = default_config(
             Ipv4Addr::new(10, 213, 7, 1),
+            CONTROL_PORT,
             Path::new("/t"),
             Path::new("/t/data"),
         );

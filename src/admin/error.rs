@@ -30,6 +30,10 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// What a client is told when the database failed its request.
+pub const DATABASE_UNAVAILABLE: &str =
+    "database unavailable: the request failed and changed nothing (details are in the server log)";
+
 impl From<state::Error> for Error {
     fn from(e: state::Error) -> Self {
         match e {
@@ -39,6 +43,12 @@ impl From<state::Error> for Error {
             state::Error::FailedPrecondition(m) => Error::FailedPrecondition(m),
             state::Error::Internal(m) => Error::Internal(m),
             state::Error::Stopped => Error::Unavailable("the server is shutting down".into()),
+            state::Error::Unavailable(m) => {
+                // The cause may name files; it stays in the log. Every write
+                // is one transaction, so "changed nothing" is exact.
+                tracing::error!(error = %m, "admin request failed: database unavailable");
+                Error::Unavailable(DATABASE_UNAVAILABLE.into())
+            }
         }
     }
 }

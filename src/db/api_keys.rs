@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
+use super::transaction::write_tx;
 use super::{Db, Error, Result, conflict_on_unique, on_pool};
 use crate::types::{ApiKey, Scope};
 
@@ -39,14 +40,14 @@ impl Db {
             "INSERT INTO api_keys (prefix, hash, scope, expiration, created_at) \
              VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}"
         );
-        on_pool!(self, |p| {
+        write_tx!(self, |c| {
             let r = sqlx::query(&sql)
                 .bind(prefix)
                 .bind(&hash[..])
                 .bind(scope.as_str())
                 .bind(expiration)
                 .bind(now)
-                .fetch_one(p)
+                .fetch_one(&mut *c)
                 .await
                 .map_err(|e| conflict_on_unique(e, || "API key id collision".into()))?;
             Ok(api_key_from_row!(r))
@@ -71,39 +72,39 @@ impl Db {
         prefix: &str,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        let n = on_pool!(self, |p| {
-            sqlx::query(
+        write_tx!(self, |c| {
+            let n = sqlx::query(
                 "UPDATE api_keys SET expiration = $1 \
                  WHERE ($2 IS NOT NULL AND id = $2) OR ($2 IS NULL AND prefix = $3)",
             )
             .bind(now)
             .bind(id)
             .bind(prefix)
-            .execute(p)
+            .execute(&mut *c)
             .await?
-            .rows_affected()
-        });
-        if n == 0 {
-            return Err(Error::NotFound("API key not found"));
-        }
-        Ok(())
+            .rows_affected();
+            if n == 0 {
+                return Err(Error::NotFound("API key not found"));
+            }
+            Ok(())
+        })
     }
 
     pub async fn delete_api_key(&self, id: Option<i64>, prefix: &str) -> Result<()> {
-        let n = on_pool!(self, |p| {
-            sqlx::query(
+        write_tx!(self, |c| {
+            let n = sqlx::query(
                 "DELETE FROM api_keys \
                  WHERE ($1 IS NOT NULL AND id = $1) OR ($1 IS NULL AND prefix = $2)",
             )
             .bind(id)
             .bind(prefix)
-            .execute(p)
+            .execute(&mut *c)
             .await?
-            .rows_affected()
-        });
-        if n == 0 {
-            return Err(Error::NotFound("API key not found"));
-        }
-        Ok(())
+            .rows_affected();
+            if n == 0 {
+                return Err(Error::NotFound("API key not found"));
+            }
+            Ok(())
+        })
     }
 }

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 use super::rows::{json_vec, parse, parse_opt, to_json};
+use super::transaction::write_tx;
 use super::{Db, Error, Result, conflict_on_unique, on_pool};
 use crate::types::{DnsLabel, Node, NodeId, PreAuthKeyId, UserId};
 
@@ -132,8 +133,7 @@ impl Db {
         node: &Node,
         new: bool,
     ) -> Result<NodeId> {
-        on_pool!(self, |p| {
-            let mut tx = p.begin().await?;
+        write_tx!(self, |c| {
             if let Some(k) = key {
                 let sql = if k.reusable {
                     "UPDATE pre_auth_keys SET used = TRUE WHERE id = $1"
@@ -142,7 +142,7 @@ impl Db {
                 };
                 let n = sqlx::query(sql)
                     .bind(k.id.0)
-                    .execute(&mut *tx)
+                    .execute(&mut *c)
                     .await?
                     .rows_affected();
                 if n != 1 {
@@ -151,14 +151,14 @@ impl Db {
             }
             let id = if new {
                 let r = bind_node!(sqlx::query(INSERT), node)
-                    .fetch_one(&mut *tx)
+                    .fetch_one(&mut *c)
                     .await
                     .map_err(node_conflict)?;
                 NodeId(r.try_get("id")?)
             } else {
                 let n = bind_node!(sqlx::query(UPDATE), node)
                     .bind(node.id.0)
-                    .execute(&mut *tx)
+                    .execute(&mut *c)
                     .await
                     .map_err(node_conflict)?
                     .rows_affected();
@@ -167,7 +167,6 @@ impl Db {
                 }
                 node.id
             };
-            tx.commit().await?;
             Ok(id)
         })
     }
@@ -178,31 +177,29 @@ impl Db {
     }
 
     pub async fn delete_node(&self, id: NodeId) -> Result<()> {
-        let n = on_pool!(self, |p| {
-            sqlx::query("DELETE FROM nodes WHERE id = $1")
+        write_tx!(self, |c| {
+            let n = sqlx::query("DELETE FROM nodes WHERE id = $1")
                 .bind(id.0)
-                .execute(p)
+                .execute(&mut *c)
                 .await?
-                .rows_affected()
-        });
-        if n == 0 {
-            return Err(Error::NotFound("node not found"));
-        }
-        Ok(())
+                .rows_affected();
+            if n == 0 {
+                return Err(Error::NotFound("node not found"));
+            }
+            Ok(())
+        })
     }
 
     /// Records last-seen times in one go (write-behind bookkeeping).
     pub async fn touch_last_seen(&self, ids: &[NodeId], at: DateTime<Utc>) -> Result<()> {
-        on_pool!(self, |p| {
-            let mut tx = p.begin().await?;
+        write_tx!(self, |c| {
             for id in ids {
                 sqlx::query("UPDATE nodes SET last_seen = $1 WHERE id = $2")
                     .bind(at)
                     .bind(id.0)
-                    .execute(&mut *tx)
+                    .execute(&mut *c)
                     .await?;
             }
-            tx.commit().await?;
             Ok(())
         })
     }

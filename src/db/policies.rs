@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
+use super::transaction::write_tx;
 use super::{Db, Result, on_pool};
 
 impl Db {
@@ -21,11 +22,11 @@ impl Db {
     }
 
     pub async fn save_policy(&self, data: &str, now: DateTime<Utc>) -> Result<()> {
-        on_pool!(self, |p| {
+        write_tx!(self, |c| {
             sqlx::query("INSERT INTO policies (data, created_at) VALUES ($1, $2)")
                 .bind(data)
                 .bind(now)
-                .execute(p)
+                .execute(&mut *c)
                 .await?;
             Ok(())
         })

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 use super::rows::{json_vec, to_json};
+use super::transaction::write_tx;
 use super::{Db, Error, Result, conflict_on_unique, on_pool};
 use crate::types::{PreAuthKey, PreAuthKeyId, UserId};
 
@@ -55,7 +56,7 @@ impl Db {
              expiration, created_at) VALUES ($1, $2, $3, $4, $5, FALSE, $6, $7, $8) RETURNING {COLUMNS}"
         );
         let tags = to_json(&k.tags);
-        on_pool!(self, |p| {
+        write_tx!(self, |c| {
             let r = sqlx::query(&sql)
                 .bind(&k.prefix)
                 .bind(&k.hash[..])
@@ -65,7 +66,7 @@ impl Db {
                 .bind(&tags)
                 .bind(k.expiration)
                 .bind(now)
-                .fetch_one(p)
+                .fetch_one(&mut *c)
                 .await
                 .map_err(|e| conflict_on_unique(e, || "pre-auth key id collision".into()))?;
             Ok(key_from_row!(r))
@@ -85,6 +86,16 @@ impl Db {
         })
     }
 
+    pub async fn get_preauth_key(&self, id: PreAuthKeyId) -> Result<Option<PreAuthKey>> {
+        let sql = format!("SELECT {COLUMNS} FROM pre_auth_keys WHERE id = $1");
+        on_pool!(self, |p| {
+            match sqlx::query(&sql).bind(id.0).fetch_optional(p).await? {
+                Some(r) => Ok(Some(key_from_row!(r))),
+                None => Ok(None),
+            }
+        })
+    }
+
     pub async fn find_preauth_key(&self, prefix: &str) -> Result<Option<PreAuthKey>> {
         let sql = format!("SELECT {COLUMNS} FROM pre_auth_keys WHERE prefix = $1");
         on_pool!(self, |p| {
@@ -96,31 +107,31 @@ impl Db {
     }
 
     pub async fn expire_preauth_key(&self, id: PreAuthKeyId, now: DateTime<Utc>) -> Result<()> {
-        let n = on_pool!(self, |p| {
-            sqlx::query("UPDATE pre_auth_keys SET expiration = $1 WHERE id = $2")
+        write_tx!(self, |c| {
+            let n = sqlx::query("UPDATE pre_auth_keys SET expiration = $1 WHERE id = $2")
                 .bind(now)
                 .bind(id.0)
-                .execute(p)
+                .execute(&mut *c)
                 .await?
-                .rows_affected()
-        });
-        if n == 0 {
-            return Err(Error::NotFound("pre-auth key not found"));
-        }
-        Ok(())
+                .rows_affected();
+            if n == 0 {
+                return Err(Error::NotFound("pre-auth key not found"));
+            }
+            Ok(())
+        })
     }
 
     pub async fn delete_preauth_key(&self, id: PreAuthKeyId) -> Result<()> {
-        let n = on_pool!(self, |p| {
-            sqlx::query("DELETE FROM pre_auth_keys WHERE id = $1")
+        write_tx!(self, |c| {
+            let n = sqlx::query("DELETE FROM pre_auth_keys WHERE id = $1")
                 .bind(id.0)
-                .execute(p)
+                .execute(&mut *c)
                 .await?
-                .rows_affected()
-        });
-        if n == 0 {
-            return Err(Error::NotFound("pre-auth key not found"));
-        }
-        Ok(())
+                .rows_affected();
+            if n == 0 {
+                return Err(Error::NotFound("pre-auth key not found"));
+            }
+            Ok(())
+        })
     }
 }

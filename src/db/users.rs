@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
+use super::transaction::write_tx;
 use super::{Db, Error, Result, conflict_on_unique, on_pool};
 use crate::types::{User, UserId};
 
@@ -42,13 +43,13 @@ impl Db {
             "INSERT INTO users (name, display_name, email, created_at) VALUES ($1, $2, $3, $4) \
              RETURNING {COLUMNS}"
         );
-        on_pool!(self, |p| {
+        write_tx!(self, |c| {
             let r = sqlx::query(&sql)
                 .bind(name)
                 .bind(display_name)
                 .bind(email)
                 .bind(now)
-                .fetch_one(p)
+                .fetch_one(&mut *c)
                 .await
                 .map_err(|e| conflict_on_unique(e, || format!("user {name:?} already exists")))?;
             Ok(user_from_row!(r))
@@ -56,28 +57,27 @@ impl Db {
     }
 
     pub async fn rename_user(&self, id: UserId, new_name: &str) -> Result<()> {
-        let n = on_pool!(self, |p| {
-            sqlx::query("UPDATE users SET name = $1 WHERE id = $2")
+        write_tx!(self, |c| {
+            let n = sqlx::query("UPDATE users SET name = $1 WHERE id = $2")
                 .bind(new_name)
                 .bind(id.0)
-                .execute(p)
+                .execute(&mut *c)
                 .await
                 .map_err(|e| conflict_on_unique(e, || format!("user {new_name:?} already exists")))?
-                .rows_affected()
-        });
-        if n == 0 {
-            return Err(Error::NotFound("user not found"));
-        }
-        Ok(())
+                .rows_affected();
+            if n == 0 {
+                return Err(Error::NotFound("user not found"));
+            }
+            Ok(())
+        })
     }
 
     /// Deletes a user; refuses while nodes still belong to it (as Headscale).
     pub async fn delete_user(&self, id: UserId) -> Result<()> {
-        let n = on_pool!(self, |p| {
-            let mut tx = p.begin().await?;
+        write_tx!(self, |c| {
             let nodes: i64 = sqlx::query("SELECT COUNT(*) AS n FROM nodes WHERE user_id = $1")
                 .bind(id.0)
-                .fetch_one(&mut *tx)
+                .fetch_one(&mut *c)
                 .await?
                 .try_get("n")?;
             if nodes > 0 {
@@ -87,15 +87,13 @@ impl Db {
             }
             let n = sqlx::query("DELETE FROM users WHERE id = $1")
                 .bind(id.0)
-                .execute(&mut *tx)
+                .execute(&mut *c)
                 .await?
                 .rows_affected();
-            tx.commit().await?;
-            n
-        });
-        if n == 0 {
-            return Err(Error::NotFound("user not found"));
-        }
-        Ok(())
+            if n == 0 {
+                return Err(Error::NotFound("user not found"));
+            }
+            Ok(())
+        })
     }
 }

@@ -32,6 +32,13 @@ impl From<state::Error> for ApiError {
                 tracing::error!(error = %m, "internal error");
                 ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal error".into())
             }
+            Unavailable(m) => {
+                tracing::error!(error = %m, "database unavailable");
+                ApiError(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "database unavailable".into(),
+                )
+            }
             Stopped => ApiError(StatusCode::SERVICE_UNAVAILABLE, "shutting down".into()),
         }
     }

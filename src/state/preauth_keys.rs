@@ -1,8 +1,12 @@
-//! Pre-auth key transitions. Keys change no World (they are only read at
-//! registration, from the database), so nothing is published here.
+//! Pre-auth key transitions. Keys are not in the World (they are only read
+//! at registration, from the database); only deleting one changes it, as the
+//! nodes that enrolled with it stop referring to it.
+
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use super::change::Change;
 use super::{Error, Result, StateHandle};
 use crate::db::NewPreAuthKey;
 use crate::types::node::normalize_tags;
@@ -66,8 +70,36 @@ impl StateHandle {
         .await
     }
 
-    pub async fn delete_preauth_key(&self, id: PreAuthKeyId) -> Result<()> {
-        self.run(move |core| Box::pin(async move { Ok(core.db.delete_preauth_key(id).await?) }))
+    /// The key with `id`, if it exists.
+    pub async fn preauth_key(&self, id: PreAuthKeyId) -> Result<Option<PreAuthKey>> {
+        self.run(move |core| Box::pin(async move { Ok(core.db.get_preauth_key(id).await?) }))
             .await
+    }
+
+    pub async fn delete_preauth_key(&self, id: PreAuthKeyId) -> Result<()> {
+        self.run(move |core| {
+            Box::pin(async move {
+                core.db.delete_preauth_key(id).await?;
+                // The database cleared the nodes' reference (ON DELETE SET
+                // NULL); the World follows, or it would differ until restart.
+                let mut w = core.draft();
+                let enrolled: Vec<_> = w
+                    .nodes
+                    .values()
+                    .filter(|n| n.auth_key_id == Some(id))
+                    .map(|n| (**n).clone())
+                    .collect();
+                if !enrolled.is_empty() {
+                    for mut n in enrolled {
+                        n.auth_key_id = None;
+                        w.put_node(Arc::new(n));
+                    }
+                    // Nothing a client sees changed.
+                    core.publish(w, Change::default());
+                }
+                Ok(())
+            })
+        })
+        .await
     }
 }

@@ -14,6 +14,15 @@ use crate::mapper::sessions::Sessions;
 /// `clawql.local`, Tailscale's address ranges). Keep the `TempDir` alive for
 /// as long as the state is used: dropping it deletes the database.
 pub(crate) async fn temp_state(ephemeral_timeout: Duration) -> (tempfile::TempDir, StateHandle) {
+    let (dir, _, state) = temp_state_with_db(ephemeral_timeout).await;
+    (dir, state)
+}
+
+/// [`temp_state`], plus a handle on the writer's database (for fault
+/// injection and for checking what was really committed).
+pub(crate) async fn temp_state_with_db(
+    ephemeral_timeout: Duration,
+) -> (tempfile::TempDir, Db, StateHandle) {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = Db::connect(&Target::Sqlite {
         path: dir.path().join("db.sqlite"),
@@ -37,8 +46,14 @@ pub(crate) async fn temp_state(ephemeral_timeout: Duration) -> (tempfile::TempDi
         policy_store: super::policy::PolicyStore::Database,
         policy_text: None,
     };
-    let state = start(db, settings, Sessions::new(), Arc::new(SystemClock), opts)
-        .await
-        .expect("state writer");
-    (dir, state)
+    let state = start(
+        db.clone(),
+        settings,
+        Sessions::new(),
+        Arc::new(SystemClock),
+        opts,
+    )
+    .await
+    .expect("state writer");
+    (dir, db, state)
 }

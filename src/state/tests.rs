@@ -10,6 +10,8 @@ use serde_json::json;
 use super::{RegisterInput, RegisterOutcome, StateHandle};
 use crate::types::{MachinePublic, Node, NodePublic, Owner, UserId};
 
+mod durability;
+
 struct Fixture {
     _dir: tempfile::TempDir,
     state: StateHandle,

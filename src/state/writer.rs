@@ -2,8 +2,10 @@
 //! World and runs mutations one at a time, in arrival order.
 //!
 //! Jobs are closures over [`Core`]; each one commits to the database first
-//! and only then calls [`Core::publish`]. A job that fails before its commit
-//! leaves both the database and the World untouched.
+//! and only then calls [`Core::publish`]. A job that fails before or in its
+//! commit leaves both the database and the World untouched: every `db` write
+//! returns only once its transaction is committed or rolled back (see the
+//! `db` module doc), and a job returns its error before publishing.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +13,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
 
 use super::change::{Change, PatchMask};
 use super::events::{Event, EventActor, EventKind};
@@ -35,7 +38,14 @@ pub struct Core {
     jobs: mpsc::WeakSender<Job>,
     /// Where control-protocol events go (`events`); none until set.
     pub(super) events: Option<super::events::EventSink>,
+    /// The last write probe: when, and its error if it failed.
+    last_probe: Option<(Instant, Option<String>)>,
 }
+
+/// How long a write probe's answer is reused. Health checks can come often
+/// (load balancers, anyone on the control port) and each probe is a synced
+/// commit on the writer, so they are bounded to one a second.
+const PROBE_REUSE: Duration = Duration::from_secs(1);
 
 /// Cheap, cloneable handle for issuing mutations and reading the World.
 #[derive(Clone)]
@@ -90,6 +100,24 @@ impl Core {
         w.put_node(Arc::new(n));
         self.publish(w, change);
         Ok(())
+    }
+
+    /// Whether the database commits a write now (see [`StateHandle::health`]).
+    async fn probe(&mut self) -> Result<()> {
+        let reuse = self
+            .last_probe
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < PROBE_REUSE);
+        let failure = match reuse {
+            Some((_, failure)) => failure.clone(),
+            None => {
+                let failure = self.db.probe_write(self.now()).await.err();
+                let failure = failure.map(|e| e.to_string());
+                self.last_probe = Some((Instant::now(), failure.clone()));
+                failure
+            }
+        };
+        failure.map_or(Ok(()), |e| Err(Error::Unavailable(e)))
     }
 
     fn schedule(&self, after: Duration, job: Job) {
@@ -215,6 +243,7 @@ pub async fn start(
         opts,
         jobs: tx.downgrade(),
         events: None,
+        last_probe: None,
     };
     // After a restart every node is offline: start the inactivity clock for
     // ephemeral nodes, which are removed unless they reconnect in time.
@@ -294,10 +323,11 @@ impl StateHandle {
         self.reader.world()
     }
 
-    /// Proves the writer is alive and the database answers.
-    pub async fn ping(&self) -> Result<()> {
-        self.run(|core| Box::pin(async move { Ok(core.db.ping().await?) }))
-            .await
+    /// Proves the writer is alive and the database accepts writes: a
+    /// one-row write is committed (answers are reused for a second). A read
+    /// would not do: a full disk or a read-only file still answer reads.
+    pub async fn health(&self) -> Result<()> {
+        self.run(|core| Box::pin(core.probe())).await
     }
 
     pub fn reader(&self) -> StateReader {

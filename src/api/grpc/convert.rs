@@ -223,6 +223,13 @@ mod tests {
         }
     }
 
+    fn info_with_key(node: Node, key: Option<PreAuthKey>) -> NodeInfo {
+        NodeInfo {
+            auth_key: key,
+            ..info(node)
+        }
+    }
+
     #[test]
     fn user_fields() {
         let p = user(&alice());
@@ -233,10 +240,26 @@ mod tests {
         assert_eq!(p.created_at.map(|t| t.seconds), Some(1_700_000_000));
     }
 
+    /// The key `sample_node` enrolled with.
+    fn sample_key() -> PreAuthKey {
+        PreAuthKey {
+            id: PreAuthKeyId(11),
+            prefix: "0123456789ab".into(),
+            hash: [9; 32],
+            user_id: UserId(7),
+            reusable: false,
+            ephemeral: true,
+            used: true,
+            tags: vec!["tag:a".into()],
+            expiration: Some(at(1_750_000_000)),
+            created_at: at(1_699_000_000),
+        }
+    }
+
     #[test]
     fn node_fields_follow_headscale() {
         let n = sample_node(vec![]);
-        let p = node(&info(n.clone()));
+        let p = node(&info_with_key(n.clone(), Some(sample_key())));
         assert_eq!(p.id, 3);
         assert_eq!(p.machine_key, format!("mkey:{}", "01".repeat(32)));
         assert_eq!(p.node_key, format!("nodekey:{}", "02".repeat(32)));
@@ -249,11 +272,28 @@ mod tests {
         assert_eq!(p.last_seen, None);
         assert_eq!(p.register_method, proto::RegisterMethod::AuthKey as i32);
         assert!(!p.online, "nobody is connected");
+        // The real key, in its listing form (issue 11: defaults were shown).
         let key = p.pre_auth_key.expect("enrolled with a key");
         assert_eq!(key.id, 11);
-        assert!(key.ephemeral);
-        assert!(key.key.is_empty(), "no key text on the read path");
+        assert_eq!(key.key, "cskey-auth-0123456789ab-***");
+        assert!(key.ephemeral && key.used && !key.reusable);
+        assert_eq!(key.expiration.map(|t| t.seconds), Some(1_750_000_000));
+        assert_eq!(key.created_at.map(|t| t.seconds), Some(1_699_000_000));
+        assert_eq!(key.acl_tags, vec!["tag:a"]);
+        assert_eq!(key.user.map(|u| u.name), Some("alice".into()));
         assert!(p.tags.is_empty());
+    }
+
+    #[test]
+    fn node_whose_key_is_gone_keeps_a_summary() {
+        let n = sample_node(vec![]);
+        let p = node(&info(n.clone())).pre_auth_key.expect("summary");
+        assert_eq!(p.id, 11);
+        assert!(p.ephemeral);
+        assert!(p.key.is_empty(), "no key text without the key");
+        let mut keyless = n.clone();
+        keyless.auth_key_id = None;
+        assert!(node(&info(keyless)).pre_auth_key.is_none());
     }
 
     #[test]
