@@ -108,6 +108,17 @@ impl Admin {
         self.node_info(id).await
     }
 
+    /// A node, for its routes (advertised and approved): a read of
+    /// [`Resource::Routes`], which API v2's `devices:routes:read` gives.
+    pub fn node_routes(&self, caller: &Caller, id: NodeId) -> Result<Arc<Node>> {
+        self.read(caller, Resource::Routes)?;
+        self.state()
+            .world()
+            .node(id)
+            .cloned()
+            .ok_or_else(|| Error::NotFound("node not found".into()))
+    }
+
     pub async fn delete_node(&self, caller: &Caller, id: NodeId) -> Result<()> {
         let m = Mutation::new(Resource::Nodes, "node.delete")
             .on(object(id))
@@ -163,7 +174,8 @@ impl Admin {
     }
 
     /// Replaces a node's tags. A node cannot be given an empty set: tagged
-    /// nodes are owned by their tags (Headscale ≥ 0.28 refuses it too).
+    /// nodes are owned by their tags (Headscale ≥ 0.28 refuses it too). An
+    /// OAuth client may only give its own tags.
     pub async fn set_tags(
         &self,
         caller: &Caller,
@@ -174,6 +186,7 @@ impl Admin {
             .on(object(id))
             .before(self.node_snapshot(id));
         self.mutate(caller, m, async {
+            super::preauth_keys::check_tag_bound(caller, &tags, "tags")?;
             if tags.is_empty() {
                 return Err(Error::InvalidArgument(
                     "cannot remove all tags from a node: tagged nodes must keep at least one tag"
@@ -198,7 +211,7 @@ impl Admin {
         id: NodeId,
         routes: Vec<IpNet>,
     ) -> Result<NodeInfo> {
-        let m = Mutation::new(Resource::Nodes, "node.approve_routes")
+        let m = Mutation::new(Resource::Routes, "node.approve_routes")
             .on(object(id))
             .before(self.node_snapshot(id));
         self.mutate(caller, m, async {

@@ -26,7 +26,9 @@ pub(crate) async fn fixture() -> Fixture {
         max_files: 2,
     }))
     .expect("audit log");
-    let admin = Admin::start(state.clone(), audit).await.expect("admin");
+    let admin = Admin::start(state.clone(), audit, super::TokenKey::random())
+        .await
+        .expect("admin");
     Fixture {
         dir,
         state,

@@ -22,6 +22,8 @@ fn new_key(prefix: &str, user: UserId) -> NewPreAuthKey {
         ephemeral: false,
         tags: vec![],
         expiration: None,
+        description: String::new(),
+        preauthorized: false,
     }
 }
 

@@ -30,6 +30,17 @@ pub(crate) async fn temp_state_with_db(
     })
     .await
     .expect("database");
+    let state = start_on(db.clone(), ephemeral_timeout).await;
+    (dir, db, state)
+}
+
+/// A second writer over `db` (the first one's database), as after a
+/// restart. `_dir` must be the first writer's temp dir, still alive.
+pub(crate) async fn restart(_dir: &tempfile::TempDir, db: Db) -> StateHandle {
+    start_on(db, Duration::from_secs(1800)).await
+}
+
+async fn start_on(db: Db, ephemeral_timeout: Duration) -> StateHandle {
     let settings = Settings {
         base_domain: "clawql.local".into(),
         derp_map: Default::default(),
@@ -45,15 +56,9 @@ pub(crate) async fn temp_state_with_db(
         ephemeral_inactivity_timeout: ephemeral_timeout,
         policy_store: super::policy::PolicyStore::Database,
         policy_text: None,
+        dns: Default::default(),
     };
-    let state = start(
-        db.clone(),
-        settings,
-        Sessions::new(),
-        Arc::new(SystemClock),
-        opts,
-    )
-    .await
-    .expect("state writer");
-    (dir, db, state)
+    start(db, settings, Sessions::new(), Arc::new(SystemClock), opts)
+        .await
+        .expect("state writer")
 }
