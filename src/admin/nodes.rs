@@ -231,6 +231,35 @@ impl Admin {
         .await
     }
 
+    /// Authorizes a node, or takes its authorization away. clawscale has
+    /// no device approval yet (the login work adds it and replaces this
+    /// body): every node is authorized, so authorizing succeeds and changes
+    /// nothing, and deauthorizing is refused rather than pretended.
+    pub async fn set_authorized(
+        &self,
+        caller: &Caller,
+        id: NodeId,
+        authorized: bool,
+    ) -> Result<NodeInfo> {
+        let m = Mutation::new(Resource::Nodes, "node.authorize")
+            .on(object(id))
+            .before(self.node_snapshot(id));
+        self.mutate(caller, m, async {
+            if self.state().world().node(id).is_none() {
+                return Err(Error::NotFound("node not found".into()));
+            }
+            if !authorized {
+                return Err(Error::FailedPrecondition(
+                    "device approval is not enabled: every device is authorized and cannot be \
+                     deauthorized (delete or expire it instead)"
+                        .into(),
+                ));
+            }
+            self.node_done(id).await
+        })
+        .await
+    }
+
     /// Gives nodes the addresses of configured families they lack; refuses
     /// unless `confirmed` (it changes addresses of live nodes).
     pub async fn backfill_ips(&self, caller: &Caller, confirmed: bool) -> Result<Vec<String>> {

@@ -250,3 +250,53 @@ async fn policy_file_reloads_are_audited_as_the_policy_file() {
     assert_eq!(lines[1].result, "error");
     assert!(lines[1].policy_revision.is_none());
 }
+
+#[tokio::test]
+async fn authorizing_is_audited_and_deauthorizing_is_refused_without_approval() {
+    let fx = fixture().await;
+    let admin = &fx.admin;
+    let u = admin.create_user(&local(), new_user("ada")).await.unwrap();
+    let (_, secret) = admin
+        .create_preauth_key(
+            &local(),
+            NewPreAuthKey {
+                user: Some(u.id),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let RegisterOutcome::Authorized { node, .. } = fx
+        .state
+        .register(register_input(1, &secret, None))
+        .await
+        .unwrap()
+    else {
+        panic!("registered");
+    };
+    let key = key_caller(Scope::Admin);
+    let i = admin.set_authorized(&key, node.id, true).await.unwrap();
+    assert_eq!(i.node.id, node.id);
+    let e = admin
+        .set_authorized(&key, node.id, false)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::FailedPrecondition(_)), "{e}");
+    assert!(matches!(
+        admin.set_authorized(&key, NodeId(999), true).await,
+        Err(Error::NotFound(_))
+    ));
+    let read = key_caller(Scope::AdminRead);
+    assert!(matches!(
+        admin.set_authorized(&read, node.id, true).await,
+        Err(Error::PermissionDenied(_))
+    ));
+    let lines: Vec<_> = fx
+        .wait_audit(0)
+        .await
+        .into_iter()
+        .filter(|e| e.action == "node.authorize")
+        .map(|e| e.result)
+        .collect();
+    assert_eq!(lines, ["ok", "error", "error", "error"]);
+}
