@@ -189,6 +189,11 @@ impl Admin {
         self.0.state.now()
     }
 
+    /// The MagicDNS base domain node names are under (empty when none).
+    pub fn base_domain(&self) -> String {
+        self.0.state.world().settings.base_domain.clone()
+    }
+
     fn state(&self) -> &StateHandle {
         &self.0.state
     }
