@@ -312,7 +312,10 @@ impl Key {
             description: k.description.clone(),
             created: k.created_at,
             expires: k.expiration.unwrap_or_else(zero_time),
-            expiry_seconds: k.expiration.map(|e| (e - k.created_at).num_seconds()),
+            // Rounded: the expiry is fixed a moment before the row is made.
+            expiry_seconds: k
+                .expiration
+                .map(|e| ((e - k.created_at).num_milliseconds() + 500).div_euclid(1000)),
             invalid: k.is_expired(now) || (k.used && !k.reusable),
             capabilities: KeyCapabilities {
                 devices: DeviceCapabilities {
