@@ -10,7 +10,9 @@
 //! open streams), `badinput` (hostile input, then a health check), `whois`
 //! (whois/authorize over HTTP and the unix socket), `derp_map` (remote DERP
 //! maps fetched, refreshed and streamed; a deleted node told so), `hsapi`
-//! (the admin REST API driven by hsapi-client from PyPI).
+//! (the admin REST API driven by hsapi-client from PyPI), `tsapi` (API v2
+//! driven by Tailscale's API client from PyPI, `tailscale`); `pyvenv`
+//! makes their virtualenvs.
 
 mod badinput;
 mod client;
@@ -20,7 +22,9 @@ mod hsapi;
 mod keys;
 mod policy;
 mod postgres;
+mod pyvenv;
 mod server;
+mod tsapi;
 mod whois;
 
 use std::time::Duration;

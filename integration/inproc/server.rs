@@ -39,6 +39,8 @@ pub struct TestServer {
     pub state: StateHandle,
     /// Where the whois listeners are bound (if configured).
     pub whois: clawscale::whois::Bound,
+    /// The admin operations (OAuth clients, …).
+    pub admin: clawscale::admin::Admin,
     runtime: Option<Runtime>,
 }
 
@@ -84,6 +86,7 @@ impl TestServer {
             addr: running.addr,
             state: running.state,
             whois: running.whois,
+            admin: running.admin,
             runtime: Some(runtime),
         })
     }
