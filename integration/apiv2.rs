@@ -188,3 +188,56 @@ fn an_api_v2_key_enrolls_tailscaled_which_both_apis_list() {
         assert!(!audit.stdout.contains(tail), "a secret in the audit log");
     }
 }
+
+/// `tailscale up --auth-key tskey-client-…`: the stock CLI trades an OAuth
+/// client's secret for a token at `/api/v2/oauth/token` and creates its own
+/// tagged key over `/api/v2/tailnet/-/keys` (Tailscale's `oauthkey`
+/// feature), then joins with it.
+#[test]
+fn tailscale_up_with_an_oauth_client_secret_joins() {
+    if skip_real_clients() {
+        return;
+    }
+    let topo = Topology::new(1);
+    let server = Server::start(&topo);
+    let out = server.cli_ok(&[
+        "oauth-clients",
+        "create",
+        "--scopes",
+        "auth_keys",
+        "--tags",
+        "tag:k8s-operator",
+        "-o",
+        "json",
+    ]);
+    let created = json(out.stdout.trim());
+    let client_id = created["id"].as_str().expect("id").to_owned();
+    let secret = created["secret"].as_str().expect("secret").to_owned();
+    let url = server.url();
+    let node = Tailscaled::start(topo.host(0), "oauthnode", ClientVersion::V1_96_4);
+    let key = format!("{secret}?ephemeral=false&preauthorized=true&baseURL={url}");
+    let out = node.up_with(
+        &url,
+        &key,
+        "oauthnode",
+        &["--advertise-tags=tag:k8s-operator"],
+    );
+    if !out.success() {
+        node.dump_log();
+        server.dump_log();
+        panic!("tailscale up with an OAuth secret failed:\n{out}");
+    }
+    node.wait_state("Running", JOIN);
+    let n = server
+        .nodes()
+        .into_iter()
+        .find(|n| n.name() == "oauthnode")
+        .expect("joined");
+    assert_eq!(n.raw["tags"], serde_json::json!(["tag:k8s-operator"]));
+    let audit = server.cli_ok(&["audit", "list", "-o", "json"]);
+    assert!(
+        audit.stdout.contains(&format!("\"oauth:{client_id}\"")),
+        "the key it made is on record as the client"
+    );
+    assert!(!server.log().contains(&secret[secret.len() - 40..]));
+}

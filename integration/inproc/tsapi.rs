@@ -88,3 +88,34 @@ async fn tailscale_python_client_lists_devices_and_manages_keys() -> anyhow::Res
     srv.stop().await;
     Ok(())
 }
+
+/// Access tokens are signed with a key derived from the server's Noise
+/// key, so a token got before a restart still works after it (an OAuth
+/// library keeps its token for the whole hour), while a deleted client's
+/// does not.
+#[tokio::test]
+async fn access_tokens_survive_a_restart() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let srv = TestServer::start(dir.path(), &Store::Sqlite).await?;
+    let local = Caller::local(Some(0), Transport::RestV1);
+    let new = NewOAuthClient {
+        scopes: ScopeSet::parse(["dns:read"]).expect("scopes"),
+        ..Default::default()
+    };
+    let (client, secret) = srv.admin.create_oauth_client(&local, new).await?;
+    let token = srv.admin.issue_token(&secret, None).await?.token;
+    srv.stop().await;
+
+    let srv = TestServer::start(dir.path(), &Store::Sqlite).await?;
+    let caller = srv.admin.authenticate_token(&token).await?;
+    assert_eq!(
+        caller.actor.to_string(),
+        format!("oauth:{}", client.client_id)
+    );
+    srv.admin
+        .delete_oauth_client(&local, &client.client_id)
+        .await?;
+    assert!(srv.admin.authenticate_token(&token).await.is_err());
+    srv.stop().await;
+    Ok(())
+}

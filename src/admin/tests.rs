@@ -300,3 +300,49 @@ async fn authorizing_is_audited_and_deauthorizing_is_refused_without_approval() 
         .collect();
     assert_eq!(lines, ["ok", "error", "error", "error"]);
 }
+
+#[tokio::test]
+async fn a_key_without_a_user_is_owned_by_its_tags() {
+    let fx = fixture().await;
+    let admin = &fx.admin;
+    let (info, secret) = admin
+        .create_preauth_key(
+            &key_caller(Scope::Admin),
+            NewPreAuthKey {
+                tags: vec!["tag:ci".into()],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let owner = info.owner.expect("stored under a user");
+    assert_eq!(owner.name, TAGGED_OWNER);
+    // The next one reuses that user.
+    let (again, _) = admin
+        .create_preauth_key(
+            &local(),
+            NewPreAuthKey {
+                tags: vec!["tag:ci".into()],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.owner.expect("owner").id, owner.id);
+    // A node enrolling with it is tagged, owned by its tags.
+    let RegisterOutcome::Authorized { node, .. } = fx
+        .state
+        .register(register_input(7, &secret, None))
+        .await
+        .unwrap()
+    else {
+        panic!("registered");
+    };
+    assert_eq!(node.tags, ["tag:ci"]);
+    // Neither a user nor tags: refused.
+    let e = admin
+        .create_preauth_key(&local(), NewPreAuthKey::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::InvalidArgument(_)), "{e}");
+}
