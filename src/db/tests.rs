@@ -326,7 +326,10 @@ async fn api_v2_tables_round_trip(db: &Db) {
         )
         .await
         .expect("client");
-    assert_eq!(db.list_oauth_clients().await.expect("list"), [c.clone()]);
+    assert_eq!(
+        db.list_oauth_clients().await.expect("list"),
+        std::slice::from_ref(&c)
+    );
     assert_eq!(c.scopes, scopes);
     assert!(matches!(
         db.delete_oauth_client("ffffffffffff").await,
