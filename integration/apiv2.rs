@@ -187,6 +187,19 @@ fn an_api_v2_key_enrolls_tailscaled_which_both_apis_list() {
         assert!(!log.contains(tail), "a secret in the server log");
         assert!(!audit.stdout.contains(tail), "a secret in the audit log");
     }
+
+    // Deleting the client revokes its token at once.
+    server.cli_ok(&["oauth-clients", "delete", &client_id]);
+    let (status, body) = curl(
+        ns,
+        "GET",
+        &format!("{url}/api/v2/tailnet/-/devices"),
+        &auth,
+        None,
+    );
+    assert_eq!(status, 401, "{body}");
+    let listed = server.cli_ok(&["oauth-clients", "list", "-o", "json"]);
+    assert!(!listed.stdout.contains(&client_id), "{}", listed.stdout);
 }
 
 /// `tailscale up --auth-key tskey-client-…`: the stock CLI trades an OAuth
