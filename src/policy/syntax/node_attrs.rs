@@ -1,11 +1,11 @@
-//! `nodeAttrs` (and top-level `randomizeClientPort`): node attributes that
-//! become keys of the node's `CapMap`, as on Tailscale's plane.
+//! The `nodeAttrs` section: node attributes (`attr`, `app`) for targeted
+//! nodes, which become keys of their `CapMap` (`compile::node_attrs`).
 
 use serde_json::Value;
 
-use super::compile::Inner;
-use super::model::{Ctx, Doc, NodeAttr, obj, strings};
-use super::{CapMap, PolicyError};
+use super::fields::{Ctx, obj, strings};
+use super::selector::alias;
+use crate::policy::model::{CapMap, Doc, NodeAttr, PolicyError};
 
 pub fn parse(ctx: &Ctx, doc: &mut Doc, v: &Value) -> Result<(), PolicyError> {
     let arr = v
@@ -19,12 +19,7 @@ pub fn parse(ctx: &Ctx, doc: &mut Doc, v: &Value) -> Result<(), PolicyError> {
             .iter()
             .enumerate()
         {
-            target.push(super::parse::alias(
-                ctx,
-                doc,
-                t,
-                &format!("{p}/target/{j}"),
-            )?);
+            target.push(alias(ctx, doc, t, &format!("{p}/target/{j}"))?);
         }
         let mut attrs = CapMap::new();
         for a in strings(ctx, o.get("attr"), &format!("{p}/attr"))? {
@@ -55,22 +50,4 @@ pub fn parse(ctx: &Ctx, doc: &mut Doc, v: &Value) -> Result<(), PolicyError> {
         doc.node_attrs.push(NodeAttr { target, attrs });
     }
     Ok(())
-}
-
-impl Inner {
-    pub(crate) fn cap_map(&self, d: usize) -> CapMap {
-        let r = self.resolver();
-        let mut cm = CapMap::new();
-        if self.doc.randomize_client_port {
-            cm.entry("randomize-client-port".into()).or_default();
-        }
-        for na in &self.doc.node_attrs {
-            if na.target.iter().any(|t| r.node_matches(t, d)) {
-                for (k, v) in &na.attrs {
-                    cm.entry(k.clone()).or_default().extend(v.iter().cloned());
-                }
-            }
-        }
-        cm
-    }
 }

@@ -2,43 +2,21 @@
 //! the other under some rule (subnets a node routes count on both sides);
 //! a peer's primary routes (and exit routes) appear in AllowedIPs only when
 //! traffic between them and the viewer is allowed, as on Tailscale's plane.
-//! Route and exit viewers are precomputed per router (`compile.rs`).
+//! Route and exit viewers are precomputed per router (`build`).
 
 use std::collections::{BTreeMap, HashSet};
 
 use ipnet::IpNet;
 
-use super::alias::{Alias, node_ips};
-use super::compile::Inner;
-use super::index::Bits;
-use super::ipset::IpSet;
-use super::model::Rule;
+use super::inner::Inner;
 use super::routes::is_exit_route;
-use super::{NodeOutput, PeerOutput};
+use super::types::PeerOutput;
+use crate::policy::model::Alias;
+use crate::policy::resolve::alias::node_ips;
+use crate::policy::resolve::index::Bits;
+use crate::policy::resolve::ipset::IpSet;
 
 impl Inner {
-    pub(crate) fn via_ok(&self, rule: &Rule, i: usize) -> bool {
-        rule.via.is_empty() || self.topo.nodes[i].tags.iter().any(|t| rule.via.contains(t))
-    }
-
-    pub(crate) fn user_node(&self, i: usize) -> bool {
-        let n = &self.topo.nodes[i];
-        n.tags.is_empty() && n.user.is_some()
-    }
-
-    /// Untagged nodes of `v`'s user (none when `v` is tagged).
-    pub(crate) fn same_user_nodes(&self, v: usize) -> &[usize] {
-        match self.topo.nodes[v].user {
-            Some(u) if self.topo.nodes[v].tags.is_empty() => self
-                .facts
-                .user_nodes
-                .get(&u)
-                .map(Vec::as_slice)
-                .unwrap_or(&[]),
-            _ => &[],
-        }
-    }
-
     /// Nodes `v` sees as peers (may include `v`).
     pub(crate) fn visible(&self, v: usize) -> Bits {
         let mut vis = Bits::new(self.topo.nodes.len());
@@ -214,14 +192,5 @@ impl Inner {
             ));
         }
         out.into_iter().collect()
-    }
-
-    pub(crate) fn node_output(&self, d: usize) -> NodeOutput {
-        NodeOutput {
-            packet_filter: self.render_filter(d),
-            peers: self.peers_of(d),
-            ssh_policy: self.ssh_policy(d),
-            cap_map: self.cap_map(d),
-        }
     }
 }

@@ -7,11 +7,10 @@ use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 
-use super::CapMap;
-use super::alias::{Alias, node_ips};
-use super::compile::{Inner, RuleOut, Target};
-use super::ipset::IpSet;
-use super::model::{Ports, Rule};
+use super::inner::{Inner, RuleOut, Target, reverse_cap};
+use crate::policy::model::{Alias, CapMap, Ports, Rule};
+use crate::policy::resolve::alias::{internet_space, node_ips};
+use crate::policy::resolve::ipset::IpSet;
 use crate::tailcfg::{FilterRule, NetPortRange, PortRange, filter::CapGrant};
 
 /// Destinations of one rule sharing `autogroup:self`-ness and protocols.
@@ -20,7 +19,7 @@ type DstGroup = (bool, Vec<i32>, Vec<(String, Ports)>);
 /// `autogroup:internet` as text, built once per process.
 fn internet_text() -> &'static Vec<String> {
     static TEXT: OnceLock<Vec<String>> = OnceLock::new();
-    TEXT.get_or_init(|| super::alias::internet_space().to_strings())
+    TEXT.get_or_init(|| internet_space().to_strings())
 }
 
 impl Inner {
@@ -289,14 +288,5 @@ impl Inner {
             keys.push((rules.len() - 1, r));
         }
         Arc::new(rules)
-    }
-}
-
-/// The capability Tailscale grants in the opposite direction of `cap`.
-pub(crate) fn reverse_cap(cap: &str) -> Option<&'static str> {
-    match cap {
-        "tailscale.com/cap/drive" => Some("tailscale.com/cap/drive-sharer"),
-        "tailscale.com/cap/relay" => Some("tailscale.com/cap/relay-target"),
-        _ => None,
     }
 }

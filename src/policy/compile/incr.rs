@@ -1,5 +1,5 @@
 //! Incremental recompilation after topology changes (same policy). The
-//! shared per-rule state is rebuilt (cheap: bitsets, see compile.rs); node
+//! shared per-rule state is rebuilt (cheap: bitsets, see `build`); node
 //! outputs are not. The nodes whose output may change are derived from the
 //! changed nodes, and every other node keeps its computed output.
 //!
@@ -18,16 +18,12 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use super::Topology;
-use super::alias::{Alias, Resolver};
-use super::compile::{Compiled, Inner};
+use super::inner::Inner;
+use crate::policy::model::{Alias, Topology};
+use crate::policy::resolve::alias::Resolver;
 
-pub(crate) fn update(
-    prev: &Compiled,
-    topo: &Topology,
-    changed: &[u64],
-) -> (Compiled, BTreeSet<u64>) {
-    let old = &prev.inner;
+/// The state for `topo` and the ids whose output may differ from `old`'s.
+pub(crate) fn update(old: &Inner, topo: &Topology, changed: &[u64]) -> (Inner, BTreeSet<u64>) {
     let new = Inner::build(old.doc.clone(), Arc::new(topo.clone()));
     let mut everyone = old.topo.users != new.topo.users;
 
@@ -52,7 +48,7 @@ pub(crate) fn update(
         if everyone {
             break;
         }
-        for side in [old.as_ref(), &new] {
+        for side in [old, &new] {
             let Some(&i) = side.index.get(&x) else {
                 continue;
             };
@@ -82,12 +78,7 @@ pub(crate) fn update(
             }
         }
     }
-    (
-        Compiled {
-            inner: Arc::new(new),
-        },
-        affected,
-    )
+    (new, affected)
 }
 
 /// Destinations of SSH rules node `i` is a source of.

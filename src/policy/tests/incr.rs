@@ -5,9 +5,9 @@
 
 use std::net::Ipv4Addr;
 
-use super::{Policy, TopoNode, TopoUser, Topology};
+use crate::policy::{Policy, TopoNode, TopoUser, Topology};
 
-use super::test_rng::Rng;
+use super::rng::Rng;
 
 const POLICY: &str = r#"{
   "groups": {"group:a": ["u1@example.com", "u2@example.com"], "group:b": ["u3@example.org"]},

@@ -6,17 +6,13 @@
 //! A service destination is lowered at parse time to one `Dst` per
 //! (requested ports ∩ declared ports): `*` means "the declared ports"; a
 //! port or protocol outside the declaration is rejected with its position.
-//! Clients resolve `NAME.<base_domain>` to the hosts (`service_addrs`).
+//! Clients resolve `NAME.<base_domain>` to the hosts (`compile::services`).
 
 use serde_json::Value;
 
-use std::net::IpAddr;
-
-use super::alias::{Alias, Resolver, node_ips};
-use super::model::{
-    ALL_PORTS, Ctx, Doc, Dst, Ports, ServiceDef, key_path, obj, parse_ports, parse_proto, strings,
-};
-use super::{PolicyError, Service, Topology};
+use super::fields::{Ctx, key_path, obj, parse_ports, parse_proto, strings};
+use super::selector::alias;
+use crate::policy::model::{ALL_PORTS, Alias, Doc, Dst, PolicyError, Ports, ServiceDef};
 
 pub fn parse(ctx: &Ctx, doc: &mut Doc, v: &Value) -> Result<(), PolicyError> {
     for (name, def) in obj(ctx, v, "/services")? {
@@ -30,7 +26,7 @@ pub fn parse(ctx: &Ctx, doc: &mut Doc, v: &Value) -> Result<(), PolicyError> {
             .iter()
             .enumerate()
         {
-            let a = super::parse::alias(ctx, doc, h, &format!("{p}/hosts/{i}"))?;
+            let a = alias(ctx, doc, h, &format!("{p}/hosts/{i}"))?;
             hosts.push(a);
         }
         let mut ports: Vec<(Vec<i32>, Ports)> = Vec::new();
@@ -49,21 +45,6 @@ pub fn parse(ctx: &Ctx, doc: &mut Doc, v: &Value) -> Result<(), PolicyError> {
             .insert(short.to_string(), ServiceDef { hosts, ports });
     }
     Ok(())
-}
-
-pub fn list(doc: &Doc) -> Vec<Service> {
-    doc.services
-        .iter()
-        .map(|(name, d)| Service {
-            name: name.clone(),
-            hosts: d.hosts.iter().map(|h| h.text()).collect(),
-            ports: d
-                .ports
-                .iter()
-                .map(|(pr, p)| (pr.clone(), p.first, p.last))
-                .collect(),
-        })
-        .collect()
 }
 
 /// Lowers a destination `svc:NAME` requested with `protos`/`ports` to the
@@ -158,21 +139,4 @@ fn spans(parts: &[Ports], want: Ports) -> bool {
         next = next.max(p.last as u32 + 1);
     }
     next > want.last as u32
-}
-
-/// Each service with the addresses of the nodes hosting it.
-pub fn addrs(doc: &Doc, topo: &Topology) -> Vec<(String, Vec<IpAddr>)> {
-    let r = Resolver { doc, topo };
-    doc.services
-        .keys()
-        .map(|name| {
-            let alias = Alias::Service(name.clone());
-            let mut ips: Vec<IpAddr> = (0..topo.nodes.len())
-                .filter(|&i| r.node_matches(&alias, i))
-                .flat_map(|i| node_ips(&topo.nodes[i]))
-                .collect();
-            ips.sort();
-            (name.clone(), ips)
-        })
-        .collect()
 }

@@ -1,83 +1,23 @@
-//! The `tests` and `sshTests` blocks: assertions evaluated against the
-//! compiled rules when a policy is saved; any failure rejects the policy
-//! ("test(s) failed"), as on Tailscale. Also topology-dependent checks such
-//! as `localpart:*@domain` naming a domain of the tailnet.
+//! The `tests` block: assertions evaluated against the compiled rules when
+//! a policy is saved; any failure rejects the policy ("test(s) failed"), as
+//! on Tailscale.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
-use serde_json::Value;
-
-use super::alias::{Alias, Resolver, node_ips};
-use super::compile::Compiled;
-use super::ipset::IpSet;
-use super::model::{AclTest, Ctx, Doc, Ports, obj, parse_ports, parse_proto, split_dst, strings};
-use super::{PolicyError, Topology};
-
-pub fn parse_tests(ctx: &Ctx, doc: &mut Doc, v: &Value) -> Result<(), PolicyError> {
-    let arr = v
-        .as_array()
-        .ok_or_else(|| ctx.err("/tests", "expected a list"))?;
-    for (i, e) in arr.iter().enumerate() {
-        let p = format!("/tests/{i}");
-        let o = obj(ctx, e, &p)?;
-        let failed = || ctx.err(&p, "test(s) failed");
-        let src_s = o.get("src").and_then(Value::as_str).ok_or_else(failed)?;
-        let src =
-            super::parse::alias(ctx, doc, src_s, &format!("{p}/src")).map_err(|_| failed())?;
-        let proto = match o.get("proto").and_then(Value::as_str) {
-            Some(s) => parse_proto(s).map_err(|_| failed())?,
-            None => vec![],
-        };
-        let mut lists = [Vec::new(), Vec::new()];
-        for (k, key) in ["accept", "deny"].iter().enumerate() {
-            for d in strings(ctx, o.get(*key), &format!("{p}/{key}"))? {
-                let (a, ports) = split_dst(&d).map_err(|_| failed())?;
-                let ports = parse_ports(ports).map_err(|_| failed())?;
-                // Tests name one port (or `*`); lists and ranges never pass.
-                if ports.len() != 1
-                    || (ports[0].first != ports[0].last && ports[0] != super::model::ALL_PORTS)
-                {
-                    return Err(failed());
-                }
-                let alias = super::parse::alias(ctx, doc, a, &p).map_err(|_| failed())?;
-                lists[k].push((alias, ports));
-            }
-        }
-        let [accept, deny] = lists;
-        if accept.is_empty() && deny.is_empty() {
-            return Err(failed());
-        }
-        doc.tests.push(AclTest {
-            src,
-            proto,
-            accept,
-            deny,
-        });
-    }
-    Ok(())
-}
+use crate::policy::compile::Compiled;
+use crate::policy::model::{AclTest, Alias, Doc, PolicyError, Ports, Topology};
+use crate::policy::resolve::alias::{Resolver, tailnet_space};
+use crate::policy::resolve::ipset::IpSet;
 
 pub fn check(doc: &Arc<Doc>, topo: &Topology) -> Result<(), PolicyError> {
-    for (dom, _) in &doc.localpart_domains {
-        let known = topo
-            .users
-            .iter()
-            .any(|u| u.login.rsplit_once('@').is_some_and(|(_, d)| d == dom));
-        if !known {
-            return Err(PolicyError::new(format!(
-                "{dom} is not associated with this Tailnet and cannot be used in user:*@<domain> expressions"
-            )));
-        }
-    }
-    if doc.tests.is_empty() && doc.ssh_tests.is_empty() {
+    if doc.tests.is_empty() {
         return Ok(());
     }
     let compiled = Compiled::build(doc.clone(), Arc::new(topo.clone()));
     let r = Resolver { doc, topo };
     // Tailscale's message is a bare "test(s) failed"; we keep it as the
     // prefix and say which test and destination broke.
-    let failed = |i: usize, t: &super::model::AclTest, dst: &Alias, ports: &[Ports], want: &str| {
+    let failed = |i: usize, t: &AclTest, dst: &Alias, ports: &[Ports], want: &str| {
         let ports: Vec<String> = ports
             .iter()
             .map(|p| match (p.first, p.last) {
@@ -106,13 +46,13 @@ pub fn check(doc: &Arc<Doc>, topo: &Topology) -> Result<(), PolicyError> {
             }
         }
     }
-    super::tests_ssh::check(doc, topo)
+    Ok(())
 }
 
 /// Destination addresses of a test alias.
 fn dst_set(r: &Resolver, a: &Alias) -> IpSet {
     match a {
-        Alias::Wildcard => super::alias::tailnet_space(),
+        Alias::Wildcard => tailnet_space(),
         _ => r.src_set(a),
     }
 }
@@ -185,7 +125,7 @@ fn allowed(
                 }
                 let dd = match &d.alias {
                     Alias::Wildcard => {
-                        let mut s = super::alias::tailnet_space();
+                        let mut s = tailnet_space();
                         s.push_net(&"0.0.0.0/0".parse().expect("static"));
                         s.push_net(&"::/0".parse().expect("static"));
                         s.normalize();
@@ -217,9 +157,4 @@ fn allowed(
         hit_any |= covered;
     }
     if full { true } else { hit_any }
-}
-
-/// Addresses of a node list (used by sshTests).
-pub fn addrs(topo: &Topology, idx: &[usize]) -> Vec<IpAddr> {
-    idx.iter().flat_map(|&i| node_ips(&topo.nodes[i])).collect()
 }

@@ -1,30 +1,11 @@
-//! Parsing of the `ssh` and `sshTests` sections with Tailscale's checks
-//! (actions, `checkPeriod` bounds, `users` shapes, allowed `dst` kinds).
+//! The `ssh` section with Tailscale's checks (actions, `checkPeriod`
+//! bounds, `users` shapes, allowed `dst` kinds).
 
 use serde_json::Value;
 
-use super::PolicyError;
-use super::alias::Alias;
-use super::model::{Ctx, Doc, obj, strings};
-
-#[derive(Debug, Clone)]
-pub struct SshRule {
-    pub check: bool,
-    pub check_period: Option<String>,
-    pub src: Vec<Alias>,
-    pub dst: Vec<Alias>,
-    pub users: Vec<String>,
-    pub accept_env: Vec<String>,
-}
-
-#[derive(Debug, Clone)]
-pub struct SshTest {
-    pub src: Alias,
-    pub dst: Vec<Alias>,
-    pub accept: Vec<String>,
-    pub check: Vec<String>,
-    pub deny: Vec<String>,
-}
+use super::fields::{Ctx, obj, strings};
+use super::selector::alias;
+use crate::policy::model::{Alias, Doc, PolicyError, SshRule, localpart_domain};
 
 const MAX_CHECK: i64 = 168 * 3600;
 
@@ -131,7 +112,7 @@ pub fn parse_rules(ctx: &Ctx, doc: &mut Doc, v: &Value) -> Result<(), PolicyErro
         let mut src = Vec::new();
         for (j, s) in src_s.iter().enumerate() {
             let sp = format!("{p}/src/{j}");
-            let a = super::parse::alias(ctx, doc, s.trim(), &sp)?;
+            let a = alias(ctx, doc, s.trim(), &sp)?;
             if matches!(
                 a,
                 Alias::SelfDevices | Alias::Internet | Alias::Host(_) | Alias::Prefix(_)
@@ -144,7 +125,7 @@ pub fn parse_rules(ctx: &Ctx, doc: &mut Doc, v: &Value) -> Result<(), PolicyErro
         let mut dst = Vec::new();
         for (j, s) in dst_s.iter().enumerate() {
             let dp = format!("{p}/dst/{j}");
-            let a = super::parse::alias(ctx, doc, s.trim(), &dp)?;
+            let a = alias(ctx, doc, s.trim(), &dp)?;
             if matches!(
                 a,
                 Alias::Internet | Alias::Host(_) | Alias::Prefix(_) | Alias::Wildcard
@@ -177,7 +158,7 @@ pub fn parse_rules(ctx: &Ctx, doc: &mut Doc, v: &Value) -> Result<(), PolicyErro
         }
         for (j, u) in users.iter().enumerate() {
             check_user(u).map_err(|m| ctx.err(&format!("{p}/users/{j}"), m))?;
-            if let Some(d) = super::ssh::localpart_domain(u) {
+            if let Some(d) = localpart_domain(u) {
                 doc.localpart_domains
                     .push((d.to_string(), format!("{p}/users/{j}")));
             }
@@ -193,44 +174,6 @@ pub fn parse_rules(ctx: &Ctx, doc: &mut Doc, v: &Value) -> Result<(), PolicyErro
             dst,
             users,
             accept_env,
-        });
-    }
-    Ok(())
-}
-
-pub fn parse_tests(ctx: &Ctx, doc: &mut Doc, v: &Value) -> Result<(), PolicyError> {
-    let arr = v
-        .as_array()
-        .ok_or_else(|| ctx.err("/sshTests", "expected a list"))?;
-    for (i, e) in arr.iter().enumerate() {
-        let p = format!("/sshTests/{i}");
-        let o = obj(ctx, e, &p)?;
-        let src_s = o.get("src").and_then(Value::as_str).unwrap_or("");
-        let src = super::parse::alias(ctx, doc, src_s, &format!("{p}/src"))?;
-        let mut dst = Vec::new();
-        for (j, s) in strings(ctx, o.get("dst"), &format!("{p}/dst"))?
-            .iter()
-            .enumerate()
-        {
-            let dp = format!("{p}/dst/{j}");
-            let a = super::parse::alias(ctx, doc, s, &dp)?;
-            if a == Alias::Internet {
-                return Err(ctx.err(
-                    &dp,
-                    format!("SSH tests dst contains disallowed element {s:?}"),
-                ));
-            }
-            dst.push(a);
-        }
-        let accept = strings(ctx, o.get("accept"), &format!("{p}/accept"))?;
-        let check = strings(ctx, o.get("check"), &format!("{p}/check"))?;
-        let deny = strings(ctx, o.get("deny"), &format!("{p}/deny"))?;
-        doc.ssh_tests.push(SshTest {
-            src,
-            dst,
-            accept,
-            check,
-            deny,
         });
     }
     Ok(())
