@@ -72,6 +72,30 @@ impl Policy {
         Ok(Policy { doc: Arc::new(doc) })
     }
 
+    /// As `parse`, refusing every clawscale extension (`deny` rules,
+    /// `services`, `svc:` selectors): only what Tailscale's hosted control
+    /// plane accepts too, for tailnets that want to stay portable.
+    pub fn parse_strict(src: &str) -> Result<Policy, PolicyError> {
+        let p = Policy::parse(src)?;
+        if let Some((what, at)) = p.doc.extensions.first() {
+            let msg = format!(
+                "{what} is a clawscale extension, refused in strict mode (the hosted control \
+                 plane would reject it)"
+            );
+            return Err(match at {
+                Some((l, c)) => PolicyError::at(*l, *c, msg),
+                None => PolicyError::new(msg),
+            });
+        }
+        Ok(p)
+    }
+
+    /// The clawscale extensions this policy uses (what `parse_strict`
+    /// refuses), each with its line and column.
+    pub fn extensions(&self) -> &[(String, Option<(usize, usize)>)] {
+        &self.doc.extensions
+    }
+
     /// `tests`, `sshTests` and topology-dependent checks.
     pub fn check(&self, topo: &Topology) -> Result<(), PolicyError> {
         check::check(&self.doc, topo)

@@ -11,15 +11,20 @@ use crate::policy::model::{Doc, PolicyError, Topology};
 
 /// Every topology-dependent check, in the order Tailscale reports them.
 pub fn check(doc: &Arc<Doc>, topo: &Topology) -> Result<(), PolicyError> {
-    for (dom, _) in &doc.localpart_domains {
+    for (dom, at) in &doc.ssh_domains {
+        // Case matters, as on Tailscale: `EXAMPLE.COM` is not `example.com`.
         let known = topo
             .users
             .iter()
             .any(|u| u.login.rsplit_once('@').is_some_and(|(_, d)| d == dom));
         if !known {
-            return Err(PolicyError::new(format!(
+            let msg = format!(
                 "{dom} is not associated with this Tailnet and cannot be used in user:*@<domain> expressions"
-            )));
+            );
+            return Err(match at {
+                Some((l, c)) => PolicyError::at(*l, *c, msg),
+                None => PolicyError::new(msg),
+            });
         }
     }
     acl_tests::check(doc, topo)?;

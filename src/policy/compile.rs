@@ -7,12 +7,16 @@
 //! node's output (`output`: `filter`, `peers`, `ssh`, `node_attrs`) is
 //! computed lazily on first `node()` call, then cached. `incr` reuses the
 //! outputs of unaffected nodes after a topology change; `explain` answers
-//! "why"; `routes` and `services` derive route and service facts. The
-//! types handed out live in `types`. Depends on `resolve` and `model`.
+//! "why"; `routes` and `services` derive route and service facts. Ordered
+//! `deny` rules are compiled away first (`deny`), against the reference
+//! semantics in `first_match`. The types handed out live in `types`.
+//! Depends on `resolve` and `model`.
 
 pub mod build;
+pub mod deny;
 pub mod explain;
 pub mod filter;
+pub mod first_match;
 pub mod incr;
 pub mod inner;
 pub mod node_attrs;

@@ -36,10 +36,29 @@ pub struct Dst {
     pub alias: Alias,
     pub ports: Vec<Ports>,
     pub protos: Vec<i32>,
+    /// Only these addresses of what `alias` stands for (`None`: all of
+    /// them). Never written in a policy: set when `compile::deny` carves
+    /// the destinations of an earlier `deny` rule out of an accept.
+    pub mask: Option<Vec<IpNet>>,
+}
+
+impl Dst {
+    /// A destination as written in a policy (no mask).
+    pub fn new(alias: Alias, ports: Vec<Ports>, protos: Vec<i32>) -> Dst {
+        Dst {
+            alias,
+            ports,
+            protos,
+            mask: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
 pub struct Rule {
+    /// An `acls` entry with `"action": "deny"` (our extension): traffic it
+    /// matches is refused by it unless an earlier `acls` entry accepted it.
+    pub deny: bool,
     pub src: Vec<Alias>,
     /// Network destinations (from `acls[].dst` or `grants[].dst` × `ip`).
     pub dsts: Vec<Dst>,
@@ -57,19 +76,24 @@ pub struct NodeAttr {
     pub attrs: CapMap,
 }
 
+/// A `tests` entry: from `src`, each `(destination, port)` must be
+/// accepted / denied over `proto` (empty: TCP).
 #[derive(Debug, Clone)]
 pub struct AclTest {
     pub src: Alias,
     pub proto: Vec<i32>,
-    pub accept: Vec<(Alias, Vec<Ports>)>,
-    pub deny: Vec<(Alias, Vec<Ports>)>,
+    pub accept: Vec<(Alias, u16)>,
+    pub deny: Vec<(Alias, u16)>,
 }
 
-/// `services` extension: `"svc:NAME": {"hosts": ["tag:x"], "ports": ["tcp:443"]}`.
+/// `services` extension: `"svc:NAME": {"hosts": ["tag:x"], "ports": ["tcp:443"]}`
+/// or TailOpsMCP's `{"protocol", "port", "tags", "allowedTags"}`.
 #[derive(Debug, Clone)]
 pub struct ServiceDef {
     pub hosts: Vec<Alias>,
     pub ports: Vec<(Vec<i32>, Ports)>,
+    /// Selectors that may reach the service (TailOpsMCP's `allowedTags`).
+    pub allowed: Vec<Alias>,
 }
 
 #[derive(Debug, Clone)]
@@ -104,8 +128,13 @@ pub struct Doc {
     pub tests: Vec<AclTest>,
     pub ssh_tests: Vec<SshTest>,
     pub services: BTreeMap<String, ServiceDef>,
-    /// Domains used in `localpart:*@domain` (checked against the topology).
-    pub localpart_domains: Vec<(String, String)>,
+    /// Domains named by `localpart:*@domain` SSH users and `user:*@domain`
+    /// selectors in SSH rules, with where (checked against the topology:
+    /// only the tailnet's own domains may be used).
+    pub ssh_domains: Vec<(String, Option<(usize, usize)>)>,
+    /// Every clawscale extension the policy uses, with where: what
+    /// `--strict` (hosted-plane portability) refuses.
+    pub extensions: Vec<(String, Option<(usize, usize)>)>,
     /// Top-level `randomizeClientPort`.
     pub randomize_client_port: bool,
 }

@@ -4,7 +4,10 @@
 //! (`layering`). `rng` is their deterministic generator.
 
 mod api;
+mod deny;
+mod extensions;
 mod hujson;
 mod incr;
 mod layering;
 mod rng;
+mod validation;

@@ -8,16 +8,21 @@
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
+use super::deny::lower;
 use super::inner::{CRule, Inner, SrcGroup, reverse_cap};
 use super::routes::{auto_approve, routes};
 use crate::policy::model::{Alias, Doc, Topology};
-use crate::policy::resolve::alias::Resolver;
+use crate::policy::resolve::alias::{Resolver, internet_space};
 use crate::policy::resolve::index::{AliasIndex, Bits, Facts, is_static};
 use crate::policy::resolve::ipset::IpSet;
 
 impl Inner {
     pub(crate) fn build(doc: Arc<Doc>, topo: Arc<Topology>) -> Inner {
         let topo = auto_approve(&doc, topo);
+        // From here on the rules are deny-free; `source` keeps them as
+        // written (for `explain` and recompiles).
+        let source = doc;
+        let doc = lower(&source, &topo);
         let n = topo.nodes.len();
         let index = topo
             .nodes
@@ -75,8 +80,26 @@ impl Inner {
                 via_cache.insert(key, b.clone());
                 b
             };
-            let dst_each: Vec<Arc<Bits>> =
-                rule.dsts.iter().map(|d| each(&d.alias, &mut ax)).collect();
+            let dst_mask: Vec<Option<IpSet>> = rule
+                .dsts
+                .iter()
+                .map(|d| d.mask.as_deref().map(IpSet::from_nets))
+                .collect();
+            let dst_each: Vec<Arc<Bits>> = rule
+                .dsts
+                .iter()
+                .zip(&dst_mask)
+                .map(|(d, m)| {
+                    let b = each(&d.alias, &mut ax);
+                    match m {
+                        Some(m) => {
+                            let b = masked(&ax, &r, &d.alias, &rule.via, &b, m);
+                            ax.interner.intern(b)
+                        }
+                        None => b,
+                    }
+                })
+                .collect();
             let app_each: Vec<Arc<Bits>> = rule.app_dsts.iter().map(|a| each(a, &mut ax)).collect();
             let mut dst_nodes = Bits::new(n);
             for b in dst_each.iter().chain(&app_each) {
@@ -93,14 +116,19 @@ impl Inner {
                 dst_static: rule
                     .dsts
                     .iter()
-                    .map(|d| {
+                    .zip(&dst_mask)
+                    .map(|(d, m)| {
                         matches!(d.alias, Alias::Host(_) | Alias::Prefix(_)).then(|| {
-                            let set = r.static_set(&d.alias);
+                            let mut set = r.static_set(&d.alias);
+                            if let Some(m) = m {
+                                set = set.intersection(m);
+                            }
                             let text = set.to_strings();
                             (set, text)
                         })
                     })
                     .collect(),
+                dst_mask,
                 has_reverse: rule
                     .app
                     .as_ref()
@@ -119,6 +147,7 @@ impl Inner {
         let mut inner = Inner {
             has_via: doc.rules.iter().any(|r| !r.via.is_empty()),
             doc: doc.clone(),
+            source,
             topo: topo.clone(),
             index,
             facts,
@@ -172,6 +201,43 @@ fn dst_bits(ax: &mut AliasIndex, r: &Resolver, a: &Alias, via: &[String]) -> Bit
         Alias::Service(_) => return (*ax.nodes(a)).clone(),
         _ if via.is_empty() => return (*ax.nodes(a)).clone(),
         _ => {}
+    }
+    b
+}
+
+/// `nodes` (what destination `a` applies to) narrowed to the nodes for
+/// which `a` restricted to `mask` still names an address they receive:
+/// their own, a subnet they route, or (exit nodes) the internet.
+fn masked(
+    ax: &AliasIndex,
+    r: &Resolver,
+    a: &Alias,
+    via: &[String],
+    nodes: &Bits,
+    mask: &IpSet,
+) -> Bits {
+    let topo = ax.topo;
+    let via_ok = |i: usize| via.is_empty() || topo.nodes[i].tags.iter().any(|t| via.contains(t));
+    let f = ax.facts;
+    let mut b = Bits::new(topo.nodes.len());
+    for i in nodes.iter() {
+        let keep = match a {
+            Alias::Wildcard => {
+                (f.is_exit[i] && !mask.is_empty())
+                    || f.own[i].intersects(mask)
+                    || f.subnets[i].intersects(mask)
+            }
+            Alias::Internet => internet_space().intersects(mask),
+            Alias::Host(_) | Alias::Prefix(_) => {
+                let set = r.static_set(a).intersection(mask);
+                (via.is_empty() && f.own[i].intersects(&set))
+                    || (via_ok(i) && f.subnets[i].intersects(&set))
+            }
+            _ => f.own[i].intersects(mask),
+        };
+        if keep {
+            b.set(i);
+        }
     }
     b
 }

@@ -1,9 +1,11 @@
 //! `explain`: which rules let a source node reach a destination node on a
-//! port, or, when none does, what the rules naming that source offer it.
+//! port, or, when none does, the deny rule that decides it or what the
+//! rules naming that source offer it.
 
+use super::first_match::{Probe, first_match};
 use super::inner::Inner;
 use super::types::Explanation;
-use crate::policy::model::Dst;
+use crate::policy::model::{Alias, Dst};
 use crate::policy::resolve::alias::node_ips;
 
 impl Inner {
@@ -19,6 +21,7 @@ impl Inner {
                 allowed: false,
                 rules: vec![],
                 reason: "unknown node".into(),
+                denied_by: None,
             };
         };
         let ips = node_ips(&self.topo.nodes[s]);
@@ -44,6 +47,10 @@ impl Inner {
                 if self.dst_target(ri, di, d).is_none() {
                     continue;
                 }
+                // `autogroup:self`: only between devices of one user.
+                if dst.alias == Alias::SelfDevices && !self.same_user_nodes(d).contains(&s) {
+                    continue;
+                }
                 let port_ok = dst.ports.iter().any(|p| p.first <= port && port <= p.last);
                 if port_ok && proto_ok(dst) {
                     ok = true;
@@ -55,19 +62,28 @@ impl Inner {
                 }));
             }
             if ok {
-                hits.push(rule.origin.clone());
+                if !hits.contains(&rule.origin) {
+                    hits.push(rule.origin.clone());
+                }
             } else if !offered.is_empty() {
+                offered.sort();
                 offered.dedup();
-                near.push(format!(
-                    "{} allows ports {} only",
-                    rule.origin,
-                    offered.join(",")
-                ));
+                let text = format!("{} allows ports {} only", rule.origin, offered.join(","));
+                if !near.contains(&text) {
+                    near.push(text);
+                }
             }
         }
         let allowed = !hits.is_empty();
+        let denied_by = if allowed {
+            None
+        } else {
+            self.deciding_deny(s, d, port, proto)
+        };
         let reason = if allowed {
             format!("allowed by {}", hits.join(", "))
+        } else if let Some(rule) = &denied_by {
+            format!("denied by {rule} (a deny rule)")
         } else if !near.is_empty() {
             format!(
                 "no rule allows port {port}{} to this destination: {}",
@@ -85,6 +101,37 @@ impl Inner {
             allowed,
             rules: hits,
             reason,
+            denied_by,
         }
+    }
+
+    /// The deny rule of the policy as written that decides traffic from
+    /// node `s` to node `d` (first match, address by address; TCP when no
+    /// protocol is given), if one does.
+    fn deciding_deny(&self, s: usize, d: usize, port: u16, proto: Option<u8>) -> Option<String> {
+        if !self.source.rules.iter().any(|r| r.deny) {
+            return None;
+        }
+        let proto = proto.map_or(6, i32::from);
+        for src in node_ips(&self.topo.nodes[s]) {
+            for dst in node_ips(&self.topo.nodes[d]) {
+                if src.is_ipv4() != dst.is_ipv4() {
+                    continue;
+                }
+                let probe = Probe {
+                    src,
+                    dst,
+                    node: d,
+                    proto,
+                    port,
+                };
+                if let Some(i) = first_match(&self.source, &self.topo, &probe)
+                    && self.source.rules[i].deny
+                {
+                    return Some(self.source.rules[i].origin.clone());
+                }
+            }
+        }
+        None
     }
 }

@@ -44,6 +44,9 @@ impl Inner {
     /// Does destination `di` of rule `ri` apply to node `d`, and as what?
     pub(crate) fn dst_target(&self, ri: usize, di: usize, d: usize) -> Option<Target> {
         let alias = &self.doc.rules[ri].dsts[di].alias;
+        if let Some(mask) = &self.rules[ri].dst_mask[di] {
+            return self.masked_target(ri, di, d, alias, mask);
+        }
         if *alias == Alias::SelfDevices {
             return self.user_node(d).then_some(Target::Own);
         }
@@ -61,6 +64,34 @@ impl Inner {
             },
             _ => Target::Own,
         })
+    }
+
+    /// `dst_target` for a destination narrowed by a deny (`Dst::mask`):
+    /// the addresses of it node `d` receives, as text.
+    fn masked_target(
+        &self,
+        ri: usize,
+        di: usize,
+        d: usize,
+        alias: &Alias,
+        mask: &IpSet,
+    ) -> Option<Target> {
+        let own = &self.facts.own[d];
+        let set = match alias {
+            Alias::SelfDevices if self.user_node(d) => own.intersection(mask),
+            Alias::SelfDevices => return None,
+            _ if !self.rules[ri].dst_each[di].get(d) => return None,
+            Alias::Wildcard if self.facts.is_exit[d] => mask.clone(),
+            Alias::Wildcard => {
+                let mut local = own.clone();
+                local.extend(&self.facts.subnets[d]);
+                local.intersection(mask)
+            }
+            Alias::Internet => internet_space().intersection(mask),
+            Alias::Host(_) | Alias::Prefix(_) => self.rules[ri].dst_static[di].as_ref()?.0.clone(),
+            _ => own.intersection(mask),
+        };
+        (!set.is_empty()).then(|| Target::Text(set.to_strings()))
     }
 
     /// Filter rules for node `d`, before rendering.

@@ -24,7 +24,7 @@ use crate::policy::resolve::alias::Resolver;
 
 /// The state for `topo` and the ids whose output may differ from `old`'s.
 pub(crate) fn update(old: &Inner, topo: &Topology, changed: &[u64]) -> (Inner, BTreeSet<u64>) {
-    let new = Inner::build(old.doc.clone(), Arc::new(topo.clone()));
+    let new = Inner::build(old.source.clone(), Arc::new(topo.clone()));
     let mut everyone = old.topo.users != new.topo.users;
 
     // The caller names what changed; also catch anything it did not name.

@@ -41,12 +41,18 @@ pub(crate) struct CRule {
     pub app_each: Vec<Arc<Bits>>,
     /// Per `rule.dsts` entry: its address set and text for a host/prefix.
     pub dst_static: Vec<Option<(IpSet, Vec<String>)>>,
+    /// Per `rule.dsts` entry: `Dst::mask` as a set.
+    pub dst_mask: Vec<Option<IpSet>>,
     /// The rule grants capabilities Tailscale mirrors back to the sources.
     pub has_reverse: bool,
 }
 
 pub(crate) struct Inner {
+    /// The rules compiled: `source` with its deny rules subtracted
+    /// (`deny::lower`); the same `Arc` when it has none.
     pub doc: Arc<Doc>,
+    /// The policy as written.
+    pub source: Arc<Doc>,
     /// The topology with auto-approved routes applied.
     pub topo: Arc<Topology>,
     pub index: HashMap<u64, usize>,

@@ -1,8 +1,21 @@
 //! Per-node `CapMap`: the `nodeAttrs` whose targets select the node, plus
 //! the top-level `randomizeClientPort`, as on Tailscale's plane.
+//!
+//! `funnel` comes with the ports Funnel may listen on, as the hosted plane
+//! sends them: tailscaled refuses `tailscale funnel` unless its CapMap has
+//! the `funnel` attribute and a `https://tailscale.com/cap/funnel-ports`
+//! entry listing the port (`ipn.CheckFunnelAccess`, tailcfg's
+//! `NodeAttrFunnel` and `CapabilityFunnelPorts`).
 
 use super::inner::Inner;
 use crate::policy::model::CapMap;
+
+/// The `funnel` node attribute (tailcfg `NodeAttrFunnel`).
+pub const FUNNEL: &str = "funnel";
+
+/// The ports Funnel may use, as the hosted plane grants them with `funnel`
+/// (tailcfg `CapabilityFunnelPorts`, ports in the query).
+pub const FUNNEL_PORTS: &str = "https://tailscale.com/cap/funnel-ports?ports=443,8443,10000";
 
 impl Inner {
     pub(crate) fn cap_map(&self, d: usize) -> CapMap {
@@ -17,6 +30,9 @@ impl Inner {
                     cm.entry(k.clone()).or_default().extend(v.iter().cloned());
                 }
             }
+        }
+        if cm.contains_key(FUNNEL) {
+            cm.entry(FUNNEL_PORTS.into()).or_default();
         }
         cm
     }

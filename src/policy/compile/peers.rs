@@ -12,7 +12,7 @@ use super::inner::Inner;
 use super::routes::is_exit_route;
 use super::types::PeerOutput;
 use crate::policy::model::Alias;
-use crate::policy::resolve::alias::node_ips;
+use crate::policy::resolve::alias::{internet_space, node_ips};
 use crate::policy::resolve::index::Bits;
 use crate::policy::resolve::ipset::IpSet;
 
@@ -52,12 +52,14 @@ impl Inner {
             return None;
         }
         let mut b = Bits::new(self.topo.nodes.len());
+        let internet = internet_space();
         for (ri, rule) in self.doc.rules.iter().enumerate() {
+            let masks = &self.rules[ri].dst_mask;
             if self.via_ok(rule, p)
-                && rule
-                    .dsts
-                    .iter()
-                    .any(|d| matches!(d.alias, Alias::Internet | Alias::Wildcard))
+                && rule.dsts.iter().zip(masks).any(|(d, m)| {
+                    matches!(d.alias, Alias::Internet | Alias::Wildcard)
+                        && m.as_ref().is_none_or(|m| m.intersects(&internet))
+                })
             {
                 b.or(&self.rules[ri].src_nodes);
             }
@@ -73,18 +75,22 @@ impl Inner {
         for (ri, rule) in self.doc.rules.iter().enumerate() {
             let cr = &self.rules[ri];
             let via_ok = self.via_ok(rule, p);
-            let to_route = rule
-                .dsts
-                .iter()
-                .map(|d| &d.alias)
-                .chain(rule.app_dsts.iter())
-                .any(|a| match a {
-                    Alias::Wildcard => true,
-                    Alias::Host(_) | Alias::Prefix(_) => {
-                        via_ok && r.static_set(a).intersects(&rset)
-                    }
-                    _ => false,
-                });
+            let to_dst = rule.dsts.iter().enumerate().any(|(di, d)| match d.alias {
+                Alias::Wildcard => cr.dst_mask[di].as_ref().is_none_or(|m| m.intersects(&rset)),
+                Alias::Host(_) | Alias::Prefix(_) => {
+                    via_ok
+                        && cr.dst_static[di]
+                            .as_ref()
+                            .is_some_and(|(set, _)| set.intersects(&rset))
+                }
+                _ => false,
+            });
+            let to_app = rule.app_dsts.iter().any(|a| match a {
+                Alias::Wildcard => true,
+                Alias::Host(_) | Alias::Prefix(_) => via_ok && r.static_set(a).intersects(&rset),
+                _ => false,
+            });
+            let to_route = to_dst || to_app;
             if to_route {
                 b.or(&cr.src_nodes);
             }
@@ -123,10 +129,11 @@ impl Inner {
             if rule.via.is_empty() || !self.rules[ri].src_nodes.get(v) || !self.via_ok(rule, p) {
                 return false;
             }
-            let names_route = rule.dsts.iter().any(|d| {
-                matches!(d.alias, Alias::Host(_) | Alias::Prefix(_))
-                    && self.resolver().static_set(&d.alias).intersects(&rset)
-            });
+            let names_route = self.rules[ri]
+                .dst_static
+                .iter()
+                .flatten()
+                .any(|(set, _)| set.intersects(&rset));
             if !names_route {
                 return false;
             }

@@ -31,6 +31,8 @@ pub struct Explanation {
     /// Rules that allow it (`acls[2]`, `grants[0]`), or a reason when none.
     pub rules: Vec<String>,
     pub reason: String,
+    /// The `deny` rule (`acls[3]`) that decides it, when one does.
+    pub denied_by: Option<String>,
 }
 
 impl std::fmt::Display for Explanation {

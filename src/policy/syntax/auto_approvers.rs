@@ -4,12 +4,19 @@
 
 use serde_json::Value;
 
-use super::fields::{Ctx, key_path, obj, strings};
-use super::selector::alias;
+use super::fields::{Ctx, key_path, known_fields, obj, strings};
+use super::selector::{Place, alias_at};
 use crate::policy::model::{Doc, PolicyError};
 
 pub fn parse_auto(ctx: &Ctx, doc: &mut Doc, v: &Value) -> Result<(), PolicyError> {
     let o = obj(ctx, v, "/autoApprovers")?;
+    known_fields(
+        ctx,
+        o,
+        "/autoApprovers",
+        &["routes", "exitNode", "services"],
+        &[],
+    )?;
     if let Some(r) = o.get("routes") {
         for (prefix, approvers) in obj(ctx, r, "/autoApprovers/routes")? {
             let p = key_path("/autoApprovers/routes", prefix);
@@ -18,7 +25,13 @@ pub fn parse_auto(ctx: &Ctx, doc: &mut Doc, v: &Value) -> Result<(), PolicyError
                 .map_err(|_| ctx.err(&p, format!("autoApprovers: {prefix:?}: invalid prefix")))?;
             let mut v = Vec::new();
             for (i, s) in strings(ctx, Some(approvers), &p)?.iter().enumerate() {
-                v.push(alias(ctx, doc, s, &format!("{p}/{i}"))?);
+                v.push(alias_at(
+                    ctx,
+                    doc,
+                    s,
+                    &format!("{p}/{i}"),
+                    Place::AutoApprover,
+                )?);
             }
             doc.auto_routes.push((net, v));
         }
@@ -32,7 +45,7 @@ pub fn parse_auto(ctx: &Ctx, doc: &mut Doc, v: &Value) -> Result<(), PolicyError
                 return Err(ctx.err(&p, format!("service {name:?} must start with \"svc:\"")));
             }
             for (i, s) in strings(ctx, Some(approvers), &p)?.iter().enumerate() {
-                alias(ctx, doc, s, &format!("{p}/{i}"))?;
+                alias_at(ctx, doc, s, &format!("{p}/{i}"), Place::AutoApprover)?;
             }
         }
     }
@@ -41,7 +54,8 @@ pub fn parse_auto(ctx: &Ctx, doc: &mut Doc, v: &Value) -> Result<(), PolicyError
             .iter()
             .enumerate()
         {
-            let a = alias(ctx, doc, s, &format!("/autoApprovers/exitNode/{i}"))?;
+            let ep = format!("/autoApprovers/exitNode/{i}");
+            let a = alias_at(ctx, doc, s, &ep, Place::AutoApprover)?;
             doc.auto_exit.push(a);
         }
     }

@@ -60,6 +60,145 @@ pub fn parse(s: &str, doc_hosts: &dyn Fn(&str) -> bool) -> Result<Alias, String>
     Err(format!("{s:?}: invalid address"))
 }
 
+/// Where a selector is written: each place accepts different kinds, as on
+/// Tailscale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    /// `src` of an `acls` or `grants` entry.
+    Src,
+    /// `dst` of an `acls` or `grants` entry.
+    Dst,
+    SshSrc,
+    SshDst,
+    NodeAttrTarget,
+    TagOwner,
+    AutoApprover,
+    /// `hosts`/`tags` of one of our `services`.
+    ServiceHost,
+    /// `src` of a `tests` or `sshTests` entry.
+    TestSrc,
+}
+
+/// What Tailscale answers for `autogroup:internet` anywhere but a
+/// destination of `acls` or `grants`.
+pub const INTERNET_ONLY_DST: &str = "autogroup:internet can only be used in ACL destinations";
+
+/// Parses a selector written at `place` (surrounding blanks ignored, as
+/// Tailscale does), checks that the group, tag, host or service it names
+/// exists and that this kind of selector may appear there.
+pub fn alias_at(
+    ctx: &Ctx,
+    doc: &mut Doc,
+    s: &str,
+    path: &str,
+    place: Place,
+) -> Result<Alias, PolicyError> {
+    let s = s.trim();
+    let a = alias(ctx, doc, s, path)?;
+    check_place(ctx, doc, &a, s, path, place)?;
+    Ok(a)
+}
+
+/// Is selector `a` (written `s`) allowed at `place`? Records what the
+/// `Doc` must remember about it (extensions, SSH domains).
+pub fn check_place(
+    ctx: &Ctx,
+    doc: &mut Doc,
+    a: &Alias,
+    s: &str,
+    path: &str,
+    place: Place,
+) -> Result<(), PolicyError> {
+    let bad = |m: String| Err(ctx.err(path, m));
+    match (place, a) {
+        (p, Alias::Internet) if p != Place::Dst => return bad(INTERNET_ONLY_DST.into()),
+        (Place::Src | Place::TestSrc, Alias::SelfDevices) => {
+            return bad("\"autogroup:self\" not valid on the src side of a rule".into());
+        }
+        (Place::Src | Place::TestSrc, Alias::Service(_)) => {
+            return bad(format!("{s:?} not valid on the src side of a rule"));
+        }
+        (Place::Dst, Alias::DangerAll) => {
+            return bad("cannot use autogroup:danger-all as a dst".into());
+        }
+        (
+            Place::SshSrc,
+            Alias::Wildcard
+            | Alias::Host(_)
+            | Alias::Prefix(_)
+            | Alias::SelfDevices
+            | Alias::DangerAll
+            | Alias::Service(_),
+        ) => return bad(format!("invalid src {s:?}")),
+        (
+            Place::SshDst,
+            Alias::Wildcard
+            | Alias::Host(_)
+            | Alias::Prefix(_)
+            | Alias::Group(_)
+            | Alias::UserDomain(_)
+            | Alias::DangerAll
+            | Alias::Role(_)
+            | Alias::Service(_),
+        ) => return bad(format!("invalid dst {s:?}")),
+        (Place::NodeAttrTarget, Alias::SelfDevices | Alias::DangerAll) => {
+            return bad(format!(
+                "nodeAttrs target does not support this autogroup: {s:?}, can be \
+                 [autogroup:member autogroup:tagged]"
+            ));
+        }
+        (Place::NodeAttrTarget, Alias::Service(_)) => {
+            return bad(format!("{s:?} is not valid as a nodeAttrs target"));
+        }
+        (
+            Place::TagOwner,
+            Alias::Wildcard
+            | Alias::Host(_)
+            | Alias::Prefix(_)
+            | Alias::Tagged
+            | Alias::SelfDevices
+            | Alias::DangerAll
+            | Alias::Service(_),
+        ) => {
+            return bad(format!(
+                "{s:?} cannot own tags (tag owners are users, groups, tags or autogroup:member)"
+            ));
+        }
+        (
+            Place::AutoApprover,
+            Alias::Wildcard
+            | Alias::Host(_)
+            | Alias::Prefix(_)
+            | Alias::SelfDevices
+            | Alias::DangerAll
+            | Alias::Service(_),
+        ) => return bad(format!("invalid auto approver format: {s:?}")),
+        (
+            Place::ServiceHost,
+            Alias::Wildcard
+            | Alias::SelfDevices
+            | Alias::DangerAll
+            | Alias::Role(_)
+            | Alias::Service(_),
+        ) => {
+            return bad(format!(
+                "{s:?} cannot host a service (use tags, users or groups)"
+            ));
+        }
+        _ => {}
+    }
+    if let Alias::Service(name) = a {
+        let at = ctx.err(path, "").position;
+        doc.extensions
+            .push((format!("service selector \"svc:{name}\""), at));
+    }
+    if let (Place::SshSrc, Alias::UserDomain(d)) = (place, a) {
+        let at = ctx.err(path, "").position;
+        doc.ssh_domains.push((d.clone(), at));
+    }
+    Ok(())
+}
+
 /// Parses a selector and checks that groups, tags and hosts it names exist.
 pub fn alias(ctx: &Ctx, doc: &Doc, s: &str, path: &str) -> Result<Alias, PolicyError> {
     let hosts = |h: &str| doc.hosts.contains_key(h);
@@ -78,22 +217,19 @@ pub fn alias(ctx: &Ctx, doc: &Doc, s: &str, path: &str) -> Result<Alias, PolicyE
     }
 }
 
+/// The `src` list of an `acls` or `grants` entry.
 pub fn src_aliases(
     ctx: &Ctx,
-    doc: &Doc,
+    doc: &mut Doc,
     v: Option<&Value>,
     path: &str,
 ) -> Result<Vec<Alias>, PolicyError> {
     let mut out = Vec::new();
     for (i, s) in strings(ctx, v, path)?.iter().enumerate() {
         let p = format!("{path}/{i}");
+        let s = s.trim();
         let a = alias(ctx, doc, s, &p).map_err(|e| e.prefixed("src="))?;
-        if a == Alias::SelfDevices {
-            return Err(ctx.err(&p, "\"autogroup:self\" not valid on the src side of a rule"));
-        }
-        if matches!(a, Alias::Service(_)) {
-            return Err(ctx.err(&p, format!("{s:?} not valid on the src side of a rule")));
-        }
+        check_place(ctx, doc, &a, s, &p, Place::Src)?;
         out.push(a);
     }
     Ok(out)
