@@ -345,6 +345,8 @@ pub(super) struct RawPolicy {
     #[serde(default = "default_policy_mode")]
     pub mode: String,
     pub path: Option<PathBuf>,
+    #[serde(default)]
+    pub strict: bool,
 }
 
 impl Default for RawPolicy {
@@ -352,6 +354,7 @@ impl Default for RawPolicy {
         RawPolicy {
             mode: default_policy_mode(),
             path: None,
+            strict: false,
         }
     }
 }

@@ -78,7 +78,11 @@ pub(super) fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config, 
     let derp = derp::build(&raw.derp, listen_addr, &data_dir, &tls)?;
     let ephemeral_node_inactivity_timeout = ephemeral_timeout(&raw, &mut warnings)?;
     let log = log(&raw.log.level, &raw.log.format)?;
-    let policy = policy(&raw.policy.mode, raw.policy.path.as_deref())?;
+    let policy = policy(
+        &raw.policy.mode,
+        raw.policy.path.as_deref(),
+        raw.policy.strict,
+    )?;
     let whois = whois::build(&raw.whois)?;
 
     unsupported::collect(&raw, &mut warnings);
@@ -275,7 +279,7 @@ fn log(level: &str, format: &str) -> Result<Log, Error> {
     Ok(Log { level, format })
 }
 
-fn policy(mode: &str, path: Option<&Path>) -> Result<Policy, Error> {
+fn policy(mode: &str, path: Option<&Path>, strict: bool) -> Result<Policy, Error> {
     let mode = match mode.trim() {
         "file" => PolicyMode::File,
         "database" => PolicyMode::Database,
@@ -289,5 +293,6 @@ fn policy(mode: &str, path: Option<&Path>) -> Result<Policy, Error> {
     Ok(Policy {
         mode,
         path: non_empty_path(path),
+        strict,
     })
 }

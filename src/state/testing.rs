@@ -36,6 +36,7 @@ pub(crate) async fn temp_state(ephemeral_timeout: Duration) -> (tempfile::TempDi
         ephemeral_inactivity_timeout: ephemeral_timeout,
         policy_store: super::policy::PolicyStore::Database,
         policy_text: None,
+        policy_strict: false,
     };
     let state = start(db, settings, Sessions::new(), Arc::new(SystemClock), opts)
         .await

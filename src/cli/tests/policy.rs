@@ -48,6 +48,7 @@ fn every_starter_policy_passes_its_own_tests() {
             path: Some(starter(name)),
             file: None,
             topology: None,
+            strict: false,
         });
         assert_eq!(r, Ok(None), "{name}: {out}");
         assert!(out.contains("policy is valid"), "{out}");
@@ -63,6 +64,7 @@ fn check_reports_line_and_column() {
         path: Some(p),
         file: None,
         topology: None,
+        strict: false,
     });
     let err = r.expect_err("undefined group");
     assert!(err.contains("line 3"), "{err}");
@@ -176,6 +178,7 @@ fn a_failing_policy_test_is_named() {
         path: Some(p),
         file: None,
         topology: None,
+        strict: false,
     });
     let err = r.expect_err("port 22 is not allowed");
     assert!(err.contains("test(s) failed"), "{err}");
