@@ -14,6 +14,14 @@ use crate::mapper::sessions::Sessions;
 /// `clawql.local`, Tailscale's address ranges). Keep the `TempDir` alive for
 /// as long as the state is used: dropping it deletes the database.
 pub(crate) async fn temp_state(ephemeral_timeout: Duration) -> (tempfile::TempDir, StateHandle) {
+    temp_state_with(ephemeral_timeout, false).await
+}
+
+/// As `temp_state`; `policy_strict` as `policy.strict` in the config.
+pub(crate) async fn temp_state_with(
+    ephemeral_timeout: Duration,
+    policy_strict: bool,
+) -> (tempfile::TempDir, StateHandle) {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = Db::connect(&Target::Sqlite {
         path: dir.path().join("db.sqlite"),
@@ -36,7 +44,7 @@ pub(crate) async fn temp_state(ephemeral_timeout: Duration) -> (tempfile::TempDi
         ephemeral_inactivity_timeout: ephemeral_timeout,
         policy_store: super::policy::PolicyStore::Database,
         policy_text: None,
-        policy_strict: false,
+        policy_strict,
     };
     let state = start(db, settings, Sessions::new(), Arc::new(SystemClock), opts)
         .await
