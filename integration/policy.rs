@@ -8,15 +8,19 @@
 //! local loopback, so a connection only completes if the destination's
 //! packet filter (built from the policy) let the SYN in.
 
+mod deny;
+mod listener;
+mod services;
+
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use self::listener::Listener;
 use crate::harness::{
-    ClientVersion, Db, KeyOptions, Netns, OwnedChild, Server, Tailscaled, Topology,
-    skip_real_clients, try_wait_for, wait_for,
+    ClientVersion, Db, KeyOptions, Server, Tailscaled, Topology, skip_real_clients, try_wait_for,
+    wait_for,
 };
 
 const JOIN: Duration = Duration::from_secs(90);
@@ -63,86 +67,17 @@ fn policy(bob_allowed: bool) -> String {
     )
 }
 
-/// A TCP listener on 127.0.0.1:`port` inside `ns` that records every
-/// connection it accepts; stopped by PID when dropped.
-///
-/// Whether a connection got through is read from that record, not from the
-/// client: `tailscale nc` with no stdin may exit before the greeting
-/// arrives, but it has completed the TCP handshake by then, and the
-/// destination's tailscaled only completes a handshake (and dials this
-/// listener) after its packet filter admitted the SYN.
-struct Listener {
-    child: OwnedChild,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Listener {
-    fn start(ns: &Netns, port: u16) -> Listener {
-        let dir = tempfile::tempdir().expect("listener dir");
-        let log = dir.path().join("accepts");
-        let script = format!(
-            "import socket\n\
-             s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
-             s.bind(('127.0.0.1', {port})); s.listen(16)\n\
-             while True:\n    c, _ = s.accept()\n    \
-             f = open({log:?}, 'a'); f.write('x\\n'); f.close()\n    \
-             c.sendall(b'hello-from-{port}\\n'); c.close()\n"
-        );
-        let mut cmd = ns.command("python3");
-        cmd.args(["-c", &script])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let child = OwnedChild::spawn(&mut cmd, "tcp listener");
-        let l = Listener {
-            child,
-            log,
-            _dir: dir,
-        };
-        wait_for("listener to bind", Duration::from_secs(10), || {
-            let out = ns.run(&["ss", "-ltn"], Duration::from_secs(5));
-            if out.stdout.contains(&format!("127.0.0.1:{port}")) {
-                Ok(())
-            } else {
-                Err(out.stdout)
-            }
-        });
-        l
-    }
-
-    fn accepted(&self) -> usize {
-        fs::read_to_string(&self.log)
-            .map(|t| t.lines().count())
-            .unwrap_or(0)
-    }
-
-    /// Whether `from` opens a TCP connection to this listener through
-    /// `ip:port` on the tailnet.
-    fn reached_from(&self, from: &Tailscaled, ip: &str, port: u16) -> Result<(), String> {
-        let before = self.accepted();
-        let out = from.cli(&["nc", ip, &port.to_string()], Duration::from_secs(6));
-        try_wait_for(Duration::from_secs(2), || {
-            if self.accepted() > before {
-                Ok(())
-            } else {
-                Err(format!(
-                    "no connection from {} to {ip}:{port}: {out}",
-                    from.name()
-                ))
-            }
-        })
-    }
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        self.child.terminate(Duration::from_secs(2));
-    }
-}
-
+/// Does `node` have `peer` in its netmap?
 fn sees(node: &Tailscaled, peer: &str) -> Result<bool, String> {
     Ok(node.status()?.peer(peer).is_some())
+}
+
+/// The node's IPv4 tailnet address, once it runs.
+fn v4(node: &Tailscaled) -> String {
+    let st = node.wait_state("Running", JOIN);
+    st.self_node
+        .and_then(|s| s.tailscale_ips.into_iter().find(|ip| ip.contains('.')))
+        .expect("an IPv4 tailnet address")
 }
 
 fn write_policy(path: &Path, text: &str) {
@@ -190,15 +125,7 @@ fn policy_file_controls_visibility_and_ports_and_reloads_live() {
             s.spawn(move || n.up_ok(url, key, name));
         }
     });
-    let ips: Vec<String> = nodes
-        .iter()
-        .map(|n| {
-            let st = n.wait_state("Running", JOIN);
-            st.self_node
-                .and_then(|s| s.tailscale_ips.into_iter().find(|ip| ip.contains('.')))
-                .expect("an IPv4 tailnet address")
-        })
-        .collect();
+    let ips: Vec<String> = nodes.iter().map(v4).collect();
     let (mcp, alice, bob) = (&nodes[0], &nodes[1], &nodes[2]);
     let allowed = Listener::start(mcp.netns(), ALLOWED_PORT);
     let denied = Listener::start(mcp.netns(), DENIED_PORT);
