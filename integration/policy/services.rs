@@ -1,6 +1,8 @@
 //! A service written the way TailOpsMCP's tailnet guide writes it, with
 //! stock clients: the `allowedTags` node reaches the service by its
-//! MagicDNS name on its port, an untagged node does not.
+//! MagicDNS name on its port, an untagged node does not. The host also
+//! carries the `funnel` node attribute: its client holds the CapMap
+//! entries `tailscale funnel` checks.
 
 use std::fs;
 use std::thread;
@@ -22,6 +24,7 @@ const POLICY: &str = r#"{
       "tags": ["tag:systemmanager-server"], "allowedTags": ["tag:systemmanager-client"]},
   },
   "acls": [],
+  "nodeAttrs": [{"target": ["tag:systemmanager-server"], "attr": ["funnel"]}],
 }"#;
 
 #[test]
@@ -86,4 +89,21 @@ fn tailops_service_is_reached_by_name_from_its_allowed_tags_only() {
     );
     assert!(svc.reached_from(laptop, &name, 8080).is_err());
     assert!(svc.reached_from(laptop, &host_ip, 8080).is_err());
+
+    // Funnel's node attributes, as the client sees them.
+    for (node, want) in [(host, true), (agent, false)] {
+        let st = node.status_json().expect("status");
+        let caps = &st["Self"]["CapMap"];
+        for key in [
+            "funnel",
+            "https://tailscale.com/cap/funnel-ports?ports=443,8443,10000",
+        ] {
+            assert_eq!(
+                caps.get(key).is_some(),
+                want,
+                "{}: {key} in {caps}",
+                node.name()
+            );
+        }
+    }
 }

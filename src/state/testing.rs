@@ -22,6 +22,17 @@ pub(crate) async fn temp_state_with(
     ephemeral_timeout: Duration,
     policy_strict: bool,
 ) -> (tempfile::TempDir, StateHandle) {
+    let (dir, state) = try_temp_state(ephemeral_timeout, policy_strict, None).await;
+    (dir, state.expect("state writer"))
+}
+
+/// Starts a writer as `temp_state_with` does; with `policy_file`, the
+/// policy comes from a file with that text (`policy.mode: file`).
+pub(crate) async fn try_temp_state(
+    ephemeral_timeout: Duration,
+    policy_strict: bool,
+    policy_file: Option<String>,
+) -> (tempfile::TempDir, super::Result<StateHandle>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = Db::connect(&Target::Sqlite {
         path: dir.path().join("db.sqlite"),
@@ -42,12 +53,13 @@ pub(crate) async fn temp_state_with(
             strategy: Strategy::Sequential,
         },
         ephemeral_inactivity_timeout: ephemeral_timeout,
-        policy_store: super::policy::PolicyStore::Database,
-        policy_text: None,
+        policy_store: match policy_file {
+            Some(_) => super::policy::PolicyStore::File,
+            None => super::policy::PolicyStore::Database,
+        },
+        policy_text: policy_file,
         policy_strict,
     };
-    let state = start(db, settings, Sessions::new(), Arc::new(SystemClock), opts)
-        .await
-        .expect("state writer");
+    let state = start(db, settings, Sessions::new(), Arc::new(SystemClock), opts).await;
     (dir, state)
 }

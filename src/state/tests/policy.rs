@@ -72,6 +72,15 @@ async fn strict_mode_refuses_clawscale_extensions() {
         .set_policy(deny.into())
         .await
         .expect("deny rules accepted");
+    // A policy file with an extension stops a strict server at boot.
+    let boot = |strict| {
+        crate::state::testing::try_temp_state(Duration::from_secs(1800), strict, Some(deny.into()))
+    };
+    let (_d, refused) = boot(true).await;
+    let err = refused.err().expect("strict boot refuses the file");
+    assert!(err.to_string().contains("strict"), "{err}");
+    let (_d, started) = boot(false).await;
+    assert!(started.is_ok());
 }
 
 #[tokio::test]
