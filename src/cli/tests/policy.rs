@@ -253,9 +253,9 @@ fn explain_names_the_deciding_deny_rule() {
     };
     assert!(explain("alice-laptop", "mcp:3010", None).starts_with("allowed by acls[0]"));
     let out = explain("alice-laptop", "mcp:22", None);
-    assert_eq!(out.trim(), "denied: denied by acls[1] (a deny rule)");
+    assert_eq!(out.trim(), "denied by acls[1] (a deny rule)");
     let out = explain("carol-laptop", "server:22", Some("tcp"));
-    assert_eq!(out.trim(), "denied: denied by acls[2] (a deny rule)");
+    assert_eq!(out.trim(), "denied by acls[2] (a deny rule)");
     assert!(explain("carol-laptop", "server:22", Some("udp")).starts_with("allowed by acls[3]"));
     assert!(explain("carol-laptop", "server:443", None).starts_with("allowed by acls[3]"));
     // The TailOpsMCP service's implied grant is named too.

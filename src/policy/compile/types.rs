@@ -39,6 +39,8 @@ impl std::fmt::Display for Explanation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if self.allowed {
             write!(f, "allowed by {}", self.rules.join(", "))
+        } else if let Some(rule) = &self.denied_by {
+            write!(f, "denied by {rule} (a deny rule)")
         } else {
             write!(f, "denied: {}", self.reason)
         }

@@ -73,7 +73,7 @@ fn a_deny_after_an_accept_closes_the_rest_of_the_host() {
         let e = c.explain(src, 3, port, Some(6));
         assert!(!e.allowed, "n{src} → mcp-host:{port}: {e}");
         assert_eq!(e.denied_by.as_deref(), Some("acls[1]"), "{e}");
-        assert_eq!(e.to_string(), "denied: denied by acls[1] (a deny rule)");
+        assert_eq!(e.to_string(), "denied by acls[1] (a deny rule)");
     }
     // The host's filter admits alice on 3010 and nothing else.
     let host = c.node(3).expect("host");

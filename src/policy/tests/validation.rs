@@ -217,6 +217,19 @@ fn grant_capability_names_and_protocols() {
 }
 
 #[test]
+fn unapplied_tailscale_sections_are_accepted_but_ipset_selectors_are_not() {
+    // Accepted and not applied (clawscale's configuration decides).
+    assert!(
+        Policy::parse(r#"{"derpMap": {}, "disableIPv4": false, "ipsets": {"ipset:x": []}}"#)
+            .is_ok()
+    );
+    let e = rejected(r#""acls": [{"action": "accept", "src": ["ipset:x"], "dst": ["*:*"]}]"#);
+    assert!(e.contains("ipset:x"), "{e}");
+    let e = Policy::parse(r#"{"disableIPv4": "yes"}"#).unwrap_err();
+    assert!(e.message.contains("true or false"), "{e}");
+}
+
+#[test]
 fn bracketed_ipv6_destinations() {
     let p =
         parse(r#""acls": [{"action": "accept", "src": ["*"], "dst": ["[fd7a:115c:a1e0::9]:22"]}]"#)
