@@ -54,7 +54,7 @@ impl Dst {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Rule {
     /// An `acls` entry with `"action": "deny"` (our extension): traffic it
     /// matches is refused by it unless an earlier `acls` entry accepted it.

@@ -13,7 +13,8 @@
 //! - everyone, when X routes subnets or exits (before or after): primary
 //!   routes, route viewers and `*` sources all depend on routes.
 //!
-//! A change of the user list invalidates everything.
+//! A change of the user list invalidates everything, and so does a change
+//! of what deny rules leave of the accepts (`deny::lower`).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -25,7 +26,10 @@ use crate::policy::resolve::alias::Resolver;
 /// The state for `topo` and the ids whose output may differ from `old`'s.
 pub(crate) fn update(old: &Inner, topo: &Topology, changed: &[u64]) -> (Inner, BTreeSet<u64>) {
     let new = Inner::build(old.source.clone(), Arc::new(topo.clone()));
-    let mut everyone = old.topo.users != new.topo.users;
+    // Deny rules are subtracted per topology: when what they leave of the
+    // accepts changes, rendered address sets may change anywhere.
+    let lowered_moved = !Arc::ptr_eq(&old.doc, &new.doc) && old.doc.rules != new.doc.rules;
+    let mut everyone = old.topo.users != new.topo.users || lowered_moved;
 
     // The caller names what changed; also catch anything it did not name.
     let mut xs: BTreeSet<u64> = changed.iter().copied().collect();
