@@ -161,6 +161,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         ephemeral_inactivity_timeout: config.ephemeral_node_inactivity_timeout,
         policy_store,
         policy_text,
+        policy_strict: config.policy.strict,
     };
     let state = state::start(db, world_settings, sessions, clock, opts).await?;
     tokio::spawn(derp_maps.refresh_forever(state.clone()));

@@ -287,6 +287,10 @@ pub struct Policy {
     /// HuJSON policy file for `PolicyMode::File`; `None` means no policy
     /// (everything allowed, as in Headscale).
     pub path: Option<PathBuf>,
+    /// Refuse policies using clawscale extensions (ordered `deny` rules,
+    /// `services`), for tailnets that must stay portable to Tailscale's
+    /// hosted control plane.
+    pub strict: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -105,6 +105,8 @@ pub struct Options {
     pub policy_store: policy::PolicyStore,
     /// In file mode: the policy file's text at boot (`None`: no file).
     pub policy_text: Option<String>,
+    /// Refuse policies using clawscale extensions (`policy.strict`).
+    pub policy_strict: bool,
 }
 
 /// Optional expiry for a new key: `None` = never.

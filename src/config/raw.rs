@@ -356,6 +356,8 @@ pub(super) struct RawPolicy {
     #[serde(default = "default_policy_mode")]
     pub mode: String,
     pub path: Option<PathBuf>,
+    #[serde(default)]
+    pub strict: bool,
 }
 
 impl Default for RawPolicy {
@@ -363,6 +365,7 @@ impl Default for RawPolicy {
         RawPolicy {
             mode: default_policy_mode(),
             path: None,
+            strict: false,
         }
     }
 }

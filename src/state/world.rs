@@ -133,10 +133,20 @@ impl World {
             if self.by_name.contains_key(&label) || taken.contains(&fqdn) {
                 continue;
             }
-            for ip in addrs {
+            // Untyped ("A or AAAA by value"): tailscaled's own dialer
+            // (`tailscale nc`, userspace networking) only reads untyped
+            // records and keeps the last one per name (tsdial's
+            // dnsMapFromNetworkMap, 1.96), so IPv6 goes first and the
+            // dialer uses IPv4, as it does for peer names. Its MagicDNS
+            // resolver reads typed and untyped alike.
+            for ip in addrs
+                .iter()
+                .filter(|a| a.is_ipv6())
+                .chain(addrs.iter().filter(|a| a.is_ipv4()))
+            {
                 dns.extra_records.push(tailcfg::DnsRecord {
                     name: fqdn.clone(),
-                    r#type: if ip.is_ipv4() { "A" } else { "AAAA" }.into(),
+                    r#type: String::new(),
                     value: ip.to_string(),
                 });
             }

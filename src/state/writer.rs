@@ -54,6 +54,8 @@ pub struct StateHandle {
     reader: StateReader,
     sessions: Arc<Sessions>,
     clock: Arc<dyn Clock>,
+    /// `policy.strict`: policies with clawscale extensions are refused.
+    pub(super) policy_strict: bool,
 }
 
 /// What a map request reports about its node.
@@ -232,6 +234,7 @@ pub async fn start(
         world.policy = Arc::new(p);
     }
     let world = Arc::new(world);
+    let policy_strict = opts.policy_strict;
     let (publisher, reader) = watch::channel(world.clone());
     let (tx, mut rx) = mpsc::channel::<Job>(1024);
     let mut core = Core {
@@ -268,6 +271,7 @@ pub async fn start(
         reader: StateReader(reader),
         sessions,
         clock,
+        policy_strict,
     })
 }
 
@@ -288,9 +292,9 @@ async fn initial_policy(db: &Db, opts: &Options, world: &World) -> Result<Option
     };
     let invalid = |e: crate::policy::PolicyError| Error::InvalidArgument(format!("policy: {e}"));
     let (policy, compiled) = if run_tests {
-        super::policy::accept(&text, world).map_err(invalid)?
+        super::policy::accept_with(&text, world, opts.policy_strict).map_err(invalid)?
     } else {
-        let p = crate::policy::Policy::parse(&text).map_err(invalid)?;
+        let p = super::policy::parse(&text, opts.policy_strict).map_err(invalid)?;
         let c = p.compile(&super::policy::topology(world));
         (p, c)
     };

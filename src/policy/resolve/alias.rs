@@ -1,117 +1,14 @@
-//! Policy selectors ("aliases"): parsing of `src`/`dst`/`target` strings and
-//! their resolution to node sets and IP sets against a `Topology`. Mirrors
-//! Tailscale's alias rules: logins (`alice@example.com`, `alice@`,
-//! `user:*@domain`), `group:`, `tag:`, hosts, IPs/CIDRs, `*`, autogroups, and
-//! our `svc:NAME` extension.
+//! Selector resolution against a `Topology`: which nodes an `Alias`
+//! selects and which source addresses it stands for, plus the address
+//! spaces Tailscale names implicitly (`*` as a source, `autogroup:internet`).
+//! Mirrors Tailscale's alias rules: logins (`alice@example.com`, `alice@`,
+//! `user:*@domain`), `group:`, `tag:`, hosts, IPs/CIDRs, `*`, autogroups,
+//! and our `svc:NAME` extension.
 
 use std::net::IpAddr;
 
-use ipnet::IpNet;
-
-use super::Topology;
 use super::ipset::IpSet;
-use super::model::Doc;
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Alias {
-    Wildcard,
-    /// A login (`alice@example.com`) or a login prefix (`alice@`).
-    User(String),
-    /// `user:*@domain`: every user whose login is in `domain`.
-    UserDomain(String),
-    Group(String),
-    Tag(String),
-    Host(String),
-    Prefix(IpNet),
-    Member,
-    Tagged,
-    SelfDevices,
-    Internet,
-    DangerAll,
-    /// autogroup:admin / owner / it-admin ...: roles we do not model; they
-    /// match no nodes.
-    Role(String),
-    Service(String),
-}
-
-impl Alias {
-    /// Parses one selector; `Err` carries Tailscale's wording.
-    pub fn parse(s: &str, doc_hosts: &dyn Fn(&str) -> bool) -> Result<Alias, String> {
-        if s == "*" {
-            return Ok(Alias::Wildcard);
-        }
-        if let Some(ag) = s.strip_prefix("autogroup:") {
-            return match ag {
-                "member" => Ok(Alias::Member),
-                "tagged" => Ok(Alias::Tagged),
-                "self" => Ok(Alias::SelfDevices),
-                "internet" => Ok(Alias::Internet),
-                "danger-all" => Ok(Alias::DangerAll),
-                "admin" | "owner" | "it-admin" | "network-admin" | "billing-admin" | "auditor"
-                | "shared" => Ok(Alias::Role(ag.to_string())),
-                _ => Err(format!("autogroup {s:?} is not valid")),
-            };
-        }
-        if s.starts_with("group:") {
-            return Ok(Alias::Group(s.to_string()));
-        }
-        if s.starts_with("tag:") {
-            return Ok(Alias::Tag(s.to_string()));
-        }
-        if let Some(name) = s.strip_prefix("svc:") {
-            if name.is_empty() {
-                return Err(format!("{s:?}: empty service name"));
-            }
-            return Ok(Alias::Service(name.to_string()));
-        }
-        if let Some(rest) = s.strip_prefix("user:") {
-            if let Some(domain) = rest.strip_prefix("*@") {
-                return Ok(Alias::UserDomain(domain.to_string()));
-            }
-            return Ok(Alias::User(rest.to_string()));
-        }
-        if s.contains('@') {
-            return Ok(Alias::User(s.to_string()));
-        }
-        if doc_hosts(s) {
-            return Ok(Alias::Host(s.to_string()));
-        }
-        if let Ok(n) = s.parse::<IpNet>() {
-            return Ok(Alias::Prefix(n.trunc()));
-        }
-        if let Ok(a) = s.parse::<IpAddr>() {
-            return Ok(Alias::Prefix(IpNet::from(a)));
-        }
-        Err(format!("{s:?}: invalid address"))
-    }
-
-    pub fn text(&self) -> String {
-        match self {
-            Alias::Wildcard => "*".into(),
-            Alias::User(u) => u.clone(),
-            Alias::UserDomain(d) => format!("user:*@{d}"),
-            Alias::Group(g) | Alias::Tag(g) | Alias::Host(g) => g.clone(),
-            Alias::Prefix(p) => p.to_string(),
-            Alias::Member => "autogroup:member".into(),
-            Alias::Tagged => "autogroup:tagged".into(),
-            Alias::SelfDevices => "autogroup:self".into(),
-            Alias::Internet => "autogroup:internet".into(),
-            Alias::DangerAll => "autogroup:danger-all".into(),
-            Alias::Role(r) => format!("autogroup:{r}"),
-            Alias::Service(s) => format!("svc:{s}"),
-        }
-    }
-}
-
-/// Does `login` match a user selector (`alice@example.com` exactly, or
-/// `alice@` as the local part of any login)?
-pub fn user_matches(sel: &str, login: &str) -> bool {
-    if sel.ends_with('@') {
-        login.starts_with(sel) || login == &sel[..sel.len() - 1]
-    } else {
-        sel == login
-    }
-}
+use crate::policy::model::{Alias, Doc, TopoNode, Topology, alias::user_matches};
 
 /// The tailnet's node address space as `*` matches it in `SrcIPs`: the
 /// CGNAT range minus Tailscale's reserved 100.115.92.0/23, plus the ULA /48.
@@ -258,7 +155,7 @@ impl Resolver<'_> {
     }
 }
 
-pub fn node_ips(n: &super::TopoNode) -> Vec<IpAddr> {
+pub fn node_ips(n: &TopoNode) -> Vec<IpAddr> {
     let mut v = Vec::with_capacity(2);
     if let Some(a) = n.ipv4 {
         v.push(IpAddr::V4(a));
@@ -267,38 +164,4 @@ pub fn node_ips(n: &super::TopoNode) -> Vec<IpAddr> {
         v.push(IpAddr::V6(a));
     }
     v
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_selectors() {
-        let hosts = |s: &str| s == "web";
-        assert_eq!(Alias::parse("*", &hosts), Ok(Alias::Wildcard));
-        assert_eq!(Alias::parse("web", &hosts), Ok(Alias::Host("web".into())));
-        assert_eq!(
-            Alias::parse("alice@", &hosts),
-            Ok(Alias::User("alice@".into()))
-        );
-        assert_eq!(
-            Alias::parse("user:*@example.com", &hosts),
-            Ok(Alias::UserDomain("example.com".into()))
-        );
-        assert_eq!(
-            Alias::parse("10.1.2.3", &hosts),
-            Ok(Alias::Prefix("10.1.2.3/32".parse().unwrap()))
-        );
-        assert!(Alias::parse("%bogus%", &hosts).is_err());
-        assert!(Alias::parse("autogroup:nope", &hosts).is_err());
-    }
-
-    #[test]
-    fn user_prefix_matching() {
-        assert!(user_matches("alice@", "alice@example.com"));
-        assert!(!user_matches("alice@", "malice@example.com"));
-        assert!(user_matches("alice@example.com", "alice@example.com"));
-        assert!(!user_matches("alice@example.com", "alice@example.org"));
-    }
 }

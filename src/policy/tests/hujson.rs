@@ -7,9 +7,9 @@
 
 use serde_json::{Map, Value};
 
-use super::hujson::parse;
+use crate::policy::syntax::hujson::parse;
 
-use super::test_rng::Rng;
+use super::rng::Rng;
 
 const CHARS: &[&str] = &[
     "a", "Z", "0", " ", "\"", "\\", "/", "\n", "\t", "é", "😀", "*", ",", "}", "\u{1}", ":",

@@ -2,43 +2,21 @@
 //! the other under some rule (subnets a node routes count on both sides);
 //! a peer's primary routes (and exit routes) appear in AllowedIPs only when
 //! traffic between them and the viewer is allowed, as on Tailscale's plane.
-//! Route and exit viewers are precomputed per router (`compile.rs`).
+//! Route and exit viewers are precomputed per router (`build`).
 
 use std::collections::{BTreeMap, HashSet};
 
 use ipnet::IpNet;
 
-use super::alias::{Alias, node_ips};
-use super::compile::Inner;
-use super::index::Bits;
-use super::ipset::IpSet;
-use super::model::Rule;
+use super::inner::Inner;
 use super::routes::is_exit_route;
-use super::{NodeOutput, PeerOutput};
+use super::types::PeerOutput;
+use crate::policy::model::Alias;
+use crate::policy::resolve::alias::{internet_space, node_ips};
+use crate::policy::resolve::index::Bits;
+use crate::policy::resolve::ipset::IpSet;
 
 impl Inner {
-    pub(crate) fn via_ok(&self, rule: &Rule, i: usize) -> bool {
-        rule.via.is_empty() || self.topo.nodes[i].tags.iter().any(|t| rule.via.contains(t))
-    }
-
-    pub(crate) fn user_node(&self, i: usize) -> bool {
-        let n = &self.topo.nodes[i];
-        n.tags.is_empty() && n.user.is_some()
-    }
-
-    /// Untagged nodes of `v`'s user (none when `v` is tagged).
-    pub(crate) fn same_user_nodes(&self, v: usize) -> &[usize] {
-        match self.topo.nodes[v].user {
-            Some(u) if self.topo.nodes[v].tags.is_empty() => self
-                .facts
-                .user_nodes
-                .get(&u)
-                .map(Vec::as_slice)
-                .unwrap_or(&[]),
-            _ => &[],
-        }
-    }
-
     /// Nodes `v` sees as peers (may include `v`).
     pub(crate) fn visible(&self, v: usize) -> Bits {
         let mut vis = Bits::new(self.topo.nodes.len());
@@ -74,12 +52,14 @@ impl Inner {
             return None;
         }
         let mut b = Bits::new(self.topo.nodes.len());
+        let internet = internet_space();
         for (ri, rule) in self.doc.rules.iter().enumerate() {
+            let masks = &self.rules[ri].dst_mask;
             if self.via_ok(rule, p)
-                && rule
-                    .dsts
-                    .iter()
-                    .any(|d| matches!(d.alias, Alias::Internet | Alias::Wildcard))
+                && rule.dsts.iter().zip(masks).any(|(d, m)| {
+                    matches!(d.alias, Alias::Internet | Alias::Wildcard)
+                        && m.as_ref().is_none_or(|m| m.intersects(&internet))
+                })
             {
                 b.or(&self.rules[ri].src_nodes);
             }
@@ -95,18 +75,22 @@ impl Inner {
         for (ri, rule) in self.doc.rules.iter().enumerate() {
             let cr = &self.rules[ri];
             let via_ok = self.via_ok(rule, p);
-            let to_route = rule
-                .dsts
-                .iter()
-                .map(|d| &d.alias)
-                .chain(rule.app_dsts.iter())
-                .any(|a| match a {
-                    Alias::Wildcard => true,
-                    Alias::Host(_) | Alias::Prefix(_) => {
-                        via_ok && r.static_set(a).intersects(&rset)
-                    }
-                    _ => false,
-                });
+            let to_dst = rule.dsts.iter().enumerate().any(|(di, d)| match d.alias {
+                Alias::Wildcard => cr.dst_mask[di].as_ref().is_none_or(|m| m.intersects(&rset)),
+                Alias::Host(_) | Alias::Prefix(_) => {
+                    via_ok
+                        && cr.dst_static[di]
+                            .as_ref()
+                            .is_some_and(|(set, _)| set.intersects(&rset))
+                }
+                _ => false,
+            });
+            let to_app = rule.app_dsts.iter().any(|a| match a {
+                Alias::Wildcard => true,
+                Alias::Host(_) | Alias::Prefix(_) => via_ok && r.static_set(a).intersects(&rset),
+                _ => false,
+            });
+            let to_route = to_dst || to_app;
             if to_route {
                 b.or(&cr.src_nodes);
             }
@@ -145,10 +129,11 @@ impl Inner {
             if rule.via.is_empty() || !self.rules[ri].src_nodes.get(v) || !self.via_ok(rule, p) {
                 return false;
             }
-            let names_route = rule.dsts.iter().any(|d| {
-                matches!(d.alias, Alias::Host(_) | Alias::Prefix(_))
-                    && self.resolver().static_set(&d.alias).intersects(&rset)
-            });
+            let names_route = self.rules[ri]
+                .dst_static
+                .iter()
+                .flatten()
+                .any(|(set, _)| set.intersects(&rset));
             if !names_route {
                 return false;
             }
@@ -214,14 +199,5 @@ impl Inner {
             ));
         }
         out.into_iter().collect()
-    }
-
-    pub(crate) fn node_output(&self, d: usize) -> NodeOutput {
-        NodeOutput {
-            packet_filter: self.render_filter(d),
-            peers: self.peers_of(d),
-            ssh_policy: self.ssh_policy(d),
-            cap_map: self.cap_map(d),
-        }
     }
 }

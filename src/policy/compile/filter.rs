@@ -7,11 +7,10 @@ use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 
-use super::CapMap;
-use super::alias::{Alias, node_ips};
-use super::compile::{Inner, RuleOut, Target};
-use super::ipset::IpSet;
-use super::model::{Ports, Rule};
+use super::inner::{Inner, RuleOut, Target, reverse_cap};
+use crate::policy::model::{Alias, CapMap, Ports, Rule};
+use crate::policy::resolve::alias::{internet_space, node_ips};
+use crate::policy::resolve::ipset::IpSet;
 use crate::tailcfg::{FilterRule, NetPortRange, PortRange, filter::CapGrant};
 
 /// Destinations of one rule sharing `autogroup:self`-ness and protocols.
@@ -20,7 +19,7 @@ type DstGroup = (bool, Vec<i32>, Vec<(String, Ports)>);
 /// `autogroup:internet` as text, built once per process.
 fn internet_text() -> &'static Vec<String> {
     static TEXT: OnceLock<Vec<String>> = OnceLock::new();
-    TEXT.get_or_init(|| super::alias::internet_space().to_strings())
+    TEXT.get_or_init(|| internet_space().to_strings())
 }
 
 impl Inner {
@@ -45,6 +44,9 @@ impl Inner {
     /// Does destination `di` of rule `ri` apply to node `d`, and as what?
     pub(crate) fn dst_target(&self, ri: usize, di: usize, d: usize) -> Option<Target> {
         let alias = &self.doc.rules[ri].dsts[di].alias;
+        if let Some(mask) = &self.rules[ri].dst_mask[di] {
+            return self.masked_target(ri, di, d, alias, mask);
+        }
         if *alias == Alias::SelfDevices {
             return self.user_node(d).then_some(Target::Own);
         }
@@ -62,6 +64,34 @@ impl Inner {
             },
             _ => Target::Own,
         })
+    }
+
+    /// `dst_target` for a destination narrowed by a deny (`Dst::mask`):
+    /// the addresses of it node `d` receives, as text.
+    fn masked_target(
+        &self,
+        ri: usize,
+        di: usize,
+        d: usize,
+        alias: &Alias,
+        mask: &IpSet,
+    ) -> Option<Target> {
+        let own = &self.facts.own[d];
+        let set = match alias {
+            Alias::SelfDevices if self.user_node(d) => own.intersection(mask),
+            Alias::SelfDevices => return None,
+            _ if !self.rules[ri].dst_each[di].get(d) => return None,
+            Alias::Wildcard if self.facts.is_exit[d] => mask.clone(),
+            Alias::Wildcard => {
+                let mut local = own.clone();
+                local.extend(&self.facts.subnets[d]);
+                local.intersection(mask)
+            }
+            Alias::Internet => internet_space().intersection(mask),
+            Alias::Host(_) | Alias::Prefix(_) => self.rules[ri].dst_static[di].as_ref()?.0.clone(),
+            _ => own.intersection(mask),
+        };
+        (!set.is_empty()).then(|| Target::Text(set.to_strings()))
     }
 
     /// Filter rules for node `d`, before rendering.
@@ -289,14 +319,5 @@ impl Inner {
             keys.push((rules.len() - 1, r));
         }
         Arc::new(rules)
-    }
-}
-
-/// The capability Tailscale grants in the opposite direction of `cap`.
-pub(crate) fn reverse_cap(cap: &str) -> Option<&'static str> {
-    match cap {
-        "tailscale.com/cap/drive" => Some("tailscale.com/cap/drive-sharer"),
-        "tailscale.com/cap/relay" => Some("tailscale.com/cap/relay-target"),
-        _ => None,
     }
 }

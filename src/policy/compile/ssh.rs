@@ -14,16 +14,13 @@
 //! Depends on the parsed doc, the topology and alias resolution. The
 //! per-entry work that does not depend on the destination (sources,
 //! principals, user maps) is done once per (doc, topology) in an
-//! [`SshIndex`]; `Inner::ssh_policy` memoises it per thread (`Inner` could
-//! hold it instead: `SshIndex::build(&doc, &topo)` in `Compiled::build`).
+//! [`SshIndex`], built once per compiled policy (`output`).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use super::Topology;
-use super::alias::{Alias, Resolver, node_ips};
-use super::compile::Inner;
-use super::model::Doc;
+use crate::policy::model::{Alias, Doc, Topology, localpart_domain};
+use crate::policy::resolve::alias::{Resolver, node_ips};
 use crate::tailcfg::{SshAction, SshPolicy, SshPrincipal, SshRule as WireRule};
 
 /// Base URL `check` rules are compiled with. The compiled policy is shared
@@ -53,15 +50,6 @@ pub fn set_check_base_url(policy: &mut SshPolicy, base: &str) {
             r.action.hold_and_delegate = check_url(base);
         }
     }
-}
-
-/// The domain of a canonical `localpart:*@<domain>` entry. Other shapes
-/// starting with `localpart:` are plain user names (Tailscale emits them
-/// literally).
-pub fn localpart_domain(user: &str) -> Option<&str> {
-    let pat = user.strip_prefix("localpart:")?;
-    let (local, dom) = pat.rsplit_once('@')?;
-    (local == "*" && !dom.is_empty()).then_some(dom)
 }
 
 fn accept_action() -> SshAction {
@@ -273,22 +261,6 @@ impl Entry {
     }
 }
 
-impl Inner {
-    /// Built on first use, once per compiled policy: the rules' sources do
-    /// not depend on the destination.
-    fn ssh_index(&self) -> &SshIndex {
-        self.ssh
-            .get_or_init(|| SshIndex::build(&self.doc, &self.topo))
-    }
-
-    pub(crate) fn ssh_policy(&self, d: usize) -> Option<SshPolicy> {
-        if self.doc.ssh.is_empty() {
-            return Some(SshPolicy::default());
-        }
-        Some(self.ssh_index().policy(&self.topo, d))
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use serde_json::{Value, json};
@@ -492,17 +464,5 @@ pub(crate) mod tests {
             ssh_of(&t),
             json!([["accept", ["100.64.9.9"], {"root": "root"}]])
         );
-    }
-
-    #[test]
-    fn localpart_domains() {
-        assert_eq!(
-            localpart_domain("localpart:*@example.com"),
-            Some("example.com")
-        );
-        assert_eq!(localpart_domain("localpart:*@"), None);
-        assert_eq!(localpart_domain("localpart:foo@example.com"), None);
-        assert_eq!(localpart_domain("localpart:foo"), None);
-        assert_eq!(localpart_domain("root"), None);
     }
 }

@@ -1,5 +1,5 @@
 //! Incremental recompilation after topology changes (same policy). The
-//! shared per-rule state is rebuilt (cheap: bitsets, see compile.rs); node
+//! shared per-rule state is rebuilt (cheap: bitsets, see `build`); node
 //! outputs are not. The nodes whose output may change are derived from the
 //! changed nodes, and every other node keeps its computed output.
 //!
@@ -13,23 +13,23 @@
 //! - everyone, when X routes subnets or exits (before or after): primary
 //!   routes, route viewers and `*` sources all depend on routes.
 //!
-//! A change of the user list invalidates everything.
+//! A change of the user list invalidates everything, and so does a change
+//! of what deny rules leave of the accepts (`deny::lower`).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use super::Topology;
-use super::alias::{Alias, Resolver};
-use super::compile::{Compiled, Inner};
+use super::inner::Inner;
+use crate::policy::model::{Alias, Topology};
+use crate::policy::resolve::alias::Resolver;
 
-pub(crate) fn update(
-    prev: &Compiled,
-    topo: &Topology,
-    changed: &[u64],
-) -> (Compiled, BTreeSet<u64>) {
-    let old = &prev.inner;
-    let new = Inner::build(old.doc.clone(), Arc::new(topo.clone()));
-    let mut everyone = old.topo.users != new.topo.users;
+/// The state for `topo` and the ids whose output may differ from `old`'s.
+pub(crate) fn update(old: &Inner, topo: &Topology, changed: &[u64]) -> (Inner, BTreeSet<u64>) {
+    let new = Inner::build(old.source.clone(), Arc::new(topo.clone()));
+    // Deny rules are subtracted per topology: when what they leave of the
+    // accepts changes, rendered address sets may change anywhere.
+    let lowered_moved = !Arc::ptr_eq(&old.doc, &new.doc) && old.doc.rules != new.doc.rules;
+    let mut everyone = old.topo.users != new.topo.users || lowered_moved;
 
     // The caller names what changed; also catch anything it did not name.
     let mut xs: BTreeSet<u64> = changed.iter().copied().collect();
@@ -52,7 +52,7 @@ pub(crate) fn update(
         if everyone {
             break;
         }
-        for side in [old.as_ref(), &new] {
+        for side in [old, &new] {
             let Some(&i) = side.index.get(&x) else {
                 continue;
             };
@@ -82,12 +82,7 @@ pub(crate) fn update(
             }
         }
     }
-    (
-        Compiled {
-            inner: Arc::new(new),
-        },
-        affected,
-    )
+    (new, affected)
 }
 
 /// Destinations of SSH rules node `i` is a source of.

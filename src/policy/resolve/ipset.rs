@@ -34,6 +34,9 @@ mod num {
     pub trait One: Sized {
         fn succ_sat(self) -> Self;
     }
+    pub trait Pred: Sized {
+        fn pred_sat(self) -> Self;
+    }
     impl One for u32 {
         fn succ_sat(self) -> Self {
             self.saturating_add(1)
@@ -44,8 +47,21 @@ mod num {
             self.saturating_add(1)
         }
     }
+    impl Pred for u32 {
+        fn pred_sat(self) -> Self {
+            self.saturating_sub(1)
+        }
+    }
+    impl Pred for u128 {
+        fn pred_sat(self) -> Self {
+            self.saturating_sub(1)
+        }
+    }
     pub fn succ<T: One>(v: T) -> T {
         v.succ_sat()
+    }
+    pub fn pred<T: Pred>(v: T) -> T {
+        v.pred_sat()
     }
 }
 
@@ -76,6 +92,36 @@ fn intersect<T: Copy + Ord>(a: &[(T, T)], b: &[(T, T)]) -> Vec<(T, T)> {
             i += 1;
         } else {
             j += 1;
+        }
+    }
+    out
+}
+
+/// `a` minus `b`, both merged and sorted.
+fn subtract<T: Copy + Ord + num::One + num::Pred>(a: &[(T, T)], b: &[(T, T)]) -> Vec<(T, T)> {
+    let mut out = Vec::new();
+    let mut j = 0;
+    for &(lo, hi) in a {
+        let mut lo = lo;
+        // Skip the ranges of b wholly below this one.
+        while j < b.len() && b[j].1 < lo {
+            j += 1;
+        }
+        let mut k = j;
+        let mut done = false;
+        while k < b.len() && b[k].0 <= hi {
+            if b[k].0 > lo {
+                out.push((lo, num::pred(b[k].0)));
+            }
+            if b[k].1 >= hi {
+                done = true;
+                break;
+            }
+            lo = num::succ(b[k].1);
+            k += 1;
+        }
+        if !done {
+            out.push((lo, hi));
         }
     }
     out
@@ -161,6 +207,44 @@ impl IpSet {
             v4: intersect(&self.v4, &o.v4),
             v6: intersect(&self.v6, &o.v6),
         }
+    }
+
+    /// Addresses of `self` not in `o`.
+    pub fn difference(&self, o: &IpSet) -> IpSet {
+        IpSet {
+            v4: subtract(&self.v4, &o.v4),
+            v6: subtract(&self.v6, &o.v6),
+        }
+    }
+
+    /// Every IPv4 and IPv6 address.
+    pub fn full() -> IpSet {
+        IpSet {
+            v4: vec![(0, u32::MAX)],
+            v6: vec![(0, u128::MAX)],
+        }
+    }
+
+    /// The set as the fewest CIDR prefixes that cover exactly it.
+    pub fn to_nets(&self) -> Vec<IpNet> {
+        let mut out = Vec::new();
+        for &(a, b) in &self.v4 {
+            cidrs(u128::from(a), u128::from(b), 32, &mut |base, len| {
+                let addr = Ipv4Addr::from(base as u32);
+                out.push(IpNet::V4(
+                    ipnet::Ipv4Net::new(addr, len).expect("valid length"),
+                ));
+            });
+        }
+        for &(a, b) in &self.v6 {
+            cidrs(a, b, 128, &mut |base, len| {
+                let addr = Ipv6Addr::from(base);
+                out.push(IpNet::V6(
+                    ipnet::Ipv6Net::new(addr, len).expect("valid length"),
+                ));
+            });
+        }
+        out
     }
 
     /// Is every address of `o` in `self`?
@@ -252,6 +336,41 @@ impl IpSet {
     }
 }
 
+/// Calls `f(base, prefix_len)` for each of the aligned blocks that exactly
+/// cover `lo..=hi` in a space of `bits` bits, largest blocks first.
+fn cidrs(lo: u128, hi: u128, bits: u8, f: &mut dyn FnMut(u128, u8)) {
+    let mut lo = lo;
+    loop {
+        // The largest block starting at `lo` that stays within `hi`.
+        let mut host = if lo == 0 {
+            u32::from(bits)
+        } else {
+            lo.trailing_zeros().min(u32::from(bits))
+        };
+        while host > 0 {
+            let last = if host >= 128 {
+                u128::MAX
+            } else {
+                lo | ((1u128 << host) - 1)
+            };
+            if last <= hi {
+                break;
+            }
+            host -= 1;
+        }
+        f(lo, bits - host as u8);
+        let last = if host >= 128 {
+            u128::MAX
+        } else {
+            lo | ((1u128 << host) - 1)
+        };
+        if last >= hi {
+            return;
+        }
+        lo = last + 1;
+    }
+}
+
 fn fmt_range(a: IpAddr, b: IpAddr, bits: u32, span: u128) -> String {
     if span == 0 {
         return a.to_string();
@@ -317,6 +436,28 @@ mod tests {
     }
 
     #[test]
+    fn cidr_decomposition_is_exact() {
+        for items in [
+            &["1.2.3.5-1.2.3.6"][..],
+            &["0.0.0.0/0", "::/0"],
+            &["10.0.0.1-10.0.3.7", "fd7a::5-fd7a::1:0"],
+            &["100.64.0.0-100.115.91.255", "255.255.255.255"],
+        ] {
+            let s = set(items);
+            let back = IpSet::from_nets(&s.to_nets());
+            assert_eq!(back, s, "{items:?}");
+        }
+        assert_eq!(
+            set(&["1.2.3.5-1.2.3.6"]).to_nets(),
+            vec![
+                "1.2.3.5/32".parse::<IpNet>().unwrap(),
+                "1.2.3.6/32".parse().unwrap()
+            ]
+        );
+        assert_eq!(IpSet::full().to_nets().len(), 2);
+    }
+
+    #[test]
     fn set_algebra() {
         let a = set(&["10.0.0.0/8"]);
         let b = set(&["10.33.0.0/16", "192.168.0.1"]);
@@ -330,5 +471,19 @@ mod tests {
             set(&["1.0.0.0-1.0.0.9", "1.0.0.10-1.0.0.20"]),
             set(&["1.0.0.0-1.0.0.20"])
         );
+        assert_eq!(
+            a.difference(&b),
+            set(&["10.0.0.0-10.32.255.255", "10.34.0.0-10.255.255.255"])
+        );
+        assert_eq!(b.difference(&a), set(&["192.168.0.1"]));
+        assert!(a.difference(&a).is_empty());
+        assert_eq!(
+            IpSet::full().difference(&set(&["0.0.0.0/0"])),
+            set(&["::/0"])
+        );
+        let all_but_one = IpSet::full().difference(&set(&["100.64.0.1", "::"]));
+        assert!(!all_but_one.contains("100.64.0.1".parse().unwrap()));
+        assert!(all_but_one.contains("100.64.0.2".parse().unwrap()));
+        assert!(!all_but_one.contains("::".parse().unwrap()));
     }
 }

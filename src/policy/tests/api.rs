@@ -3,7 +3,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use super::{Claimant, Policy, TopoNode, TopoUser, Topology};
+use crate::policy::{Claimant, Policy, TopoNode, TopoUser, Topology};
 
 fn node(id: u64, user: Option<u64>, tags: &[&str]) -> TopoNode {
     TopoNode {

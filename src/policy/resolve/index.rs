@@ -6,10 +6,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::Topology;
-use super::alias::{Alias, Resolver, node_ips, user_matches};
+use super::alias::{Resolver, node_ips};
 use super::ipset::IpSet;
-use super::model::Doc;
+use crate::policy::model::{Alias, Doc, Topology, alias::user_matches};
 
 /// Fixed-size bitset over node indices.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]

@@ -7,10 +7,9 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use super::alias::{Alias, Resolver, node_ips, user_matches};
-use super::compile::Compiled;
-use super::model::Doc;
-use super::{PolicyError, Topology};
+use crate::policy::compile::Compiled;
+use crate::policy::model::{Alias, Doc, PolicyError, Topology, alias::user_matches};
+use crate::policy::resolve::alias::{Resolver, node_ips};
 use crate::tailcfg::SshPolicy;
 
 /// Does `m` (a rule's `sshUsers`) let `user` log in? An exact entry wins;
@@ -127,7 +126,7 @@ mod tests {
 
     use super::*;
     use crate::policy::Policy;
-    use crate::policy::ssh::tests::topo;
+    use crate::policy::compile::ssh::tests::topo;
 
     fn run(ssh: &str, tests: &str) -> Result<(), PolicyError> {
         let src = format!(

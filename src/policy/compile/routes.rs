@@ -8,10 +8,9 @@ use std::sync::Arc;
 
 use ipnet::IpNet;
 
-use super::Topology;
-use super::alias::Resolver;
-use super::ipset::IpSet;
-use super::model::Doc;
+use crate::policy::model::{Doc, Topology};
+use crate::policy::resolve::alias::Resolver;
+use crate::policy::resolve::ipset::IpSet;
 
 pub(crate) fn is_exit_route(n: &IpNet) -> bool {
     n.prefix_len() == 0
