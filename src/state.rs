@@ -32,7 +32,7 @@ use tokio::sync::watch;
 pub use api_keys::ApiKeyRef;
 pub use derp_maps::DerpMaps;
 pub use register::{RegisterInput, RegisterOutcome};
-pub use world::{Services, Settings, World};
+pub use world::{Certs, Services, Settings, World};
 pub use writer::{Core, MapUpdate, StateHandle, start};
 
 use crate::db;
