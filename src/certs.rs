@@ -30,6 +30,10 @@ pub const HTTPS: &str = "https";
 /// clawscale's node attribute that withholds certificates from a node
 /// (named like tailcfg's `disable-*` attributes).
 pub const DISABLE_HTTPS: &str = "disable-https";
+/// How long a published challenge is answered: a CA validates within
+/// seconds to a minute of the client's request, which follows set-dns at
+/// once; a retried order publishes again.
+pub const CHALLENGE_LIFETIME: chrono::Duration = chrono::Duration::minutes(10);
 /// The owner-name prefix of an ACME DNS-01 challenge (RFC 8555 §8.4).
 pub const CHALLENGE_PREFIX: &str = "_acme-challenge.";
 
