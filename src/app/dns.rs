@@ -27,11 +27,11 @@ use tokio::sync::watch;
 
 use crate::certs::Challenges;
 use crate::config;
-use crate::http::metrics::Metrics;
 use crate::dns::{
     self, ExtraRecord, ExtraValue, NodeName, RecordIndex, ServerConfig, ServiceName, Visibility,
     ZoneData,
 };
+use crate::http::metrics::Metrics;
 use crate::state::policy::PolicyState;
 use crate::state::{Services, StateHandle, StateReader, World};
 

@@ -99,7 +99,10 @@ fn set(w: &World, id: i64, name: &str) -> Result<Challenge, Refusal> {
 fn cert_domains_are_the_node_name_and_the_services_it_hosts() {
     let w = world(Certs::AllNodes);
     assert_eq!(domains_of(&w, 1), vec!["h1.clawql.local"]);
-    assert_eq!(domains_of(&w, 2), vec!["h2.clawql.local", "mcp.clawql.local"]);
+    assert_eq!(
+        domains_of(&w, 2),
+        vec!["h2.clawql.local", "mcp.clawql.local"]
+    );
     // disable-https wins; https alone changes nothing when all nodes may.
     assert!(domains_of(&w, 3).is_empty());
     assert_eq!(domains_of(&w, 4), vec!["h4.clawql.local"]);
@@ -143,7 +146,9 @@ fn a_node_may_set_only_its_own_challenges() {
     assert!(set(&w, 1, "_ACME-Challenge.H1.clawql.local").is_ok());
     // The host of svc:mcp may prove the service name; nobody else may.
     assert_eq!(
-        set(&w, 2, "_acme-challenge.mcp.clawql.local").unwrap().domain,
+        set(&w, 2, "_acme-challenge.mcp.clawql.local")
+            .unwrap()
+            .domain,
         "mcp.clawql.local"
     );
     for (id, name) in [

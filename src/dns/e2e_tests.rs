@@ -9,6 +9,8 @@ use tokio::sync::{oneshot, watch};
 
 use super::*;
 
+mod challenges;
+
 /// Parsed `dig` output.
 #[derive(Debug)]
 struct Dig {
@@ -130,9 +132,13 @@ struct Running {
 }
 
 async fn start(cfg: ServerConfig) -> Running {
+    start_with(cfg, Hooks::default()).await
+}
+
+async fn start_with(cfg: ServerConfig, hooks: Hooks) -> Running {
     let (tx, rx) = watch::channel(Arc::new(RecordIndex::build(&zone(1, "laptop")).unwrap()));
     let (stop, stopped) = oneshot::channel::<()>();
-    let handle = serve(cfg, rx, Hooks::default(), async {
+    let handle = serve(cfg, rx, hooks, async {
         let _ = stopped.await;
     })
     .await

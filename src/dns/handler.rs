@@ -20,9 +20,9 @@ use ipnet::IpNet;
 use tokio::sync::watch;
 
 use super::limiter::Limiter;
-use super::{ChallengeSource, Visibility, challenge};
 use super::lookup::Answer;
 use super::records::RecordIndex;
+use super::{ChallengeSource, Visibility, challenge};
 
 /// Largest UDP response we send, whatever the client advertises (DNS flag day 2020: avoids
 /// IP fragmentation); bigger answers are truncated and retried over TCP.

@@ -254,5 +254,6 @@ fn expired_peer_is_flagged() {
 }
 
 mod capver;
+mod certs;
 mod dns;
 mod policy;
