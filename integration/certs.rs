@@ -10,7 +10,8 @@
 //! --https=443` in front of the MCP server answers another node's `curl
 //! --cacert <pebble root> https://<node>.<base_domain>/mcp` (name resolved
 //! by that node's MagicDNS through its SOCKS5 proxy) with a completed MCP
-//! `initialize`, and `https://mcp.<base_domain>/mcp` likewise; a node
+//! `initialize`, and `https://mcp.<base_domain>/mcp` likewise once the
+//! serve config also lists that name (`serve set-raw`); a node
 //! asking for another node's name gets no certificate; `/metrics` counts
 //! challenges accepted and served.
 //!
@@ -263,4 +264,28 @@ fn tailscale_cert_and_serve_https_through_clawscales_dns() {
         "initialize result: {reply}"
     );
     assert!(reply["result"]["protocolVersion"].is_string(), "{reply}");
+
+    // The service name on the same listener: `tailscale serve` only keys
+    // its own name, so add `mcp.<base_domain>:443` to the serve config.
+    let status = web.cli(&["serve", "status", "--json"], Duration::from_secs(10));
+    let mut config: Value = serde_json::from_str(&status.stdout)
+        .unwrap_or_else(|e| panic!("serve status --json: {e}: {}", status.combined()));
+    let handlers = config["Web"][format!("{web_name}:443")].clone();
+    assert!(handlers.is_object(), "serve config: {config}");
+    config["Web"][format!("{mcp_name}:443")] = handlers;
+    let set = web.cli_with_stdin(
+        &["serve", "set-raw"],
+        &config.to_string(),
+        Duration::from_secs(30),
+    );
+    assert!(set.success(), "serve set-raw: {}", set.combined());
+    let reply = wait_for(
+        "MCP initialize over HTTPS at the service name",
+        Duration::from_secs(60),
+        || mcp_initialize(&laptop, &root, &format!("https://{mcp_name}/mcp")),
+    );
+    assert!(
+        reply["result"]["serverInfo"]["name"].is_string(),
+        "initialize result: {reply}"
+    );
 }

@@ -303,6 +303,22 @@ impl Tailscaled {
         run(&mut cmd, timeout)
     }
 
+    /// As `cli`, with `input` on the command's stdin (e.g. `serve set-raw`).
+    pub fn cli_with_stdin(&self, args: &[&str], input: &str, timeout: Duration) -> CmdOutput {
+        let file = self.dir.path().join("cli-stdin");
+        std::fs::write(&file, input).expect("write cli stdin");
+        let mut cmd = self.ns.command("bash");
+        self.clean_env(&mut cmd);
+        cmd.arg("-c")
+            .arg(r#"f="$1"; shift; exec "$@" < "$f""#)
+            .arg("bash")
+            .arg(&file)
+            .arg(&self.bins.tailscale)
+            .arg(format!("--socket={}", self.socket().display()))
+            .args(args);
+        run(&mut cmd, timeout)
+    }
+
     /// `tailscale up` with a pre-auth key; returns the output, success or not.
     pub fn up(&self, login_server: &str, auth_key: &str, hostname: &str) -> CmdOutput {
         self.up_with(login_server, auth_key, hostname, &[])
