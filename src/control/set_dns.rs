@@ -37,13 +37,16 @@ pub(super) async fn handler(
         .node_by_node_key(&node_key)
         .cloned()
         .ok_or_else(|| ApiError::unauthorized("node not registered"))?;
+    // Every request that names a record is counted, refused ones included.
     if node.machine_key != peer.machine_key {
         tracing::warn!(node = %node.id, machine = ?peer.machine_key, "set-dns with foreign node key");
+        cs.metrics.acme_challenge(false);
         return Err(ApiError::unauthorized(
             "node key does not belong to this machine",
         ));
     }
     if node.is_expired(cs.state.now()) {
+        cs.metrics.acme_challenge(false);
         return Err(ApiError::unauthorized("node key expired"));
     }
     let decided = match &cs.challenges {
