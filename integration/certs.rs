@@ -13,7 +13,8 @@
 //! `initialize`, and `https://mcp.<base_domain>/mcp` likewise once the
 //! serve config also lists that name (`serve set-raw`); a node
 //! asking for another node's name gets no certificate; `/metrics` counts
-//! challenges accepted and served.
+//! challenges accepted and served, and `clawscale nodes list` the names
+//! each node proved.
 //!
 //! The base domain is the harness's `clawql.local`: neither pebble nor the
 //! client refuses `.local` names (pebble queries the `-dnsserver` given,
@@ -234,6 +235,24 @@ fn tailscale_cert_and_serve_https_through_clawscales_dns() {
     // Against another root, the same chain fails: the check means something.
     let verdict = verify(topo.host(0), pebble.tls_ca(), &chain, &mcp_name);
     assert!(!verdict.contains(": OK"), "{verdict}");
+    // The operator's view: names proved and when; nothing for the laptop.
+    let list = server.cli_ok(&["nodes", "list"]).stdout;
+    let row = |host: &str| {
+        list.lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(host))
+            .unwrap_or_else(|| panic!("no row for {host}: {list}"))
+            .to_string()
+    };
+    let web_row = row("web");
+    assert!(
+        web_row.contains(&format!("{web_name} (challenge ")),
+        "{list}"
+    );
+    assert!(
+        web_row.contains(&format!("{mcp_name} (challenge ")),
+        "{list}"
+    );
+    assert!(!row("laptop").contains("(challenge "), "{list}");
     assert!(
         metric(
             &topo,

@@ -11,6 +11,7 @@
 //! `mapper::sessions`, `clock`.
 
 mod api_keys;
+pub mod certs;
 pub mod change;
 mod derp_maps;
 pub mod events;

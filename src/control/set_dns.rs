@@ -64,6 +64,16 @@ pub(super) async fn handler(
     if let Some(store) = &cs.challenges {
         store.put(&challenge.owner, &challenge.value);
     }
+    // For the operator's view only: the record is already live, so a
+    // failure here is logged, not returned (the client would retry an order
+    // that can succeed).
+    if let Err(e) = cs
+        .state
+        .note_acme_challenge(node.id, challenge.domain.clone())
+        .await
+    {
+        tracing::warn!(node = %node.id, error = %e, "could not note the ACME challenge");
+    }
     cs.metrics.acme_challenge(true);
     tracing::info!(node = %node.id, domain = %challenge.domain, "ACME challenge published");
     Ok(axum::Json(SetDnsResponse {}).into_response())

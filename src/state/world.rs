@@ -50,6 +50,8 @@ pub struct World {
     pub online: BTreeSet<NodeId>,
     /// The policy in force, compiled for this World's nodes.
     pub policy: Arc<PolicyState>,
+    /// ACME challenges each node published (not persisted; `state::certs`).
+    pub acme_challenges: Arc<super::certs::ChallengesSeen>,
     by_node_key: HashMap<NodePublic, NodeId>,
     by_machine_key: HashMap<MachinePublic, NodeId>,
     by_ip: HashMap<IpAddr, NodeId>,
@@ -79,6 +81,7 @@ impl World {
             nodes: BTreeMap::new(),
             online: BTreeSet::new(),
             policy: Arc::default(),
+            acme_challenges: Arc::default(),
             by_node_key: HashMap::new(),
             by_machine_key: HashMap::new(),
             by_ip: HashMap::new(),
@@ -243,6 +246,9 @@ impl World {
         let old = self.nodes.remove(&id)?;
         self.unindex(&old);
         self.online.remove(&id);
+        if self.acme_challenges.contains_key(&id) {
+            Arc::make_mut(&mut self.acme_challenges).remove(&id);
+        }
         Some(old)
     }
 
