@@ -11,6 +11,7 @@
 //! `mapper::sessions`, `clock`.
 
 mod api_keys;
+pub mod certs;
 pub mod change;
 mod derp_maps;
 pub mod events;
@@ -32,7 +33,7 @@ use tokio::sync::watch;
 pub use api_keys::ApiKeyRef;
 pub use derp_maps::DerpMaps;
 pub use register::{RegisterInput, RegisterOutcome};
-pub use world::{Services, Settings, World};
+pub use world::{Certs, Services, Settings, World};
 pub use writer::{Core, MapUpdate, StateHandle, start};
 
 use crate::db;

@@ -10,9 +10,11 @@
 //! open streams), `badinput` (hostile input, then a health check), `whois`
 //! (whois/authorize over HTTP and the unix socket), `derp_map` (remote DERP
 //! maps fetched, refreshed and streamed; a deleted node told so), `hsapi`
-//! (the admin REST API driven by hsapi-client from PyPI).
+//! (the admin REST API driven by hsapi-client from PyPI), `certs`
+//! (`/machine/set-dns` authorisation and the DNS answer it publishes).
 
 mod badinput;
+mod certs;
 mod client;
 mod derp_map;
 mod enroll;

@@ -39,6 +39,8 @@ pub struct TestServer {
     pub state: StateHandle,
     /// Where the whois listeners are bound (if configured).
     pub whois: clawscale::whois::Bound,
+    /// Where the DNS server listens (if `dns.server.enabled`).
+    pub dns: Option<clawscale::app::DnsAddrs>,
     runtime: Option<Runtime>,
 }
 
@@ -84,6 +86,7 @@ impl TestServer {
             addr: running.addr,
             state: running.state,
             whois: running.whois,
+            dns: running.dns,
             runtime: Some(runtime),
         })
     }

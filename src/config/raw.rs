@@ -389,6 +389,9 @@ pub(super) struct RawDns {
     /// clawscale extension: the authoritative DNS server.
     #[serde(default, deserialize_with = "null_default")]
     pub server: RawDnsServer,
+    /// clawscale extension: HTTPS certificates for tailnet names.
+    #[serde(default, deserialize_with = "null_default")]
+    pub certs: RawDnsCerts,
 }
 
 impl Default for RawDns {
@@ -402,6 +405,7 @@ impl Default for RawDns {
             extra_records: Vec::new(),
             extra_records_path: None,
             server: RawDnsServer::default(),
+            certs: RawDnsCerts::default(),
         }
     }
 }
@@ -421,6 +425,16 @@ pub(super) struct RawDnsServer {
     pub tcp_timeout: Option<Scalar>,
     #[serde(default)]
     pub policy_filter: bool,
+}
+
+/// `dns.certs`: ACME DNS-01 challenges answered by the authoritative server.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDnsCerts {
+    #[serde(default)]
+    pub enabled: bool,
+    /// Absent: true.
+    pub all_nodes: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

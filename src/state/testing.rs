@@ -54,6 +54,7 @@ pub(crate) async fn try_temp_state(
         derp_map: Default::default(),
         dns: Default::default(),
         domain: "clawql.local".into(),
+        certs: Default::default(),
     };
     let opts = Options {
         ipam: Ipam {

@@ -345,4 +345,9 @@ impl StateHandle {
     pub fn now(&self) -> DateTime<Utc> {
         self.clock.now()
     }
+
+    /// The clock state runs on, for others that must agree with it.
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
+    }
 }
