@@ -59,7 +59,12 @@ fn main() -> ExitCode {
         burst: 100_000_000,
         ..ServerConfig::default()
     };
-    let handle = match runtime.block_on(dns::serve(cfg, rx, None, std::future::pending())) {
+    let handle = match runtime.block_on(dns::serve(
+        cfg,
+        rx,
+        dns::Hooks::default(),
+        std::future::pending(),
+    )) {
         Ok(h) => h,
         Err(e) => {
             eprintln!("dns server: {e}");

@@ -65,7 +65,15 @@ fn listing(server: &Server) -> Listing {
             .collect(),
         api_keys: json_list(server, &["apikeys", "list"])
             .iter()
-            .map(|k| text(k, "prefix"))
+            // Listed masked, as Headscale does: `cskey-api-<prefix>-***`.
+            .map(|k| {
+                let shown = text(k, "prefix");
+                shown
+                    .strip_prefix("cskey-api-")
+                    .and_then(|p| p.strip_suffix("-***"))
+                    .unwrap_or(&shown)
+                    .to_owned()
+            })
             .collect(),
     }
 }

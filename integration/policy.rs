@@ -7,6 +7,9 @@
 //! connection only completes if the destination's packet filter (built
 //! from the policy) let the SYN in.
 
+mod deny;
+mod services;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::thread;
@@ -61,8 +64,17 @@ fn policy(bob_allowed: bool) -> String {
     )
 }
 
+/// Does `node` have `peer` in its netmap?
 fn sees(node: &Tailscaled, peer: &str) -> Result<bool, String> {
     Ok(node.status()?.peer(peer).is_some())
+}
+
+/// The node's IPv4 tailnet address, once it runs.
+fn v4(node: &Tailscaled) -> String {
+    let st = node.wait_state("Running", JOIN);
+    st.self_node
+        .and_then(|s| s.tailscale_ips.into_iter().find(|ip| ip.contains('.')))
+        .expect("an IPv4 tailnet address")
 }
 
 fn write_policy(path: &Path, text: &str) {
@@ -110,15 +122,7 @@ fn policy_file_controls_visibility_and_ports_and_reloads_live() {
             s.spawn(move || n.up_ok(url, key, name));
         }
     });
-    let ips: Vec<String> = nodes
-        .iter()
-        .map(|n| {
-            let st = n.wait_state("Running", JOIN);
-            st.self_node
-                .and_then(|s| s.tailscale_ips.into_iter().find(|ip| ip.contains('.')))
-                .expect("an IPv4 tailnet address")
-        })
-        .collect();
+    let ips: Vec<String> = nodes.iter().map(v4).collect();
     let (mcp, alice, bob) = (&nodes[0], &nodes[1], &nodes[2]);
     let allowed = Listener::start(mcp.netns(), ALLOWED_PORT);
     let denied = Listener::start(mcp.netns(), DENIED_PORT);

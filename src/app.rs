@@ -13,6 +13,7 @@ use tokio::net::{TcpListener, UdpSocket};
 
 use crate::admin::Admin;
 use crate::admin::audit::{self, Audit};
+use crate::certs;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{self, Config};
 use crate::control::{self, ControlState};
@@ -161,6 +162,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         ephemeral_inactivity_timeout: config.ephemeral_node_inactivity_timeout,
         policy_store,
         policy_text,
+        policy_strict: config.policy.strict,
         dns: settings::dns_base(&config),
     };
     let state = state::start(db, world_settings, sessions, clock, opts).await?;
@@ -185,9 +187,21 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         extra_records::watch(path.clone(), state.clone())
             .context("watching the DNS extra records file")?;
     }
-    let dns = dns::start(&config, &state).await?;
+    let challenges = config.dns.certs.enabled.then(|| {
+        Arc::new(certs::Challenges::new(
+            state.clock(),
+            certs::CHALLENGE_LIFETIME,
+        ))
+    });
+    let dns = dns::start(
+        &config,
+        &state,
+        challenges.clone().map(|c| (c, metrics.clone())),
+    )
+    .await?;
     let public = settings::connection_limits(&config.connections);
     let mut cs = ControlState::new(state.clone(), noise_key, metrics.clone());
+    cs.challenges = challenges;
     cs.self_signed_relay = self_signed_relay;
     cs.timeouts = public.timeouts;
     let health = Router::new()

@@ -192,6 +192,21 @@ pub struct Dns {
     pub extra_records_path: Option<PathBuf>,
     /// The authoritative DNS server (`dns.server`, a clawscale extension).
     pub server: DnsServer,
+    /// `dns.certs` (a clawscale extension).
+    pub certs: DnsCerts,
+}
+
+/// `dns.certs.*`: HTTPS certificates for tailnet names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DnsCerts {
+    /// Nodes get `CertDomains` and the `https` capability, and
+    /// `/machine/set-dns` publishes their ACME DNS-01 challenges on the
+    /// authoritative server. Default false.
+    pub enabled: bool,
+    /// Every node may get certificates unless policy `nodeAttrs` give it
+    /// `disable-https`; false: only nodes whose `nodeAttrs` give `https`.
+    /// Default true.
+    pub all_nodes: bool,
 }
 
 /// One static record, normalised: `name` without a trailing dot, `r#type`
@@ -287,6 +302,10 @@ pub struct Policy {
     /// HuJSON policy file for `PolicyMode::File`; `None` means no policy
     /// (everything allowed, as in Headscale).
     pub path: Option<PathBuf>,
+    /// Refuse policies using clawscale extensions (ordered `deny` rules,
+    /// `services`), for tailnets that must stay portable to Tailscale's
+    /// hosted control plane.
+    pub strict: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

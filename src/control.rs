@@ -1,15 +1,18 @@
 //! The Tailscale control protocol (TS2021): `/key`, the `/ts2021` upgrade,
 //! and the router served over HTTP/2 inside each Noise tunnel
-//! (`/machine/register`, `/machine/map`, stubs for the rest).
+//! (`/machine/register`, `/machine/map`, `/machine/set-dns`, stubs for the
+//! rest).
 //!
 //! The Noise handshake authenticates the client's machine key; it travels
 //! with every tunnelled request as the [`Peer`] extension and is checked
 //! against the node each request names (Headscale #2642 was this hole).
 //!
-//! May depend on: `noise`, `tailcfg`, `state`, `mapper`, `limits`, `http::error`.
+//! May depend on: `noise`, `tailcfg`, `state`, `mapper`, `certs`, `limits`,
+//! `http::error`.
 
 mod map;
 mod register;
+mod set_dns;
 mod tunnel;
 
 use std::sync::Arc;
@@ -54,6 +57,9 @@ pub struct ControlState {
     /// How long a tunnel may wait for its first request, stay open with
     /// no request in flight, and leave HTTP/2 PINGs unanswered.
     pub timeouts: crate::limits::Timeouts,
+    /// Live ACME challenges that `/machine/set-dns` publishes; `None` when
+    /// `dns.certs` is off.
+    pub challenges: Option<Arc<crate::certs::Challenges>>,
 }
 
 impl ControlState {
@@ -67,6 +73,7 @@ impl ControlState {
             keepalive: Duration::from_secs(50),
             self_signed_relay: false,
             timeouts: crate::limits::Timeouts::default(),
+            challenges: None,
         }
     }
 }
@@ -84,6 +91,7 @@ pub fn tunnel_router(cs: ControlState) -> Router {
     Router::new()
         .route("/machine/register", post(register::handler))
         .route("/machine/map", post(map::handler))
+        .route("/machine/set-dns", post(set_dns::handler))
         .route("/machine/{*rest}", any(not_implemented))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(NOISE_BODY_LIMIT))

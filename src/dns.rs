@@ -40,7 +40,12 @@
 //!   process of the same user binding the same port would share the traffic instead of failing.
 //! - Visibility (off by default): with a [`Visibility`] callback, a source only learns the names
 //!   and PTRs of nodes the callback says it may reach; the others look like NXDOMAIN.
+//! - ACME challenges (off by default): with a [`ChallengeSource`], a `_acme-challenge.` name in
+//!   the zone that has live values is answered (TXT) to any source, allow-list or not: a CA
+//!   validates from resolvers of its own. Names without values fall through to the rules
+//!   above. Values are read per query, so one published is answered at once (`challenge.rs`).
 
+mod challenge;
 mod handler;
 mod limiter;
 mod lookup;
@@ -217,6 +222,21 @@ pub fn default_allow() -> Vec<IpNet> {
 
 /// Optional per-source visibility filter (policy option): may `src` learn node `id`'s name?
 pub type Visibility = Arc<dyn Fn(IpAddr, u64) -> bool + Send + Sync>;
+
+/// Live ACME DNS-01 challenge values, read on every `_acme-challenge.` query.
+pub trait ChallengeSource: Send + Sync {
+    /// The TXT values at `owner` (lower-case, no trailing dot); empty when none.
+    fn txt(&self, owner: &str) -> Vec<String>;
+    /// Called once per response that carried challenge values.
+    fn served(&self);
+}
+
+/// Optional live behaviour of the server beyond the index.
+#[derive(Clone, Default)]
+pub struct Hooks {
+    pub visibility: Option<Visibility>,
+    pub challenges: Option<Arc<dyn ChallengeSource>>,
+}
 
 const LOOPBACK_V4: IpNet = IpNet::V4(Ipv4Net::new_assert(Ipv4Addr::new(127, 0, 0, 0), 8));
 const LOOPBACK_V6: IpNet = IpNet::V6(Ipv6Net::new_assert(Ipv6Addr::LOCALHOST, 128));

@@ -18,11 +18,14 @@
 //! - `whois`: identity lookups and forward-auth for gateways.
 //! - `limits`: what one unauthenticated client may hold (connections per
 //!   source, timeouts, the open-file limit).
+//! - `certs`: HTTPS certificates for tailnet names (which names a node may
+//!   prove, and its live ACME DNS-01 challenges).
 //! - `http`: the public listener, errors, metrics; `app`: wiring.
 
 pub mod admin;
 pub mod api;
 pub mod app;
+pub mod certs;
 pub mod cli;
 pub mod clock;
 pub mod config;

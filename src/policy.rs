@@ -1,85 +1,55 @@
 //! The policy engine: Tailscale policy files (HuJSON) parsed, validated and
 //! compiled per node into packet filters, peer visibility, CapMaps and SSH
 //! policies, mirroring Tailscale's hosted control plane (see the conformance
-//! cases in `shared/conformance`). Depends only on `crate::tailcfg` wire types.
+//! cases in `shared/conformance`). Depends only on `crate::tailcfg` wire
+//! types.
 //!
-//! Pipeline: `hujson` → `parse` (typed `model::Doc`, topology-free checks) →
-//! `compile` (per-node outputs against a `Topology`). `tests_block` evaluates
-//! `tests`/`sshTests`; `services` adds our `svc:NAME` extension.
+//! Layers, each importing only the ones below it (a unit test scanning the
+//! `use` lines keeps it so):
+//!
+//! ```text
+//! check   → compile → resolve → model ← syntax
+//! ```
+//!
+//! - `syntax`: HuJSON text → the typed `model::Doc`, one file per section;
+//! - `model`: the `Doc`, the `Topology` it is compiled against, errors;
+//! - `resolve`: selectors → node sets and address sets;
+//! - `compile`: per-node outputs (filter, peers, routes, SSH, CapMap);
+//! - `check`: the `tests` and `sshTests` blocks, run at save time.
+//!
+//! This file is the facade the rest of the server uses.
 
-pub mod alias;
+pub mod check;
 pub mod compile;
-mod compile_incr;
-mod filter;
-pub mod hujson;
-mod index;
-pub mod ipset;
 pub mod model;
-pub mod node_attrs;
-pub mod parse;
-pub mod parse_ssh;
-mod peers;
-mod routes;
-pub mod services;
-pub mod ssh;
+pub mod resolve;
+pub mod syntax;
 #[cfg(test)]
-#[cfg(test)]
-mod test_rng;
-#[cfg(test)]
-mod tests_api;
-pub mod tests_block;
-#[cfg(test)]
-mod tests_hujson;
-#[cfg(test)]
-mod tests_incr;
-mod tests_ssh;
+mod tests;
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::collections::BTreeSet;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use ipnet::IpNet;
 
-use crate::tailcfg::FilterRule;
-
 pub use compile::Compiled;
+pub use compile::types::{Explanation, NodeOutput, PeerOutput};
+pub use model::{CapMap, PolicyError, TopoNode, TopoUser, Topology};
+pub use resolve::ipset;
+pub use syntax::hujson;
 
-pub type CapMap = BTreeMap<String, Vec<serde_json::Value>>;
+use model::Alias;
+use model::alias::user_matches;
+use resolve::alias::Resolver;
 
-/// A policy error, with the 1-based position in the source when one applies.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct PolicyError {
-    pub message: String,
-    pub position: Option<(usize, usize)>,
-}
-
-impl std::fmt::Display for PolicyError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.position {
-            Some((l, c)) => write!(f, "line {l}, column {c}: {}", self.message),
-            None => f.write_str(&self.message),
-        }
-    }
-}
-
-impl PolicyError {
-    pub fn new(msg: impl Into<String>) -> Self {
-        PolicyError {
-            message: msg.into(),
-            position: None,
-        }
-    }
-    pub fn at(line: usize, col: usize, msg: impl Into<String>) -> Self {
-        PolicyError {
-            message: msg.into(),
-            position: Some((line, col)),
-        }
-    }
-    /// Prefixes the message (`src=`, `dst="tag:x": `) like Tailscale does.
-    pub fn prefixed(mut self, p: &str) -> Self {
-        self.message = format!("{p}{}", self.message);
-        self
-    }
+/// A `svc:NAME` definition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    pub name: String,
+    pub hosts: Vec<String>,
+    /// `(IP protocols, first port, last port)`; empty protocols = TCP/UDP/ICMP.
+    pub ports: Vec<(Vec<i32>, u16, u16)>,
 }
 
 /// Parsed and validated policy; cheap to clone.
@@ -95,91 +65,40 @@ pub enum Claimant<'a> {
     Tags(&'a [String]),
 }
 
-#[derive(Debug, Clone, Default)]
-pub struct Topology {
-    pub users: Vec<TopoUser>,
-    pub nodes: Vec<TopoNode>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TopoUser {
-    pub id: u64,
-    pub name: String,
-    pub login: String,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TopoNode {
-    pub id: u64,
-    pub name: String,
-    pub hostname: String,
-    pub user: Option<u64>,
-    pub tags: Vec<String>,
-    pub ipv4: Option<Ipv4Addr>,
-    pub ipv6: Option<Ipv6Addr>,
-    pub routable_ips: Vec<IpNet>,
-    pub approved_routes: Vec<IpNet>,
-    /// HA election result (control-plane state, not policy): the subnet
-    /// routes this node is primary for. `None` = let the engine elect: for
-    /// each approved prefix not claimed by any node's `Some(..)`, the lowest
-    /// id among the nodes that have it approved.
-    pub primary_routes: Option<Vec<IpNet>>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct NodeOutput {
-    pub packet_filter: Arc<Vec<FilterRule>>,
-    pub peers: BTreeMap<u64, PeerOutput>,
-    pub ssh_policy: Option<crate::tailcfg::SshPolicy>,
-    pub cap_map: CapMap,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeerOutput {
-    pub allowed_ips: Vec<IpNet>,
-    pub primary_routes: Vec<IpNet>,
-}
-
-/// A `svc:NAME` definition.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Service {
-    pub name: String,
-    pub hosts: Vec<String>,
-    /// `(IP protocols, first port, last port)`; empty protocols = TCP/UDP/ICMP.
-    pub ports: Vec<(Vec<i32>, u16, u16)>,
-}
-
-/// Why traffic is or is not allowed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Explanation {
-    pub allowed: bool,
-    /// Rules that allow it (`acls[2]`, `grants[0]`), or a reason when none.
-    pub rules: Vec<String>,
-    pub reason: String,
-}
-
-impl std::fmt::Display for Explanation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.allowed {
-            write!(f, "allowed by {}", self.rules.join(", "))
-        } else {
-            write!(f, "denied: {}", self.reason)
-        }
-    }
-}
-
 impl Policy {
     /// Syntax plus every check that needs no topology.
     pub fn parse(src: &str) -> Result<Policy, PolicyError> {
-        let (v, pos) = hujson::parse(src).map_err(|e| PolicyError::at(e.line, e.col, e.msg))?;
-        let ctx = model::Ctx { pos: &pos };
-        let doc = parse::build(&ctx, &v)?;
+        let doc = syntax::parse(src)?;
         Ok(Policy { doc: Arc::new(doc) })
+    }
+
+    /// As `parse`, refusing every clawscale extension (`deny` rules,
+    /// `services`, `svc:` selectors): only what Tailscale's hosted control
+    /// plane accepts too, for tailnets that want to stay portable.
+    pub fn parse_strict(src: &str) -> Result<Policy, PolicyError> {
+        let p = Policy::parse(src)?;
+        if let Some((what, at)) = p.doc.extensions.first() {
+            let msg = format!(
+                "{what} is a clawscale extension, refused in strict mode (the hosted control \
+                 plane would reject it)"
+            );
+            return Err(match at {
+                Some((l, c)) => PolicyError::at(*l, *c, msg),
+                None => PolicyError::new(msg),
+            });
+        }
+        Ok(p)
+    }
+
+    /// The clawscale extensions this policy uses (what `parse_strict`
+    /// refuses), each with its line and column.
+    pub fn extensions(&self) -> &[(String, Option<(usize, usize)>)] {
+        &self.doc.extensions
     }
 
     /// `tests`, `sshTests` and topology-dependent checks.
     pub fn check(&self, topo: &Topology) -> Result<(), PolicyError> {
-        tests_block::check(&self.doc, topo)
+        check::check(&self.doc, topo)
     }
 
     pub fn compile(&self, topo: &Topology) -> Compiled {
@@ -195,14 +114,14 @@ impl Policy {
                 )));
             };
             let ok = owners.iter().any(|o| match (o, claimant) {
-                (alias::Alias::Tag(ot), Claimant::Tags(have)) => have.contains(ot),
-                (alias::Alias::User(u), Claimant::User { login }) => alias::user_matches(u, login),
-                (alias::Alias::Group(g), Claimant::User { login }) => self
+                (Alias::Tag(ot), Claimant::Tags(have)) => have.contains(ot),
+                (Alias::User(u), Claimant::User { login }) => user_matches(u, login),
+                (Alias::Group(g), Claimant::User { login }) => self
                     .doc
                     .groups
                     .get(g)
-                    .is_some_and(|ms| ms.iter().any(|m| alias::user_matches(m, login))),
-                (alias::Alias::Member, Claimant::User { .. }) => true,
+                    .is_some_and(|ms| ms.iter().any(|m| user_matches(m, login))),
+                (Alias::Member, Claimant::User { .. }) => true,
                 _ => false,
             });
             // A tagged key may always keep its own tags.
@@ -226,7 +145,19 @@ impl Policy {
     }
 
     pub fn services(&self) -> Vec<Service> {
-        services::list(&self.doc)
+        self.doc
+            .services
+            .iter()
+            .map(|(name, d)| Service {
+                name: name.clone(),
+                hosts: d.hosts.iter().map(|h| h.text()).collect(),
+                ports: d
+                    .ports
+                    .iter()
+                    .map(|(pr, p)| (pr.clone(), p.first, p.last))
+                    .collect(),
+            })
+            .collect()
     }
 
     /// The routes node `node_id` advertises (`routable_ips`) that
@@ -236,11 +167,11 @@ impl Policy {
         let Some(i) = topo.nodes.iter().position(|n| n.id == node_id) else {
             return vec![];
         };
-        let r = alias::Resolver {
+        let r = Resolver {
             doc: &self.doc,
             topo,
         };
-        routes::auto_approved(&r, i)
+        compile::routes::auto_approved(&r, i)
     }
 }
 
@@ -258,5 +189,5 @@ pub fn changed_nodes(
 
 /// Source address of a node for whois lookups.
 pub fn node_addrs(n: &TopoNode) -> Vec<IpAddr> {
-    alias::node_ips(n)
+    resolve::alias::node_ips(n)
 }

@@ -11,6 +11,7 @@
 //! `mapper::sessions`, `clock`.
 
 mod api_keys;
+pub mod certs;
 pub mod change;
 mod derp_maps;
 pub mod dns;
@@ -35,7 +36,7 @@ pub use api_keys::ApiKeyRef;
 pub use derp_maps::DerpMaps;
 pub use preauth_keys::NewKey;
 pub use register::{RegisterInput, RegisterOutcome};
-pub use world::{Services, Settings, World};
+pub use world::{Certs, Services, Settings, World};
 pub use writer::{Core, MapUpdate, StateHandle, start};
 
 use crate::db;
@@ -111,6 +112,8 @@ pub struct Options {
     pub policy_store: policy::PolicyStore,
     /// In file mode: the policy file's text at boot (`None`: no file).
     pub policy_text: Option<String>,
+    /// Refuse policies using clawscale extensions (`policy.strict`).
+    pub policy_strict: bool,
     /// The config file's DNS settings, which API v2's changes apply to.
     pub dns: dns::DnsBase,
 }

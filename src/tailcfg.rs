@@ -15,6 +15,7 @@ pub mod filter;
 pub mod map;
 pub mod node;
 pub mod register;
+pub mod set_dns;
 pub mod ssh;
 
 pub use derp_map::{CERT_PIN_PREFIX, DerpHomeParams, DerpMap, DerpNode, DerpRegion};
@@ -23,6 +24,7 @@ pub use filter::{CapGrant, FilterRule, NetPortRange, PortRange};
 pub use map::{MapRequest, MapResponse, PeerChange, UserProfile};
 pub use node::Node;
 pub use register::{Login, RegisterRequest, RegisterResponse, User};
+pub use set_dns::{SetDnsRequest, SetDnsResponse};
 pub use ssh::{SshAction, SshPolicy, SshPrincipal, SshRule};
 
 /// Capability version spoken by tailscale 1.96.

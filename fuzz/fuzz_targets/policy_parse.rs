@@ -1,7 +1,8 @@
 //! Any byte string fed to the policy parser either parses or is rejected
 //! with an error; it must never panic. Accepted policies are also compiled
-//! against a small topology, and every error carrying a position must point
-//! inside the input.
+//! against a small topology (deny rules included) and explained, strict
+//! parsing must agree with the list of extensions, and every error
+//! carrying a position must point inside the input.
 #![no_main]
 
 use clawscale::policy::{Policy, TopoNode, TopoUser, Topology};
@@ -42,6 +43,9 @@ fuzz_target!(|data: &[u8]| {
             for n in &topo.nodes {
                 let _ = compiled.node(n.id);
             }
+            let _ = compiled.explain(1, 3, 22, None);
+            let strict = Policy::parse_strict(text);
+            assert_eq!(strict.is_ok(), policy.extensions().is_empty(), "strict disagrees");
         }
         Err(e) => {
             if let Some((line, col)) = e.position {

@@ -84,6 +84,7 @@ pub fn build(c: &Case, ids: &BTreeMap<String, u64>, policy: Policy, compiled: Co
         derp_map: Default::default(),
         dns: Default::default(),
         domain: "example.ts.net".into(),
+        certs: Default::default(),
     };
     let mut w = World::new(settings, users, nodes);
     w.policy = Arc::new(PolicyState {

@@ -41,6 +41,8 @@ pub struct TailscaledOptions {
     pub always_derp: bool,
     /// Extra environment for `tailscaled`.
     pub env: Vec<(String, String)>,
+    /// Extra `tailscaled` flags (e.g. `--socks5-server=...`).
+    pub args: Vec<String>,
 }
 
 impl Default for TailscaledOptions {
@@ -49,6 +51,7 @@ impl Default for TailscaledOptions {
             version: ClientVersion::V1_96_4,
             always_derp: false,
             env: Vec::new(),
+            args: Vec::new(),
         }
     }
 }
@@ -246,6 +249,7 @@ impl Tailscaled {
             .arg(format!("--socket={}", self.socket().display()))
             .arg(format!("--statedir={}", dir.display()))
             .arg("--port=0")
+            .args(&self.opts.args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log fd"))
             .stderr(log);
@@ -295,6 +299,22 @@ impl Tailscaled {
         let mut cmd = self.ns.command(&self.bins.tailscale);
         self.clean_env(&mut cmd);
         cmd.arg(format!("--socket={}", self.socket().display()))
+            .args(args);
+        run(&mut cmd, timeout)
+    }
+
+    /// As `cli`, with `input` on the command's stdin (e.g. `serve set-raw`).
+    pub fn cli_with_stdin(&self, args: &[&str], input: &str, timeout: Duration) -> CmdOutput {
+        let file = self.dir.path().join("cli-stdin");
+        std::fs::write(&file, input).expect("write cli stdin");
+        let mut cmd = self.ns.command("bash");
+        self.clean_env(&mut cmd);
+        cmd.arg("-c")
+            .arg(r#"f="$1"; shift; exec "$@" < "$f""#)
+            .arg("bash")
+            .arg(&file)
+            .arg(&self.bins.tailscale)
+            .arg(format!("--socket={}", self.socket().display()))
             .args(args);
         run(&mut cmd, timeout)
     }

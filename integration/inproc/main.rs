@@ -11,10 +11,12 @@
 //! (whois/authorize over HTTP and the unix socket), `derp_map` (remote DERP
 //! maps fetched, refreshed and streamed; a deleted node told so), `hsapi`
 //! (the admin REST API driven by hsapi-client from PyPI), `tsapi` (API v2
-//! driven by Tailscale's API client from PyPI, `tailscale`); `pyvenv`
-//! makes their virtualenvs.
+//! driven by Tailscale's API client from PyPI, `tailscale`; `pyvenv` makes
+//! their virtualenvs), `certs` (`/machine/set-dns` authorisation and the
+//! DNS answer it publishes).
 
 mod badinput;
+mod certs;
 mod client;
 mod derp_map;
 mod enroll;

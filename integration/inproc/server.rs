@@ -39,6 +39,8 @@ pub struct TestServer {
     pub state: StateHandle,
     /// Where the whois listeners are bound (if configured).
     pub whois: clawscale::whois::Bound,
+    /// Where the DNS server listens (if `dns.server.enabled`).
+    pub dns: Option<clawscale::app::DnsAddrs>,
     /// The admin operations (OAuth clients, …).
     pub admin: clawscale::admin::Admin,
     runtime: Option<Runtime>,
@@ -86,6 +88,7 @@ impl TestServer {
             addr: running.addr,
             state: running.state,
             whois: running.whois,
+            dns: running.dns,
             admin: running.admin,
             runtime: Some(runtime),
         })

@@ -21,6 +21,9 @@ pub struct NodeInfo {
     pub online: bool,
     /// The key it enrolled with, if it still exists.
     pub auth_key: Option<PreAuthKey>,
+    /// Cert domains it published ACME challenges for, with the time of the
+    /// last one (since this server started; see `state::certs`).
+    pub certificates: Vec<(String, DateTime<Utc>)>,
 }
 
 /// How a list filters by user: a name, or a numeric id when no user has
@@ -47,6 +50,11 @@ fn info(n: &Arc<Node>, world: &World, keys: &HashMap<PreAuthKeyId, PreAuthKey>) 
         owner: world.user(n.user_id).cloned(),
         online: world.is_online(n.id),
         auth_key: n.auth_key_id.and_then(|id| keys.get(&id).cloned()),
+        certificates: world
+            .acme_challenges
+            .get(&n.id)
+            .map(|seen| seen.iter().map(|(d, at)| (d.clone(), *at)).collect())
+            .unwrap_or_default(),
         node: n.clone(),
     }
 }

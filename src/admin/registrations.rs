@@ -272,6 +272,7 @@ impl Admin {
                 owner: Some(owner),
                 online: false,
                 auth_key: None,
+                certificates: vec![],
             })
             .after(after))
         })

@@ -7,7 +7,8 @@
 //! settings; the SOA serial is the World generation), keeping inputs that
 //! the index cannot hold together out of it (a name conflict drops the
 //! lesser record and logs it instead of failing the whole zone), and the
-//! optional policy filter. Depends on `dns`, `state`, `config`.
+//! optional policy filter, and handing the server the live ACME challenges
+//! (`certs`). Depends on `dns`, `state`, `config`, `certs`, `http::metrics`.
 //!
 //! Timing: a World change is picked up at once; rebuilds then pause for
 //! [`COALESCE`], so a burst of joins costs one rebuild per window and a name
@@ -24,11 +25,13 @@ use anyhow::Context;
 use ipnet::IpNet;
 use tokio::sync::watch;
 
+use crate::certs::Challenges;
 use crate::config;
 use crate::dns::{
     self, ExtraRecord, ExtraValue, NodeName, RecordIndex, ServerConfig, ServiceName, Visibility,
     ZoneData,
 };
+use crate::http::metrics::Metrics;
 use crate::state::policy::PolicyState;
 use crate::state::{Services, StateHandle, StateReader, World};
 
@@ -46,7 +49,12 @@ pub struct DnsAddrs {
 }
 
 /// Starts the server when `dns.server.enabled`; returns its addresses.
-pub async fn start(cfg: &config::Config, state: &StateHandle) -> anyhow::Result<Option<DnsAddrs>> {
+/// `challenges`: the live ACME challenges to answer (`dns.certs`).
+pub async fn start(
+    cfg: &config::Config,
+    state: &StateHandle,
+    challenges: Option<(Arc<Challenges>, Arc<Metrics>)>,
+) -> anyhow::Result<Option<DnsAddrs>> {
     let s = &cfg.dns.server;
     if !s.enabled {
         return Ok(None);
@@ -75,7 +83,13 @@ pub async fn start(cfg: &config::Config, state: &StateHandle) -> anyhow::Result<
         burst: s.rate_limit_burst,
         tcp_timeout: s.tcp_timeout,
     };
-    let handle = dns::serve(server_cfg, rx, visibility, std::future::pending())
+    let hooks = dns::Hooks {
+        visibility,
+        challenges: challenges.map(|(store, metrics)| {
+            Arc::new(ChallengeAnswers { store, metrics }) as Arc<dyn dns::ChallengeSource>
+        }),
+    };
+    let handle = dns::serve(server_cfg, rx, hooks, std::future::pending())
         .await
         .with_context(|| format!("starting the DNS server on {}", s.listen_addr))?;
     let addrs = DnsAddrs {
@@ -89,6 +103,22 @@ pub async fn start(cfg: &config::Config, state: &StateHandle) -> anyhow::Result<
     });
     tokio::spawn(follow(worlds, world, tx, s.ttl));
     Ok(Some(addrs))
+}
+
+/// The DNS server's view of the live ACME challenges, counting answers.
+struct ChallengeAnswers {
+    store: Arc<Challenges>,
+    metrics: Arc<Metrics>,
+}
+
+impl dns::ChallengeSource for ChallengeAnswers {
+    fn txt(&self, owner: &str) -> Vec<String> {
+        self.store.txt(owner)
+    }
+
+    fn served(&self) {
+        self.metrics.acme_challenges_served.inc();
+    }
 }
 
 /// Rebuilds the index whenever a World changes what the zone shows.

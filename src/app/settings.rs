@@ -10,7 +10,7 @@ use crate::config::{Config, Connections, DerpServer};
 use crate::http::listener;
 use crate::limits::{self, Gate, Timeouts};
 use crate::state::dns::DnsBase;
-use crate::state::{DerpMaps, Settings};
+use crate::state::{Certs, DerpMaps, Settings};
 use crate::tailcfg::{DerpMap, DerpNode, DerpRegion, DnsConfig, DnsRecord};
 
 /// `server_url` with a `:0` port replaced by the port actually bound (tests
@@ -153,6 +153,11 @@ pub(super) fn world_settings(config: &Config, derp_map: DerpMap) -> Settings {
         derp_map: DerpMaps::new(derp_map),
         dns: dns_config(config),
         domain: config.dns.base_domain.clone(),
+        certs: match config.dns.certs {
+            c if !c.enabled => Certs::Off,
+            c if c.all_nodes => Certs::AllNodes,
+            _ => Certs::OptIn,
+        },
     }
 }
 

@@ -6,7 +6,9 @@ use clap::Subcommand;
 use super::client::enc;
 use super::output::{NodeView, cell_time, is_past, table};
 use super::{Ctx, Error, Result};
-use crate::api::v1::model::{Empty, ExpireNodeRequest, ListNodesResponse, Node, NodeResponse};
+use crate::api::v1::model::{
+    Empty, ExpireNodeRequest, ListNodesResponse, Node, NodeCertificate, NodeResponse,
+};
 
 #[derive(Debug, Subcommand)]
 pub enum NodesCommand {
@@ -127,6 +129,7 @@ fn nodes_table(nodes: &[Node]) -> String {
                     "no"
                 }
                 .into(),
+                certificates_cell(&n.certificates),
             ]
         })
         .collect();
@@ -145,14 +148,49 @@ fn nodes_table(nodes: &[Node]) -> String {
             "Expiration",
             "Connected",
             "Expired",
+            "HTTPS certificates",
         ],
         &rows,
     )
 }
 
+/// What clawscale knows of a node's certificates: the names it proved to a
+/// CA and when, and when a certificate issued then would expire (the CA's
+/// usual lifetime; the server never sees the certificate).
+fn certificates_cell(certs: &[NodeCertificate]) -> String {
+    certs
+        .iter()
+        .map(|c| {
+            format!(
+                "{} (challenge {}, expires ~{})",
+                c.domain,
+                cell_time(Some(&c.last_challenge)),
+                c.expected_expiry.format("%Y-%m-%d")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn certificates_show_the_last_challenge_and_the_expected_expiry() {
+        use chrono::TimeZone;
+        let at = chrono::Utc.with_ymd_and_hms(2026, 7, 1, 12, 0, 0).unwrap();
+        let cell = certificates_cell(&[NodeCertificate {
+            domain: "web.clawql.local".into(),
+            last_challenge: at,
+            expected_expiry: at + chrono::Duration::days(90),
+        }]);
+        assert_eq!(
+            cell,
+            "web.clawql.local (challenge 2026-07-01 12:00:00, expires ~2026-09-29)"
+        );
+        assert_eq!(certificates_cell(&[]), "");
+    }
 
     #[test]
     fn short_keys_drop_the_prefix() {

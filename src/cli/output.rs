@@ -279,6 +279,7 @@ mod tests {
             available_routes: vec![],
             subnet_routes: vec![],
             tags: vec![],
+            certificates: vec![],
         };
         let v = NodeView::from(&node);
         assert_eq!(v.id, 4);

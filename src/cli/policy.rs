@@ -33,6 +33,11 @@ pub enum PolicyCommand {
         /// for every user login and tag the policy names).
         #[arg(long, value_name = "FILE")]
         topology: Option<PathBuf>,
+        /// Refuse every clawscale extension (`deny` rules, `services`,
+        /// `svc:` selectors): accept only what Tailscale's hosted control
+        /// plane accepts too.
+        #[arg(long)]
+        strict: bool,
     },
     /// Which rule lets SRC reach DST:PORT, or why nothing does (offline).
     Explain {
@@ -97,6 +102,7 @@ pub fn run_offline(out: &mut dyn std::io::Write, cmd: PolicyCommand) -> Result<O
             path,
             file,
             topology,
+            strict,
         } => {
             let path = path.or(file).unwrap_or_default();
             let text = read(&path)?;
@@ -104,8 +110,13 @@ pub fn run_offline(out: &mut dyn std::io::Write, cmd: PolicyCommand) -> Result<O
                 Some(t) => load_topology(Some(t))?,
                 None => NamedTopology::stand_ins(&text),
             };
-            let policy = Policy::parse(&text)
-                .map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
+            let parse = if strict {
+                Policy::parse_strict
+            } else {
+                Policy::parse
+            };
+            let policy =
+                parse(&text).map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
             policy
                 .check(&topo.topology)
                 .map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;

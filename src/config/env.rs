@@ -86,6 +86,10 @@ pub(super) const VARS: &[(&str, &str, Setter)] = &[
         raw.policy.path = Some(PathBuf::from(v));
         Ok(())
     }),
+    ("CLAWSCALE_POLICY_STRICT", "policy.strict", |raw, var, v| {
+        raw.policy.strict = parse_bool(var, &v)?;
+        Ok(())
+    }),
 ];
 
 pub(super) fn apply(raw: &mut RawConfig, env: EnvLookup) -> Result<(), Error> {

@@ -356,6 +356,8 @@ pub(super) struct RawPolicy {
     #[serde(default = "default_policy_mode")]
     pub mode: String,
     pub path: Option<PathBuf>,
+    #[serde(default)]
+    pub strict: bool,
 }
 
 impl Default for RawPolicy {
@@ -363,6 +365,7 @@ impl Default for RawPolicy {
         RawPolicy {
             mode: default_policy_mode(),
             path: None,
+            strict: false,
         }
     }
 }
@@ -386,6 +389,9 @@ pub(super) struct RawDns {
     /// clawscale extension: the authoritative DNS server.
     #[serde(default, deserialize_with = "null_default")]
     pub server: RawDnsServer,
+    /// clawscale extension: HTTPS certificates for tailnet names.
+    #[serde(default, deserialize_with = "null_default")]
+    pub certs: RawDnsCerts,
 }
 
 impl Default for RawDns {
@@ -399,6 +405,7 @@ impl Default for RawDns {
             extra_records: Vec::new(),
             extra_records_path: None,
             server: RawDnsServer::default(),
+            certs: RawDnsCerts::default(),
         }
     }
 }
@@ -418,6 +425,16 @@ pub(super) struct RawDnsServer {
     pub tcp_timeout: Option<Scalar>,
     #[serde(default)]
     pub policy_filter: bool,
+}
+
+/// `dns.certs`: ACME DNS-01 challenges answered by the authoritative server.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDnsCerts {
+    #[serde(default)]
+    pub enabled: bool,
+    /// Absent: true.
+    pub all_nodes: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

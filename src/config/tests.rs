@@ -118,7 +118,8 @@ fn embedded_defaults() {
         c.policy,
         Policy {
             mode: PolicyMode::File,
-            path: None
+            path: None,
+            strict: false
         }
     );
     assert!(c.warnings.is_empty());
@@ -208,7 +209,8 @@ fn headscale_config_with_every_key_loads() {
         c.policy,
         Policy {
             mode: PolicyMode::Database,
-            path: Some("/srv/hs/policy.hujson".into())
+            path: Some("/srv/hs/policy.hujson".into()),
+            strict: false
         }
     );
     assert_eq!(c.unix_socket, PathBuf::from("/run/hs/hs.sock"));
@@ -511,6 +513,7 @@ fn environment_overrides_file_and_flags_override_environment() {
         ("CLAWSCALE_LOG_FORMAT", "json"),
         ("CLAWSCALE_POLICY_MODE", "database"),
         ("CLAWSCALE_POLICY_PATH", "/p.hujson"),
+        ("CLAWSCALE_POLICY_STRICT", "true"),
     ];
     assert_eq!(vars.len(), env::VARS.len(), "every variable is exercised");
     let c = with_env(yaml, &Overrides::default(), &vars).unwrap();
@@ -533,7 +536,8 @@ fn environment_overrides_file_and_flags_override_environment() {
         c.policy,
         Policy {
             mode: PolicyMode::Database,
-            path: Some("/p.hujson".into())
+            path: Some("/p.hujson".into()),
+            strict: true
         }
     );
 

@@ -80,7 +80,11 @@ pub(super) fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config, 
     let derp = derp::build(&raw.derp, listen_addr, &data_dir, &tls)?;
     let ephemeral_node_inactivity_timeout = ephemeral_timeout(&raw, &mut warnings)?;
     let log = log(&raw.log.level, &raw.log.format)?;
-    let policy = policy(&raw.policy.mode, raw.policy.path.as_deref())?;
+    let policy = policy(
+        &raw.policy.mode,
+        raw.policy.path.as_deref(),
+        raw.policy.strict,
+    )?;
     let whois = whois::build(&raw.whois)?;
     let connections = connections::build(&raw.connections)?;
     let audit = admin::audit(&raw.audit, &data_dir)?;
@@ -284,7 +288,7 @@ fn log(level: &str, format: &str) -> Result<Log, Error> {
     Ok(Log { level, format })
 }
 
-fn policy(mode: &str, path: Option<&Path>) -> Result<Policy, Error> {
+fn policy(mode: &str, path: Option<&Path>, strict: bool) -> Result<Policy, Error> {
     let mode = match mode.trim() {
         "file" => PolicyMode::File,
         "database" => PolicyMode::Database,
@@ -298,5 +302,6 @@ fn policy(mode: &str, path: Option<&Path>) -> Result<Policy, Error> {
     Ok(Policy {
         mode,
         path: non_empty_path(path),
+        strict,
     })
 }

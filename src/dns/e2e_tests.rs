@@ -9,6 +9,8 @@ use tokio::sync::{oneshot, watch};
 
 use super::*;
 
+mod challenges;
+
 /// Parsed `dig` output.
 #[derive(Debug)]
 struct Dig {
@@ -130,9 +132,13 @@ struct Running {
 }
 
 async fn start(cfg: ServerConfig) -> Running {
+    start_with(cfg, Hooks::default()).await
+}
+
+async fn start_with(cfg: ServerConfig, hooks: Hooks) -> Running {
     let (tx, rx) = watch::channel(Arc::new(RecordIndex::build(&zone(1, "laptop")).unwrap()));
     let (stop, stopped) = oneshot::channel::<()>();
-    let handle = serve(cfg, rx, None, async {
+    let handle = serve(cfg, rx, hooks, async {
         let _ = stopped.await;
     })
     .await
@@ -374,7 +380,7 @@ async fn serve_rejects_empty_allow_list_and_busy_port() {
         allow: vec![],
         ..loopback_cfg()
     };
-    let err = serve(cfg, rx.clone(), None, std::future::pending())
+    let err = serve(cfg, rx.clone(), Hooks::default(), std::future::pending())
         .await
         .unwrap_err();
     assert!(matches!(err, Error::EmptyAllowList));
@@ -384,7 +390,7 @@ async fn serve_rejects_empty_allow_list_and_busy_port() {
         listen: busy.local_addr().unwrap(),
         ..loopback_cfg()
     };
-    let err = serve(cfg, rx, None, std::future::pending())
+    let err = serve(cfg, rx, Hooks::default(), std::future::pending())
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Bind { .. }), "{err}");

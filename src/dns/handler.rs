@@ -3,7 +3,8 @@
 //!
 //! Order per query: rate limit (drop silently), allow-list (REFUSED), opcode (NOTIMP), EDNS
 //! version (BADVERS), exactly one IN-class question (FORMERR/REFUSED), zone transfers
-//! (REFUSED), then the lookup. Undecodable packets never get here: `udp.rs` and hickory's TCP
+//! (REFUSED), then the lookup. A live ACME challenge name skips only the allow-list
+//! (`challenge.rs`). Undecodable packets never get here: `udp.rs` and hickory's TCP
 //! listener answer them with FORMERR (or not at all).
 
 use std::net::IpAddr;
@@ -18,10 +19,10 @@ use hickory_server::zone_handler::MessageResponseBuilder;
 use ipnet::IpNet;
 use tokio::sync::watch;
 
-use super::Visibility;
 use super::limiter::Limiter;
 use super::lookup::Answer;
 use super::records::RecordIndex;
+use super::{ChallengeSource, Visibility, challenge};
 
 /// Largest UDP response we send, whatever the client advertises (DNS flag day 2020: avoids
 /// IP fragmentation); bigger answers are truncated and retried over TCP.
@@ -34,6 +35,7 @@ pub(super) struct Handler {
     pub(super) allow: Arc<[IpNet]>,
     pub(super) limiter: Arc<Limiter>,
     pub(super) visibility: Option<Visibility>,
+    pub(super) challenges: Option<Arc<dyn ChallengeSource>>,
 }
 
 #[async_trait::async_trait]
@@ -49,7 +51,13 @@ impl RequestHandler for Handler {
             tracing::trace!(%src, "dns query dropped by rate limit");
             return not_sent(meta, ResponseCode::Refused);
         }
-        let (rcode, edns) = match self.precheck(src, request) {
+        // Clone the Arc out so the watch lock is not held while encoding/sending.
+        let index = self.index.borrow().clone();
+        let challenge = self.challenges.as_deref().and_then(|source| {
+            let q = request.queries.queries().first()?;
+            challenge::answer(&index, source, q.name(), q.query_type())
+        });
+        let (rcode, edns) = match self.precheck(src, request, challenge.is_none()) {
             Ok(edns) => (None, edns),
             Err((rcode, edns)) => (Some(rcode), edns),
         };
@@ -57,15 +65,26 @@ impl RequestHandler for Handler {
             Some(edns) => MessageResponseBuilder::new(&request.queries, Some(edns)),
             None => MessageResponseBuilder::new(&request.queries, None),
         };
-        let result = match rcode {
-            Some(rcode) => {
+        let result = match (rcode, &challenge) {
+            (Some(rcode), _) => {
                 let mut response = builder.error_msg(meta, rcode);
                 response.metadata_mut().recursion_available = false;
                 response_handle.send_response(response).await
             }
-            None => {
-                // Clone the Arc out so the watch lock is not held while encoding/sending.
-                let index = self.index.borrow().clone();
+            (None, Some(c)) => {
+                let mut metadata = Metadata::response_from_request(meta);
+                metadata.response_code = c.rcode;
+                metadata.authoritative = true;
+                let response = builder.build(
+                    metadata,
+                    c.answers.iter(),
+                    c.authority.iter(),
+                    None::<&Record>,
+                    None::<&Record>,
+                );
+                response_handle.send_response(response).await
+            }
+            (None, None) => {
                 let answer = match request.queries.queries().first() {
                     Some(q) => {
                         index.lookup(q.name(), q.query_type(), src, self.visibility.as_ref())
@@ -104,17 +123,19 @@ impl Handler {
     }
 
     /// Checks everything but the name. `Ok` carries the response EDNS; `Err` the error rcode.
+    /// `check_allow` false: the allow-list does not apply (a live challenge name).
     fn precheck(
         &self,
         src: IpAddr,
         request: &Request,
+        check_allow: bool,
     ) -> Result<Option<Edns>, (ResponseCode, Option<Edns>)> {
         let edns = request.edns.as_ref().map(|req| {
             let mut ours = Edns::new();
             ours.set_max_payload(req.max_payload().min(MAX_UDP_PAYLOAD));
             ours
         });
-        if !self.allowed(src) {
+        if check_allow && !self.allowed(src) {
             return Err((ResponseCode::Refused, edns));
         }
         if request.metadata.op_code != OpCode::Query {

@@ -16,7 +16,7 @@ use super::handler::Handler;
 use super::limiter::Limiter;
 use super::records::RecordIndex;
 use super::udp::serve_udp;
-use super::{Error, ServerConfig, Visibility};
+use super::{Error, Hooks, ServerConfig};
 
 /// Most sources the rate limiter tracks at once (a few MiB of table at worst).
 const MAX_TRACKED_SOURCES: usize = 65_536;
@@ -62,7 +62,7 @@ impl ServerHandle {
 pub async fn serve(
     cfg: ServerConfig,
     index: watch::Receiver<Arc<RecordIndex>>,
-    visibility: Option<Visibility>,
+    hooks: Hooks,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<ServerHandle, Error> {
     if cfg.allow.is_empty() {
@@ -86,7 +86,8 @@ pub async fn serve(
             cfg.burst,
             MAX_TRACKED_SOURCES,
         )),
-        visibility,
+        visibility: hooks.visibility,
+        challenges: hooks.challenges,
     };
     let mut udp_loops = JoinSet::new();
     for socket in udps {

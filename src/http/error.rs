@@ -5,7 +5,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use crate::state;
+use crate::{certs, state};
 
 #[derive(Debug)]
 pub struct ApiError(pub StatusCode, pub String);
@@ -41,6 +41,18 @@ impl From<state::Error> for ApiError {
             }
             Stopped => ApiError(StatusCode::SERVICE_UNAVAILABLE, "shutting down".into()),
         }
+    }
+}
+
+impl From<certs::Refusal> for ApiError {
+    fn from(r: certs::Refusal) -> Self {
+        use certs::Refusal::*;
+        let status = match &r {
+            Disabled => StatusCode::NOT_IMPLEMENTED,
+            NotForThisNode | Name { .. } => StatusCode::FORBIDDEN,
+            Type(_) | Value(_) => StatusCode::BAD_REQUEST,
+        };
+        ApiError(status, r.to_string())
     }
 }
 

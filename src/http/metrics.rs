@@ -38,6 +38,10 @@ pub struct Metrics {
     pub whois_requests: Family<WhoisLabels, Counter>,
     /// Audit records dropped because the writer fell behind.
     pub whois_audit_dropped: Counter,
+    /// `/machine/set-dns` requests by result (accepted, refused).
+    pub acme_challenges: Family<Vec<(String, String)>, Counter>,
+    /// DNS answers that carried a live ACME challenge value.
+    pub acme_challenges_served: Counter,
     /// 1 while the newest policy file was accepted, 0 after a rejection.
     policy_file_ok: Gauge<i64, std::sync::atomic::AtomicI64>,
     map_sessions: Gauge<i64, std::sync::atomic::AtomicI64>,
@@ -82,6 +86,13 @@ impl Metrics {
             .get_or_create(&vec![("result".into(), result.into())])
             .inc();
         self.policy_file_ok.set(i64::from(applied));
+    }
+
+    pub fn acme_challenge(&self, accepted: bool) {
+        let result = if accepted { "accepted" } else { "refused" };
+        self.acme_challenges
+            .get_or_create(&vec![("result".into(), result.into())])
+            .inc();
     }
 
     /// Renders the exposition text with `snap` as the live gauges.
@@ -148,6 +159,16 @@ impl Metrics {
             "Authorize audit records dropped because the writer fell behind",
             self.whois_audit_dropped.clone(),
         );
+        reg.register(
+            "acme_challenges",
+            "ACME DNS-01 challenges nodes asked to publish (/machine/set-dns), by result",
+            self.acme_challenges.clone(),
+        );
+        reg.register(
+            "acme_challenges_served",
+            "DNS answers carrying a live ACME DNS-01 challenge",
+            self.acme_challenges_served.clone(),
+        );
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &reg);
@@ -183,6 +204,8 @@ mod tests {
         m.frame("full");
         m.frame("full");
         m.registration("authorized");
+        m.acme_challenge(false);
+        m.acme_challenges_served.inc();
         let text = m.render(Snapshot {
             map_sessions: 3,
             nodes: 5,
@@ -194,6 +217,8 @@ mod tests {
         );
         assert!(text.contains("clawscale_registrations_total{outcome=\"authorized\"} 1"));
         assert!(text.contains("clawscale_map_sessions 3"));
+        assert!(text.contains("clawscale_acme_challenges_total{result=\"refused\"} 1"));
+        assert!(text.contains("clawscale_acme_challenges_served_total 1"));
         assert!(text.contains("clawscale_nodes 5"));
     }
 }

@@ -15,10 +15,11 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use super::view::{self, View};
+use crate::certs;
 use crate::policy::{CapMap, PeerOutput};
 use crate::state::change::{Change, PatchMask};
 use crate::state::policy::PolicyState;
-use crate::state::{Settings, World};
+use crate::state::{Certs, Settings, World};
 use crate::tailcfg::{
     self, CAPVER_HOME_DERP, CAPVER_NIL_ALLOWED_IPS, DerpMap, DnsConfig, FilterRule, MapResponse,
     PeerChange, SshPolicy, UserProfile,
@@ -40,9 +41,8 @@ pub struct SentState {
     pub filter: Option<Arc<Vec<FilterRule>>>,
     pub ssh: Option<SshPolicy>,
     pub caps: CapMap,
-    /// The DNSConfig sent, with the settings and policy it was derived from
-    /// (held so a pointer comparison tells whether it can have changed).
-    pub dns: Option<(Arc<Settings>, Arc<PolicyState>, DnsConfig)>,
+    /// The DNSConfig sent, with what it was derived from.
+    pub dns: Option<SentDns>,
     /// The DERP map variant sent (shared with the Settings it came from).
     pub derp: Option<Arc<DerpMap>>,
     /// The session's own node as last built from, so its deletion can be
@@ -72,6 +72,17 @@ impl SentState {
             None => view::is_plain(p, out),
         }
     }
+}
+
+/// A DNSConfig as sent, with the settings, policy and own node it was
+/// derived from (held so pointer comparisons tell whether it can have
+/// changed: services, extra records and `CertDomains` come from them).
+#[derive(Debug, Clone)]
+pub struct SentDns {
+    settings: Arc<Settings>,
+    policy: Arc<PolicyState>,
+    me: Arc<Node>,
+    config: DnsConfig,
 }
 
 /// Result of building a delta.
@@ -127,7 +138,7 @@ pub fn build_full(
                 .collect()
         }),
         peers_removed,
-        dns_config: Some(dns_now(world, sent, true).unwrap_or_default()),
+        dns_config: Some(dns_now(world, me, sent, true).unwrap_or_default()),
         domain: settings.domain.clone(),
         collect_services: Some(false),
         packet_filters: Some(filters(&view.filter)),
@@ -259,7 +270,7 @@ pub fn build_delta(
             sent.profiles.insert(id);
         }
     }
-    resp.dns_config = dns_now(world, sent, false);
+    resp.dns_config = dns_now(world, me, sent, false);
     resp.derp_map = derp_now(world, me, sent, false);
     if resp.is_empty_delta() {
         return Delta::Nothing;
@@ -271,16 +282,26 @@ pub fn build_delta(
 /// The DNSConfig to send: always for a full map; in a delta only when the
 /// settings or policy it derives from were replaced and the result differs
 /// from what the client holds (service hosts and extra records change it).
-fn dns_now(world: &World, sent: &mut SentState, full: bool) -> Option<DnsConfig> {
-    if let Some((settings, policy, config)) = &sent.dns
-        && Arc::ptr_eq(settings, &world.settings)
-        && Arc::ptr_eq(policy, &world.policy)
+fn dns_now(world: &World, me: &Arc<Node>, sent: &mut SentState, full: bool) -> Option<DnsConfig> {
+    if let Some(d) = &sent.dns
+        && Arc::ptr_eq(&d.settings, &world.settings)
+        && Arc::ptr_eq(&d.policy, &world.policy)
+        && Arc::ptr_eq(&d.me, me)
     {
-        return full.then(|| config.clone());
+        return full.then(|| d.config.clone());
     }
-    let config = world.dns_config();
-    let changed = sent.dns.as_ref().is_none_or(|(_, _, old)| *old != config);
-    sent.dns = Some((world.settings.clone(), world.policy.clone(), config.clone()));
+    let mut config = world.dns_config();
+    if world.settings.certs != Certs::Off {
+        let caps = certs::policy_caps(world, me);
+        config.cert_domains = certs::cert_domains(world, me, &caps);
+    }
+    let changed = sent.dns.as_ref().is_none_or(|d| d.config != config);
+    sent.dns = Some(SentDns {
+        settings: world.settings.clone(),
+        policy: world.policy.clone(),
+        me: me.clone(),
+        config: config.clone(),
+    });
     (full || changed).then_some(config)
 }
 

@@ -1,10 +1,11 @@
 //! One node's share of the policy, as the mapper needs it: which peers it
 //! sees (and with which AllowedIPs/PrimaryRoutes), its packet filter, SSH
-//! policy and CapMap. Without a policy every node sees every other node and
-//! may reach it, Headscale's default.
+//! policy and CapMap (with `https` as `certs` decides). Without a policy
+//! every node sees every other node and may reach it, Headscale's default.
 
 use std::sync::Arc;
 
+use crate::certs;
 use crate::policy::{CapMap, NodeOutput, PeerOutput};
 use crate::state::World;
 use crate::tailcfg::{FilterRule, SshPolicy};
@@ -31,14 +32,14 @@ impl View {
             Some(o) => View {
                 filter: o.packet_filter.clone(),
                 ssh: o.ssh_policy.clone(),
-                cap_map: o.cap_map.clone(),
+                cap_map: certs::map_caps(world.settings.certs, o.cap_map.clone()),
                 out: Some(o),
             },
             None => View {
                 out: None,
                 filter: Arc::new(vec![FilterRule::allow_all()]),
                 ssh: None,
-                cap_map: CapMap::new(),
+                cap_map: certs::map_caps(world.settings.certs, CapMap::new()),
             },
         }
     }

@@ -1,16 +1,23 @@
-//! The typed policy (`Doc`) and its construction from parsed HuJSON, with
-//! every topology-free check Tailscale performs at save time. ACL entries are
-//! lowered to the same `Rule` shape as grants (as Tailscale does internally).
+//! The typed policy (`Doc`), what it is compiled against (`Topology`) and
+//! the error every stage reports (`PolicyError`). Plain data: the bottom
+//! layer of `policy`, depending on nothing else in it. `syntax` builds a
+//! `Doc` (ACL entries are lowered to the same `Rule` shape as grants, as
+//! Tailscale does internally); `resolve`, `compile` and `check` read it.
+
+pub mod alias;
+pub mod error;
+pub mod topology;
 
 use std::collections::BTreeMap;
 
 use ipnet::IpNet;
-use serde_json::Value;
 
-use super::alias::Alias;
-use super::hujson::{Positions, escape_pointer};
-pub use super::parse_ssh::{SshRule, SshTest};
-use super::{CapMap, PolicyError};
+pub use alias::Alias;
+pub use error::PolicyError;
+pub use topology::{TopoNode, TopoUser, Topology};
+
+/// A CapMap (`tailcfg.NodeCapMap` / `PeerCapMap`): capability → values.
+pub type CapMap = BTreeMap<String, Vec<serde_json::Value>>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Ports {
@@ -29,10 +36,29 @@ pub struct Dst {
     pub alias: Alias,
     pub ports: Vec<Ports>,
     pub protos: Vec<i32>,
+    /// Only these addresses of what `alias` stands for (`None`: all of
+    /// them). Never written in a policy: set when `compile::deny` carves
+    /// the destinations of an earlier `deny` rule out of an accept.
+    pub mask: Option<Vec<IpNet>>,
 }
 
-#[derive(Debug, Clone)]
+impl Dst {
+    /// A destination as written in a policy (no mask).
+    pub fn new(alias: Alias, ports: Vec<Ports>, protos: Vec<i32>) -> Dst {
+        Dst {
+            alias,
+            ports,
+            protos,
+            mask: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
 pub struct Rule {
+    /// An `acls` entry with `"action": "deny"` (our extension): traffic it
+    /// matches is refused by it unless an earlier `acls` entry accepted it.
+    pub deny: bool,
     pub src: Vec<Alias>,
     /// Network destinations (from `acls[].dst` or `grants[].dst` × `ip`).
     pub dsts: Vec<Dst>,
@@ -50,19 +76,43 @@ pub struct NodeAttr {
     pub attrs: CapMap,
 }
 
+/// A `tests` entry: from `src`, each `(destination, port)` must be
+/// accepted / denied over `proto` (empty: TCP).
 #[derive(Debug, Clone)]
 pub struct AclTest {
     pub src: Alias,
     pub proto: Vec<i32>,
-    pub accept: Vec<(Alias, Vec<Ports>)>,
-    pub deny: Vec<(Alias, Vec<Ports>)>,
+    pub accept: Vec<(Alias, u16)>,
+    pub deny: Vec<(Alias, u16)>,
 }
 
-/// `services` extension: `"svc:NAME": {"hosts": ["tag:x"], "ports": ["tcp:443"]}`.
+/// `services` extension: `"svc:NAME": {"hosts": ["tag:x"], "ports": ["tcp:443"]}`
+/// or TailOpsMCP's `{"protocol", "port", "tags", "allowedTags"}`.
 #[derive(Debug, Clone)]
 pub struct ServiceDef {
     pub hosts: Vec<Alias>,
     pub ports: Vec<(Vec<i32>, Ports)>,
+    /// Selectors that may reach the service (TailOpsMCP's `allowedTags`).
+    pub allowed: Vec<Alias>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SshRule {
+    pub check: bool,
+    pub check_period: Option<String>,
+    pub src: Vec<Alias>,
+    pub dst: Vec<Alias>,
+    pub users: Vec<String>,
+    pub accept_env: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SshTest {
+    pub src: Alias,
+    pub dst: Vec<Alias>,
+    pub accept: Vec<String>,
+    pub check: Vec<String>,
+    pub deny: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -78,119 +128,24 @@ pub struct Doc {
     pub tests: Vec<AclTest>,
     pub ssh_tests: Vec<SshTest>,
     pub services: BTreeMap<String, ServiceDef>,
-    /// Domains used in `localpart:*@domain` (checked against the topology).
-    pub localpart_domains: Vec<(String, String)>,
+    /// Domains named by `localpart:*@domain` SSH users and `user:*@domain`
+    /// selectors in SSH rules, with where (checked against the topology:
+    /// only the tailnet's own domains may be used).
+    pub ssh_domains: Vec<(String, Option<(usize, usize)>)>,
+    /// Every clawscale extension the policy uses, with where: what
+    /// `--strict` (hosted-plane portability) refuses.
+    pub extensions: Vec<(String, Option<(usize, usize)>)>,
     /// Top-level `randomizeClientPort`.
     pub randomize_client_port: bool,
 }
 
-/// Builds errors pointing at the value under a JSON pointer.
-pub struct Ctx<'a> {
-    pub pos: &'a Positions,
-}
-
-impl Ctx<'_> {
-    pub fn err(&self, path: &str, msg: impl Into<String>) -> PolicyError {
-        // Fall back to the nearest ancestor that has a position.
-        let mut p = path.to_string();
-        loop {
-            if let Some(&(l, c)) = self.pos.get(&p) {
-                return PolicyError::at(l, c, msg);
-            }
-            match p.rfind('/') {
-                Some(i) => p.truncate(i),
-                None => return PolicyError::new(msg),
-            }
-        }
-    }
-}
-
-pub fn key_path(base: &str, key: &str) -> String {
-    format!("{base}/{}", escape_pointer(key))
-}
-
-pub fn strings(ctx: &Ctx, v: Option<&Value>, path: &str) -> Result<Vec<String>, PolicyError> {
-    match v {
-        None | Some(Value::Null) => Ok(vec![]),
-        Some(Value::Array(a)) => a
-            .iter()
-            .enumerate()
-            .map(|(i, x)| {
-                x.as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| ctx.err(&format!("{path}/{i}"), "expected a string"))
-            })
-            .collect(),
-        Some(_) => Err(ctx.err(path, "expected a list of strings")),
-    }
-}
-
-pub fn obj<'v>(
-    ctx: &Ctx,
-    v: &'v Value,
-    path: &str,
-) -> Result<&'v serde_json::Map<String, Value>, PolicyError> {
-    v.as_object()
-        .ok_or_else(|| ctx.err(path, "expected an object"))
-}
-
-/// Parses a port list: `*`, `22`, `80,443`, `1000-2000`.
-pub fn parse_ports(s: &str) -> Result<Vec<Ports>, String> {
-    if s == "*" {
-        return Ok(vec![ALL_PORTS]);
-    }
-    let mut out = Vec::new();
-    for part in s.split(',') {
-        let (a, b) = part.split_once('-').unwrap_or((part, part));
-        let first: u16 = a
-            .parse()
-            .map_err(|_| format!("port range {part:?}: invalid first integer"))?;
-        let last: u16 = b
-            .parse()
-            .map_err(|_| format!("port range {part:?}: invalid last integer"))?;
-        if first == 0 {
-            return Err(format!(
-                "port range {part:?}: first port must be >0, or use '*' for wildcard"
-            ));
-        }
-        if last < first {
-            return Err(format!("port range {part:?}: last port must be >= first"));
-        }
-        out.push(Ports { first, last });
-    }
-    Ok(out)
-}
-
-/// IP protocol names and numbers as Tailscale accepts them.
-pub fn parse_proto(s: &str) -> Result<Vec<i32>, String> {
-    let p = match s.to_ascii_lowercase().as_str() {
-        "" => return Ok(vec![]),
-        "tcp" => 6,
-        "udp" => 17,
-        "icmp" => 1,
-        "ipv6-icmp" | "icmpv6" => 58,
-        "igmp" => 2,
-        "ipv4" | "ip-in-ip" => 4,
-        "egp" => 8,
-        "igp" => 9,
-        "gre" => 47,
-        "esp" => 50,
-        "ah" => 51,
-        "sctp" => 132,
-        other => match other.parse::<u8>() {
-            Ok(n) if n > 0 => n as i32,
-            _ => return Err(format!("proto {s:?} is not valid")),
-        },
-    };
-    Ok(vec![p])
-}
-
-/// Splits an ACL destination `alias:ports` at the last colon.
-pub fn split_dst(s: &str) -> Result<(&str, &str), String> {
-    match s.rfind(':') {
-        Some(i) => Ok((&s[..i], &s[i + 1..])),
-        None => Err(format!("dst {s:?}: missing port")),
-    }
+/// The domain of a canonical `localpart:*@<domain>` SSH user entry. Other
+/// shapes starting with `localpart:` are plain user names (Tailscale emits
+/// them literally).
+pub fn localpart_domain(user: &str) -> Option<&str> {
+    let pat = user.strip_prefix("localpart:")?;
+    let (local, dom) = pat.rsplit_once('@')?;
+    (local == "*" && !dom.is_empty()).then_some(dom)
 }
 
 #[cfg(test)]
@@ -198,41 +153,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ports() {
-        assert_eq!(parse_ports("*").unwrap(), vec![ALL_PORTS]);
+    fn localpart_domains() {
         assert_eq!(
-            parse_ports("22,80-90").unwrap(),
-            vec![
-                Ports {
-                    first: 22,
-                    last: 22
-                },
-                Ports {
-                    first: 80,
-                    last: 90
-                }
-            ]
+            localpart_domain("localpart:*@example.com"),
+            Some("example.com")
         );
-        assert!(
-            parse_ports("ssh")
-                .unwrap_err()
-                .contains("invalid first integer")
-        );
-        assert!(
-            parse_ports("0")
-                .unwrap_err()
-                .contains("first port must be >0")
-        );
-        assert!(parse_ports("99999").is_err());
-        assert!(parse_ports("-1").is_err());
-    }
-
-    #[test]
-    fn protos_and_dst_split() {
-        assert_eq!(parse_proto("udp").unwrap(), vec![17]);
-        assert_eq!(parse_proto("6").unwrap(), vec![6]);
-        assert!(parse_proto("bogus").is_err());
-        assert_eq!(split_dst("tag:server:22").unwrap(), ("tag:server", "22"));
-        assert_eq!(split_dst("autogroup:self").unwrap(), ("autogroup", "self"));
+        assert_eq!(localpart_domain("localpart:*@"), None);
+        assert_eq!(localpart_domain("localpart:foo@example.com"), None);
+        assert_eq!(localpart_domain("localpart:foo"), None);
+        assert_eq!(localpart_domain("root"), None);
     }
 }

@@ -78,10 +78,28 @@ fn topo_node(n: &Node) -> TopoNode {
     }
 }
 
+/// Parses and validates a policy; `strict` refuses clawscale extensions.
+pub fn parse(text: &str, strict: bool) -> std::result::Result<Policy, PolicyError> {
+    if strict {
+        Policy::parse_strict(text)
+    } else {
+        Policy::parse(text)
+    }
+}
+
 /// Parses, validates and runs the policy's own tests against `w`'s
 /// topology; on success returns it compiled for `w`.
 pub fn accept(text: &str, w: &World) -> std::result::Result<(Policy, Compiled), PolicyError> {
-    let policy = Policy::parse(text)?;
+    accept_with(text, w, false)
+}
+
+/// As `accept`; `strict` refuses clawscale extensions (`policy.strict`).
+pub fn accept_with(
+    text: &str,
+    w: &World,
+    strict: bool,
+) -> std::result::Result<(Policy, Compiled), PolicyError> {
+    let policy = parse(text, strict)?;
     let topo = topology(w);
     policy.check(&topo)?;
     let compiled = policy.compile(&topo);
@@ -209,8 +227,8 @@ impl Core {
     /// Puts `text` in force: refuses it (leaving the current policy serving)
     /// unless it parses, validates and passes its own tests.
     async fn install_policy(&mut self, text: String, persist: bool) -> Result<()> {
-        let (policy, compiled) =
-            accept(&text, &self.world).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let (policy, compiled) = accept_with(&text, &self.world, self.opts.policy_strict)
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
         let now = self.now();
         if persist {
             self.db.save_policy(&text, now).await?;
@@ -286,7 +304,7 @@ impl StateHandle {
 
     /// Validates `text` against the current topology without installing it.
     pub fn check_policy(&self, text: &str) -> Result<()> {
-        accept(text, &self.world())
+        accept_with(text, &self.world(), self.policy_strict)
             .map(|_| ())
             .map_err(|e| Error::InvalidArgument(e.to_string()))
     }

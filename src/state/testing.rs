@@ -14,8 +14,16 @@ use crate::mapper::sessions::Sessions;
 /// `clawql.local`, Tailscale's address ranges). Keep the `TempDir` alive for
 /// as long as the state is used: dropping it deletes the database.
 pub(crate) async fn temp_state(ephemeral_timeout: Duration) -> (tempfile::TempDir, StateHandle) {
-    let (dir, _, state) = temp_state_with_db(ephemeral_timeout).await;
-    (dir, state)
+    temp_state_with(ephemeral_timeout, false).await
+}
+
+/// As `temp_state`; `policy_strict` as `policy.strict` in the config.
+pub(crate) async fn temp_state_with(
+    ephemeral_timeout: Duration,
+    policy_strict: bool,
+) -> (tempfile::TempDir, StateHandle) {
+    let (dir, _, state) = try_temp_state(ephemeral_timeout, policy_strict, None).await;
+    (dir, state.expect("state writer"))
 }
 
 /// [`temp_state`], plus a handle on the writer's database (for fault
@@ -23,6 +31,17 @@ pub(crate) async fn temp_state(ephemeral_timeout: Duration) -> (tempfile::TempDi
 pub(crate) async fn temp_state_with_db(
     ephemeral_timeout: Duration,
 ) -> (tempfile::TempDir, Db, StateHandle) {
+    let (dir, db, state) = try_temp_state(ephemeral_timeout, false, None).await;
+    (dir, db, state.expect("state writer"))
+}
+
+/// Starts a writer as `temp_state_with` does; with `policy_file`, the
+/// policy comes from a file with that text (`policy.mode: file`).
+pub(crate) async fn try_temp_state(
+    ephemeral_timeout: Duration,
+    policy_strict: bool,
+    policy_file: Option<String>,
+) -> (tempfile::TempDir, Db, super::Result<StateHandle>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = Db::connect(&Target::Sqlite {
         path: dir.path().join("db.sqlite"),
@@ -30,22 +49,30 @@ pub(crate) async fn temp_state_with_db(
     })
     .await
     .expect("database");
-    let state = start_on(db.clone(), ephemeral_timeout).await;
+    let state = start_on(db.clone(), ephemeral_timeout, policy_strict, policy_file).await;
     (dir, db, state)
 }
 
 /// A second writer over `db` (the first one's database), as after a
 /// restart. `_dir` must be the first writer's temp dir, still alive.
 pub(crate) async fn restart(_dir: &tempfile::TempDir, db: Db) -> StateHandle {
-    start_on(db, Duration::from_secs(1800)).await
+    start_on(db, Duration::from_secs(1800), false, None)
+        .await
+        .expect("state writer")
 }
 
-async fn start_on(db: Db, ephemeral_timeout: Duration) -> StateHandle {
+async fn start_on(
+    db: Db,
+    ephemeral_timeout: Duration,
+    policy_strict: bool,
+    policy_file: Option<String>,
+) -> super::Result<StateHandle> {
     let settings = Settings {
         base_domain: "clawql.local".into(),
         derp_map: Default::default(),
         dns: Default::default(),
         domain: "clawql.local".into(),
+        certs: Default::default(),
     };
     let opts = Options {
         ipam: Ipam {
@@ -54,11 +81,13 @@ async fn start_on(db: Db, ephemeral_timeout: Duration) -> StateHandle {
             strategy: Strategy::Sequential,
         },
         ephemeral_inactivity_timeout: ephemeral_timeout,
-        policy_store: super::policy::PolicyStore::Database,
-        policy_text: None,
+        policy_store: match policy_file {
+            Some(_) => super::policy::PolicyStore::File,
+            None => super::policy::PolicyStore::Database,
+        },
+        policy_text: policy_file,
+        policy_strict,
         dns: Default::default(),
     };
-    start(db, settings, Sessions::new(), Arc::new(SystemClock), opts)
-        .await
-        .expect("state writer")
+    start(db, settings, Sessions::new(), Arc::new(SystemClock), opts).await
 }

@@ -25,6 +25,19 @@ pub struct Settings {
     pub dns: tailcfg::DnsConfig,
     /// `MapResponse.Domain`: the tailnet's display name.
     pub domain: String,
+    /// Who may get HTTPS certificates for tailnet names (`dns.certs`).
+    pub certs: Certs,
+}
+
+/// `dns.certs`: which nodes get `CertDomains` and the `https` capability.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Certs {
+    #[default]
+    Off,
+    /// Every node unless policy `nodeAttrs` give it `disable-https`.
+    AllNodes,
+    /// Only nodes whose `nodeAttrs` give `https` (and not `disable-https`).
+    OptIn,
 }
 
 #[derive(Debug, Clone)]
@@ -37,6 +50,8 @@ pub struct World {
     pub online: BTreeSet<NodeId>,
     /// The policy in force, compiled for this World's nodes.
     pub policy: Arc<PolicyState>,
+    /// ACME challenges each node published (not persisted; `state::certs`).
+    pub acme_challenges: Arc<super::certs::ChallengesSeen>,
     by_node_key: HashMap<NodePublic, NodeId>,
     by_machine_key: HashMap<MachinePublic, NodeId>,
     by_ip: HashMap<IpAddr, NodeId>,
@@ -66,6 +81,7 @@ impl World {
             nodes: BTreeMap::new(),
             online: BTreeSet::new(),
             policy: Arc::default(),
+            acme_challenges: Arc::default(),
             by_node_key: HashMap::new(),
             by_machine_key: HashMap::new(),
             by_ip: HashMap::new(),
@@ -109,16 +125,41 @@ impl World {
 
     /// The `DNSConfig` every map carries: the operator's settings with only
     /// the A/AAAA extra records (all Tailscale clients serve), plus
-    /// `NAME.<base_domain>` for each service. A service whose name is taken
-    /// by a node or an operator record is left out: those win, as on the
-    /// authoritative server.
+    /// `NAME.<base_domain>` for each service ([`World::published_services`]).
+    /// `CertDomains` is per node: the mapper adds it.
     pub fn dns_config(&self) -> tailcfg::DnsConfig {
         let mut dns = self.settings.dns.clone();
         dns.extra_records
             .retain(|r| matches!(r.r#type.as_str(), "A" | "AAAA"));
+        for (fqdn, addrs) in self.published_services() {
+            // Untyped ("A or AAAA by value"): tailscaled's own dialer
+            // (`tailscale nc`, userspace networking) only reads untyped
+            // records and keeps the last one per name (tsdial's
+            // dnsMapFromNetworkMap, 1.96), so IPv6 goes first and the
+            // dialer uses IPv4, as it does for peer names. Its MagicDNS
+            // resolver reads typed and untyped alike.
+            for ip in addrs
+                .iter()
+                .filter(|a| a.is_ipv6())
+                .chain(addrs.iter().filter(|a| a.is_ipv4()))
+            {
+                dns.extra_records.push(tailcfg::DnsRecord {
+                    name: fqdn.clone(),
+                    r#type: String::new(),
+                    value: ip.to_string(),
+                });
+            }
+        }
+        dns
+    }
+
+    /// Each service's `NAME.<base_domain>` (lower-case) with its hosts'
+    /// addresses. A service whose name is taken by a node or an operator
+    /// record is left out: those win, as on the authoritative server.
+    pub fn published_services(&self) -> Vec<(String, Vec<IpAddr>)> {
         let base = self.settings.base_domain.trim_end_matches('.');
         if base.is_empty() {
-            return dns;
+            return Vec::new();
         }
         let taken: HashSet<String> = self
             .settings
@@ -127,21 +168,15 @@ impl World {
             .iter()
             .map(|r| r.name.trim_end_matches('.').to_ascii_lowercase())
             .collect();
-        for (name, addrs) in self.services().iter() {
-            let label = name.to_ascii_lowercase();
-            let fqdn = format!("{label}.{base}").to_ascii_lowercase();
-            if self.by_name.contains_key(&label) || taken.contains(&fqdn) {
-                continue;
-            }
-            for ip in addrs {
-                dns.extra_records.push(tailcfg::DnsRecord {
-                    name: fqdn.clone(),
-                    r#type: if ip.is_ipv4() { "A" } else { "AAAA" }.into(),
-                    value: ip.to_string(),
-                });
-            }
-        }
-        dns
+        self.services()
+            .iter()
+            .filter_map(|(name, addrs)| {
+                let label = name.to_ascii_lowercase();
+                let fqdn = format!("{label}.{base}").to_ascii_lowercase();
+                let free = !self.by_name.contains_key(&label) && !taken.contains(&fqdn);
+                free.then(|| (fqdn, addrs.clone()))
+            })
+            .collect()
     }
 
     pub fn node(&self, id: NodeId) -> Option<&Arc<Node>> {
@@ -211,6 +246,9 @@ impl World {
         let old = self.nodes.remove(&id)?;
         self.unindex(&old);
         self.online.remove(&id);
+        if self.acme_challenges.contains_key(&id) {
+            Arc::make_mut(&mut self.acme_challenges).remove(&id);
+        }
         Some(old)
     }
 

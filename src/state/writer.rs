@@ -56,6 +56,8 @@ pub struct StateHandle {
     reader: StateReader,
     sessions: Arc<Sessions>,
     clock: Arc<dyn Clock>,
+    /// `policy.strict`: policies with clawscale extensions are refused.
+    pub(super) policy_strict: bool,
 }
 
 /// What a map request reports about its node.
@@ -240,6 +242,7 @@ pub async fn start(
         world.policy = Arc::new(p);
     }
     let world = Arc::new(world);
+    let policy_strict = opts.policy_strict;
     let (publisher, reader) = watch::channel(world.clone());
     let (tx, mut rx) = mpsc::channel::<Job>(1024);
     let mut core = Core {
@@ -277,6 +280,7 @@ pub async fn start(
         reader: StateReader(reader),
         sessions,
         clock,
+        policy_strict,
     })
 }
 
@@ -297,9 +301,9 @@ async fn initial_policy(db: &Db, opts: &Options, world: &World) -> Result<Option
     };
     let invalid = |e: crate::policy::PolicyError| Error::InvalidArgument(format!("policy: {e}"));
     let (policy, compiled) = if run_tests {
-        super::policy::accept(&text, world).map_err(invalid)?
+        super::policy::accept_with(&text, world, opts.policy_strict).map_err(invalid)?
     } else {
-        let p = crate::policy::Policy::parse(&text).map_err(invalid)?;
+        let p = super::policy::parse(&text, opts.policy_strict).map_err(invalid)?;
         let c = p.compile(&super::policy::topology(world));
         (p, c)
     };
@@ -349,5 +353,10 @@ impl StateHandle {
 
     pub fn now(&self) -> DateTime<Utc> {
         self.clock.now()
+    }
+
+    /// The clock state runs on, for others that must agree with it.
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
     }
 }

@@ -23,6 +23,10 @@ pub struct DnsConfig {
     pub proxied: bool,
     #[serde(rename = "ExtraRecords", skip_serializing_if = "Vec::is_empty")]
     pub extra_records: Vec<DnsRecord>,
+    /// Names this node may get a TLS certificate for (`tailscale cert`);
+    /// the client refuses any other name (`ipn/ipnlocal/cert.go`).
+    #[serde(rename = "CertDomains", skip_serializing_if = "Vec::is_empty")]
+    pub cert_domains: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]

@@ -220,6 +220,7 @@ mod tests {
             owner: Some(Arc::new(alice())),
             online: false,
             auth_key: None,
+            certificates: vec![],
         }
     }
 

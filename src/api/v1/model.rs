@@ -128,7 +128,25 @@ pub struct Node {
     pub available_routes: Vec<String>,
     pub subnet_routes: Vec<String>,
     pub tags: Vec<String>,
+    /// clawscale extension (`dns.certs`): names the node proved to a CA
+    /// through an ACME DNS-01 challenge. Absent when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<NodeCertificate>,
 }
+
+/// The last ACME challenge a node published for one of its names. The
+/// server never sees the certificate: `expectedExpiry` is when one issued
+/// at that moment would expire, assuming the CA's usual 90-day lifetime.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeCertificate {
+    pub domain: String,
+    pub last_challenge: DateTime<Utc>,
+    pub expected_expiry: DateTime<Utc>,
+}
+
+/// Let's Encrypt's certificate lifetime, the one `expectedExpiry` assumes.
+pub const USUAL_CERT_LIFETIME_DAYS: i64 = 90;
 
 /// How an endpoint presents a node; Headscale's endpoints differ here and
 /// clients rely on what each one does.
@@ -207,6 +225,15 @@ impl Node {
             available_routes: strings(n.routable_ips()),
             subnet_routes,
             tags: n.tags.clone(),
+            certificates: i
+                .certificates
+                .iter()
+                .map(|(domain, at)| NodeCertificate {
+                    domain: domain.clone(),
+                    last_challenge: *at,
+                    expected_expiry: *at + chrono::Duration::days(USUAL_CERT_LIFETIME_DAYS),
+                })
+                .collect(),
         }
     }
 }

@@ -353,6 +353,7 @@ fn zone_data_drops_what_the_index_cannot_hold() {
             ..Default::default()
         },
         domain: "clawql.local".into(),
+        certs: Default::default(),
     };
     let mut w = World::new(settings, vec![], vec![]);
     w.generation = 42;
@@ -393,6 +394,7 @@ fn only_zone_relevant_changes_count_as_new_inputs() {
         derp_map: Default::default(),
         dns: Default::default(),
         domain: "clawql.local".into(),
+        certs: Default::default(),
     };
     let w0 = Arc::new(World::new(settings, vec![], vec![node.clone()]));
     let mut w1 = (*w0).clone();

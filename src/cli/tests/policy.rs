@@ -43,11 +43,18 @@ fn topology_file(dir: &tempfile::TempDir) -> PathBuf {
 
 #[test]
 fn every_starter_policy_passes_its_own_tests() {
-    for name in ["mcp.hujson", "clawql.hujson", "deny-by-default.hujson"] {
+    for name in [
+        "mcp.hujson",
+        "clawql.hujson",
+        "deny-by-default.hujson",
+        "mcp-deny.hujson",
+        "tailops-services.hujson",
+    ] {
         let (r, out) = run(PolicyCommand::Check {
             path: Some(starter(name)),
             file: None,
             topology: None,
+            strict: false,
         });
         assert_eq!(r, Ok(None), "{name}: {out}");
         assert!(out.contains("policy is valid"), "{out}");
@@ -63,6 +70,7 @@ fn check_reports_line_and_column() {
         path: Some(p),
         file: None,
         topology: None,
+        strict: false,
     });
     let err = r.expect_err("undefined group");
     assert!(err.contains("line 3"), "{err}");
@@ -176,11 +184,99 @@ fn a_failing_policy_test_is_named() {
         path: Some(p),
         file: None,
         topology: None,
+        strict: false,
     });
     let err = r.expect_err("port 22 is not allowed");
     assert!(err.contains("test(s) failed"), "{err}");
     assert!(
         err.contains("tests[0]") && err.contains("tag:web:22") && err.contains("accepted"),
         "{err}"
+    );
+}
+
+#[test]
+fn strict_check_refuses_clawscale_extensions() {
+    let check = |name: &str| {
+        run(PolicyCommand::Check {
+            path: Some(starter(name)),
+            file: None,
+            topology: None,
+            strict: true,
+        })
+    };
+    assert_eq!(check("deny-by-default.hujson").0, Ok(None));
+    for (name, what) in [
+        ("mcp-deny.hujson", "\"action\": \"deny\""),
+        ("tailops-services.hujson", "services section"),
+        ("clawql.hujson", "services section"),
+    ] {
+        let err = check(name).0.expect_err(name);
+        assert!(
+            err.contains(what) && err.contains("strict mode"),
+            "{name}: {err}"
+        );
+        assert!(err.contains("line "), "{name}: {err}");
+    }
+}
+
+/// The starter policy with denies, on a tailnet: alice (mcp-users), carol
+/// (contractors), admin; the MCP host and a server.
+const DENY_TOPOLOGY: &str = r#"{
+  "users": [
+    {"id": 1, "name": "alice", "email": "alice@example.com"},
+    {"id": 2, "name": "carol", "email": "carol@example.com"},
+    {"id": 3, "name": "admin", "email": "admin@example.com"}
+  ],
+  "nodes": {
+    "alice-laptop": {"user": "alice", "ipv4": "100.64.0.1", "ipv6": "fd7a:115c:a1e0::1"},
+    "carol-laptop": {"user": "carol", "ipv4": "100.64.0.2", "ipv6": "fd7a:115c:a1e0::2"},
+    "mcp": {"tags": ["tag:mcp-host"], "ipv4": "100.64.0.3", "ipv6": "fd7a:115c:a1e0::3"},
+    "server": {"tags": ["tag:server"], "ipv4": "100.64.0.4", "ipv6": "fd7a:115c:a1e0::4"}
+  }
+}"#;
+
+#[test]
+fn explain_names_the_deciding_deny_rule() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let topo = dir.path().join("topology.json");
+    std::fs::write(&topo, DENY_TOPOLOGY).expect("write topology");
+    let explain = |src: &str, dst: &str, proto: Option<&str>| {
+        let (r, out) = run(PolicyCommand::Explain {
+            policy: starter("mcp-deny.hujson"),
+            topology: topo.clone(),
+            src: src.into(),
+            dst: dst.into(),
+            proto: proto.map(str::to_string),
+        });
+        assert_eq!(r, Ok(None), "{out}");
+        out
+    };
+    assert!(explain("alice-laptop", "mcp:3010", None).starts_with("allowed by acls[0]"));
+    let out = explain("alice-laptop", "mcp:22", None);
+    assert_eq!(out.trim(), "denied by acls[1] (a deny rule)");
+    let out = explain("carol-laptop", "server:22", Some("tcp"));
+    assert_eq!(out.trim(), "denied by acls[2] (a deny rule)");
+    assert!(explain("carol-laptop", "server:22", Some("udp")).starts_with("allowed by acls[3]"));
+    assert!(explain("carol-laptop", "server:443", None).starts_with("allowed by acls[3]"));
+    // The TailOpsMCP service's implied grant is named too.
+    let topo2 = dir.path().join("tailops.json");
+    std::fs::write(
+        &topo2,
+        r#"{"users": [], "nodes": {
+            "client": {"tags": ["tag:systemmanager-client"], "ipv4": "100.64.0.5"},
+            "server": {"tags": ["tag:systemmanager-server"], "ipv4": "100.64.0.6"}}}"#,
+    )
+    .expect("write topology");
+    let (r, out) = run(PolicyCommand::Explain {
+        policy: starter("tailops-services.hujson"),
+        topology: topo2,
+        src: "client".into(),
+        dst: "server:8080".into(),
+        proto: None,
+    });
+    assert_eq!(r, Ok(None));
+    assert_eq!(
+        out.trim(),
+        r#"allowed by services["svc:systemmanager-mcp"].allowedTags"#
     );
 }

@@ -136,3 +136,24 @@ fn extra_records_json_file_format() {
         "unknown fields are rejected"
     );
 }
+
+#[test]
+fn dns_certs_are_off_by_default_and_need_the_server() {
+    let off = Config::embedded("/tmp/x").dns.certs;
+    assert!(!off.enabled && off.all_nodes);
+    let c = load_str("dns:\n  server: {enabled: true}\n  certs: {enabled: true}\n").unwrap();
+    assert!(c.dns.certs.enabled && c.dns.certs.all_nodes);
+    let c =
+        load_str("dns:\n  server: {enabled: true}\n  certs: {enabled: true, all_nodes: false}\n")
+            .unwrap();
+    assert!(c.dns.certs.enabled && !c.dns.certs.all_nodes);
+    let err = load_str("dns:\n  certs: {enabled: true}\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("dns.certs.enabled"), "{err}");
+    assert!(err.contains("dns.server.enabled"), "{err}");
+    let err = load_str("dns:\n  certs: {enabled: true, provider: x}\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("dns.certs.provider"), "{err}");
+}

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
 use super::super::raw::{RawDns, RawExtraRecord};
-use super::super::{Dns, Error, ExtraRecord, Prefixes};
+use super::super::{Dns, DnsCerts, Error, ExtraRecord, Prefixes};
 use super::{dns_server, invalid, parse};
 
 /// Longest TXT value accepted: several 255-byte strings, still well inside
@@ -81,6 +81,14 @@ pub(super) fn build(
             "needs dns.base_domain: the server is authoritative for it",
         ));
     }
+    // The CA validates a certificate by asking our server for the
+    // challenge record, so there must be a server and a zone.
+    if raw.certs.enabled && !server.enabled {
+        return Err(invalid(
+            "dns.certs.enabled",
+            "needs dns.server.enabled: the CA reads the ACME challenges from that server",
+        ));
+    }
     Ok(Dns {
         magic_dns: raw.magic_dns,
         base_domain,
@@ -96,6 +104,10 @@ pub(super) fn build(
         extra_records,
         extra_records_path,
         server,
+        certs: DnsCerts {
+            enabled: raw.certs.enabled,
+            all_nodes: raw.certs.all_nodes.unwrap_or(true),
+        },
     })
 }
 

@@ -55,6 +55,7 @@ fn handler(rate: u32, burst: u32) -> (Handler, watch::Sender<Arc<RecordIndex>>) 
         allow: default_allow().into(),
         limiter: Arc::new(Limiter::new(rate, burst, 1024)),
         visibility: None,
+        challenges: None,
     };
     (handler, tx)
 }

@@ -53,6 +53,7 @@ fn world(nodes: Vec<Node>) -> World {
         derp_map: Default::default(),
         dns: Default::default(),
         domain: "clawql.local".into(),
+        certs: Default::default(),
     };
     World::new(settings, vec![user(1, "alice"), user(2, "bob")], nodes)
 }
@@ -253,5 +254,6 @@ fn expired_peer_is_flagged() {
 }
 
 mod capver;
+mod certs;
 mod dns;
 mod policy;

@@ -50,6 +50,40 @@ async fn a_rejected_policy_leaves_the_previous_one_serving() {
 }
 
 #[tokio::test]
+async fn strict_mode_refuses_clawscale_extensions() {
+    let deny = r#"{"acls": [
+        {"action": "deny", "src": ["*"], "dst": ["*:22"]},
+        {"action": "accept", "src": ["*"], "dst": ["*:*"]}]}"#;
+    let (_dir, strict) =
+        crate::state::testing::temp_state_with(Duration::from_secs(1800), true).await;
+    let err = strict.set_policy(deny.into()).await.unwrap_err();
+    let Error::InvalidArgument(msg) = err else {
+        panic!("want InvalidArgument, got {err:?}")
+    };
+    assert!(msg.contains("strict") && msg.contains("line 2"), "{msg}");
+    assert!(strict.check_policy(deny).is_err());
+    strict
+        .set_policy(POLICY.into())
+        .await
+        .expect("no extension");
+    // Without `policy.strict` the same policy is accepted.
+    let f = fixture(Duration::from_secs(1800)).await;
+    f.state
+        .set_policy(deny.into())
+        .await
+        .expect("deny rules accepted");
+    // A policy file with an extension stops a strict server at boot.
+    let boot = |strict| {
+        crate::state::testing::try_temp_state(Duration::from_secs(1800), strict, Some(deny.into()))
+    };
+    let (_d, _, refused) = boot(true).await;
+    let err = refused.err().expect("strict boot refuses the file");
+    assert!(err.to_string().contains("strict"), "{err}");
+    let (_d, _, started) = boot(false).await;
+    assert!(started.is_ok());
+}
+
+#[tokio::test]
 async fn tags_must_be_owned_by_the_keys_user() {
     let f = with_policy().await;
     let owned = f.key(true, false, &["tag:web"]).await;

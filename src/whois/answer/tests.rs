@@ -66,6 +66,7 @@ pub(crate) fn world() -> World {
         derp_map: Default::default(),
         dns: Default::default(),
         domain: "clawql.local".into(),
+        certs: Default::default(),
     };
     let mut w = World::new(
         settings,

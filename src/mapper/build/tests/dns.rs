@@ -59,8 +59,8 @@ fn full_map_carries_services_and_address_records_only() {
         dns.extra_records,
         vec![
             rec("grafana.clawql.local", "A", "100.64.0.77"),
-            rec("mcp.clawql.local", "A", "100.64.0.3"),
-            rec("mcp.clawql.local", "AAAA", "fd7a:115c:a1e0::3"),
+            rec("mcp.clawql.local", "", "fd7a:115c:a1e0::3"),
+            rec("mcp.clawql.local", "", "100.64.0.3"),
         ]
     );
 }

@@ -1,0 +1,80 @@
+//! `POST /machine/set-dns`: a node asks us to publish the TXT record of an
+//! ACME DNS-01 challenge (tailcfg `SetDNSRequest`), so `tailscale cert` and
+//! `tailscale serve --https` can get a certificate for its names.
+//!
+//! The tunnel's machine key must own the node key the request names (as for
+//! map and register); `certs::authorize` then limits the record to
+//! `_acme-challenge.<one of the node's CertDomains>`. The record is live in
+//! the DNS server when we answer 200: the client asks the CA to validate
+//! right away (see `certs::Challenges`).
+
+use axum::Extension;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+
+use super::{ControlState, Peer};
+use crate::certs;
+use crate::http::error::ApiError;
+use crate::tailcfg::{SetDnsRequest, SetDnsResponse};
+use crate::types::NodePublic;
+
+pub(super) async fn handler(
+    State(cs): State<ControlState>,
+    Extension(peer): Extension<Peer>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let req: SetDnsRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid set-dns request: {e}")))?;
+    let node_key: NodePublic = req
+        .node_key
+        .as_deref()
+        .unwrap_or("")
+        .parse()
+        .map_err(|e| ApiError::bad_request(format!("NodeKey: {e}")))?;
+    let world = cs.state.world();
+    let node = world
+        .node_by_node_key(&node_key)
+        .cloned()
+        .ok_or_else(|| ApiError::unauthorized("node not registered"))?;
+    // Every request that names a record is counted, refused ones included.
+    if node.machine_key != peer.machine_key {
+        tracing::warn!(node = %node.id, machine = ?peer.machine_key, "set-dns with foreign node key");
+        cs.metrics.acme_challenge(false);
+        return Err(ApiError::unauthorized(
+            "node key does not belong to this machine",
+        ));
+    }
+    if node.is_expired(cs.state.now()) {
+        cs.metrics.acme_challenge(false);
+        return Err(ApiError::unauthorized("node key expired"));
+    }
+    let decided = match &cs.challenges {
+        None => Err(certs::Refusal::Disabled),
+        Some(_) => certs::authorize(&world, &node, &req.name, &req.r#type, &req.value),
+    };
+    let challenge = match decided {
+        Ok(c) => c,
+        Err(refusal) => {
+            cs.metrics.acme_challenge(false);
+            tracing::info!(node = %node.id, name = %req.name, reason = %refusal, "set-dns refused");
+            return Err(refusal.into());
+        }
+    };
+    if let Some(store) = &cs.challenges {
+        store.put(&challenge.owner, &challenge.value);
+    }
+    // For the operator's view only: the record is already live, so a
+    // failure here is logged, not returned (the client would retry an order
+    // that can succeed).
+    if let Err(e) = cs
+        .state
+        .note_acme_challenge(node.id, challenge.domain.clone())
+        .await
+    {
+        tracing::warn!(node = %node.id, error = %e, "could not note the ACME challenge");
+    }
+    cs.metrics.acme_challenge(true);
+    tracing::info!(node = %node.id, domain = %challenge.domain, "ACME challenge published");
+    Ok(axum::Json(SetDnsResponse {}).into_response())
+}

@@ -1,0 +1,262 @@
+//! Unit tests of the public API beyond the conformance cases: services
+//! (`svc:NAME`), `check_tags`, `explain`, `auto_approved_routes`.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use crate::policy::{Claimant, Policy, TopoNode, TopoUser, Topology};
+
+fn node(id: u64, user: Option<u64>, tags: &[&str]) -> TopoNode {
+    TopoNode {
+        id,
+        name: format!("n{id}"),
+        hostname: format!("n{id}"),
+        user,
+        tags: tags.iter().map(|t| t.to_string()).collect(),
+        ipv4: Some(Ipv4Addr::new(100, 64, 0, id as u8)),
+        ipv6: Some(format!("fd7a:115c:a1e0::{id}").parse().expect("v6")),
+        ..Default::default()
+    }
+}
+
+/// alice (1) and bob (2); n1 alice, n2 bob, n3 tag:mcp-server,
+/// n4 tag:other, n5 tag:mcp-server.
+fn topo() -> Topology {
+    let user = |id: u64, name: &str| TopoUser {
+        id,
+        name: name.into(),
+        login: format!("{name}@example.com"),
+    };
+    Topology {
+        users: vec![user(1, "alice"), user(2, "bob")],
+        nodes: vec![
+            node(1, Some(1), &[]),
+            node(2, Some(2), &[]),
+            node(3, None, &["tag:mcp-server"]),
+            node(4, None, &["tag:other"]),
+            node(5, None, &["tag:mcp-server"]),
+        ],
+    }
+}
+
+const HEAD: &str = r#"
+  "tagOwners": {"tag:mcp-server": ["alice@example.com"], "tag:other": ["tag:mcp-server"]},
+  "services": {"svc:mcp": {"hosts": ["tag:mcp-server"], "ports": ["tcp:443", "tcp:8443"]}},
+"#;
+
+fn policy(body: &str) -> Policy {
+    Policy::parse(&format!("{{{HEAD}{body}}}")).expect("policy parses")
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().expect("ip")
+}
+
+#[test]
+fn acl_to_service_restricts_to_declared_ports_and_hosts() {
+    let p = policy(
+        r#""acls": [{"action": "accept", "src": ["alice@example.com"], "dst": ["svc:mcp:*"]}]"#,
+    );
+    let c = p.compile(&topo());
+    for host in [3, 5] {
+        let out = c.node(host).expect("host");
+        let rules = &out.packet_filter;
+        assert_eq!(rules.len(), 1, "{rules:?}");
+        assert_eq!(rules[0].src_ips, vec!["100.64.0.1", "fd7a:115c:a1e0::1"]);
+        assert_eq!(rules[0].ip_proto, vec![6]);
+        let ports: Vec<(u16, u16)> = rules[0]
+            .dst_ports
+            .iter()
+            .map(|d| (d.ports.first, d.ports.last))
+            .collect();
+        assert!(ports.contains(&(443, 443)) && ports.contains(&(8443, 8443)));
+        assert!(ports.iter().all(|p| *p == (443, 443) || *p == (8443, 8443)));
+        // The host sees its client.
+        assert!(out.peers.contains_key(&1));
+    }
+    // The client sees exactly the hosts; others see nothing.
+    let alice = c.node(1).expect("alice");
+    assert_eq!(alice.peers.keys().copied().collect::<Vec<_>>(), vec![3, 5]);
+    assert!(alice.packet_filter.is_empty());
+    assert!(c.node(2).expect("bob").peers.is_empty());
+    assert!(c.node(4).expect("n4").packet_filter.is_empty());
+}
+
+#[test]
+fn acl_service_single_port_inside_declaration() {
+    let p = policy(
+        r#""acls": [{"action": "accept", "src": ["bob@example.com"], "dst": ["svc:mcp:443"]}]"#,
+    );
+    let out = p.compile(&topo()).node(3).expect("host");
+    let dp: Vec<(u16, u16)> = out.packet_filter[0]
+        .dst_ports
+        .iter()
+        .map(|d| (d.ports.first, d.ports.last))
+        .collect();
+    assert_eq!(dp, vec![(443, 443), (443, 443)]); // v4 and v6 address
+    assert_eq!(out.packet_filter[0].dst_ports[0].ip, "100.64.0.3");
+}
+
+#[test]
+fn service_port_outside_declaration_is_rejected_with_position() {
+    let src = format!(
+        "{{{HEAD}\n  \"acls\": [\n    {{\"action\": \"accept\", \"src\": [\"*\"],\n     \"dst\": [\"svc:mcp:80\"]}}]}}"
+    );
+    let e = Policy::parse(&src).expect_err("port 80 is not declared");
+    assert!(e.message.contains("port 80"), "{e}");
+    assert_eq!(e.position, Some((7, 14)), "{e}");
+
+    // Grants: the offending `ip` entry carries the position.
+    let src = format!(
+        "{{{HEAD}\n  \"grants\": [{{\"src\": [\"*\"], \"dst\": [\"svc:mcp\"],\n    \"ip\": [\"tcp:443\", \"udp:443\"]}}]}}"
+    );
+    let e = Policy::parse(&src).expect_err("udp is not declared");
+    assert_eq!(e.position, Some((6, 23)), "{e}");
+    assert!(e.message.contains("port 443 (IP protocol [17])"), "{e}");
+    // A range partly outside is rejected too.
+    let e = Policy::parse(&format!(
+        "{{{HEAD}\"acls\": [{{\"action\": \"accept\", \"src\": [\"*\"], \"dst\": [\"svc:mcp:443-444\"]}}]}}"
+    ))
+    .expect_err("444 is not declared");
+    assert!(e.message.contains("443-444"), "{e}");
+    // Unknown service.
+    let e = Policy::parse(&format!(
+        "{{{HEAD}\"acls\": [{{\"action\": \"accept\", \"src\": [\"*\"], \"dst\": [\"svc:nope:443\"]}}]}}"
+    ))
+    .expect_err("unknown service");
+    assert!(e.message.contains("svc:nope"), "{e}");
+}
+
+#[test]
+fn grant_to_service_with_ip_and_app() {
+    let p = policy(
+        r#""grants": [{"src": ["alice@example.com"], "dst": ["svc:mcp"], "ip": ["*"],
+            "app": {"clawql.dev/cap/mcp": [{"tools": ["search_*"], "servers": ["svc:mcp"]}]}}]"#,
+    );
+    let c = p.compile(&topo());
+    let out = c.node(5).expect("host");
+    let net: Vec<_> = out
+        .packet_filter
+        .iter()
+        .filter(|r| r.cap_grant.is_empty())
+        .collect();
+    assert_eq!(net.len(), 1);
+    assert_eq!(net[0].ip_proto, vec![6]);
+    assert!(
+        net[0]
+            .dst_ports
+            .iter()
+            .all(|d| [443, 8443].contains(&d.ports.first))
+    );
+    // App capability flows to whois unchanged, only for the granted source.
+    let caps = c.whois_caps(ip("100.64.0.1"), 5);
+    assert_eq!(
+        caps["clawql.dev/cap/mcp"],
+        vec![serde_json::json!({"tools": ["search_*"], "servers": ["svc:mcp"]})]
+    );
+    assert!(c.whois_caps(ip("100.64.0.2"), 5).is_empty());
+    assert!(c.whois_caps(ip("100.64.0.1"), 4).is_empty());
+}
+
+#[test]
+fn service_addrs_lists_hosts() {
+    let p = policy(r#""acls": []"#);
+    let c = p.compile(&topo());
+    let sa = c.service_addrs();
+    assert_eq!(sa.len(), 1);
+    assert_eq!(sa[0].0, "mcp");
+    let mut want = vec![
+        ip("100.64.0.3"),
+        ip("100.64.0.5"),
+        ip("fd7a:115c:a1e0::3"),
+        ip("fd7a:115c:a1e0::5"),
+    ];
+    want.sort();
+    assert_eq!(sa[0].1, want);
+    let svc = p.services();
+    assert_eq!(svc[0].hosts, vec!["tag:mcp-server"]);
+    assert_eq!(
+        svc[0].ports,
+        vec![(vec![6], 443, 443), (vec![6], 8443, 8443)]
+    );
+}
+
+#[test]
+fn check_tags_by_owner() {
+    let p = policy(r#""acls": []"#);
+    let alice = Claimant::User {
+        login: "alice@example.com",
+    };
+    let bob = Claimant::User {
+        login: "bob@example.com",
+    };
+    let t = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    assert!(p.check_tags(&alice, &t(&["tag:mcp-server"])).is_ok());
+    let e = p
+        .check_tags(&bob, &t(&["tag:mcp-server"]))
+        .expect_err("bob owns nothing");
+    assert!(e.message.contains("tag:mcp-server"), "{e}");
+    // Tags owning tags: a tag:mcp-server key may claim tag:other.
+    let server = t(&["tag:mcp-server"]);
+    assert!(
+        p.check_tags(&Claimant::Tags(&server), &t(&["tag:other"]))
+            .is_ok()
+    );
+    // ...but tag:other does not own tag:mcp-server (only keeps its own).
+    let other = t(&["tag:other"]);
+    assert!(
+        p.check_tags(&Claimant::Tags(&other), &t(&["tag:mcp-server"]))
+            .is_err()
+    );
+    assert!(p.check_tags(&Claimant::Tags(&other), &other).is_ok());
+    // Undefined tag.
+    let e = p
+        .check_tags(&alice, &t(&["tag:nope"]))
+        .expect_err("undefined");
+    assert!(e.message.contains("tagOwners"), "{e}");
+}
+
+#[test]
+fn explain_names_rules_or_reason() {
+    let p = policy(
+        r#""acls": [
+          {"action": "accept", "src": ["alice@example.com"], "dst": ["tag:other:22"]},
+          {"action": "accept", "src": ["autogroup:member"], "dst": ["tag:other:22,80"]}],
+        "grants": [{"src": ["bob@example.com"], "dst": ["svc:mcp"], "ip": ["tcp:443"]}]"#,
+    );
+    let c = p.compile(&topo());
+    let e = c.explain(1, 4, 22, Some(6));
+    assert!(e.allowed);
+    assert_eq!(e.rules, vec!["acls[0]", "acls[1]"]);
+    assert_eq!(e.to_string(), "allowed by acls[0], acls[1]");
+    let e = c.explain(2, 4, 80, None);
+    assert_eq!(e.rules, vec!["acls[1]"]);
+    let e = c.explain(2, 4, 443, Some(6));
+    assert!(!e.allowed);
+    assert!(e.to_string().starts_with("denied: "));
+    let e = c.explain(2, 3, 443, Some(6));
+    assert_eq!(e.rules, vec!["grants[0]"]);
+    assert!(!c.explain(2, 3, 443, Some(17)).allowed);
+    assert!(!c.explain(2, 3, 8443, Some(6)).allowed);
+    assert!(!c.explain(1, 99, 22, None).allowed);
+}
+
+#[test]
+fn auto_approved_routes_per_node() {
+    let p = policy(
+        r#""acls": [],
+        "autoApprovers": {"routes": {"10.0.0.0/8": ["tag:mcp-server"]}, "exitNode": ["alice@example.com"],
+                          "services": {"svc:mcp": ["tag:mcp-server"]}}"#,
+    );
+    let mut t = topo();
+    let nets = |v: &[&str]| {
+        v.iter()
+            .map(|s| s.parse().expect("net"))
+            .collect::<Vec<ipnet::IpNet>>()
+    };
+    t.nodes[2].routable_ips = nets(&["10.1.0.0/16", "192.168.0.0/24", "0.0.0.0/0"]);
+    t.nodes[0].routable_ips = nets(&["0.0.0.0/0", "::/0", "10.2.0.0/16"]);
+    assert_eq!(p.auto_approved_routes(&t, 3), nets(&["10.1.0.0/16"]));
+    assert_eq!(p.auto_approved_routes(&t, 1), nets(&["0.0.0.0/0", "::/0"]));
+    assert!(p.auto_approved_routes(&t, 2).is_empty());
+    assert!(p.auto_approved_routes(&t, 42).is_empty());
+}
