@@ -8,6 +8,7 @@
 //! database broken under it: full disk, stopped PostgreSQL, SIGKILL); the
 //! other modules are end-to-end scenarios.
 
+mod apiv2;
 mod certs;
 mod compat;
 mod dns;

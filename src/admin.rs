@@ -2,7 +2,7 @@
 //! offers (users, pre-auth keys, API keys, nodes, policy, pending
 //! registrations, the audit log, health), transport-neutral, in one place.
 //!
-//! Transports (`api::v1` REST, `api::grpc`, later `api::v2`) only parse,
+//! Transports (`api::v1` REST, `api::grpc`, `api::v2`) only parse,
 //! authenticate and convert: they build a [`Caller`] for each request and
 //! call a method of [`Admin`]. Each method then
 //! 1. checks the caller's grants ([`Caller::require`]; read or write on a
@@ -21,8 +21,9 @@
 //! Owns: [`Caller`] and the grant rule (`caller`), the error kinds
 //! ([`Error`]), the audit log ([`audit`]) and its object views
 //! (`snapshot`), the API key cache every transport authenticates with
-//! ([`keycache`]), the pending-registration store ([`registrations`]), and
-//! one file per resource with its operations.
+//! ([`keycache`]), the pending-registration store ([`registrations`]), API
+//! v2's OAuth clients and access tokens ([`oauth`]), and one file per
+//! resource with its operations.
 //!
 //! May depend on: `state`, `types`, `policy` (via `state`). Nothing here
 //! knows HTTP or protobuf.
@@ -31,10 +32,12 @@ pub mod audit;
 pub mod caller;
 mod error;
 pub mod keycache;
+pub mod oauth;
 pub mod registrations;
 mod snapshot;
 
 mod api_keys;
+mod dns;
 mod nodes;
 mod policy;
 mod preauth_keys;
@@ -53,11 +56,14 @@ use serde_json::Value;
 
 pub use api_keys::key_ref as api_key_ref;
 pub use caller::{Access, Actor, Caller, Grants, Resource, Transport};
+pub use dns::{DnsChange, DnsView, Setting};
 pub use error::{Error, Result};
 pub use keycache::KeyCache;
 pub use nodes::{NodeExpiry, NodeInfo, UserRef};
-pub use policy::PolicyInfo;
-pub use preauth_keys::{NewPreAuthKey, PreAuthKeyInfo};
+pub use oauth::token::TokenKey;
+pub use oauth::{AccessToken, NewOAuthClient, TokenError};
+pub use policy::{Expect, PolicyInfo};
+pub use preauth_keys::{NewPreAuthKey, PreAuthKeyInfo, TAGGED_OWNER};
 pub use registrations::{AuthId, Registrations};
 pub use users::{NewUser, UserFilter};
 
@@ -73,6 +79,8 @@ struct Inner {
     audit: audit::Audit,
     keys: KeyCache,
     registrations: Registrations,
+    clients: oauth::cache::ClientCache,
+    token_key: TokenKey,
 }
 
 /// A mutation's result plus what its audit line says about it.
@@ -140,9 +148,14 @@ impl Mutation {
 }
 
 impl Admin {
-    /// The operations over `state`, auditing to `audit`. Subscribes to the
-    /// state writer's control-protocol events.
-    pub async fn start(state: StateHandle, audit: audit::Audit) -> Result<Admin> {
+    /// The operations over `state`, auditing to `audit`, signing API v2
+    /// access tokens with `token_key`. Subscribes to the state writer's
+    /// control-protocol events.
+    pub async fn start(
+        state: StateHandle,
+        audit: audit::Audit,
+        token_key: TokenKey,
+    ) -> Result<Admin> {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         state.set_event_sink(tx).await?;
         let log = audit.clone();
@@ -155,6 +168,8 @@ impl Admin {
         Ok(Admin(Arc::new(Inner {
             keys: KeyCache::new(state.clone()),
             registrations: Registrations::default(),
+            clients: oauth::cache::ClientCache::new(state.clone()),
+            token_key,
             state,
             audit,
         })))
@@ -172,6 +187,11 @@ impl Admin {
 
     pub fn now(&self) -> DateTime<Utc> {
         self.0.state.now()
+    }
+
+    /// The MagicDNS base domain node names are under (empty when none).
+    pub fn base_domain(&self) -> String {
+        self.0.state.world().settings.base_domain.clone()
     }
 
     fn state(&self) -> &StateHandle {

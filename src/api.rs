@@ -4,12 +4,14 @@
 //! - [`grpc`]: headscale.v1 gRPC for Headscale ≤ 0.29 CLIs; on the admin
 //!   socket and, with `grpc_listen_addr`, on TCP (API keys);
 //! - [`socket`]: the admin unix socket serving both, with local trust;
+//! - [`v2`]: Tailscale's API v2 (the subset Terraform and the Kubernetes
+//!   operator use), OAuth clients and API keys, on the control port;
 //! - [`authn`]: who is calling (API key or socket peer), for the REST
-//!   transports; [`problem`]: the one admin-error → HTTP mapping.
+//!   transports; [`problem`]: the one admin-error → HTTP mapping (v2 keeps
+//!   its codes and answers in Tailscale's `{"message"}` shape).
 //!
 //! A transport parses, authenticates and converts; authorisation, rules and
-//! the audit trail are the operations'. API v2 goes beside v1 as `v2`,
-//! reusing `authn` and `problem`.
+//! the audit trail are the operations'.
 //!
 //! May depend on: `admin`, `types`, `config`, `http` (socket binding),
 //! `mapper::build` (the tagged-devices user id), `derp::tls` (certificate
@@ -20,6 +22,7 @@ pub mod grpc;
 pub mod problem;
 pub mod socket;
 pub mod v1;
+pub mod v2;
 
 use std::net::SocketAddr;
 
@@ -48,14 +51,16 @@ pub struct Bound {
 }
 
 /// Serves the admin socket (REST and gRPC) and, if configured, remote gRPC
-/// on spawned tasks; returns REST v1's routes for the control port and what
-/// was bound. Returns once every listener accepts connections.
+/// on spawned tasks; returns REST v1's and API v2's routes for the control
+/// port and what was bound. Returns once every listener accepts
+/// connections.
 pub async fn start(
     config: &Config,
     admin: Admin,
     timeouts: Timeouts,
 ) -> Result<(axum::Router, Bound), Error> {
     let rest = v1::router(admin.clone());
+    let admin_v2 = admin.clone();
     let listener = crate::http::unix::bind(&config.unix_socket, config.unix_socket_permission)?;
     tracing::info!(path = %config.unix_socket.display(), "admin API listening on the unix socket");
     tokio::spawn(socket::serve(
@@ -82,7 +87,7 @@ pub async fn start(
         }
         tokio::spawn(grpc::serve_tcp(l, admin, tls, timeouts));
     }
-    Ok((rest, bound))
+    Ok((rest.merge(v2::router(admin_v2)), bound))
 }
 
 /// Serves one admin connection (unix socket or remote gRPC) with the

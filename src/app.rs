@@ -163,6 +163,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         policy_store,
         policy_text,
         policy_strict: config.policy.strict,
+        dns: settings::dns_base(&config),
     };
     let state = state::start(db, world_settings, sessions, clock, opts).await?;
     tokio::spawn(derp_maps.refresh_forever(state.clone()));
@@ -173,7 +174,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         max_files: config.audit.max_files,
     }))
     .context("opening the audit log")?;
-    let admin = Admin::start(state.clone(), audit)
+    let admin = Admin::start(state.clone(), audit, token_key(&noise_key))
         .await
         .context("starting the admin operations")?;
 
@@ -270,6 +271,19 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         admin,
         api,
     })
+}
+
+/// The key API v2 access tokens are signed with: HMAC-SHA256 of a fixed
+/// label under the server's Noise private key. Derived, not stored, so
+/// tokens outlive a restart (an OAuth client library keeps its token for
+/// its whole hour) without another secret on disk; the label keeps it
+/// apart from any other use of that key.
+fn token_key(noise: &x25519_dalek::StaticSecret) -> crate::admin::TokenKey {
+    use hmac::{Hmac, Mac};
+    let mut mac =
+        Hmac::<sha2::Sha256>::new_from_slice(noise.as_bytes()).expect("HMAC takes any key length");
+    mac.update(b"clawscale API v2 access token signing key");
+    crate::admin::TokenKey::new(mac.finalize().into_bytes().into())
 }
 
 /// Raises the soft open-file limit to the hard limit and logs the result

@@ -1,5 +1,5 @@
 //! The `clawscale` command line, shaped like Headscale v0.29's CLI: `serve`
-//! runs the server; `users`, `preauthkeys`, `apikeys`, `nodes`, `policy`
+//! runs the server; `users`, `preauthkeys`, `apikeys`, `oauth-clients`, `nodes`, `policy`
 //! and `audit` talk to a running server over REST `/api/v1` (`client`):
 //! on the local admin socket, or on a remote server with `--remote URL`
 //! (`CLAWSCALE_CLI_ADDRESS`, config `cli.address`) and `--api-key KEY`
@@ -18,6 +18,7 @@ mod apikeys;
 mod audit;
 pub mod client;
 mod nodes;
+mod oauth_clients;
 mod output;
 pub mod policy;
 mod preauthkeys;
@@ -98,6 +99,9 @@ pub enum Command {
     /// Manage API keys (for the whois/authorize HTTP API).
     #[command(subcommand, visible_aliases = ["apikey", "api"])]
     Apikeys(apikeys::ApiKeysCommand),
+    /// Manage OAuth clients of API v2 (Tailscale's API).
+    #[command(subcommand, name = "oauth-clients", visible_aliases = ["oauth-client", "oauth"])]
+    OauthClients(oauth_clients::OAuthClientsCommand),
     /// Check, explain and compile policies; get/set a server's policy.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
@@ -247,6 +251,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
         Command::Preauthkeys(cmd) => preauthkeys::run(&mut ctx, cmd).await,
         Command::Nodes(cmd) => nodes::run(&mut ctx, cmd).await,
         Command::Apikeys(cmd) => apikeys::run(&mut ctx, cmd).await,
+        Command::OauthClients(cmd) => oauth_clients::run(&mut ctx, cmd).await,
         Command::Policy(cmd) => policy::run(&mut ctx, cmd).await,
         Command::Audit(cmd) => audit::run(&mut ctx, cmd).await,
         Command::Serve(_) | Command::Version => Ok(()),

@@ -22,7 +22,9 @@
 //! May depend on: `types`. Nothing here knows about the protocol or policy.
 
 mod api_keys;
+mod dns_settings;
 mod nodes;
+mod oauth_clients;
 mod policies;
 mod preauth_keys;
 mod rows;
@@ -45,7 +47,9 @@ use sqlx::{PgPool, SqlitePool};
 
 use transaction::write_tx;
 
+pub use dns_settings::DnsOverrides;
 pub use nodes::{KeyUse, NodeRecord};
+pub use oauth_clients::NewOAuthClient;
 pub use preauth_keys::NewPreAuthKey;
 
 /// Where the data lives.

@@ -14,9 +14,11 @@ mod api_keys;
 pub mod certs;
 pub mod change;
 mod derp_maps;
+pub mod dns;
 pub mod events;
 pub mod ipam;
 mod nodes;
+mod oauth_clients;
 pub mod policy;
 mod preauth_keys;
 mod register;
@@ -32,6 +34,7 @@ use tokio::sync::watch;
 
 pub use api_keys::ApiKeyRef;
 pub use derp_maps::DerpMaps;
+pub use preauth_keys::NewKey;
 pub use register::{RegisterInput, RegisterOutcome};
 pub use world::{Certs, Services, Settings, World};
 pub use writer::{Core, MapUpdate, StateHandle, start};
@@ -51,6 +54,9 @@ pub enum Error {
     Conflict(String),
     #[error("{0}")]
     FailedPrecondition(String),
+    /// The object changed since the caller read it (API v2's `If-Match`).
+    #[error("{0}")]
+    Stale(String),
     #[error("internal error: {0}")]
     Internal(String),
     /// The database refused or did not answer; the operation changed
@@ -108,6 +114,8 @@ pub struct Options {
     pub policy_text: Option<String>,
     /// Refuse policies using clawscale extensions (`policy.strict`).
     pub policy_strict: bool,
+    /// The config file's DNS settings, which API v2's changes apply to.
+    pub dns: dns::DnsBase,
 }
 
 /// Optional expiry for a new key: `None` = never.

@@ -1,4 +1,5 @@
-//! Domain types: identifiers, keys, users, nodes, pre-auth keys and API keys.
+//! Domain types: identifiers, keys, users, nodes, pre-auth keys, API keys
+//! and OAuth clients.
 //!
 //! These are clawscale's own model. They never derive a wire format directly:
 //! `tailcfg` (client protocol), `db` (rows) and `admin` (protobuf) convert from
@@ -9,6 +10,7 @@ pub mod dns_name;
 pub mod ids;
 pub mod keys;
 pub mod node;
+pub mod oauth_client;
 pub mod preauth_key;
 pub mod secret;
 pub mod user;
@@ -18,5 +20,6 @@ pub use dns_name::DnsLabel;
 pub use ids::{NodeId, PreAuthKeyId, UserId};
 pub use keys::{DiscoPublic, KeyError, MachinePublic, NodePublic};
 pub use node::{Node, Owner};
+pub use oauth_client::{OAuthClient, OAuthScope, OAuthSecret, ScopeSet};
 pub use preauth_key::{PreAuthKey, PreAuthSecret};
 pub use user::User;

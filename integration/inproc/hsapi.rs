@@ -2,87 +2,20 @@
 //! drives users, pre-auth keys, nodes and policy of an in-process server
 //! (`hsapi_drive.py` asserts the answers).
 //!
-//! The client lives in a virtualenv under `target/hsapi-venv`, created here
-//! when `.ci/run` has not already: hsapi-client needs Python 3.12 or newer
-//! (CI's machines carry it under pyenv next to Debian's 3.11).
+//! The client lives in a virtualenv under `target/hsapi-venv` (`pyvenv`).
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
 use crate::client::SimNode;
 use crate::server::{Store, TestServer};
 
 const HSAPI_CLIENT: &str = "hsapi-client==0.9.9";
 
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
-}
-
-fn python_at_least_3_12(python: &Path) -> bool {
-    Command::new(python)
-        .args([
-            "-c",
-            "import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)",
-        ])
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// A Python ≥ 3.12 to build the virtualenv from.
-fn base_python() -> anyhow::Result<PathBuf> {
-    let mut candidates: Vec<PathBuf> = ["python3.13", "python3.12", "python3"]
-        .iter()
-        .map(PathBuf::from)
-        .collect();
-    if let Ok(dir) = std::fs::read_dir("/root/.pyenv/versions") {
-        let mut versions: Vec<PathBuf> = dir.flatten().map(|e| e.path()).collect();
-        versions.sort();
-        versions.reverse();
-        candidates.extend(versions.into_iter().map(|v| v.join("bin/python3")));
-    }
-    candidates
-        .into_iter()
-        .find(|p| python_at_least_3_12(p))
-        .context("hsapi-client needs Python >= 3.12 and none was found")
-}
-
-/// The virtualenv's python with hsapi-client installed.
-fn hsapi_python() -> anyhow::Result<PathBuf> {
-    let venv = target_dir().join("hsapi-venv");
-    let python = venv.join("bin/python");
-    let ready = |p: &Path| {
-        Command::new(p)
-            .args(["-c", "import hsapi_client"])
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if ready(&python) {
-        return Ok(python);
-    }
-    let base = base_python()?;
-    let status = Command::new(&base)
-        .args(["-m", "venv"])
-        .arg(&venv)
-        .status()?;
-    if !status.success() {
-        bail!("{} -m venv {} failed", base.display(), venv.display());
-    }
-    let status = Command::new(&python)
-        .args(["-m", "pip", "install", "-q", HSAPI_CLIENT])
-        .status()?;
-    if !status.success() || !ready(&python) {
-        bail!("installing {HSAPI_CLIENT} into {} failed", venv.display());
-    }
-    Ok(python)
-}
-
 #[tokio::test]
 async fn hsapi_client_manages_users_keys_nodes_and_policy() -> anyhow::Result<()> {
-    let python = hsapi_python()?;
+    let python = crate::pyvenv::python_with("hsapi-venv", HSAPI_CLIENT, "hsapi_client")?;
     let dir = tempfile::tempdir()?;
     let mut cfg = crate::server::config(dir.path(), &Store::Sqlite);
     cfg.policy.mode = clawscale::config::PolicyMode::Database;

@@ -10,8 +10,10 @@
 //! open streams), `badinput` (hostile input, then a health check), `whois`
 //! (whois/authorize over HTTP and the unix socket), `derp_map` (remote DERP
 //! maps fetched, refreshed and streamed; a deleted node told so), `hsapi`
-//! (the admin REST API driven by hsapi-client from PyPI), `certs`
-//! (`/machine/set-dns` authorisation and the DNS answer it publishes).
+//! (the admin REST API driven by hsapi-client from PyPI), `tsapi` (API v2
+//! driven by Tailscale's API client from PyPI, `tailscale`; `pyvenv` makes
+//! their virtualenvs), `certs` (`/machine/set-dns` authorisation and the
+//! DNS answer it publishes).
 
 mod badinput;
 mod certs;
@@ -22,7 +24,9 @@ mod hsapi;
 mod keys;
 mod policy;
 mod postgres;
+mod pyvenv;
 mod server;
+mod tsapi;
 mod whois;
 
 use std::time::Duration;

@@ -41,6 +41,8 @@ pub struct TestServer {
     pub whois: clawscale::whois::Bound,
     /// Where the DNS server listens (if `dns.server.enabled`).
     pub dns: Option<clawscale::app::DnsAddrs>,
+    /// The admin operations (OAuth clients, …).
+    pub admin: clawscale::admin::Admin,
     runtime: Option<Runtime>,
 }
 
@@ -87,6 +89,7 @@ impl TestServer {
             state: running.state,
             whois: running.whois,
             dns: running.dns,
+            admin: running.admin,
             runtime: Some(runtime),
         })
     }

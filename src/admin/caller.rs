@@ -3,21 +3,28 @@
 //! ([`Grants::allows`]) every operation applies before it does anything.
 //!
 //! A transport decides *who* (an API key's prefix and scope, a local uid
-//! from `SO_PEERCRED`, later an OAuth client); the operations decide *what
-//! that may do*, so a new transport cannot forget a check.
+//! from `SO_PEERCRED`, an OAuth client's access token); the operations
+//! decide *what that may do*, so a new transport cannot forget a check.
 
 use std::fmt;
+use std::sync::Arc;
 
-use crate::types::{NodeId, Scope};
+use crate::types::{NodeId, OAuthScope, Scope, ScopeSet};
 
 /// What an operation works on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Resource {
     Users,
     Nodes,
+    /// A node's subnet and exit routes (API v2 `devices:routes`).
+    Routes,
     PreAuthKeys,
     ApiKeys,
     Policy,
+    /// The DNS settings API v2 changes (nameservers, search paths, MagicDNS).
+    Dns,
+    /// OAuth clients of API v2.
+    OAuthClients,
     /// Pending interactive registrations (`/auth/*`, `node/register`).
     Registrations,
     Audit,
@@ -32,24 +39,68 @@ pub enum Access {
 }
 
 /// What a caller may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Grants {
     /// Local trust: a process allowed onto the admin socket, or the server
     /// itself (policy file reloads).
     All,
     /// An API key's scope.
     Scope(Scope),
+    /// An OAuth access token (API v2): its scopes, and the tags of its
+    /// client, which bound the tags of what it creates or tags.
+    OAuth {
+        scopes: ScopeSet,
+        tags: Arc<[String]>,
+    },
 }
 
 impl Grants {
     /// The authorisation rule. `admin` may do everything, `admin:read` may
     /// read everything, `whois` nothing here (its routes are `whois`'s own).
-    pub fn allows(self, _resource: Resource, access: Access) -> bool {
+    /// OAuth scopes map as Tailscale's do (`oauth_allows`).
+    pub fn allows(&self, resource: Resource, access: Access) -> bool {
         match self {
             Grants::All | Grants::Scope(Scope::Admin) => true,
             Grants::Scope(Scope::AdminRead) => access == Access::Read,
             Grants::Scope(Scope::Whois) => false,
+            Grants::OAuth { scopes, .. } => oauth_allows(*scopes, resource, access),
         }
+    }
+
+    /// The tags an OAuth client may put on keys and devices (`None`: no
+    /// such bound).
+    pub fn tag_bound(&self) -> Option<&[String]> {
+        match self {
+            Grants::OAuth { tags, .. } => Some(tags),
+            _ => None,
+        }
+    }
+}
+
+/// Tailscale's scopes over clawscale's resources: each scope gives write
+/// (and read) on its resource, its `:read` form read only; `all` and
+/// `all:read` cover every resource API v2 serves. Nothing gives an OAuth
+/// token API keys, OAuth clients, users, registrations, the audit log or
+/// health (Tailscale's scopes for those have no clawscale counterpart).
+fn oauth_allows(scopes: ScopeSet, resource: Resource, access: Access) -> bool {
+    use OAuthScope::*;
+    let (write, read) = match resource {
+        Resource::PreAuthKeys => (AuthKeys, AuthKeysRead),
+        Resource::Nodes => (DevicesCore, DevicesCoreRead),
+        Resource::Routes => (DevicesRoutes, DevicesRoutesRead),
+        Resource::Policy => (PolicyFile, PolicyFileRead),
+        Resource::Dns => (Dns, DnsRead),
+        Resource::Users
+        | Resource::ApiKeys
+        | Resource::OAuthClients
+        | Resource::Registrations
+        | Resource::Audit
+        | Resource::Health => return false,
+    };
+    let has = |s| scopes.contains(s);
+    match access {
+        Access::Write => has(All) || has(write),
+        Access::Read => has(All) || has(AllRead) || has(write) || has(read),
     }
 }
 
@@ -140,6 +191,16 @@ impl Caller {
         }
     }
 
+    /// A request with an OAuth access token of `client_id` (API v2).
+    pub fn oauth(client_id: &str, scopes: ScopeSet, tags: Arc<[String]>) -> Caller {
+        Caller {
+            actor: Actor::OAuthClient(client_id.to_string()),
+            grants: Grants::OAuth { scopes, tags },
+            transport: Transport::RestV2,
+            request_id: None,
+        }
+    }
+
     /// The server acting on its own behalf for `actor` (policy file).
     pub fn internal(actor: Actor) -> Caller {
         Caller {
@@ -164,8 +225,12 @@ impl Caller {
             Access::Read => "read",
             Access::Write => "change",
         };
-        Err(super::Error::PermissionDenied(match self.grants {
+        Err(super::Error::PermissionDenied(match &self.grants {
             Grants::Scope(s) => format!("an API key with scope {s} may not {what} this"),
+            Grants::OAuth { scopes, .. } => format!(
+                "an access token with scopes [{}] may not {what} this",
+                scopes.to_text()
+            ),
             Grants::All => format!("not allowed to {what} this"),
         }))
     }
@@ -199,9 +264,12 @@ mod tests {
         let all = [
             Resource::Users,
             Resource::Nodes,
+            Resource::Routes,
             Resource::PreAuthKeys,
             Resource::ApiKeys,
             Resource::Policy,
+            Resource::Dns,
+            Resource::OAuthClients,
             Resource::Registrations,
             Resource::Audit,
             Resource::Health,
@@ -215,6 +283,68 @@ mod tests {
             assert!(Grants::Scope(Scope::AdminRead).allows(r, Access::Read));
             assert!(!Grants::Scope(Scope::AdminRead).allows(r, Access::Write));
         }
+    }
+
+    #[test]
+    fn oauth_scopes_map_to_their_resources_only() {
+        let g = |names: &str| Grants::OAuth {
+            scopes: ScopeSet::parse([names]).unwrap(),
+            tags: Arc::from(vec![]),
+        };
+        let keys = g("auth_keys");
+        assert!(keys.allows(Resource::PreAuthKeys, Access::Write));
+        assert!(keys.allows(Resource::PreAuthKeys, Access::Read));
+        for r in [
+            Resource::Nodes,
+            Resource::Routes,
+            Resource::Policy,
+            Resource::Dns,
+        ] {
+            assert!(!keys.allows(r, Access::Read), "{r:?}");
+            assert!(!keys.allows(r, Access::Write), "{r:?}");
+        }
+        let devices = g("devices:core");
+        assert!(devices.allows(Resource::Nodes, Access::Write));
+        assert!(!devices.allows(Resource::Routes, Access::Write));
+        let reader = g("devices:core:read devices:routes:read dns:read policy_file:read");
+        for r in [
+            Resource::Nodes,
+            Resource::Routes,
+            Resource::Dns,
+            Resource::Policy,
+        ] {
+            assert!(reader.allows(r, Access::Read), "{r:?}");
+            assert!(!reader.allows(r, Access::Write), "{r:?}");
+        }
+        let all = g("all");
+        let all_read = g("all:read");
+        for r in [
+            Resource::PreAuthKeys,
+            Resource::Nodes,
+            Resource::Routes,
+            Resource::Dns,
+        ] {
+            assert!(all.allows(r, Access::Write));
+            assert!(all_read.allows(r, Access::Read));
+            assert!(!all_read.allows(r, Access::Write));
+        }
+        // Never clawscale's own administration.
+        for r in [
+            Resource::ApiKeys,
+            Resource::OAuthClients,
+            Resource::Users,
+            Resource::Audit,
+        ] {
+            assert!(!all.allows(r, Access::Read), "{r:?}");
+        }
+        let c = Caller::oauth(
+            "k1",
+            ScopeSet::parse(["dns:read"]).unwrap(),
+            Arc::from(vec![]),
+        );
+        let e = c.require(Resource::Dns, Access::Write).unwrap_err();
+        assert!(e.to_string().contains("dns:read"), "{e}");
+        assert_eq!(c.actor.to_string(), "oauth:k1");
     }
 
     #[test]

@@ -17,6 +17,10 @@ pub enum Error {
     /// who still owns nodes, a file-managed policy).
     #[error("{0}")]
     FailedPrecondition(String),
+    /// The object changed since the caller read it: a conditional update
+    /// (API v2's `If-Match`) was refused.
+    #[error("{0}")]
+    Stale(String),
     /// Authenticated, but the grants do not cover the operation.
     #[error("{0}")]
     PermissionDenied(String),
@@ -41,6 +45,7 @@ impl From<state::Error> for Error {
             state::Error::InvalidArgument(m) => Error::InvalidArgument(m),
             state::Error::Conflict(m) => Error::Conflict(m),
             state::Error::FailedPrecondition(m) => Error::FailedPrecondition(m),
+            state::Error::Stale(m) => Error::Stale(m),
             state::Error::Internal(m) => Error::Internal(m),
             state::Error::Stopped => Error::Unavailable("the server is shutting down".into()),
             state::Error::Unavailable(m) => {

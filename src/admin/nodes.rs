@@ -116,6 +116,17 @@ impl Admin {
         self.node_info(id).await
     }
 
+    /// A node, for its routes (advertised and approved): a read of
+    /// [`Resource::Routes`], which API v2's `devices:routes:read` gives.
+    pub fn node_routes(&self, caller: &Caller, id: NodeId) -> Result<Arc<Node>> {
+        self.read(caller, Resource::Routes)?;
+        self.state()
+            .world()
+            .node(id)
+            .cloned()
+            .ok_or_else(|| Error::NotFound("node not found".into()))
+    }
+
     pub async fn delete_node(&self, caller: &Caller, id: NodeId) -> Result<()> {
         let m = Mutation::new(Resource::Nodes, "node.delete")
             .on(object(id))
@@ -171,7 +182,8 @@ impl Admin {
     }
 
     /// Replaces a node's tags. A node cannot be given an empty set: tagged
-    /// nodes are owned by their tags (Headscale ≥ 0.28 refuses it too).
+    /// nodes are owned by their tags (Headscale ≥ 0.28 refuses it too). An
+    /// OAuth client may only give its own tags.
     pub async fn set_tags(
         &self,
         caller: &Caller,
@@ -182,6 +194,7 @@ impl Admin {
             .on(object(id))
             .before(self.node_snapshot(id));
         self.mutate(caller, m, async {
+            super::preauth_keys::check_tag_bound(caller, &tags, "tags")?;
             if tags.is_empty() {
                 return Err(Error::InvalidArgument(
                     "cannot remove all tags from a node: tagged nodes must keep at least one tag"
@@ -206,7 +219,7 @@ impl Admin {
         id: NodeId,
         routes: Vec<IpNet>,
     ) -> Result<NodeInfo> {
-        let m = Mutation::new(Resource::Nodes, "node.approve_routes")
+        let m = Mutation::new(Resource::Routes, "node.approve_routes")
             .on(object(id))
             .before(self.node_snapshot(id));
         self.mutate(caller, m, async {
@@ -221,6 +234,35 @@ impl Admin {
                 }
             }
             self.state().set_approved_routes(id, all).await?;
+            self.node_done(id).await
+        })
+        .await
+    }
+
+    /// Authorizes a node, or takes its authorization away. clawscale has
+    /// no device approval yet (the login work adds it and replaces this
+    /// body): every node is authorized, so authorizing succeeds and changes
+    /// nothing, and deauthorizing is refused rather than pretended.
+    pub async fn set_authorized(
+        &self,
+        caller: &Caller,
+        id: NodeId,
+        authorized: bool,
+    ) -> Result<NodeInfo> {
+        let m = Mutation::new(Resource::Nodes, "node.authorize")
+            .on(object(id))
+            .before(self.node_snapshot(id));
+        self.mutate(caller, m, async {
+            if self.state().world().node(id).is_none() {
+                return Err(Error::NotFound("node not found".into()));
+            }
+            if !authorized {
+                return Err(Error::FailedPrecondition(
+                    "device approval is not enabled: every device is authorized and cannot be \
+                     deauthorized (delete or expire it instead)"
+                        .into(),
+                ));
+            }
             self.node_done(id).await
         })
         .await

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use super::{Actor, Admin, Caller, Done, Error, Mutation, Resource, Result, snapshot};
+pub use crate::state::policy::Expect;
 use crate::state::policy::revision;
 
 /// The policy in force.
@@ -18,6 +19,16 @@ pub struct PolicyInfo {
     /// boot).
     pub updated_at: Option<DateTime<Utc>>,
     pub revision: String,
+}
+
+impl PolicyInfo {
+    /// The policy as plain JSON (comments and trailing commas dropped), for
+    /// API v2's `Accept: application/json`.
+    pub fn json(&self) -> Result<serde_json::Value> {
+        crate::policy::hujson::parse(&self.text)
+            .map(|(v, _)| v)
+            .map_err(|e| Error::Internal(format!("installed policy does not parse: {}", e.msg)))
+    }
 }
 
 impl Admin {
@@ -40,6 +51,17 @@ impl Admin {
     /// Replaces the policy (database mode only); refused unless it parses,
     /// validates and passes its own tests.
     pub async fn set_policy(&self, caller: &Caller, text: String) -> Result<PolicyInfo> {
+        self.set_policy_if(caller, text, Expect::Any).await
+    }
+
+    /// [`Admin::set_policy`] only if the policy in force is as `expect`
+    /// says (API v2's `If-Match`); `Error::Stale` otherwise.
+    pub async fn set_policy_if(
+        &self,
+        caller: &Caller,
+        text: String,
+        expect: Expect,
+    ) -> Result<PolicyInfo> {
         let before = self
             .policy_info()
             .map(|p| snapshot::policy(Some(&p.revision)));
@@ -47,7 +69,7 @@ impl Admin {
             .on("policy".into())
             .before(before);
         self.mutate(caller, m, async {
-            self.state().set_policy(text).await?;
+            self.state().set_policy_if(text, expect).await?;
             self.policy_done()
         })
         .await

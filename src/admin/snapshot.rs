@@ -42,6 +42,8 @@ pub fn preauth_key(k: &PreAuthKey) -> Value {
         "used": k.used,
         "tags": k.tags,
         "expiration": k.expiration,
+        "description": k.description,
+        "preauthorized": k.preauthorized,
     })
 }
 
@@ -79,6 +81,8 @@ mod tests {
             tags: vec![],
             expiration: None,
             created_at: Utc::now(),
+            description: String::new(),
+            preauthorized: false,
         };
         let text = preauth_key(&k).to_string();
         let secret_half = s.reveal().rsplit('-').next().unwrap().to_string();

@@ -26,7 +26,9 @@ pub(crate) async fn fixture() -> Fixture {
         max_files: 2,
     }))
     .expect("audit log");
-    let admin = Admin::start(state.clone(), audit).await.expect("admin");
+    let admin = Admin::start(state.clone(), audit, super::TokenKey::random())
+        .await
+        .expect("admin");
     Fixture {
         dir,
         state,
@@ -67,4 +69,57 @@ pub(crate) fn key_caller(scope: Scope) -> Caller {
 /// The local socket's caller (uid 0).
 pub(crate) fn local() -> Caller {
     Caller::local(Some(0), Transport::RestV1)
+}
+
+/// Everything logged on this thread while the returned guard lives. Tests
+/// that capture logs run one at a time: scoped subscribers set up and torn
+/// down concurrently on other threads can leave a callsite's cached
+/// interest without this one, and the capture would miss events.
+pub(crate) async fn capture_logs() -> (LogCapture, CaptureGuard) {
+    static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let turn = ONE_AT_A_TIME.lock().await;
+    let logs = LogCapture::default();
+    let sink = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || sink.clone())
+        .finish();
+    let guard = tracing::subscriber::set_default(subscriber);
+    tracing::callsite::rebuild_interest_cache();
+    (
+        logs,
+        CaptureGuard {
+            _log: guard,
+            _turn: turn,
+        },
+    )
+}
+
+/// Keep it alive while capturing.
+pub(crate) struct CaptureGuard {
+    _log: tracing::subscriber::DefaultGuard,
+    _turn: tokio::sync::MutexGuard<'static, ()>,
+}
+
+/// The text [`capture_logs`] collected.
+#[derive(Clone, Default)]
+pub(crate) struct LogCapture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl LogCapture {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+    }
+}
+
+impl std::io::Write for LogCapture {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }

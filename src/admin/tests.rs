@@ -250,3 +250,99 @@ async fn policy_file_reloads_are_audited_as_the_policy_file() {
     assert_eq!(lines[1].result, "error");
     assert!(lines[1].policy_revision.is_none());
 }
+
+#[tokio::test]
+async fn authorizing_is_audited_and_deauthorizing_is_refused_without_approval() {
+    let fx = fixture().await;
+    let admin = &fx.admin;
+    let u = admin.create_user(&local(), new_user("ada")).await.unwrap();
+    let (_, secret) = admin
+        .create_preauth_key(
+            &local(),
+            NewPreAuthKey {
+                user: Some(u.id),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let RegisterOutcome::Authorized { node, .. } = fx
+        .state
+        .register(register_input(1, &secret, None))
+        .await
+        .unwrap()
+    else {
+        panic!("registered");
+    };
+    let key = key_caller(Scope::Admin);
+    let i = admin.set_authorized(&key, node.id, true).await.unwrap();
+    assert_eq!(i.node.id, node.id);
+    let e = admin
+        .set_authorized(&key, node.id, false)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::FailedPrecondition(_)), "{e}");
+    assert!(matches!(
+        admin.set_authorized(&key, NodeId(999), true).await,
+        Err(Error::NotFound(_))
+    ));
+    let read = key_caller(Scope::AdminRead);
+    assert!(matches!(
+        admin.set_authorized(&read, node.id, true).await,
+        Err(Error::PermissionDenied(_))
+    ));
+    let lines: Vec<_> = fx
+        .wait_audit(0)
+        .await
+        .into_iter()
+        .filter(|e| e.action == "node.authorize")
+        .map(|e| e.result)
+        .collect();
+    assert_eq!(lines, ["ok", "error", "error", "error"]);
+}
+
+#[tokio::test]
+async fn a_key_without_a_user_is_owned_by_its_tags() {
+    let fx = fixture().await;
+    let admin = &fx.admin;
+    let (info, secret) = admin
+        .create_preauth_key(
+            &key_caller(Scope::Admin),
+            NewPreAuthKey {
+                tags: vec!["tag:ci".into()],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let owner = info.owner.expect("stored under a user");
+    assert_eq!(owner.name, TAGGED_OWNER);
+    // The next one reuses that user.
+    let (again, _) = admin
+        .create_preauth_key(
+            &local(),
+            NewPreAuthKey {
+                tags: vec!["tag:ci".into()],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.owner.expect("owner").id, owner.id);
+    // A node enrolling with it is tagged, owned by its tags.
+    let RegisterOutcome::Authorized { node, .. } = fx
+        .state
+        .register(register_input(7, &secret, None))
+        .await
+        .unwrap()
+    else {
+        panic!("registered");
+    };
+    assert_eq!(node.tags, ["tag:ci"]);
+    // Neither a user nor tags: refused.
+    let e = admin
+        .create_preauth_key(&local(), NewPreAuthKey::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::InvalidArgument(_)), "{e}");
+}

@@ -52,6 +52,7 @@ pub fn status_of(e: &admin::Error) -> StatusCode {
         // still owns nodes, a file-managed policy) with 400 too.
         InvalidArgument(_) | FailedPrecondition(_) => StatusCode::BAD_REQUEST,
         Conflict(_) => StatusCode::CONFLICT,
+        Stale(_) => StatusCode::PRECONDITION_FAILED,
         PermissionDenied(_) => StatusCode::FORBIDDEN,
         Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -89,6 +90,7 @@ mod tests {
             (admin::Error::InvalidArgument("x".into()), 400),
             (admin::Error::FailedPrecondition("x".into()), 400),
             (admin::Error::Conflict("x".into()), 409),
+            (admin::Error::Stale("x".into()), 412),
             (admin::Error::PermissionDenied("x".into()), 403),
             (admin::Error::Unavailable("x".into()), 503),
         ];

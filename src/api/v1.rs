@@ -17,6 +17,7 @@ pub mod model;
 mod auth;
 mod keys;
 mod nodes;
+mod oauth_clients;
 mod policy;
 mod system;
 mod users;
@@ -55,6 +56,7 @@ pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
     tags(
         (name = "Users"), (name = "Nodes"), (name = "PreAuthKeys"), (name = "ApiKeys"),
         (name = "Policy"), (name = "Auth"), (name = "Health"), (name = "Audit"),
+        (name = "OAuthClients"),
     )
 )]
 struct Doc;
@@ -106,6 +108,8 @@ fn operations() -> OpenApiRouter<Admin> {
         .routes(routes!(auth::register))
         .routes(routes!(auth::approve))
         .routes(routes!(auth::reject))
+        .routes(routes!(oauth_clients::list, oauth_clients::create))
+        .routes(routes!(oauth_clients::delete))
 }
 
 /// The OpenAPI document.

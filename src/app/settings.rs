@@ -9,8 +9,9 @@ use ipnet::{Ipv4Net, Ipv6Net};
 use crate::config::{Config, Connections, DerpServer};
 use crate::http::listener;
 use crate::limits::{self, Gate, Timeouts};
+use crate::state::dns::DnsBase;
 use crate::state::{Certs, DerpMaps, Settings};
-use crate::tailcfg::{DerpMap, DerpNode, DerpRegion, DnsConfig, DnsRecord, Resolver};
+use crate::tailcfg::{DerpMap, DerpNode, DerpRegion, DnsConfig, DnsRecord};
 
 /// `server_url` with a `:0` port replaced by the port actually bound (tests
 /// and ad-hoc runs listen on port 0).
@@ -160,42 +161,35 @@ pub(super) fn world_settings(config: &Config, derp_map: DerpMap) -> Settings {
     }
 }
 
-fn resolvers(addrs: &[String]) -> Vec<Resolver> {
-    addrs.iter().map(|a| Resolver { addr: a.clone() }).collect()
+/// The config file's `dns` section as the state writer combines it with
+/// API v2's changes (`state::dns`).
+pub(super) fn dns_base(config: &Config) -> DnsBase {
+    let dns = &config.dns;
+    DnsBase {
+        magic_dns: dns.magic_dns,
+        base_domain: dns.base_domain.clone(),
+        override_local_dns: dns.override_local_dns,
+        nameservers: dns.nameservers_global.clone(),
+        split: dns.nameservers_split.clone(),
+        search_domains: dns.search_domains.clone(),
+        reverse_zones: reverse_zones(config.prefixes.v4, config.prefixes.v6),
+    }
 }
 
-/// Headscale's mapping of the `dns` section onto `tailcfg.DNSConfig`.
+/// Headscale's mapping of the `dns` section onto `tailcfg.DNSConfig`, as
+/// the file alone gives it.
 pub(super) fn dns_config(config: &Config) -> DnsConfig {
-    let dns = &config.dns;
-    let mut out = DnsConfig {
-        proxied: dns.magic_dns,
-        extra_records: dns
-            .extra_records
-            .iter()
-            .map(|r| DnsRecord {
-                name: r.name.clone(),
-                r#type: r.r#type.clone(),
-                value: r.value.clone(),
-            })
-            .collect(),
-        ..Default::default()
-    };
-    if dns.override_local_dns {
-        out.resolvers = resolvers(&dns.nameservers_global);
-    } else {
-        out.fallback_resolvers = resolvers(&dns.nameservers_global);
-    }
-    for (suffix, servers) in &dns.nameservers_split {
-        out.routes.insert(suffix.clone(), resolvers(servers));
-    }
-    if dns.magic_dns {
-        out.domains.push(dns.base_domain.clone());
-        for zone in reverse_zones(config.prefixes.v4, config.prefixes.v6) {
-            // `[]`, never null: the client's clone drops nil route values.
-            out.routes.entry(zone).or_default();
-        }
-    }
-    out.domains.extend(dns.search_domains.iter().cloned());
+    let mut out = dns_base(config).build(&Default::default());
+    out.extra_records = config
+        .dns
+        .extra_records
+        .iter()
+        .map(|r| DnsRecord {
+            name: r.name.clone(),
+            r#type: r.r#type.clone(),
+            value: r.value.clone(),
+        })
+        .collect();
     out
 }
 

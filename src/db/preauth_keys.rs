@@ -26,12 +26,14 @@ macro_rules! key_from_row {
             tags: json_vec(&tags)?,
             expiration: $r.try_get("expiration")?,
             created_at: $r.try_get("created_at")?,
+            description: $r.try_get("description")?,
+            preauthorized: $r.try_get("preauthorized")?,
         }
     }};
 }
 
-const COLUMNS: &str =
-    "id, prefix, hash, user_id, reusable, ephemeral, used, tags, expiration, created_at";
+const COLUMNS: &str = "id, prefix, hash, user_id, reusable, ephemeral, used, tags, expiration, \
+                       created_at, description, preauthorized";
 
 /// What an operator asks for when creating a key.
 #[derive(Debug, Clone)]
@@ -43,6 +45,8 @@ pub struct NewPreAuthKey {
     pub ephemeral: bool,
     pub tags: Vec<String>,
     pub expiration: Option<DateTime<Utc>>,
+    pub description: String,
+    pub preauthorized: bool,
 }
 
 impl Db {
@@ -53,7 +57,8 @@ impl Db {
     ) -> Result<PreAuthKey> {
         let sql = format!(
             "INSERT INTO pre_auth_keys (prefix, hash, user_id, reusable, ephemeral, used, tags, \
-             expiration, created_at) VALUES ($1, $2, $3, $4, $5, FALSE, $6, $7, $8) RETURNING {COLUMNS}"
+             expiration, created_at, description, preauthorized) \
+             VALUES ($1, $2, $3, $4, $5, FALSE, $6, $7, $8, $9, $10) RETURNING {COLUMNS}"
         );
         let tags = to_json(&k.tags);
         write_tx!(self, |c| {
@@ -66,6 +71,8 @@ impl Db {
                 .bind(&tags)
                 .bind(k.expiration)
                 .bind(now)
+                .bind(&k.description)
+                .bind(k.preauthorized)
                 .fetch_one(&mut *c)
                 .await
                 .map_err(|e| conflict_on_unique(e, || "pre-auth key id collision".into()))?;

@@ -22,6 +22,8 @@ fn new_key(prefix: &str, user: UserId) -> NewPreAuthKey {
         ephemeral: false,
         tags: vec![],
         expiration: None,
+        description: String::new(),
+        preauthorized: false,
     }
 }
 
@@ -301,4 +303,88 @@ async fn postgres_failed_writes_leave_no_open_transaction() {
         .await
         .expect("observer reads users");
     assert_eq!(names, ["alice", "bob"]);
+}
+
+/// API v2's tables and columns (migration 0006) round-trip on an engine:
+/// OAuth clients (scopes, tags, hash), the stored DNS settings (NULL kept
+/// apart from an empty list), a key's description and `preauthorized`.
+async fn api_v2_tables_round_trip(db: &Db) {
+    use crate::db::{DnsOverrides, NewOAuthClient};
+    use crate::types::ScopeSet;
+    let now = Utc::now();
+    let scopes = ScopeSet::parse(["auth_keys devices:core"]).expect("scopes");
+    let c = db
+        .create_oauth_client(
+            &NewOAuthClient {
+                client_id: "0123456789ab".into(),
+                hash: [9; 32],
+                scopes,
+                tags: vec!["tag:k8s".into()],
+                description: "ops".into(),
+            },
+            now,
+        )
+        .await
+        .expect("client");
+    assert_eq!(
+        db.list_oauth_clients().await.expect("list"),
+        std::slice::from_ref(&c)
+    );
+    assert_eq!(c.scopes, scopes);
+    assert!(matches!(
+        db.delete_oauth_client("ffffffffffff").await,
+        Err(Error::NotFound(_))
+    ));
+    db.delete_oauth_client(&c.client_id).await.expect("delete");
+    assert!(db.list_oauth_clients().await.expect("list").is_empty());
+
+    assert_eq!(
+        db.dns_overrides().await.expect("read"),
+        DnsOverrides::default()
+    );
+    let o = DnsOverrides {
+        nameservers: Some(vec![]),
+        search_paths: Some(vec!["corp.example".into()]),
+        magic_dns: None,
+    };
+    db.save_dns_overrides(&o, now).await.expect("save");
+    assert_eq!(db.dns_overrides().await.expect("read"), o);
+    let o2 = DnsOverrides {
+        magic_dns: Some(false),
+        ..Default::default()
+    };
+    db.save_dns_overrides(&o2, now).await.expect("save again");
+    assert_eq!(db.dns_overrides().await.expect("read"), o2);
+
+    let u = db.create_user("v2", "", "", now).await.expect("user");
+    let mut k = new_key("cccccccccccc", u.id);
+    k.description = "terraform".into();
+    k.preauthorized = true;
+    let stored = db.create_preauth_key(&k, now).await.expect("key");
+    assert_eq!(
+        (stored.description.as_str(), stored.preauthorized),
+        ("terraform", true)
+    );
+    let listed = db.list_preauth_keys(None).await.expect("keys");
+    assert_eq!(listed, [stored]);
+}
+
+#[tokio::test]
+async fn sqlite_api_v2_tables_round_trip() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Db::connect(&super::Target::Sqlite {
+        path: dir.path().join("db.sqlite"),
+        write_ahead_log: true,
+    })
+    .await
+    .expect("db");
+    api_v2_tables_round_trip(&db).await;
+}
+
+#[tokio::test]
+async fn postgres_api_v2_tables_round_trip() {
+    let Some(pg) = PgTemp::create("apiv2").await else {
+        return;
+    };
+    api_v2_tables_round_trip(&pg.db().await).await;
 }

@@ -27,7 +27,7 @@ impl From<state::Error> for ApiError {
             NotFound(m) => ApiError(StatusCode::NOT_FOUND, m),
             InvalidArgument(m) => ApiError(StatusCode::BAD_REQUEST, m),
             Conflict(m) => ApiError(StatusCode::CONFLICT, m),
-            FailedPrecondition(m) => ApiError(StatusCode::PRECONDITION_FAILED, m),
+            FailedPrecondition(m) | Stale(m) => ApiError(StatusCode::PRECONDITION_FAILED, m),
             Internal(m) => {
                 tracing::error!(error = %m, "internal error");
                 ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal error".into())

@@ -248,12 +248,41 @@ impl Core {
     }
 }
 
+/// What a policy update expects the policy in force to be (API v2's
+/// `If-Match`), checked by the writer so no other update slips in between.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expect {
+    Any,
+    /// No policy is set (Tailscale's `ts-default`).
+    Default,
+    /// The policy in force has this revision.
+    Revision(String),
+}
+
 impl StateHandle {
     /// Installs a policy through the admin API: only in database mode, where
     /// it is stored; a file-backed policy is changed by editing the file.
     pub async fn set_policy(&self, text: String) -> Result<()> {
+        self.set_policy_if(text, Expect::Any).await
+    }
+
+    /// [`StateHandle::set_policy`] only if the policy in force is as
+    /// `expect` says; `Error::Stale` otherwise.
+    pub async fn set_policy_if(&self, text: String, expect: Expect) -> Result<()> {
         self.run(move |core| {
             Box::pin(async move {
+                let current = core.world.policy.revision();
+                let holds = match &expect {
+                    Expect::Any => true,
+                    Expect::Default => current.is_none(),
+                    Expect::Revision(r) => current.as_deref() == Some(r.as_str()),
+                };
+                if !holds {
+                    return Err(Error::Stale(
+                        "the policy changed since it was read (If-Match does not match its ETag)"
+                            .into(),
+                    ));
+                }
                 if core.opts.policy_store != PolicyStore::Database {
                     return Err(Error::FailedPrecondition(
                         "policy.mode is \"file\": edit the policy file instead (it is reloaded \

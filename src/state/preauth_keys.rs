@@ -12,6 +12,19 @@ use crate::db::NewPreAuthKey;
 use crate::types::node::normalize_tags;
 use crate::types::{PreAuthKey, PreAuthKeyId, PreAuthSecret, UserId};
 
+/// A key to create (see [`StateHandle::create_key`]).
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    pub user: UserId,
+    pub reusable: bool,
+    pub ephemeral: bool,
+    /// `None`: never expires.
+    pub expiration: Option<DateTime<Utc>>,
+    pub tags: Vec<String>,
+    pub description: String,
+    pub preauthorized: bool,
+}
+
 impl StateHandle {
     /// Creates a key and returns it with its secret text, which is never
     /// stored and never shown again.
@@ -23,14 +36,28 @@ impl StateHandle {
         expiration: Option<DateTime<Utc>>,
         tags: Vec<String>,
     ) -> Result<(PreAuthKey, String)> {
-        let tags = normalize_tags(tags).map_err(Error::InvalidArgument)?;
+        self.create_key(NewKey {
+            user,
+            reusable,
+            ephemeral,
+            expiration,
+            tags,
+            description: String::new(),
+            preauthorized: false,
+        })
+        .await
+    }
+
+    /// [`StateHandle::create_preauth_key`] with every field.
+    pub async fn create_key(&self, new: NewKey) -> Result<(PreAuthKey, String)> {
+        let tags = normalize_tags(new.tags).map_err(Error::InvalidArgument)?;
         self.run(move |core| {
             Box::pin(async move {
-                if core.world.user(user).is_none() {
+                if core.world.user(new.user).is_none() {
                     return Err(Error::NotFound("user not found".into()));
                 }
                 let now = core.now();
-                if expiration.is_some_and(|e| e <= now) {
+                if new.expiration.is_some_and(|e| e <= now) {
                     return Err(Error::InvalidArgument("expiration is in the past".into()));
                 }
                 let secret = PreAuthSecret::generate();
@@ -40,11 +67,13 @@ impl StateHandle {
                         &NewPreAuthKey {
                             prefix: secret.prefix.clone(),
                             hash: secret.hash(),
-                            user_id: user,
-                            reusable,
-                            ephemeral,
+                            user_id: new.user,
+                            reusable: new.reusable,
+                            ephemeral: new.ephemeral,
                             tags,
-                            expiration,
+                            expiration: new.expiration,
+                            description: new.description,
+                            preauthorized: new.preauthorized,
                         },
                         now,
                     )

@@ -49,6 +49,24 @@ pub(crate) async fn try_temp_state(
     })
     .await
     .expect("database");
+    let state = start_on(db.clone(), ephemeral_timeout, policy_strict, policy_file).await;
+    (dir, db, state)
+}
+
+/// A second writer over `db` (the first one's database), as after a
+/// restart. `_dir` must be the first writer's temp dir, still alive.
+pub(crate) async fn restart(_dir: &tempfile::TempDir, db: Db) -> StateHandle {
+    start_on(db, Duration::from_secs(1800), false, None)
+        .await
+        .expect("state writer")
+}
+
+async fn start_on(
+    db: Db,
+    ephemeral_timeout: Duration,
+    policy_strict: bool,
+    policy_file: Option<String>,
+) -> super::Result<StateHandle> {
     let settings = Settings {
         base_domain: "clawql.local".into(),
         derp_map: Default::default(),
@@ -69,14 +87,7 @@ pub(crate) async fn try_temp_state(
         },
         policy_text: policy_file,
         policy_strict,
+        dns: Default::default(),
     };
-    let state = start(
-        db.clone(),
-        settings,
-        Sessions::new(),
-        Arc::new(SystemClock),
-        opts,
-    )
-    .await;
-    (dir, db, state)
+    start(db, settings, Sessions::new(), Arc::new(SystemClock), opts).await
 }

@@ -40,6 +40,8 @@ pub struct Core {
     pub(super) events: Option<super::events::EventSink>,
     /// The last write probe: when, and its error if it failed.
     last_probe: Option<(Instant, Option<String>)>,
+    /// The DNS settings changed over API v2 (as stored).
+    pub(super) dns_overrides: super::dns::DnsOverrides,
 }
 
 /// How long a write probe's answer is reused. Health checks can come often
@@ -229,6 +231,12 @@ pub async fn start(
 ) -> Result<StateHandle> {
     let users = db.list_users().await?;
     let nodes = db.list_nodes().await?;
+    let dns_overrides = db.dns_overrides().await?;
+    let settings = if dns_overrides.is_empty() {
+        settings
+    } else {
+        super::dns::apply(&settings, &opts.dns, &dns_overrides)
+    };
     let mut world = World::new(settings, users, nodes);
     if let Some(p) = initial_policy(&db, &opts, &world).await? {
         world.policy = Arc::new(p);
@@ -247,6 +255,7 @@ pub async fn start(
         jobs: tx.downgrade(),
         events: None,
         last_probe: None,
+        dns_overrides,
     };
     // After a restart every node is offline: start the inactivity clock for
     // ephemeral nodes, which are removed unless they reconnect in time.

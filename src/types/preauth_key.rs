@@ -25,6 +25,11 @@ pub struct PreAuthKey {
     pub tags: Vec<String>,
     pub expiration: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    /// Free text (API v2's `description`).
+    pub description: String,
+    /// API v2's `preauthorized`: kept and shown; every node is authorized
+    /// until device approval exists.
+    pub preauthorized: bool,
 }
 
 impl PreAuthKey {
@@ -72,6 +77,8 @@ mod tests {
             tags: vec![],
             expiration: None,
             created_at: Utc::now(),
+            description: String::new(),
+            preauthorized: false,
         };
         assert!(key.matches(&parsed));
         let other = PreAuthSecret::generate();

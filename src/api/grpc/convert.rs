@@ -254,6 +254,8 @@ mod tests {
             tags: vec!["tag:a".into()],
             expiration: Some(at(1_750_000_000)),
             created_at: at(1_699_000_000),
+            description: String::new(),
+            preauthorized: false,
         }
     }
 
@@ -322,6 +324,8 @@ mod tests {
             tags: vec!["tag:a".into()],
             expiration: None,
             created_at: at(1_700_000_000),
+            description: String::new(),
+            preauthorized: false,
         };
         let i = PreAuthKeyInfo {
             key: k.clone(),

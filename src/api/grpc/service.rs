@@ -120,6 +120,7 @@ impl HeadscaleService for AdminService {
                 .map(convert::from_timestamp)
                 .transpose()?,
             tags: r.acl_tags,
+            ..Default::default()
         };
         let (info, secret) = self.admin.create_preauth_key(&c, new).await?;
         ok(CreatePreAuthKeyResponse {

@@ -16,7 +16,7 @@ impl From<admin::Error> for Status {
             NotFound(m) => Status::not_found(m),
             InvalidArgument(m) => Status::invalid_argument(m),
             Conflict(m) => Status::already_exists(m),
-            FailedPrecondition(m) => Status::failed_precondition(m),
+            FailedPrecondition(m) | Stale(m) => Status::failed_precondition(m),
             PermissionDenied(m) => Status::permission_denied(m),
             Unavailable(m) => Status::unavailable(m),
             e @ Internal(_) => {

@@ -485,5 +485,54 @@ pub struct DebugCreateNodeRequest {
     pub routes: Option<Vec<String>>,
 }
 
+/// An OAuth client of API v2 (clawscale extension); never its secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OAuthClient {
+    /// The client id (12 hex digits).
+    pub id: String,
+    pub scopes: Vec<String>,
+    pub tags: Vec<String>,
+    pub description: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<&types::OAuthClient> for OAuthClient {
+    fn from(c: &types::OAuthClient) -> Self {
+        OAuthClient {
+            id: c.client_id.clone(),
+            scopes: c.scopes.iter().map(|s| s.as_str().to_string()).collect(),
+            tags: c.tags.clone(),
+            description: c.description.clone(),
+            created_at: c.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ListOAuthClientsResponse {
+    pub oauth_clients: Vec<OAuthClient>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct CreateOAuthClientRequest {
+    /// Tailscale's scope names: `all`, `auth_keys`, `devices:core`,
+    /// `devices:routes`, `dns`, `policy_file`, each also `…:read`.
+    pub scopes: Option<Vec<String>>,
+    /// `tag:` names; required with `all`, `auth_keys` or `devices:core`.
+    pub tags: Option<Vec<String>>,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateOAuthClientResponse {
+    pub oauth_client: OAuthClient,
+    /// `tskey-client-…`: shown only here.
+    pub secret: String,
+}
+
 #[cfg(test)]
 mod tests;

@@ -192,25 +192,7 @@ async fn secrets_stay_out_of_answers_and_the_audit_log() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn secrets_never_reach_the_server_log() {
-    use std::sync::{Arc, Mutex};
-    #[derive(Clone, Default)]
-    struct Buf(Arc<Mutex<Vec<u8>>>);
-    impl std::io::Write for Buf {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let buf = Buf::default();
-    let writer = buf.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (buf, _guard) = crate::admin::testing::capture_logs().await;
 
     let h = H::new().await;
     let key = h.api_key(Scope::Admin).await;
@@ -246,7 +228,7 @@ async fn secrets_never_reach_the_server_log() {
             .await
             .unwrap();
     }
-    let log = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    let log = buf.text();
     assert!(log.contains("node registered"), "the capture works:\n{log}");
     for secret in [&key, &pak, &forged] {
         let half = secret.rsplit('-').next().unwrap();
