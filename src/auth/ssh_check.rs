@@ -178,7 +178,7 @@ impl SshChecks {
             local_user: req.local_user,
         };
         if let Some(id) = &req.auth_id {
-            return Ok(self.follow_up(id, login, period).await?);
+            return self.follow_up(id, login, period).await;
         }
         if let Some(left) = self.passed_for(&login) {
             self.0
