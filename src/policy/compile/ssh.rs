@@ -22,7 +22,6 @@ use std::time::Duration;
 
 use crate::policy::model::{Alias, Doc, SshRule, Topology, localpart_domain};
 use crate::policy::resolve::alias::{Resolver, node_ips};
-use crate::policy::syntax::ssh::parse_duration;
 use crate::tailcfg::{SshAction, SshPolicy, SshPrincipal, SshRule as WireRule};
 
 /// Base URL `check` rules are compiled with. The compiled policy is shared
@@ -253,20 +252,11 @@ fn yields(users: &BTreeMap<String, String>, local: &str) -> bool {
         })
 }
 
-/// A `check` rule's `checkPeriod` (validated by the parser): `always` is
-/// zero, none is [`DEFAULT_CHECK_PERIOD`].
+/// A `check` rule's `checkPeriod`, [`DEFAULT_CHECK_PERIOD`] when it names
+/// none.
 fn check_period(rule: &SshRule) -> Option<Duration> {
-    if !rule.check {
-        return None;
-    }
-    Some(match rule.check_period.as_deref() {
-        None => DEFAULT_CHECK_PERIOD,
-        Some("always") => Duration::ZERO,
-        Some(s) => parse_duration(s)
-            .ok()
-            .and_then(|ns| u64::try_from(ns).ok())
-            .map_or(DEFAULT_CHECK_PERIOD, Duration::from_nanos),
-    })
+    rule.check
+        .then(|| rule.check_period.unwrap_or(DEFAULT_CHECK_PERIOD))
 }
 
 /// User id → local part for every user whose login is in a domain named
