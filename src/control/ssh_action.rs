@@ -55,3 +55,63 @@ pub(super) async fn handler(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::{Request as HttpRequest, StatusCode};
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use super::super::{ControlState, Peer, tunnel_router};
+    use crate::admin::registrations::TTL;
+    use crate::auth::ssh_check::tests::net;
+    use crate::http::metrics::Metrics;
+    use crate::types::MachinePublic;
+
+    /// GET `uri` inside the tunnel of `machine`: (status, body).
+    async fn get(cs: &ControlState, machine: MachinePublic, uri: &str) -> (StatusCode, String) {
+        let peer = Peer {
+            machine_key: machine,
+            version: 130,
+        };
+        let app = tunnel_router(cs.clone()).layer(axum::Extension(peer));
+        let req = HttpRequest::get(uri).body(Body::empty()).unwrap();
+        let resp = app.oneshot(req).await.unwrap();
+        let status = resp.status();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn the_route_answers_the_destination_and_refuses_others() {
+        let n = net(TTL).await;
+        let key = x25519_dalek::StaticSecret::from([7u8; 32]);
+        let mut cs = ControlState::new(n.fx.state.clone(), key, Metrics::new());
+        cs.ssh_checks = Some(n.checks.clone());
+        let (a1, a2, b1) = (n.a1.id, n.a2.id, n.b1.id);
+        let uri = format!("/machine/ssh/action/{a1}/to/{a2}?local_user=root");
+
+        let (status, _) = get(&cs, n.a1.machine_key, &uri).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "only the destination asks");
+        let (status, body) = get(&cs, n.a2.machine_key, &uri).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let action: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let follow = action["holdAndDelegate"].as_str().unwrap();
+        assert!(follow.contains("&auth_id=cskey-authreq-"), "{follow}");
+        assert!(action["message"].as_str().unwrap().contains("/register/"));
+        // The follow-up presented for bob's laptop, which no rule covers:
+        // a reject (not a retry-forever error).
+        let path = follow.split_once("/machine/").unwrap().1;
+        let bobs = path.replacen(
+            &format!("ssh/action/{a1}/"),
+            &format!("ssh/action/{b1}/"),
+            1,
+        );
+        let (status, body) = get(&cs, n.a2.machine_key, &format!("/machine/{bobs}")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(body.contains("\"reject\":true"), "{body}");
+        let (status, _) = get(&cs, n.a2.machine_key, "/machine/ssh/action/x/to/2").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+    }
+}

@@ -20,13 +20,13 @@ const POLICY: &str = r#"{"ssh": [
    "users": ["ubuntu"]}
 ]}"#;
 
-struct Net {
-    fx: Fixture,
-    checks: SshChecks,
+pub(crate) struct Net {
+    pub fx: Fixture,
+    pub checks: SshChecks,
     /// alice's laptop, alice's server, bob's laptop.
-    a1: Arc<Node>,
-    a2: Arc<Node>,
-    b1: Arc<Node>,
+    pub a1: Arc<Node>,
+    pub a2: Arc<Node>,
+    pub b1: Arc<Node>,
 }
 
 async fn node(fx: &Fixture, user: UserId, seed: u8) -> Arc<Node> {
@@ -51,7 +51,7 @@ async fn node(fx: &Fixture, user: UserId, seed: u8) -> Arc<Node> {
     }
 }
 
-async fn net(ttl: Duration) -> Net {
+pub(crate) async fn net(ttl: Duration) -> Net {
     let fx = fixture().await;
     let mut ids = Vec::new();
     for name in ["alice", "bob"] {
