@@ -5,7 +5,7 @@
 //! with the auth URL and waits; the test takes the auth id from that
 //! banner and approves it over REST (`POST /api/v1/auth/approve` with an
 //! API key), and the command runs. A second login within `checkPeriod`
-//! goes through without a prompt; a rejected check makes ssh fail. The
+//! (OpenSSH again, then `tailscale ssh`) goes through without a prompt; a rejected check makes ssh fail. The
 //! destination runs 1.96.4, and 1.78.1 for the approve path.
 
 use std::path::{Path, PathBuf};
@@ -223,6 +223,15 @@ fn ssh_check_holds_the_login_until_approved_and_remembers_it() {
     );
     assert!(!err.contains("To authenticate"), "prompted again: {err}");
     eprintln!("ssh check: remembered login took {:?}", t2.elapsed());
+    // `tailscale ssh` (OpenSSH with the host keys from the netmap) too.
+    let out = laptop.cli(
+        &["ssh", &format!("root@{new_ip}"), "echo", "ok"],
+        AFTER_VERDICT,
+    );
+    assert!(
+        out.success() && out.stdout.trim() == "ok" && !out.stderr.contains("To authenticate"),
+        "tailscale ssh within the period:\n{out}"
+    );
 
     // 3. A rejected check (another local user: not covered by the pass)
     // makes ssh fail.
