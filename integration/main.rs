@@ -25,3 +25,4 @@ mod selftest;
 #[allow(dead_code)]
 #[path = "inproc/client.rs"]
 mod sim;
+mod ssh_check;

@@ -41,6 +41,7 @@ mod dns;
 mod nodes;
 mod policy;
 mod preauth_keys;
+mod ssh_check;
 mod users;
 
 #[cfg(test)]

@@ -147,7 +147,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let self_signed_relay = embedded.is_some() && config.tls.cert_path.is_none();
     let mut derp_maps = derp_map::Loader::new(derp_map::Sources::new(&config.derp, embedded))?;
     let derp_map = derp_maps.initial().await.context("building the DERP map")?;
-    let mut world_settings = settings::world_settings(&config, derp_map);
+    let mut world_settings = settings::world_settings(&config, derp_map, &server_url);
     world_settings.dns.extra_records = extra_records::initial(&config.dns)?;
     let sessions = Sessions::new();
     let opts = state::Options {
@@ -202,6 +202,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let public = settings::connection_limits(&config.connections);
     let mut cs = ControlState::new(state.clone(), noise_key, metrics.clone());
     cs.challenges = challenges;
+    cs.ssh_checks = Some(crate::auth::ssh_check::SshChecks::new(
+        state.clone(),
+        admin.clone(),
+    ));
     cs.self_signed_relay = self_signed_relay;
     cs.timeouts = public.timeouts;
     let health = Router::new()

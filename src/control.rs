@@ -1,18 +1,19 @@
 //! The Tailscale control protocol (TS2021): `/key`, the `/ts2021` upgrade,
 //! and the router served over HTTP/2 inside each Noise tunnel
-//! (`/machine/register`, `/machine/map`, `/machine/set-dns`, stubs for the
-//! rest).
+//! (`/machine/register`, `/machine/map`, `/machine/set-dns`,
+//! `/machine/ssh/action/…`, stubs for the rest).
 //!
 //! The Noise handshake authenticates the client's machine key; it travels
 //! with every tunnelled request as the [`Peer`] extension and is checked
 //! against the node each request names (Headscale #2642 was this hole).
 //!
 //! May depend on: `noise`, `tailcfg`, `state`, `mapper`, `certs`, `limits`,
-//! `http::error`.
+//! `auth`, `http::error`.
 
 mod map;
 mod register;
 mod set_dns;
+mod ssh_action;
 mod tunnel;
 
 use std::sync::Arc;
@@ -60,6 +61,9 @@ pub struct ControlState {
     /// Live ACME challenges that `/machine/set-dns` publishes; `None` when
     /// `dns.certs` is off.
     pub challenges: Option<Arc<crate::certs::Challenges>>,
+    /// Tailscale SSH check mode (`/machine/ssh/action/…`); `None` in
+    /// tests that serve only the control protocol.
+    pub ssh_checks: Option<crate::auth::ssh_check::SshChecks>,
 }
 
 impl ControlState {
@@ -74,6 +78,7 @@ impl ControlState {
             self_signed_relay: false,
             timeouts: crate::limits::Timeouts::default(),
             challenges: None,
+            ssh_checks: None,
         }
     }
 }
@@ -92,6 +97,10 @@ pub fn tunnel_router(cs: ControlState) -> Router {
         .route("/machine/register", post(register::handler))
         .route("/machine/map", post(map::handler))
         .route("/machine/set-dns", post(set_dns::handler))
+        .route(
+            "/machine/ssh/action/{src}/to/{dst}",
+            get(ssh_action::handler),
+        )
         .route("/machine/{*rest}", any(not_implemented))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(NOISE_BODY_LIMIT))

@@ -15,6 +15,7 @@
 //! - `admin`: the admin operations (every API's rules, authorisation and
 //!   audit trail); `api`: their transports (REST `/api/v1`, headscale.v1
 //!   gRPC, the admin socket); `cli`: the command line.
+//! - `auth`: people proving who they are (Tailscale SSH check mode).
 //! - `whois`: identity lookups and forward-auth for gateways.
 //! - `limits`: what one unauthenticated client may hold (connections per
 //!   source, timeouts, the open-file limit).
@@ -25,6 +26,7 @@
 pub mod admin;
 pub mod api;
 pub mod app;
+pub mod auth;
 pub mod certs;
 pub mod cli;
 pub mod clock;

@@ -147,8 +147,9 @@ pub(super) fn embedded_region(
 const NONE: &str = "none";
 
 /// The settings every map carries, with `derp_map` as the DERP map.
-pub(super) fn world_settings(config: &Config, derp_map: DerpMap) -> Settings {
+pub(super) fn world_settings(config: &Config, derp_map: DerpMap, server_url: &str) -> Settings {
     Settings {
+        server_url: server_url.to_string(),
         base_domain: config.dns.base_domain.clone(),
         derp_map: DerpMaps::new(derp_map),
         dns: dns_config(config),
@@ -276,7 +277,7 @@ mod tests {
         assert_eq!(node.host_name, "127.0.0.1");
         assert_eq!(node.derp_port, 8080);
         assert_eq!(node.stun_port, 3478);
-        let settings = world_settings(&cfg, DerpMap::default());
+        let settings = world_settings(&cfg, DerpMap::default(), "");
         assert!(settings.dns.proxied);
         assert_eq!(settings.dns.domains, vec!["clawql.local".to_string()]);
     }

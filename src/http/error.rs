@@ -5,6 +5,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
+use crate::auth::ssh_check;
 use crate::{certs, state};
 
 #[derive(Debug)]
@@ -51,6 +52,17 @@ impl From<certs::Refusal> for ApiError {
             Disabled => StatusCode::NOT_IMPLEMENTED,
             NotForThisNode | Name { .. } => StatusCode::FORBIDDEN,
             Type(_) | Value(_) => StatusCode::BAD_REQUEST,
+        };
+        ApiError(status, r.to_string())
+    }
+}
+
+impl From<ssh_check::Refusal> for ApiError {
+    fn from(r: ssh_check::Refusal) -> Self {
+        use ssh_check::Refusal::*;
+        let status = match &r {
+            NotDestination(_) | OtherConnection(_) => StatusCode::FORBIDDEN,
+            Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         ApiError(status, r.to_string())
     }

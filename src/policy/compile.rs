@@ -101,6 +101,20 @@ impl Compiled {
         out
     }
 
+    /// How long a passed SSH check from `src_node` to `dst_node` as local
+    /// user `local_user` counts (zero: ask every time), or `None` when no
+    /// `check` rule of `dst_node`'s SSH policy covers that login.
+    pub fn ssh_check_period(
+        &self,
+        src_node: u64,
+        dst_node: u64,
+        local_user: &str,
+    ) -> Option<std::time::Duration> {
+        let s = *self.inner.index.get(&src_node)?;
+        let d = *self.inner.index.get(&dst_node)?;
+        self.inner.ssh_check_period(s, d, local_user)
+    }
+
     /// Which rules let `src_node` reach `dst_node` on `port`, or why none.
     pub fn explain(
         &self,

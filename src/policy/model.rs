@@ -99,7 +99,8 @@ pub struct ServiceDef {
 #[derive(Debug, Clone)]
 pub struct SshRule {
     pub check: bool,
-    pub check_period: Option<String>,
+    /// `checkPeriod` (zero: `"always"`); `None` when not given.
+    pub check_period: Option<std::time::Duration>,
     pub src: Vec<Alias>,
     pub dst: Vec<Alias>,
     pub users: Vec<String>,

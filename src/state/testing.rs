@@ -73,6 +73,7 @@ async fn start_on(
         dns: Default::default(),
         domain: "clawql.local".into(),
         certs: Default::default(),
+        server_url: String::new(),
     };
     let opts = Options {
         ipam: Ipam {

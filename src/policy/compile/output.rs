@@ -3,10 +3,12 @@
 //! (`node_attrs`) of one node.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::inner::Inner;
 use super::ssh::SshIndex;
 use super::types::NodeOutput;
+use crate::policy::resolve::alias::node_ips;
 use crate::tailcfg::SshPolicy;
 
 impl Inner {
@@ -40,5 +42,14 @@ impl Inner {
             return Some(SshPolicy::default());
         }
         Some(self.ssh_index().policy(&self.topo, d))
+    }
+
+    /// See [`SshIndex::check_period`]; `src` is the source node's index.
+    pub(crate) fn ssh_check_period(&self, src: usize, d: usize, local: &str) -> Option<Duration> {
+        if self.doc.ssh.is_empty() {
+            return None;
+        }
+        let ips = node_ips(&self.topo.nodes[src]);
+        self.ssh_index().check_period(&self.topo, d, &ips, local)
     }
 }

@@ -18,8 +18,9 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::time::Duration;
 
-use crate::policy::model::{Alias, Doc, Topology, localpart_domain};
+use crate::policy::model::{Alias, Doc, SshRule, Topology, localpart_domain};
 use crate::policy::resolve::alias::{Resolver, node_ips};
 use crate::tailcfg::{SshAction, SshPolicy, SshPrincipal, SshRule as WireRule};
 
@@ -31,6 +32,10 @@ pub const CHECK_URL_BASE: &str = "https://unused";
 /// Path (with tailscaled's `$VAR` placeholders) a `check` rule delegates to.
 pub const CHECK_URL_PATH: &str =
     "/machine/ssh/action/$SRC_NODE_ID/to/$DST_NODE_ID?local_user=$LOCAL_USER";
+
+/// How long a passed check lets the same person in again without asking
+/// when a `check` rule names no `checkPeriod` (Tailscale's default).
+pub const DEFAULT_CHECK_PERIOD: Duration = Duration::from_secs(12 * 3600);
 
 /// The full placeholder URL emitted by the compiler.
 pub const CHECK_URL: &str =
@@ -109,6 +114,9 @@ struct Entry {
     /// User id → local part, for users of a `localpart:*@` domain.
     localparts: BTreeMap<u64, String>,
     action: SshAction,
+    /// For a `check` rule, how long a passed check counts (zero:
+    /// `"always"`, ask every time).
+    check_period: Option<Duration>,
     accept_env: Vec<String>,
     /// User id → principals of that user's (untagged) source nodes.
     by_user: BTreeMap<u64, Vec<SshPrincipal>>,
@@ -167,6 +175,7 @@ impl SshIndex {
                     } else {
                         accept_action()
                     },
+                    check_period: check_period(rule),
                     accept_env: rule.accept_env.clone(),
                     by_user: user_addrs
                         .into_iter()
@@ -194,6 +203,60 @@ impl SshIndex {
         rules.sort_by_key(|r| r.action.hold_and_delegate.is_empty());
         SshPolicy { rules }
     }
+
+    /// The period of the first `check` rule that node `d` got for a source
+    /// at one of `src` logging in as local user `local`, or `None` when no
+    /// such rule exists (the SSH check endpoint's authorisation).
+    ///
+    /// tailscaled maps the requested ssh user through a rule's `sshUsers`
+    /// (`*` as the fallback, `=` for "the same name") and tells control
+    /// only the resulting local user, so a rule matches when some entry can
+    /// yield `local`.
+    pub(crate) fn check_period(
+        &self,
+        topo: &Topology,
+        d: usize,
+        src: &[IpAddr],
+        local: &str,
+    ) -> Option<Duration> {
+        let mut rules = Vec::new();
+        for e in &self.entries {
+            let Some(period) = e.check_period else {
+                continue;
+            };
+            rules.clear();
+            e.emit(topo, d, &mut rules);
+            let hit = rules.iter().any(|r| {
+                r.principals
+                    .iter()
+                    .any(|p| p.node_ip.parse().is_ok_and(|ip| src.contains(&ip)))
+                    && yields(&r.ssh_users, local)
+            });
+            if hit {
+                return Some(period);
+            }
+        }
+        None
+    }
+}
+
+/// Whether some ssh user maps to local user `local` through `users`: by an
+/// entry naming `local` (`"root": ""` names nobody), or by `=` for an ssh
+/// user of that very name (through `*` only when `local` has no entry of
+/// its own, tailscaled's lookup order).
+fn yields(users: &BTreeMap<String, String>, local: &str) -> bool {
+    !local.is_empty()
+        && users.iter().any(|(k, v)| match v.as_str() {
+            "=" => k == local || (k == "*" && !users.contains_key(local)),
+            v => v == local,
+        })
+}
+
+/// A `check` rule's `checkPeriod`, [`DEFAULT_CHECK_PERIOD`] when it names
+/// none.
+fn check_period(rule: &SshRule) -> Option<Duration> {
+    rule.check
+        .then(|| rule.check_period.unwrap_or(DEFAULT_CHECK_PERIOD))
 }
 
 /// User id → local part for every user whose login is in a domain named
@@ -438,6 +501,45 @@ pub(crate) mod tests {
             "https://ctl.example.com/machine/ssh/action/$SRC_NODE_ID/to/$DST_NODE_ID?local_user=$LOCAL_USER"
         );
         assert_eq!(check_url(CHECK_URL_BASE), CHECK_URL);
+    }
+
+    #[test]
+    fn check_period_comes_from_the_first_check_rule_covering_the_login() {
+        let src = json!({
+            "tagOwners": {"tag:server": ["odin@example.com"]},
+            "ssh": [
+                {"action": "accept", "src": ["odin@example.com"], "dst": ["tag:server"], "users": ["root"]},
+                {"action": "check", "src": ["thor@example.org"], "dst": ["tag:server"], "users": ["root"],
+                    "checkPeriod": "1h"},
+                {"action": "check", "src": ["thor@example.org"], "dst": ["tag:server"],
+                    "users": ["autogroup:nonroot"]},
+                {"action": "check", "src": ["freya@example.com"], "dst": ["tag:server"], "users": ["root"],
+                    "checkPeriod": "always"},
+            ],
+        });
+        let c = Policy::parse(&src.to_string())
+            .expect("policy parses")
+            .compile(&topo());
+        let hour = Some(std::time::Duration::from_secs(3600));
+        assert_eq!(c.ssh_check_period(2, 4, "root"), hour);
+        assert_eq!(
+            c.ssh_check_period(2, 4, "ubuntu"),
+            Some(DEFAULT_CHECK_PERIOD)
+        );
+        assert_eq!(
+            c.ssh_check_period(3, 4, "root"),
+            Some(std::time::Duration::ZERO)
+        );
+        // An accept rule is no check; freya may not be ubuntu; kakuna is
+        // no destination; node 9 does not exist.
+        assert_eq!(c.ssh_check_period(1, 4, "root"), None);
+        assert_eq!(c.ssh_check_period(3, 4, "ubuntu"), None);
+        assert_eq!(c.ssh_check_period(2, 5, "root"), None);
+        assert_eq!(c.ssh_check_period(9, 4, "root"), None);
+        assert_eq!(c.ssh_check_period(2, 4, ""), None);
+        // `"root": ""` (the nonroot rule) does not let `*` give root.
+        let users = BTreeMap::from([("*".into(), "=".into()), ("root".into(), String::new())]);
+        assert!(yields(&users, "ubuntu") && !yields(&users, "root"));
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! `acls` deny never applies here: SSH access is only what these rules
 //! grant.
 
+use std::time::Duration;
+
 use serde_json::Value;
 
 use super::fields::{Ctx, NO_POSTURE, known_fields, obj, strings};
@@ -121,14 +123,14 @@ fn check_user(u: &str) -> Result<(), String> {
 
 const FIELDS: &[&str] = &["action", "src", "dst", "users", "checkPeriod", "acceptEnv"];
 
-/// `checkPeriod`: `"always"` or a duration from 0 to 168h, on `check`
-/// rules only.
+/// `checkPeriod`: `"always"` (zero: check every login) or a duration from
+/// 0 to 168h, on `check` rules only.
 fn check_period(
     ctx: &Ctx,
     o: &serde_json::Map<String, Value>,
     p: &str,
     check: bool,
-) -> Result<Option<String>, PolicyError> {
+) -> Result<Option<Duration>, PolicyError> {
     let at = format!("{p}/checkPeriod");
     let s = match o.get("checkPeriod") {
         None | Some(Value::Null) => return Ok(None),
@@ -138,25 +140,27 @@ fn check_period(
     if !check {
         return Err(ctx.err(&at, "checkPeriod is only valid with action \"check\""));
     }
-    if s != "always" {
-        let ns = parse_duration(s).map_err(|m| ctx.err(&at, m))?;
-        if ns < 0 {
-            return Err(ctx.err(
-                &at,
-                format!(
-                    "checkPeriod {} must be a positive duration",
-                    go_duration(ns)
-                ),
-            ));
-        }
-        if ns > MAX_CHECK_NS {
-            return Err(ctx.err(
-                &at,
-                format!("checkPeriod {} is above the max (168h)", go_duration(ns)),
-            ));
-        }
+    if s == "always" {
+        return Ok(Some(Duration::ZERO));
     }
-    Ok(Some(s.to_string()))
+    let ns = parse_duration(s).map_err(|m| ctx.err(&at, m))?;
+    if ns < 0 {
+        return Err(ctx.err(
+            &at,
+            format!(
+                "checkPeriod {} must be a positive duration",
+                go_duration(ns)
+            ),
+        ));
+    }
+    if ns > MAX_CHECK_NS {
+        return Err(ctx.err(
+            &at,
+            format!("checkPeriod {} is above the max (168h)", go_duration(ns)),
+        ));
+    }
+    // Within 0..=168h: fits.
+    Ok(Some(Duration::from_nanos(ns as u64)))
 }
 
 /// Tailscale SSH's identity rules between sources and destinations: a

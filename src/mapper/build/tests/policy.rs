@@ -147,3 +147,20 @@ fn a_joining_node_reaches_only_sessions_that_may_see_it() {
         vec![4]
     );
 }
+
+#[test]
+fn check_rules_delegate_to_this_servers_url() {
+    let mut w = three();
+    Arc::make_mut(&mut w.settings).server_url = "https://ctl.example.com".into();
+    install(
+        &mut w,
+        r#"{"tagOwners": {"tag:srv": ["alice@example.com"]},
+            "ssh": [{"action": "check", "src": ["alice@example.com"], "dst": ["tag:srv"], "users": ["root"]}]}"#,
+    );
+    let r = build_full(&w, NodeId(3), &mut SentState::default(), now()).unwrap();
+    let rules = r.ssh_policy.unwrap().rules;
+    assert_eq!(
+        rules[0].action.hold_and_delegate,
+        "https://ctl.example.com/machine/ssh/action/$SRC_NODE_ID/to/$DST_NODE_ID?local_user=$LOCAL_USER"
+    );
+}

@@ -1,0 +1,375 @@
+//! Tailscale SSH check mode: a `check` rule makes the destination node hold
+//! an SSH login and ask the control server, over its Noise channel, whether
+//! the person at the source has proved who they are recently.
+//!
+//! The wire, as tailscaled (`ssh/tailssh`) drives it:
+//! 1. The rule's `holdAndDelegate` URL, with `$SRC_NODE_ID`,
+//!    `$DST_NODE_ID` and `$LOCAL_USER` filled in, is fetched with a GET
+//!    (`control::ssh_action`). The answer is an `SSHAction`; its `message`
+//!    is shown to the ssh user as an authentication banner.
+//! 2. Unless the same login passed a check within the rule's
+//!    `checkPeriod` (then: accept at once), the first answer names a
+//!    pending request ([`AuthId`], in the same store as interactive
+//!    logins), tells the person where to authenticate, and delegates to a
+//!    follow-up URL carrying that id.
+//! 3. The follow-up long-polls until the request is decided (approved or
+//!    rejected with the audited `auth approve` / `auth reject` operations)
+//!    or expires with the store's TTL, and answers accept or reject.
+//!
+//! tailscaled retries a non-200 answer for up to 30 minutes, so a login
+//! that must fail gets a 200 `reject` with a reason; only requests that are
+//! not from the destination node itself are refused outright.
+//!
+//! Who may pass a check: the person at the source, i.e. the source node's
+//! user. Today a verdict comes from an operator (`auth approve`), which
+//! carries no identity; [`may_vouch`] is where a verdict from the identity
+//! provider will be held against the source node's owner.
+
+#[cfg(test)]
+pub(crate) mod tests;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::{oneshot, watch};
+use tokio::time::Instant;
+
+use crate::admin::registrations::{TTL, Verdict};
+use crate::admin::{Actor, Admin, AuthId};
+use crate::policy::compile::ssh::CHECK_URL_BASE;
+use crate::state::StateHandle;
+use crate::tailcfg::SshAction;
+use crate::types::{MachinePublic, Node, NodeId, UserId};
+
+/// How long a decided check stays readable for the follow-up request that
+/// is (or will be, after a network hiccup) waiting for it.
+const KEEP_DECIDED: Duration = Duration::from_secs(60);
+
+/// One request to the SSH action endpoint, as the URL gave it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub src: NodeId,
+    pub dst: NodeId,
+    pub local_user: String,
+    /// Set on the follow-up request only.
+    pub auth_id: Option<String>,
+}
+
+/// Requests refused outright (not answered with an `SSHAction`).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Refusal {
+    /// Only the destination node may ask about logins to it.
+    #[error("this machine is not node {0}")]
+    NotDestination(NodeId),
+    /// A follow-up naming a check made for another connection.
+    #[error("auth id {0} belongs to another SSH connection")]
+    OtherConnection(String),
+    /// The pending-request store is full (or the audit log failed).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// How a held check ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Approved,
+    Rejected(String),
+    Expired,
+}
+
+/// Who passed a check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Approver {
+    /// An operator, with `auth approve` (REST, gRPC or CLI).
+    Operator,
+    /// A person who logged in as this user (with the identity provider).
+    User(UserId),
+}
+
+/// Whether `approver` may vouch for the person at node `src`: an operator
+/// always may (they could grant the access anyway); a person only for a
+/// node of their own, never for a tagged one (no person owns it).
+pub fn may_vouch(src: &Node, approver: &Approver) -> bool {
+    match approver {
+        Approver::Operator => true,
+        Approver::User(u) => !src.is_tagged() && src.user_id == *u,
+    }
+}
+
+/// One login an SSH check is about.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Login {
+    src: NodeId,
+    dst: NodeId,
+    local_user: String,
+}
+
+impl Login {
+    fn describe(&self) -> Value {
+        json!({"src": self.src.0, "dst": self.dst.0, "local_user": self.local_user})
+    }
+}
+
+struct Held {
+    login: Login,
+    outcome: watch::Receiver<Option<Outcome>>,
+}
+
+/// The SSH check service; cheap to clone.
+#[derive(Clone)]
+pub struct SshChecks(Arc<Inner>);
+
+struct Inner {
+    state: StateHandle,
+    admin: Admin,
+    /// How long a check waits for a verdict (the store's TTL).
+    ttl: Duration,
+    held: Mutex<HashMap<AuthId, Held>>,
+    /// Logins that passed a check, until when that counts.
+    passed: Mutex<HashMap<Login, Instant>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl SshChecks {
+    pub fn new(state: StateHandle, admin: Admin) -> SshChecks {
+        SshChecks::with_ttl(state, admin, TTL)
+    }
+
+    /// As `new`, with checks expiring after `ttl` (tests).
+    pub fn with_ttl(state: StateHandle, admin: Admin, ttl: Duration) -> SshChecks {
+        SshChecks(Arc::new(Inner {
+            state,
+            admin,
+            ttl,
+            held: Mutex::default(),
+            passed: Mutex::default(),
+        }))
+    }
+
+    /// The answer to `req` from the machine authenticated as `machine`.
+    pub async fn action(&self, machine: MachinePublic, req: Request) -> Result<SshAction, Refusal> {
+        let world = self.0.state.world();
+        // An unknown destination is refused like a foreign one: the
+        // endpoint does not tell strangers which node ids exist.
+        if world.node(req.dst).is_none_or(|n| n.machine_key != machine) {
+            return Err(Refusal::NotDestination(req.dst));
+        }
+        let Some(src) = world.node(req.src).cloned() else {
+            return Ok(reject("the source node is not in this tailnet"));
+        };
+        let period =
+            world.policy.compiled.as_ref().and_then(|c| {
+                c.ssh_check_period(req.src.0 as u64, req.dst.0 as u64, &req.local_user)
+            });
+        let Some(period) = period else {
+            return Ok(reject(&format!(
+                "no SSH check rule lets this node log in as {:?} here",
+                req.local_user
+            )));
+        };
+        let login = Login {
+            src: req.src,
+            dst: req.dst,
+            local_user: req.local_user,
+        };
+        if let Some(id) = &req.auth_id {
+            return self.follow_up(id, login, period).await;
+        }
+        if let Some(left) = self.passed_for(&login) {
+            self.0
+                .admin
+                .ssh_check_verdict(
+                    Actor::Node(login.dst),
+                    "ssh_check.remembered",
+                    None,
+                    login.describe(),
+                )
+                .await
+                .map_err(|e| Refusal::Unavailable(e.to_string()))?;
+            return Ok(accept(left));
+        }
+        let base = match world.settings.server_url.as_str() {
+            "" => CHECK_URL_BASE,
+            url => url,
+        };
+        self.hold(base, login, period, src).await
+    }
+
+    /// How much longer an earlier passed check of `login` counts, if it
+    /// still does.
+    fn passed_for(&self, login: &Login) -> Option<Duration> {
+        let until = *lock(&self.0.passed).get(login)?;
+        until
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+    }
+
+    /// Opens a pending request for `login` and answers with where to
+    /// authenticate and where to wait.
+    async fn hold(
+        &self,
+        base: &str,
+        login: Login,
+        period: Duration,
+        src: Arc<Node>,
+    ) -> Result<SshAction, Refusal> {
+        let id = AuthId::generate();
+        let verdict = self
+            .0
+            .admin
+            .ssh_check_hold(login.dst, &id, login.describe())
+            .await
+            .map_err(|e| Refusal::Unavailable(e.to_string()))?;
+        let (tx, rx) = watch::channel(None);
+        let follow = follow_url(base, &login, &id);
+        lock(&self.0.held).insert(
+            id.clone(),
+            Held {
+                login: login.clone(),
+                outcome: rx,
+            },
+        );
+        tokio::spawn(
+            self.clone()
+                .decide(id.clone(), login, period, src, verdict, tx),
+        );
+        Ok(SshAction {
+            message: format!(
+                "# clawscale: Tailscale SSH requires an additional check.\n\
+                 # To authenticate, visit: {base}/register/{id}\n"
+            ),
+            hold_and_delegate: follow,
+            ..Default::default()
+        })
+    }
+
+    /// Waits for the verdict on `id` (at most the TTL), remembers a pass,
+    /// publishes the outcome and forgets the check a while later.
+    async fn decide(
+        self,
+        id: AuthId,
+        login: Login,
+        period: Duration,
+        src: Arc<Node>,
+        verdict: oneshot::Receiver<Verdict>,
+        tx: watch::Sender<Option<Outcome>>,
+    ) {
+        let outcome = match tokio::time::timeout(self.0.ttl, verdict).await {
+            Ok(Ok(Verdict::Approved(_))) if may_vouch(&src, &Approver::Operator) => {
+                Outcome::Approved
+            }
+            Ok(Ok(Verdict::Approved(_))) => {
+                Outcome::Rejected("approved by someone who may not vouch for this user".into())
+            }
+            Ok(Ok(Verdict::Rejected(why))) => Outcome::Rejected(why),
+            // Timed out, or dropped by the store (its own TTL).
+            Ok(Err(_)) | Err(_) => Outcome::Expired,
+        };
+        if outcome == Outcome::Expired {
+            let r = self
+                .0
+                .admin
+                .ssh_check_verdict(
+                    Actor::System,
+                    "ssh_check.expire",
+                    Some(&id),
+                    login.describe(),
+                )
+                .await;
+            if let Err(e) = r {
+                tracing::warn!(auth_id = %id, error = %e, "could not record an expired SSH check");
+            }
+        }
+        if outcome == Outcome::Approved && !period.is_zero() {
+            let now = Instant::now();
+            let mut passed = lock(&self.0.passed);
+            passed.retain(|_, until| *until > now);
+            passed.insert(login.clone(), now + period);
+        }
+        tracing::info!(auth_id = %id, src = %login.src, dst = %login.dst,
+            local_user = %login.local_user, outcome = ?outcome, "SSH check decided");
+        let _ = tx.send(Some(outcome));
+        tokio::time::sleep(KEEP_DECIDED).await;
+        lock(&self.0.held).remove(&id);
+    }
+
+    /// The follow-up request: the verdict on check `id`, once there is one.
+    async fn follow_up(
+        &self,
+        id: &str,
+        login: Login,
+        period: Duration,
+    ) -> Result<SshAction, Refusal> {
+        const GONE: &str = "this SSH check is unknown, used or expired; connect again";
+        let Ok(id) = AuthId::parse(id) else {
+            return Ok(reject(GONE));
+        };
+        let mut outcome = {
+            let held = lock(&self.0.held);
+            match held.get(&id) {
+                None => return Ok(reject(GONE)),
+                Some(h) if h.login != login => {
+                    return Err(Refusal::OtherConnection(id.to_string()));
+                }
+                Some(h) => h.outcome.clone(),
+            }
+        };
+        // Dropped with the request when the client goes away; the check
+        // stays for a retry of the same URL.
+        let decided = outcome
+            .wait_for(Option::is_some)
+            .await
+            .map(|o| o.clone())
+            .ok()
+            .flatten()
+            .unwrap_or(Outcome::Expired);
+        // Single use: a replay of this URL gets nothing.
+        lock(&self.0.held).remove(&id);
+        Ok(match decided {
+            Outcome::Approved => accept(period),
+            Outcome::Rejected(why) => reject(&format!("SSH check rejected: {why}")),
+            Outcome::Expired => reject("SSH check expired: nobody approved it in time"),
+        })
+    }
+}
+
+/// The follow-up URL for check `id` of `login` (tailscaled expands `$`
+/// placeholders again, so the local user goes in percent-encoded).
+fn follow_url(base: &str, login: &Login, id: &AuthId) -> String {
+    let query = form_urlencoded::Serializer::new(String::new())
+        .append_pair("local_user", &login.local_user)
+        .append_pair("auth_id", id.as_str())
+        .finish();
+    format!(
+        "{}/machine/ssh/action/{}/to/{}?{query}",
+        base.trim_end_matches('/'),
+        login.src,
+        login.dst
+    )
+}
+
+/// Let the session in for `period` (zero: no limit, the rule checks on
+/// every login anyway); forwarding as for an `accept` rule.
+fn accept(period: Duration) -> SshAction {
+    SshAction {
+        accept: true,
+        session_duration: i64::try_from(period.as_nanos()).unwrap_or(i64::MAX),
+        allow_agent_forwarding: true,
+        allow_local_port_forwarding: true,
+        allow_remote_port_forwarding: true,
+        ..Default::default()
+    }
+}
+
+fn reject(why: &str) -> SshAction {
+    SshAction {
+        reject: true,
+        message: format!("# clawscale: {why}\n"),
+        ..Default::default()
+    }
+}
