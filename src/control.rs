@@ -8,7 +8,7 @@
 //! against the node each request names (Headscale #2642 was this hole).
 //!
 //! May depend on: `noise`, `tailcfg`, `state`, `mapper`, `certs`, `limits`,
-//! `http::error`.
+//! `auth`, `http::error`.
 
 mod map;
 mod register;
@@ -60,6 +60,9 @@ pub struct ControlState {
     /// Live ACME challenges that `/machine/set-dns` publishes; `None` when
     /// `dns.certs` is off.
     pub challenges: Option<Arc<crate::certs::Challenges>>,
+    /// Interactive login for registrations without a key; `None`: such
+    /// registrations are refused.
+    pub auth: Option<crate::auth::AuthFlows>,
 }
 
 impl ControlState {
@@ -74,6 +77,7 @@ impl ControlState {
             self_signed_relay: false,
             timeouts: crate::limits::Timeouts::default(),
             challenges: None,
+            auth: None,
         }
     }
 }

@@ -15,6 +15,8 @@
 //! - `admin`: the admin operations (every API's rules, authorisation and
 //!   audit trail); `api`: their transports (REST `/api/v1`, headscale.v1
 //!   gRPC, the admin socket); `cli`: the command line.
+//! - `auth`: interactive login for machines without a pre-auth key (the
+//!   auth URL, its page, the wait for an operator's decision).
 //! - `whois`: identity lookups and forward-auth for gateways.
 //! - `limits`: what one unauthenticated client may hold (connections per
 //!   source, timeouts, the open-file limit).
@@ -25,6 +27,7 @@
 pub mod admin;
 pub mod api;
 pub mod app;
+pub mod auth;
 pub mod certs;
 pub mod cli;
 pub mod clock;

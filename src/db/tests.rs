@@ -58,6 +58,7 @@ fn node(user: UserId, i: u8, hostinfo: serde_json::Value) -> Node {
         created_at: Utc::now(),
         last_seen: None,
         approved_routes: vec![],
+        authorized: true,
     }
 }
 

@@ -34,6 +34,7 @@ fn node(id: i64, user: i64, tags: &[&str]) -> Node {
         created_at: now(),
         last_seen: None,
         approved_routes: vec![],
+        authorized: true,
     }
 }
 
