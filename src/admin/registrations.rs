@@ -166,6 +166,14 @@ impl Registrations {
         self.lock().remove(id);
     }
 
+    /// Decides `id` directly (tests of the waiting side).
+    #[cfg(test)]
+    pub fn decide_for_test(&self, id: &AuthId, verdict: Verdict) {
+        if let Ok(p) = self.take(id) {
+            let _ = p.verdict.send(verdict);
+        }
+    }
+
     fn take(&self, id: &AuthId) -> Result<Pending> {
         let ttl = self.ttl();
         let mut map = self.lock();

@@ -6,7 +6,7 @@
 //! that expired as upserts, so their peers drop them and they learn they
 //! must log in again (`mapper::build` reads `Node::is_active`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -21,17 +21,29 @@ use crate::types::NodeId;
 /// noticed within this.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
 
-/// Nodes whose expiry lies in `(after, until]`.
-pub(super) fn expired_between(
-    world: &World,
-    after: DateTime<Utc>,
-    until: DateTime<Utc>,
-) -> BTreeSet<NodeId> {
+/// Expiries still ahead at `now`: the ones this task reports when they
+/// pass. A node logged out or expired by an operator gets an expiry that is
+/// already past when it is published, so it is never among them (those
+/// writes publish their own change and event).
+pub(super) fn scheduled(world: &World, now: DateTime<Utc>) -> BTreeMap<NodeId, DateTime<Utc>> {
     world
         .nodes
         .values()
-        .filter(|n| n.expiry.is_some_and(|e| e > after && e <= until))
-        .map(|n| n.id)
+        .filter_map(|n| n.expiry.filter(|e| *e > now).map(|e| (n.id, e)))
+        .collect()
+}
+
+/// Of `scheduled`, the nodes whose expiry has passed at `now` and is still
+/// theirs in `world`.
+pub(super) fn due(
+    scheduled: &BTreeMap<NodeId, DateTime<Utc>>,
+    world: &World,
+    now: DateTime<Utc>,
+) -> BTreeSet<NodeId> {
+    scheduled
+        .iter()
+        .filter(|(id, e)| **e <= now && world.node(**id).and_then(|n| n.expiry) == Some(**e))
+        .map(|(id, _)| *id)
         .collect()
 }
 
@@ -48,10 +60,44 @@ fn next_expiry(world: &World, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
 /// Runs until the writer stops.
 pub(super) async fn watch(state: WeakState) {
     let mut worlds = state.reader().subscribe();
-    let mut checked = state.now();
+    let mut ahead = BTreeMap::new();
     loop {
         let world = worlds.borrow_and_update().clone();
         let now = state.now();
+        let ids = due(&ahead, &world, now);
+        ahead = scheduled(&world, now);
+        if !ids.is_empty() {
+            tracing::info!(nodes = ?ids, "node keys expired");
+            let Some(handle) = state.upgrade() else {
+                return;
+            };
+            let published = handle
+                .run(move |core| {
+                    Box::pin(async move {
+                        for id in &ids {
+                            let node = core.world.node(*id).cloned();
+                            core.emit(Event {
+                                kind: EventKind::Expired,
+                                actor: EventActor::System,
+                                before: node.clone(),
+                                after: node,
+                            });
+                        }
+                        let change = Change {
+                            upserted: ids,
+                            ..Default::default()
+                        };
+                        let w = core.draft();
+                        core.publish(w, change);
+                        Ok(())
+                    })
+                })
+                .await;
+            if published.is_err() {
+                return;
+            }
+            continue;
+        }
         let sleep = next_expiry(&world, now)
             .and_then(|e| (e - now).to_std().ok())
             .map_or(MAX_SLEEP, |d| d.min(MAX_SLEEP))
@@ -64,44 +110,6 @@ pub(super) async fn watch(state: WeakState) {
                 }
             }
             () = tokio::time::sleep(sleep) => {}
-        }
-        let now = state.now();
-        if now <= checked {
-            continue;
-        }
-        let ids = expired_between(&state.reader().world(), checked, now);
-        checked = now;
-        if ids.is_empty() {
-            continue;
-        }
-        tracing::info!(nodes = ?ids, "node keys expired");
-        let Some(handle) = state.upgrade() else {
-            return;
-        };
-        let published = handle
-            .run(move |core| {
-                Box::pin(async move {
-                    for id in &ids {
-                        let node = core.world.node(*id).cloned();
-                        core.emit(Event {
-                            kind: EventKind::Expired,
-                            actor: EventActor::System,
-                            before: node.clone(),
-                            after: node,
-                        });
-                    }
-                    let change = Change {
-                        upserted: ids,
-                        ..Default::default()
-                    };
-                    let w = core.draft();
-                    core.publish(w, change);
-                    Ok(())
-                })
-            })
-            .await;
-        if published.is_err() {
-            return;
         }
     }
 }
