@@ -82,11 +82,7 @@ async fn bad_and_missing_keys_are_refused() -> anyhow::Result<()> {
 
     let mut n = SimNode::new(&srv.url, "mallory");
     n.connect().await?;
-    for bad in [
-        forged.as_str(),
-        "cskey-auth-000000000000-00",
-        "not a key",
-    ] {
+    for bad in [forged.as_str(), "cskey-auth-000000000000-00", "not a key"] {
         let r = n.register(Some(bad)).await?;
         assert!(!r.authorized(), "{bad:?}: {r:?}");
         assert!(!r.error().is_empty(), "{bad:?} needs a message: {r:?}");
