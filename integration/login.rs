@@ -177,11 +177,11 @@ fn interactive_login_reject_expiry_and_relogin() {
 
     // Re-login keeps the node, with `auth approve` (the machine's node
     // keeps its owner) and with the deprecated `nodes register --key`.
-    // Only 1.96 logs in again here: 1.78 redials control on port 443 when
-    // it dialled less than two minutes before
-    // (`control/controlhttp` "forcing port 443 dial due to recent noise
-    // dial"), which a server on another port never answers; later clients
-    // only do that for port 80.
+    // Only 1.96 logs in again here: 1.78 redials control with TLS on port
+    // 443 when it dialled less than two minutes before (`controlhttp`
+    // "forcing port 443 dial due to recent noise dial", tailscale#15008),
+    // which this plain-HTTP server on 8080 never answers; 1.80.3 and later
+    // exempt literal private IPs.
     let before = server.nodes();
     let approve = ["auth", "approve", "--auth-id", "{}"];
     let again = login(&server, &a, "a", &["--force-reauth"], &approve);
@@ -239,7 +239,7 @@ fn approval_and_key_expiry_with_real_clients() {
     if skip_real_clients() {
         return;
     }
-    let topo = Topology::new(2);
+    let topo = Topology::new(3);
     let server = Server::start_with(&topo, Db::Sqlite, |c| {
         c.set("node.expiry", "1h");
         c.set("node.require_approval", true);
@@ -262,17 +262,30 @@ fn approval_and_key_expiry_with_real_clients() {
     peer.up_ok(&server.url(), tagged["key"].as_str().expect("key"), "peer");
     peer.wait_state("Running", JOIN);
 
-    // A plain key: the node waits for approval and sees nobody.
-    let key = server.create_preauthkey(USER, &KeyOptions::default());
-    let node = Tailscaled::start(topo.host(1), "node", ClientVersion::V1_96_4);
-    let mut up = PendingUp::start(&node, &server, "node", &[&format!("--auth-key={key}")]);
-    node.wait_state("NeedsMachineAuth", JOIN);
-    thread::sleep(Duration::from_secs(2));
-    assert!(
-        node.status().unwrap().peers.is_empty(),
-        "an unapproved node sees peers"
+    // A plain key: the nodes (1.96 and 1.78) wait for approval and see
+    // nobody.
+    let key = server.create_preauthkey(
+        USER,
+        &KeyOptions {
+            reusable: true,
+            ..KeyOptions::default()
+        },
     );
-    assert!(!sees(&peer, "node"), "an unapproved node is seen");
+    let key_flag = format!("--auth-key={key}");
+    let node = Tailscaled::start(topo.host(1), "node", ClientVersion::V1_96_4);
+    let old = Tailscaled::start(topo.host(2), "old", ClientVersion::V1_78_1);
+    let mut up = PendingUp::start(&node, &server, "node", &[&key_flag]);
+    let mut up_old = PendingUp::start(&old, &server, "old", &[&key_flag]);
+    node.wait_state("NeedsMachineAuth", JOIN);
+    old.wait_state("NeedsMachineAuth", JOIN);
+    thread::sleep(Duration::from_secs(2));
+    for (ts, host) in [(&node, "node"), (&old, "old")] {
+        assert!(
+            ts.status().unwrap().peers.is_empty(),
+            "an unapproved node sees peers"
+        );
+        assert!(!sees(&peer, host), "an unapproved node is seen");
+    }
     let rec = server
         .nodes()
         .into_iter()
@@ -290,6 +303,7 @@ fn approval_and_key_expiry_with_real_clients() {
     for n in listed.as_array().unwrap() {
         let expiry = n["expiry"].as_str().unwrap_or("");
         if n["name"] == "peer" {
+            // Tagged: no expiry.
             assert!(
                 expiry.is_empty() || expiry.starts_with("0001"),
                 "tagged node expires: {n}"
@@ -302,7 +316,28 @@ fn approval_and_key_expiry_with_real_clients() {
     }
     server.cli_ok(&["nodes", "approve", &id]);
     let took = time_to_state(&node, "Running", JOIN);
-    eprintln!("login: approved node Running after {took:?}");
+    eprintln!("login: approved node (1.96.4) Running after {took:?}");
+    assert!(
+        !sees(&old, "node") && !sees(&node, "old"),
+        "old is still unapproved"
+    );
+    let old_id = server
+        .nodes()
+        .into_iter()
+        .find(|n| n.name() == "old")
+        .and_then(|n| n.id())
+        .expect("old listed")
+        .to_string();
+    server.cli_ok(&["nodes", "approve", "-i", &old_id]);
+    let took = time_to_state(&old, "Running", JOIN);
+    eprintln!("login: approved node (1.78.1) Running after {took:?}");
+    wait_for("old and peer to see each other", JOIN, || {
+        (sees(&old, "peer") && sees(&peer, "old"))
+            .then_some(())
+            .ok_or_else(|| "not yet".to_string())
+    });
+    let (status, out) = up_old.wait_exit(JOIN);
+    assert!(status.success(), "{out}");
     wait_for(
         "the approved node and its peer to see each other",
         JOIN,
