@@ -2,11 +2,12 @@
 //!
 //! Order of checks, mirroring what tailscaled sends (control.md §3.2):
 //! 1. `Expiry` in the past ⇒ logout (ephemeral nodes are deleted).
-//! 2. A known machine presenting its current (or, for rotation, previous)
-//!    node key ⇒ refresh, no key consumed — also when it repeats its auth key
+//! 2. A known machine presenting its current, unexpired node key ⇒
+//!    refresh, no key consumed — also when it repeats its auth key
 //!    (container restarts re-run `tailscale up --authkey`).
 //! 3. An auth key ⇒ validate and consume it *in the same database
-//!    transaction* that writes the node.
+//!    transaction* that writes (or, for a known machine with a new node
+//!    key, re-logs in) the node.
 //! 4. Otherwise ⇒ [`RegisterOutcome::NeedsLogin`]: the control handler
 //!    starts an interactive login (`auth`), which an operator completes
 //!    through [`StateHandle::register_pending`]. A new node key for a known
