@@ -279,6 +279,7 @@ fn event_entry(e: &Event, now: DateTime<Utc>) -> audit::Entry {
         EventKind::LoggedIn => "node.login",
         EventKind::KeyRotated => "node.rotate_key",
         EventKind::LoggedOut => "node.logout",
+        EventKind::Expired => "node.key_expired",
         EventKind::Deleted => "node.delete",
     };
     audit::Entry {

@@ -164,6 +164,13 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         policy_text,
         policy_strict: config.policy.strict,
         dns: settings::dns_base(&config),
+        login: state::LoginRules {
+            node_expiry: config
+                .login
+                .node_expiry
+                .and_then(|d| chrono::Duration::from_std(d).ok()),
+            require_approval: config.login.require_approval,
+        },
     };
     let state = state::start(db, world_settings, sessions, clock, opts).await?;
     tokio::spawn(derp_maps.refresh_forever(state.clone()));
@@ -208,6 +215,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     ));
     cs.self_signed_relay = self_signed_relay;
     cs.timeouts = public.timeouts;
+    admin.registrations().set_ttl(config.login.register_ttl);
+    let auth_flows = crate::auth::AuthFlows::new(&server_url, admin.registrations().clone());
+    cs.auth = Some(auth_flows.clone());
     let health = Router::new()
         .route("/healthz", get(healthz))
         .with_state(state.clone());
@@ -223,6 +233,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .await
         .context("starting the admin API")?;
     let mut app = control::public_router(cs)
+        .merge(crate::auth::register_page::router(auth_flows))
         .merge(health)
         .merge(whois_router)
         .merge(api_router);

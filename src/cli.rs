@@ -1,6 +1,6 @@
 //! The `clawscale` command line, shaped like Headscale v0.29's CLI: `serve`
-//! runs the server; `users`, `preauthkeys`, `apikeys`, `oauth-clients`, `nodes`, `policy`
-//! and `audit` talk to a running server over REST `/api/v1` (`client`):
+//! runs the server; `users`, `preauthkeys`, `apikeys`, `oauth-clients`, `nodes`,
+//! `auth`, `policy` and `audit` talk to a running server over REST `/api/v1` (`client`):
 //! on the local admin socket, or on a remote server with `--remote URL`
 //! (`CLAWSCALE_CLI_ADDRESS`, config `cli.address`) and `--api-key KEY`
 //! (`CLAWSCALE_CLI_API_KEY`, `cli.api_key`); `version`.
@@ -16,6 +16,7 @@
 
 mod apikeys;
 mod audit;
+mod auth;
 pub mod client;
 mod nodes;
 mod oauth_clients;
@@ -96,6 +97,9 @@ pub enum Command {
     /// Manage nodes.
     #[command(subcommand, visible_alias = "node")]
     Nodes(nodes::NodesCommand),
+    /// Decide interactive logins (`tailscale up` without a key).
+    #[command(subcommand)]
+    Auth(auth::AuthCommand),
     /// Manage API keys (for the whois/authorize HTTP API).
     #[command(subcommand, visible_aliases = ["apikey", "api"])]
     Apikeys(apikeys::ApiKeysCommand),
@@ -250,6 +254,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
         Command::Users(cmd) => users::run(&mut ctx, cmd).await,
         Command::Preauthkeys(cmd) => preauthkeys::run(&mut ctx, cmd).await,
         Command::Nodes(cmd) => nodes::run(&mut ctx, cmd).await,
+        Command::Auth(cmd) => auth::run(&mut ctx, cmd).await,
         Command::Apikeys(cmd) => apikeys::run(&mut ctx, cmd).await,
         Command::OauthClients(cmd) => oauth_clients::run(&mut ctx, cmd).await,
         Command::Policy(cmd) => policy::run(&mut ctx, cmd).await,

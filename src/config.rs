@@ -28,6 +28,7 @@
 
 mod env;
 mod keys;
+pub mod login;
 mod raw;
 mod validate;
 
@@ -117,6 +118,8 @@ pub struct Config {
     pub audit: Audit,
     /// Where the CLI finds a remote server (Headscale's `cli.*`).
     pub cli: Cli,
+    /// Key expiry, device approval, interactive registration.
+    pub login: login::Login,
     /// One line per accepted-but-ignored or deprecated setting; the server
     /// logs them at startup.
     pub warnings: Vec<String>,

@@ -64,6 +64,9 @@ pub struct ControlState {
     /// Tailscale SSH check mode (`/machine/ssh/action/…`); `None` in
     /// tests that serve only the control protocol.
     pub ssh_checks: Option<crate::auth::ssh_check::SshChecks>,
+    /// Interactive login for registrations without a key; `None`: such
+    /// registrations are refused.
+    pub auth: Option<crate::auth::AuthFlows>,
 }
 
 impl ControlState {
@@ -79,6 +82,7 @@ impl ControlState {
             timeouts: crate::limits::Timeouts::default(),
             challenges: None,
             ssh_checks: None,
+            auth: None,
         }
     }
 }

@@ -15,7 +15,9 @@
 //! - `admin`: the admin operations (every API's rules, authorisation and
 //!   audit trail); `api`: their transports (REST `/api/v1`, headscale.v1
 //!   gRPC, the admin socket); `cli`: the command line.
-//! - `auth`: people proving who they are (Tailscale SSH check mode).
+//! - `auth`: people proving who they are: interactive login for machines
+//!   without a pre-auth key (the auth URL, its page, the wait for a
+//!   decision) and Tailscale SSH check mode.
 //! - `whois`: identity lookups and forward-auth for gateways.
 //! - `limits`: what one unauthenticated client may hold (connections per
 //!   source, timeouts, the open-file limit).

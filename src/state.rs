@@ -16,6 +16,7 @@ pub mod change;
 mod derp_maps;
 pub mod dns;
 pub mod events;
+mod expiry;
 pub mod ipam;
 mod nodes;
 mod oauth_clients;
@@ -35,7 +36,7 @@ use tokio::sync::watch;
 pub use api_keys::ApiKeyRef;
 pub use derp_maps::DerpMaps;
 pub use preauth_keys::NewKey;
-pub use register::{RegisterInput, RegisterOutcome};
+pub use register::{PendingOwner, RegisterInput, RegisterOutcome};
 pub use world::{Certs, Services, Settings, World};
 pub use writer::{Core, MapUpdate, StateHandle, start};
 
@@ -116,6 +117,19 @@ pub struct Options {
     pub policy_strict: bool,
     /// The config file's DNS settings, which API v2's changes apply to.
     pub dns: dns::DnsBase,
+    /// Key expiry and device approval for new logins.
+    pub login: LoginRules,
+}
+
+/// How logins set a node's key expiry and authorization
+/// (`node.expiry`, `node.require_approval`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoginRules {
+    /// Key lifetime from each login of a user-owned node; `None`: keys do
+    /// not expire. Tagged nodes never get one (Tailscale's rule).
+    pub node_expiry: Option<chrono::Duration>,
+    /// New nodes start unauthorized unless their key is preauthorized.
+    pub require_approval: bool,
 }
 
 /// Optional expiry for a new key: `None` = never.

@@ -71,6 +71,7 @@ pub fn build(c: &Case, ids: &BTreeMap<String, u64>, policy: Policy, compiled: Co
                 home_derp: 0,
                 hostinfo: serde_json::json!({"Hostname": n.hostname, "RoutableIPs": n.routable_ips}),
                 expiry: None,
+                authorized: true,
                 ephemeral: false,
                 auth_key_id: None,
                 cap_version: 0,

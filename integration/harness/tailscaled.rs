@@ -303,6 +303,24 @@ impl Tailscaled {
         run(&mut cmd, timeout)
     }
 
+    /// Starts `tailscale <args>` in the background with stdout and stderr
+    /// going to `out` (for a command that waits, like an interactive
+    /// `up`); the child is stopped when dropped.
+    pub fn cli_background(&self, args: &[&str], out: &Path) -> OwnedChild {
+        let file = fs::File::create(out).expect("create cli output file");
+        let mut cmd = self.ns.command(&self.bins.tailscale);
+        self.clean_env(&mut cmd);
+        cmd.arg(format!("--socket={}", self.socket().display()))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("dup output fd"))
+            .stderr(file);
+        OwnedChild::spawn(
+            &mut cmd,
+            &format!("tailscale {} on {}", args.join(" "), self.name),
+        )
+    }
+
     /// As `cli`, with `input` on the command's stdin (e.g. `serve set-raw`).
     pub fn cli_with_stdin(&self, args: &[&str], input: &str, timeout: Duration) -> CmdOutput {
         let file = self.dir.path().join("cli-stdin");

@@ -239,30 +239,25 @@ impl Admin {
         .await
     }
 
-    /// Authorizes a node, or takes its authorization away. clawscale has
-    /// no device approval yet (the login work adds it and replaces this
-    /// body): every node is authorized, so authorizing succeeds and changes
-    /// nothing, and deauthorizing is refused rather than pretended.
+    /// Approves a node (device approval, `node.require_approval`) or takes
+    /// its approval away: an unapproved node sees no peers and no peer sees
+    /// it; its client shows that it needs approval.
     pub async fn set_authorized(
         &self,
         caller: &Caller,
         id: NodeId,
         authorized: bool,
     ) -> Result<NodeInfo> {
-        let m = Mutation::new(Resource::Nodes, "node.authorize")
+        let action = if authorized {
+            "node.approve"
+        } else {
+            "node.unapprove"
+        };
+        let m = Mutation::new(Resource::Nodes, action)
             .on(object(id))
             .before(self.node_snapshot(id));
         self.mutate(caller, m, async {
-            if self.state().world().node(id).is_none() {
-                return Err(Error::NotFound("node not found".into()));
-            }
-            if !authorized {
-                return Err(Error::FailedPrecondition(
-                    "device approval is not enabled: every device is authorized and cannot be \
-                     deauthorized (delete or expire it instead)"
-                        .into(),
-                ));
-            }
+            self.state().set_node_authorized(id, authorized).await?;
             self.node_done(id).await
         })
         .await

@@ -4,12 +4,14 @@
 //! The store is filled by the login flow (a client that registers without a
 //! key gets an auth URL naming an [`AuthId`] and waits on the receiver
 //! [`Registrations::insert`] returns); an operator's decision completes the
-//! wait with a [`Verdict`]. Entries live at most [`TTL`] and at most
-//! [`MAX_PENDING`] are kept, so unauthenticated clients cannot grow it
-//! without bound.
+//! wait with a [`Verdict`]. Entries live at most their TTL
+//! (`tuning.register_cache_expiration`, [`TTL`] by default), are used at
+//! most once (a decision removes them), and at most [`MAX_PENDING`] are
+//! kept, so unauthenticated clients cannot grow the store without bound.
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,7 +20,7 @@ use rand::RngCore;
 use tokio::sync::oneshot;
 
 use super::{Admin, Caller, Done, Error, Mutation, NodeInfo, Resource, Result, snapshot};
-use crate::state::RegisterInput;
+use crate::state::{PendingOwner, RegisterInput};
 use crate::types::{DnsLabel, MachinePublic, Node, NodeId, NodePublic};
 
 /// How long a registration waits for an operator (Headscale's default
@@ -83,14 +85,36 @@ struct Pending {
 }
 
 /// The pending-registration store; cheap to clone.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Registrations {
     pending: Arc<Mutex<HashMap<AuthId, Pending>>>,
+    /// How long an entry lives, in milliseconds (set once at start-up).
+    ttl_ms: Arc<AtomicU64>,
+}
+
+impl Default for Registrations {
+    fn default() -> Self {
+        Registrations {
+            pending: Arc::default(),
+            ttl_ms: Arc::new(AtomicU64::new(TTL.as_millis() as u64)),
+        }
+    }
 }
 
 impl Registrations {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<AuthId, Pending>> {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How long a pending registration waits for its decision.
+    pub fn ttl(&self) -> Duration {
+        Duration::from_millis(self.ttl_ms.load(Ordering::Relaxed))
+    }
+
+    /// Sets the TTL (`tuning.register_cache_expiration`).
+    pub fn set_ttl(&self, ttl: Duration) {
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        self.ttl_ms.store(ms.max(1), Ordering::Relaxed);
     }
 
     /// Records a pending request under `id`; the receiver completes with the
@@ -100,8 +124,9 @@ impl Registrations {
         id: AuthId,
         registration: Option<RegisterInput>,
     ) -> std::result::Result<oneshot::Receiver<Verdict>, Error> {
+        let ttl = self.ttl();
         let mut map = self.lock();
-        map.retain(|_, p| p.since.elapsed() < TTL && !p.verdict.is_closed());
+        map.retain(|_, p| p.since.elapsed() < ttl && !p.verdict.is_closed());
         if map.len() >= MAX_PENDING {
             return Err(Error::Unavailable(
                 "too many pending registrations; try again later".into(),
@@ -120,27 +145,42 @@ impl Registrations {
     }
 
     pub fn contains(&self, id: &AuthId) -> bool {
-        self.lock().get(id).is_some_and(|p| p.since.elapsed() < TTL)
+        let ttl = self.ttl();
+        self.lock()
+            .get(id)
+            .is_some_and(|p| p.since.elapsed() < ttl && !p.verdict.is_closed())
     }
 
-    fn take(&self, id: &AuthId) -> Result<Pending> {
-        let mut map = self.lock();
-        match map.remove(id) {
-            Some(p) if p.since.elapsed() < TTL => Ok(p),
-            _ => Err(Error::NotFound(format!(
-                "no pending auth session for auth id {id}"
-            ))),
+    /// What the pending registration `id` would register (for the login
+    /// page), if it is still pending.
+    pub fn peek(&self, id: &AuthId) -> Option<Option<RegisterInput>> {
+        let ttl = self.ttl();
+        self.lock()
+            .get(id)
+            .filter(|p| p.since.elapsed() < ttl && !p.verdict.is_closed())
+            .map(|p| p.registration.clone())
+    }
+
+    /// Removes `id` (its waiter gave up or timed out).
+    pub fn forget(&self, id: &AuthId) {
+        self.lock().remove(id);
+    }
+
+    /// Decides `id` directly (tests of the waiting side).
+    #[cfg(test)]
+    pub fn decide_for_test(&self, id: &AuthId, verdict: Verdict) {
+        if let Ok(p) = self.take(id) {
+            let _ = p.verdict.send(verdict);
         }
     }
 
-    fn registration(&self, id: &AuthId) -> Result<RegisterInput> {
-        let map = self.lock();
-        match map.get(id) {
-            Some(p) if p.since.elapsed() < TTL => p.registration.clone().ok_or_else(|| {
-                Error::InvalidArgument(format!("auth session {id} is not a node registration"))
-            }),
+    fn take(&self, id: &AuthId) -> Result<Pending> {
+        let ttl = self.ttl();
+        let mut map = self.lock();
+        match map.remove(id) {
+            Some(p) if p.since.elapsed() < ttl => Ok(p),
             _ => Err(Error::NotFound(format!(
-                "no pending registration for auth id {id}"
+                "no pending auth session for auth id {id}"
             ))),
         }
     }
@@ -167,21 +207,64 @@ impl Admin {
                 .user_by_name(user)
                 .map(|u| u.id)
                 .ok_or_else(|| Error::NotFound(format!("user {user:?} not found")))?;
-            let input = self.registrations().registration(id)?;
-            let node = self.state().register_pending(input, owner).await?;
-            if let Ok(p) = self.registrations().take(id) {
-                let _ = p.verdict.send(Verdict::Approved(Some(node.clone())));
-            }
-            let done = self.node_done(node.id).await?;
-            Ok(done.object(format!("node:{}", node.id)))
+            self.complete(id, PendingOwner::User(owner)).await
         })
         .await
     }
 
-    /// Approves the pending request `id`.
+    /// Takes the pending registration `id` (it is single-use), enrols its
+    /// machine for `owner` and releases the waiting client.
+    async fn complete(&self, id: &AuthId, owner: PendingOwner) -> Result<Done<NodeInfo>> {
+        let p = self.registrations().take(id)?;
+        let Some(input) = p.registration else {
+            let _ = p.verdict.send(Verdict::Rejected(
+                "auth session is not a node registration".into(),
+            ));
+            return Err(Error::InvalidArgument(format!(
+                "auth session {id} is not a node registration"
+            )));
+        };
+        match self.state().register_pending(input, owner).await {
+            Ok(node) => {
+                let _ = p.verdict.send(Verdict::Approved(Some(node.clone())));
+                let done = self.node_done(node.id).await?;
+                Ok(done.object(format!("node:{}", node.id)))
+            }
+            Err(e) => {
+                let _ = p.verdict.send(Verdict::Rejected(e.to_string()));
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Approves the pending request `id`. A registration is completed for
+    /// the machine's existing node (a re-login keeps its owner); a new
+    /// machine needs [`Admin::register_pending`] and a user.
     pub async fn approve_auth(&self, caller: &Caller, id: &AuthId) -> Result<()> {
         let m = Mutation::new(Resource::Registrations, "auth.approve").on(object(id));
         self.mutate(caller, m, async {
+            let machine = self
+                .registrations()
+                .peek(id)
+                .ok_or_else(|| {
+                    Error::NotFound(format!("no pending auth session for auth id {id}"))
+                })?
+                .map(|r| r.machine_key);
+            if let Some(machine) = machine {
+                if self.state().world().node_by_machine_key(&machine).is_none() {
+                    return Err(Error::FailedPrecondition(
+                        "this machine has no node yet: register it for a user with \
+                         `clawscale auth register --auth-id ID --user USER`"
+                            .into(),
+                    ));
+                }
+                let done = self.complete(id, PendingOwner::Existing).await?;
+                let object = done.object.clone();
+                let mut d = Done::new(());
+                d.object = object;
+                d.after = done.after;
+                return Ok(d);
+            }
             let p = self.registrations().take(id)?;
             let _ = p.verdict.send(Verdict::Approved(None));
             Ok(Done::new(()))
@@ -265,6 +348,7 @@ impl Admin {
                 cap_version: 0,
                 created_at: now,
                 last_seen: None,
+                authorized: true,
             };
             let after = snapshot::node(&node);
             Ok(Done::new(NodeInfo {

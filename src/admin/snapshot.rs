@@ -29,6 +29,7 @@ pub fn node(n: &Node) -> Value {
         "expiry": n.expiry,
         "ephemeral": n.ephemeral,
         "approved_routes": n.approved_routes,
+        "authorized": n.authorized,
     })
 }
 

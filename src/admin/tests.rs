@@ -252,7 +252,7 @@ async fn policy_file_reloads_are_audited_as_the_policy_file() {
 }
 
 #[tokio::test]
-async fn authorizing_is_audited_and_deauthorizing_is_refused_without_approval() {
+async fn approving_and_unapproving_are_audited_and_take_effect() {
     let fx = fixture().await;
     let admin = &fx.admin;
     let u = admin.create_user(&local(), new_user("ada")).await.unwrap();
@@ -277,11 +277,10 @@ async fn authorizing_is_audited_and_deauthorizing_is_refused_without_approval() 
     let key = key_caller(Scope::Admin);
     let i = admin.set_authorized(&key, node.id, true).await.unwrap();
     assert_eq!(i.node.id, node.id);
-    let e = admin
-        .set_authorized(&key, node.id, false)
-        .await
-        .unwrap_err();
-    assert!(matches!(e, Error::FailedPrecondition(_)), "{e}");
+    assert!(i.node.authorized);
+    let i = admin.set_authorized(&key, node.id, false).await.unwrap();
+    assert!(!i.node.authorized);
+    assert!(!fx.state.world().node(node.id).unwrap().authorized);
     assert!(matches!(
         admin.set_authorized(&key, NodeId(999), true).await,
         Err(Error::NotFound(_))
@@ -295,10 +294,18 @@ async fn authorizing_is_audited_and_deauthorizing_is_refused_without_approval() 
         .wait_audit(0)
         .await
         .into_iter()
-        .filter(|e| e.action == "node.authorize")
-        .map(|e| e.result)
+        .filter(|e| e.action == "node.approve" || e.action == "node.unapprove")
+        .map(|e| format!("{} {}", e.action, e.result))
         .collect();
-    assert_eq!(lines, ["ok", "error", "error", "error"]);
+    assert_eq!(
+        lines,
+        [
+            "node.approve ok",
+            "node.unapprove ok",
+            "node.approve error",
+            "node.approve error"
+        ]
+    );
 }
 
 #[tokio::test]

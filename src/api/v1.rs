@@ -88,6 +88,7 @@ fn operations() -> OpenApiRouter<Admin> {
         .routes(routes!(nodes::set_tags))
         .routes(routes!(nodes::approve_routes))
         .routes(routes!(nodes::register))
+        .routes(routes!(nodes::approve))
         .routes(routes!(nodes::backfill_ips))
         .routes(routes!(nodes::debug_create))
         .routes(routes!(

@@ -49,6 +49,7 @@ fn node(id: i64, tags: &[&str]) -> Node {
         created_at: Utc::now(),
         last_seen: None,
         approved_routes: vec![],
+        authorized: true,
     }
 }
 

@@ -1,5 +1,7 @@
 //! `clawscale nodes …`, with Headscale v0.29's flags (`-i/--identifier`,
-//! `-u/--user`, `-e/--expiry`, `-d/--disable`).
+//! `-u/--user`, `-e/--expiry`, `-d/--disable`), plus `approve` (device
+//! approval) and `register --key` (Headscale's older name for
+//! `auth register`, kept as a deprecated alias).
 
 use clap::Subcommand;
 
@@ -36,6 +38,24 @@ pub enum NodesCommand {
         /// Never expire.
         #[arg(short, long, conflicts_with = "expiry")]
         disable: bool,
+    },
+    /// Approve a node (device approval, `node.require_approval`).
+    Approve {
+        #[arg(value_name = "ID", required_unless_present = "identifier")]
+        id: Option<u64>,
+        #[arg(short, long, value_name = "ID", conflicts_with = "id")]
+        identifier: Option<u64>,
+        /// Take the approval away instead.
+        #[arg(long)]
+        revoke: bool,
+    },
+    /// Deprecated: use `clawscale auth register --auth-id ID --user USER`.
+    Register {
+        /// The auth id (`cskey-authreq-…`) from the client's login URL.
+        #[arg(short, long, value_name = "ID")]
+        key: String,
+        #[arg(short, long)]
+        user: String,
     },
     /// Rename a node (its MagicDNS name).
     #[command(visible_alias = "mv")]
@@ -86,6 +106,29 @@ pub(super) async fn run(ctx: &mut Ctx<'_>, cmd: NodesCommand) -> Result<()> {
             let path = format!("/api/v1/node/{identifier}/expire");
             let r: NodeResponse = ctx.client.post(&path, &req).await?;
             ctx.emit(&NodeView::from(&r.node), || "Node expired".into())
+        }
+        NodesCommand::Approve {
+            id,
+            identifier,
+            revoke,
+        } => {
+            let id = id.or(identifier).unwrap_or_default();
+            let query = if revoke { "?approved=false" } else { "" };
+            let path = format!("/api/v1/node/{id}/approve{query}");
+            let r: NodeResponse = ctx.client.post(&path, &Empty {}).await?;
+            let msg = if revoke {
+                "Node approval revoked"
+            } else {
+                "Node approved"
+            };
+            ctx.emit(&NodeView::from(&r.node), || msg.into())
+        }
+        NodesCommand::Register { key, user } => {
+            eprintln!(
+                "Note: `nodes register` is deprecated; use `clawscale auth register --auth-id \
+                 ID --user USER`"
+            );
+            super::auth::register(ctx, &key, user).await
         }
         NodesCommand::Rename {
             identifier,

@@ -35,6 +35,10 @@ pub enum KeysCommand {
         /// Tags for nodes that join with the key (`tag:a,tag:b`).
         #[arg(long, value_delimiter = ',')]
         tags: Vec<String>,
+        /// Nodes that join with the key skip device approval
+        /// (`node.require_approval`).
+        #[arg(long)]
+        preauthorized: bool,
     },
     /// List keys (secrets are never shown).
     #[command(visible_aliases = ["ls", "show"])]
@@ -91,6 +95,7 @@ pub(super) async fn run(ctx: &mut Ctx<'_>, cmd: KeysCommand) -> Result<()> {
             ephemeral,
             expiration,
             tags,
+            preauthorized,
         } => {
             let owner = users::resolve(ctx, &user).await?;
             let req = CreatePreAuthKeyRequest {
@@ -99,6 +104,7 @@ pub(super) async fn run(ctx: &mut Ctx<'_>, cmd: KeysCommand) -> Result<()> {
                 ephemeral: Some(ephemeral),
                 expiration: expiration.expires_at()?,
                 acl_tags: Some(tags),
+                preauthorized: preauthorized.then_some(true),
             };
             let r: PreAuthKeyResponse = ctx.client.post("/api/v1/preauthkey", &req).await?;
             let text = r.pre_auth_key.key.clone();

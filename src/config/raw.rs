@@ -228,6 +228,8 @@ impl Default for RawDerpServer {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawNode {
     pub expiry: Option<Scalar>,
+    /// clawscale: device approval for new nodes (`config::login`).
+    pub require_approval: Option<bool>,
     #[serde(default, deserialize_with = "null_default")]
     pub ephemeral: RawEphemeral,
     #[serde(default, deserialize_with = "null_default")]

@@ -5,6 +5,7 @@
 mod admin;
 mod connections;
 mod dns_server;
+mod login;
 mod unknown_keys;
 mod validation;
 
@@ -278,7 +279,6 @@ fn every_unsupported_setting_is_named_in_a_warning() {
     let c = load_str(HEADSCALE_FULL).unwrap();
     let expected = [
         "trusted_proxies",
-        "node.expiry",
         "node.routes.ha.probe_interval",
         "node.routes.ha.probe_timeout",
         "database.debug",
@@ -298,7 +298,6 @@ fn every_unsupported_setting_is_named_in_a_warning() {
         "tuning.batch_change_delay",
         "tuning.node_mapsession_buffered_chan_size",
         "tuning.batcher_workers",
-        "tuning.register_cache_expiration",
         "tuning.register_cache_max_entries",
         "tuning.node_store_batch_size",
         "tuning.node_store_batch_timeout",

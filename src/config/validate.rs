@@ -12,6 +12,7 @@ mod database;
 mod derp;
 mod dns;
 mod dns_server;
+mod login;
 mod parse;
 mod unsupported;
 mod whois;
@@ -89,6 +90,7 @@ pub(super) fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config, 
     let connections = connections::build(&raw.connections)?;
     let audit = admin::audit(&raw.audit, &data_dir)?;
     let cli = admin::cli(&raw.cli)?;
+    let login = login::build(&raw)?;
     admin::grpc_tls(&raw, grpc_listen_addr.is_some(), &tls)?;
 
     unsupported::collect(&raw, &mut warnings);
@@ -115,6 +117,7 @@ pub(super) fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config, 
         connections,
         audit,
         cli,
+        login,
         warnings,
     })
 }

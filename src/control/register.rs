@@ -1,4 +1,11 @@
 //! `POST /machine/register` (control.md §3).
+//!
+//! A registration without a key that `state` cannot authorize starts an
+//! interactive login (`auth`): the answer carries `AuthURL`, the client
+//! shows it and sends the same request again with `Followup` set to it,
+//! which is held open until an operator decides, so the client logs in the
+//! moment that happens (`control/controlclient/direct.go` `doLogin` and
+//! `auto.go` `authRoutine` in 1.78 and 1.96 alike).
 
 use axum::Extension;
 use axum::body::Bytes;
@@ -6,6 +13,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 
 use super::{ControlState, Peer};
+use crate::auth::FollowupOutcome;
 use crate::http::error::ApiError;
 use crate::mapper::build::TAGGED_DEVICES_USER_ID;
 use crate::state::{RegisterInput, RegisterOutcome};
@@ -48,8 +56,47 @@ pub(super) async fn handler(
         ephemeral: req.ephemeral,
         version: req.version,
     };
-    let outcome = cs.state.register(input).await?;
+    let followup = req.followup.as_deref().unwrap_or("");
+    let outcome = match (&cs.auth, followup) {
+        (Some(flows), f) if !f.is_empty() => match flows.follow(f, peer.machine_key).await {
+            FollowupOutcome::Registered(node) => {
+                let world = cs.state.world();
+                let user = world.user(node.user_id).cloned().ok_or_else(|| {
+                    ApiError::from(crate::state::Error::Internal("node owner vanished".into()))
+                })?;
+                // The newest copy: the operator's decision may not be the
+                // last word (an approval right after, say).
+                let node = world.node(node.id).cloned().unwrap_or(node);
+                RegisterOutcome::Authorized { node, user }
+            }
+            FollowupOutcome::Failed(msg) => RegisterOutcome::Refused(msg),
+        },
+        _ => cs.state.register(input.clone()).await?,
+    };
     let resp = match outcome {
+        RegisterOutcome::NeedsLogin(why) => match &cs.auth {
+            Some(flows) => match flows.begin(input) {
+                Ok(url) => {
+                    cs.metrics.registration("auth_url");
+                    tracing::info!(machine = ?peer.machine_key, %url, "interactive login started");
+                    RegisterResponse {
+                        auth_url: url,
+                        ..Default::default()
+                    }
+                }
+                Err(e) => RegisterResponse {
+                    error: e.to_string(),
+                    ..Default::default()
+                },
+            },
+            None => {
+                cs.metrics.registration("refused");
+                RegisterResponse {
+                    error: why,
+                    ..Default::default()
+                }
+            }
+        },
         RegisterOutcome::Authorized { node, user } => {
             cs.metrics.registration("authorized");
             if req.version < CAPVER_DERP_CERT_PIN && cs.self_signed_relay {
@@ -89,7 +136,7 @@ pub(super) async fn handler(
                     login_name: login,
                     display_name: display,
                 },
-                machine_authorized: true,
+                machine_authorized: node.authorized,
                 ..Default::default()
             }
         }

@@ -14,7 +14,7 @@ pub type NodeRecord = Node;
 
 const COLUMNS: &str = "id, machine_key, node_key, disco_key, hostname, given_name, user_id, tags, \
      ipv4, ipv6, endpoints, home_derp, hostinfo, expiry, ephemeral, auth_key_id, cap_version, \
-     created_at, last_seen, approved_routes";
+     created_at, last_seen, approved_routes, authorized";
 
 macro_rules! node_from_row {
     ($r:expr) => {{
@@ -54,11 +54,12 @@ macro_rules! node_from_row {
                 .iter()
                 .map(|t| parse("approved route", t))
                 .collect::<Result<Vec<ipnet::IpNet>>>()?,
+            authorized: $r.try_get("authorized")?,
         }
     }};
 }
 
-/// Binds every column but `id`, in `COLUMNS` order, to `$1..$19`.
+/// Binds every column but `id`, in `COLUMNS` order, to `$1..$20`.
 macro_rules! bind_node {
     ($q:expr, $n:expr) => {{
         let n = $n;
@@ -85,19 +86,20 @@ macro_rules! bind_node {
             .bind(n.created_at)
             .bind(n.last_seen)
             .bind(to_json(&n.approved_routes))
+            .bind(n.authorized)
     }};
 }
 
 const INSERT: &str = "INSERT INTO nodes (machine_key, node_key, disco_key, hostname, given_name, \
      user_id, tags, ipv4, ipv6, endpoints, home_derp, hostinfo, expiry, ephemeral, auth_key_id, \
-     cap_version, created_at, last_seen, approved_routes) VALUES ($1, $2, $3, $4, $5, $6, $7, \
-     $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) RETURNING id";
+     cap_version, created_at, last_seen, approved_routes, authorized) VALUES ($1, $2, $3, $4, $5, \
+     $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) RETURNING id";
 
 const UPDATE: &str = "UPDATE nodes SET machine_key = $1, node_key = $2, disco_key = $3, \
      hostname = $4, given_name = $5, user_id = $6, tags = $7, ipv4 = $8, ipv6 = $9, \
      endpoints = $10, home_derp = $11, hostinfo = $12, expiry = $13, ephemeral = $14, \
      auth_key_id = $15, cap_version = $16, created_at = $17, last_seen = $18, \
-     approved_routes = $19 WHERE id = $20";
+     approved_routes = $19, authorized = $20 WHERE id = $21";
 
 fn node_conflict(e: sqlx::Error) -> Error {
     conflict_on_unique(e, || {

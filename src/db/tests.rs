@@ -58,6 +58,7 @@ fn node(user: UserId, i: u8, hostinfo: serde_json::Value) -> Node {
         created_at: Utc::now(),
         last_seen: None,
         approved_routes: vec![],
+        authorized: true,
     }
 }
 
@@ -387,4 +388,54 @@ async fn postgres_api_v2_tables_round_trip() {
         return;
     };
     api_v2_tables_round_trip(&pg.db().await).await;
+}
+
+/// `nodes.authorized` (migration 0007) round-trips on an engine, both ways.
+async fn authorized_round_trips(db: &Db) {
+    let u = db
+        .create_user("login", "", "", Utc::now())
+        .await
+        .expect("user");
+    let mut n = node(u.id, 7, serde_json::json!({}));
+    n.authorized = false;
+    let id = db.register_node(None, &n, true).await.expect("insert");
+    let stored = |db: &Db| {
+        let db = db.clone();
+        async move {
+            db.list_nodes()
+                .await
+                .expect("nodes")
+                .into_iter()
+                .find(|x| x.id == id)
+                .expect("stored")
+        }
+    };
+    assert!(!stored(db).await.authorized);
+    let n = Node {
+        id,
+        authorized: true,
+        ..n
+    };
+    db.save_node(&n).await.expect("save");
+    assert!(stored(db).await.authorized);
+}
+
+#[tokio::test]
+async fn sqlite_authorized_round_trips() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Db::connect(&super::Target::Sqlite {
+        path: dir.path().join("db.sqlite"),
+        write_ahead_log: true,
+    })
+    .await
+    .expect("db");
+    authorized_round_trips(&db).await;
+}
+
+#[tokio::test]
+async fn postgres_authorized_round_trips() {
+    let Some(pg) = PgTemp::create("login").await else {
+        return;
+    };
+    authorized_round_trips(&pg.db().await).await;
 }

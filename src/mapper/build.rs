@@ -48,6 +48,9 @@ pub struct SentState {
     /// The session's own node as last built from, so its deletion can be
     /// told to the client (see [`Delta::SelfRemoved`]).
     pub me: Option<Arc<Node>>,
+    /// Whether the last full map was built for an active node (approved,
+    /// key valid): when that flips, the next delta is a full map.
+    pub active: bool,
 }
 
 impl SentState {
@@ -111,7 +114,16 @@ pub fn build_full(
     let me = world.node(self_id)?;
     let viewer = me.cap_version;
     let view = View::of(world, self_id);
-    let peers = view.visible(world, self_id);
+    // An unapproved or expired node sees nobody (its client shows
+    // NeedsMachineAuth or NeedsLogin), and nobody sees it.
+    let peers: Vec<_> = if me.is_active(now) {
+        view.visible(world, self_id)
+            .into_iter()
+            .filter(|(p, _)| p.is_active(now))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let peer_ids: BTreeSet<NodeId> = peers.iter().map(|(p, _)| p.id).collect();
     let peers_removed = sent
         .peers
@@ -161,6 +173,7 @@ pub fn build_full(
     sent.ssh = view.ssh.clone();
     sent.caps = view.cap_map.clone();
     sent.me = Some(me.clone());
+    sent.active = me.is_active(now);
     Some(resp)
 }
 
@@ -175,7 +188,9 @@ pub fn build_delta(
     let Some(me) = world.node(self_id) else {
         return Delta::SelfRemoved(farewell(world, sent, now));
     };
-    if change.full {
+    // Becoming (in)active changes every peer at once: rebuild in full,
+    // which removes what the client holds.
+    if change.full || sent.active != me.is_active(now) {
         return match build_full(world, self_id, sent, now) {
             Some(r) => Delta::Frame(Box::new(r)),
             None => Delta::SelfRemoved(farewell(world, sent, now)),
@@ -208,7 +223,11 @@ pub fn build_delta(
             sent.ssh = v.ssh.clone();
         }
         // Peers the policy now shows, hides, or lets route differently.
-        let visible = v.visible(world, self_id);
+        let visible: Vec<_> = v
+            .visible(world, self_id)
+            .into_iter()
+            .filter(|(p, _)| me.is_active(now) && p.is_active(now))
+            .collect();
         let now_ids: BTreeSet<NodeId> = visible.iter().map(|(p, _)| p.id).collect();
         for (p, out) in &visible {
             let known = sent.peers.contains(&p.id);
@@ -229,8 +248,9 @@ pub fn build_delta(
     for id in change.upserted.iter().filter(|id| **id != self_id) {
         let shown = view
             .as_ref()
-            .filter(|v| v.sees(self_id, *id))
-            .and_then(|v| world.node(*id).map(|p| (p, v.peer_output(p))));
+            .filter(|v| v.sees(self_id, *id) && me.is_active(now))
+            .and_then(|v| world.node(*id).map(|p| (p, v.peer_output(p))))
+            .filter(|(p, _)| p.is_active(now));
         match shown {
             Some((p, out)) => {
                 resp.peers_changed
@@ -447,7 +467,7 @@ pub fn tail_node(world: &World, n: &Node, now: DateTime<Utc>, is_self: bool) -> 
         primary_routes: vec![],
         last_seen: if online { None } else { n.last_seen },
         online: (!is_self).then_some(online),
-        machine_authorized: !expired,
+        machine_authorized: n.authorized && !expired,
         cap_map: BTreeMap::new(),
         expired,
         sharer: 0,

@@ -30,6 +30,9 @@ pub enum EventKind {
     KeyRotated,
     /// A node logged out; it stays registered with its key expired.
     LoggedOut,
+    /// A node's key expiry passed (`node.expiry` or an operator's time);
+    /// it must log in again.
+    Expired,
     /// An ephemeral node was removed: it logged out, or stayed offline past
     /// the inactivity timeout.
     Deleted,

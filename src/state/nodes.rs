@@ -99,7 +99,31 @@ impl StateHandle {
         self.run(move |core| {
             Box::pin(async move {
                 let mut n = core.node_copy(id)?;
+                if n.is_tagged() && expiry.is_some_and(|e| e > core.now()) {
+                    return Err(Error::FailedPrecondition(
+                        "tagged nodes do not expire (Tailscale's rule); expire it now or \
+                         disable its expiry instead"
+                            .into(),
+                    ));
+                }
                 n.expiry = expiry;
+                core.commit_node(n.clone(), Change::upsert(id)).await?;
+                Ok(n)
+            })
+        })
+        .await
+    }
+
+    /// Approves a node (device approval) or takes its approval away. Peers
+    /// see the change as an upsert: the node joins or leaves their maps.
+    pub async fn set_node_authorized(&self, id: NodeId, authorized: bool) -> Result<Node> {
+        self.run(move |core| {
+            Box::pin(async move {
+                let mut n = core.node_copy(id)?;
+                if n.authorized == authorized {
+                    return Ok(n);
+                }
+                n.authorized = authorized;
                 core.commit_node(n.clone(), Change::upsert(id)).await?;
                 Ok(n)
             })

@@ -2,19 +2,28 @@
 //!
 //! Order of checks, mirroring what tailscaled sends (control.md §3.2):
 //! 1. `Expiry` in the past ⇒ logout (ephemeral nodes are deleted).
-//! 2. A known machine presenting its current (or, for rotation, previous)
-//!    node key ⇒ refresh, no key consumed — also when it repeats its auth key
+//! 2. A known machine presenting its current, unexpired node key ⇒
+//!    refresh, no key consumed — also when it repeats its auth key
 //!    (container restarts re-run `tailscale up --authkey`).
 //! 3. An auth key ⇒ validate and consume it *in the same database
-//!    transaction* that writes the node.
-//! 4. Otherwise ⇒ an error the client shows to the user (clawscale has no
-//!    interactive login).
+//!    transaction* that writes (or, for a known machine with a new node
+//!    key, re-logs in) the node.
+//! 4. Otherwise ⇒ [`RegisterOutcome::NeedsLogin`]: the control handler
+//!    starts an interactive login (`auth`), which an operator completes
+//!    through [`StateHandle::register_pending`]. A new node key for a known
+//!    machine (`tailscale up --force-reauth`, or the client's regeneration
+//!    after its key expired) is such a login too: rotating without
+//!    authentication would renew an expired key for free.
+//!
+//! Every login sets the node's key expiry from `node.expiry` (never for
+//! tagged nodes) and, with `node.require_approval`, leaves a new node
+//! unauthorized unless its key was preauthorized.
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use super::change::{Change, PatchMask};
+use super::change::Change;
 use super::events::{Event, EventActor, EventKind};
 use super::writer::Core;
 use super::{Error, Result, StateHandle};
@@ -46,6 +55,9 @@ pub enum RegisterOutcome {
     LoggedOut,
     /// Refused, with a message for the user.
     Refused(String),
+    /// The machine must log in interactively; the text says why, for when
+    /// no interactive login is offered.
+    NeedsLogin(String),
 }
 
 /// Who a node is enrolled for, and with which key (none for an interactive
@@ -57,15 +69,29 @@ struct Enrolment<'k> {
     key: Option<&'k PreAuthKey>,
 }
 
+/// How an operator completes a pending interactive registration.
+#[derive(Debug, Clone)]
+pub enum PendingOwner {
+    /// As a node of this user (`auth register --user`).
+    User(UserId),
+    /// As the machine's existing node, keeping its owner and tags
+    /// (`auth approve` of a re-login).
+    Existing,
+}
+
 impl StateHandle {
     pub async fn register(&self, input: RegisterInput) -> Result<RegisterOutcome> {
         self.run(move |core| Box::pin(async move { core.register(input).await }))
             .await
     }
 
-    /// Enrols a pending interactive registration's machine for `user`.
-    pub async fn register_pending(&self, input: RegisterInput, user: UserId) -> Result<Arc<Node>> {
-        self.run(move |core| Box::pin(async move { core.register_pending(input, user).await }))
+    /// Enrols a pending interactive registration's machine for `owner`.
+    pub async fn register_pending(
+        &self,
+        input: RegisterInput,
+        owner: PendingOwner,
+    ) -> Result<Arc<Node>> {
+        self.run(move |core| Box::pin(async move { core.register_pending(input, owner).await }))
             .await
     }
 }
@@ -90,13 +116,11 @@ impl Core {
 
         if let Some(node) = &existing {
             let current = node.node_key == req.node_key;
-            let rotated = req.old_node_key == Some(node.node_key);
-            if (current || rotated) && !node.is_expired(now) {
-                if rotated && !current {
-                    return self.rotate_key(node.clone(), req.node_key).await;
-                }
+            if current && !node.is_expired(now) {
                 return self.authorized(node.id);
             }
+            // A new node key (`OldNodeKey` = the current one) is a re-login:
+            // it needs an auth key or an interactive login, below.
         }
 
         let Some(text) = req.auth_key.clone() else {
@@ -110,7 +134,7 @@ impl Core {
                      `tailscale up --login-server <url> --authkey <key>`"
                 }
             };
-            return Ok(RegisterOutcome::Refused(msg.into()));
+            return Ok(RegisterOutcome::NeedsLogin(msg.into()));
         };
         let key = match self.validate_key(&text, now).await? {
             Ok(k) => k,
@@ -211,7 +235,7 @@ impl Core {
             Some(old) => {
                 let mut n = (*old).clone();
                 n.node_key = req.node_key;
-                n.expiry = None;
+                n.expiry = self.login_expiry(&tags, now);
                 n.user_id = user;
                 n.tags = tags;
                 n.ephemeral = ephemeral;
@@ -223,6 +247,7 @@ impl Core {
             }
             None => {
                 let label = DnsLabel::from_hostname(&hostname);
+                let expiry = self.login_expiry(&tags, now);
                 let given_name = label.unique(|n| self.world.name_taken(n, None));
                 let ipv4 = self
                     .opts
@@ -248,13 +273,15 @@ impl Core {
                     endpoints: vec![],
                     home_derp: 0,
                     hostinfo: req.hostinfo.clone(),
-                    expiry: None,
+                    expiry,
                     ephemeral,
                     auth_key_id: key.map(|k| k.id),
                     cap_version: req.version,
                     created_at: now,
                     last_seen: None,
                     approved_routes: vec![],
+                    authorized: !self.opts.login.require_approval
+                        || key.is_some_and(|k| k.preauthorized),
                 };
                 (n, true)
             }
@@ -287,14 +314,27 @@ impl Core {
         Ok(Ok(node))
     }
 
-    /// Enrols the machine of a pending interactive registration for `user`
-    /// (an operator approved it: `admin::registrations`). Recorded by the
-    /// operator's audit entry, so no event.
-    async fn register_pending(&mut self, req: RegisterInput, user: UserId) -> Result<Arc<Node>> {
-        let now = self.now();
-        if self.world.user(user).is_none() {
-            return Err(Error::NotFound("user not found".into()));
+    /// The key expiry a login gives a node with `tags`: `node.expiry` from
+    /// now for a user's node, none for a tagged one.
+    fn login_expiry(&self, tags: &[String], now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        if !tags.is_empty() {
+            return None;
         }
+        self.opts
+            .login
+            .node_expiry
+            .and_then(|d| now.checked_add_signed(d))
+    }
+
+    /// Enrols the machine of a pending interactive registration (an
+    /// operator approved it: `admin::registrations`). Recorded by the
+    /// operator's audit entry, so no event.
+    async fn register_pending(
+        &mut self,
+        req: RegisterInput,
+        owner: PendingOwner,
+    ) -> Result<Arc<Node>> {
+        let now = self.now();
         if let Some(other) = self.world.node_by_node_key(&req.node_key)
             && other.machine_key != req.machine_key
         {
@@ -303,9 +343,23 @@ impl Core {
             ));
         }
         let existing = self.world.node_by_machine_key(&req.machine_key).cloned();
+        let (user, tags) = match (owner, &existing) {
+            (PendingOwner::User(u), _) => (u, vec![]),
+            (PendingOwner::Existing, Some(n)) => (n.user_id, n.tags.clone()),
+            (PendingOwner::Existing, None) => {
+                return Err(Error::FailedPrecondition(
+                    "this machine has no node yet: register it for a user with \
+                     `clawscale auth register --auth-id ID --user USER`"
+                        .into(),
+                ));
+            }
+        };
+        if self.world.user(user).is_none() {
+            return Err(Error::NotFound("user not found".into()));
+        }
         let owner = Enrolment {
             user,
-            tags: vec![],
+            tags,
             ephemeral: req.ephemeral,
             key: None,
         };
@@ -345,28 +399,6 @@ impl Core {
             .check_tags(user, &key.tags, &tags)
             .map_err(|e| format!("requested tags are not permitted: {e}"))?;
         Ok(tags)
-    }
-
-    async fn rotate_key(
-        &mut self,
-        node: Arc<Node>,
-        new_key: NodePublic,
-    ) -> Result<RegisterOutcome> {
-        let mut n = (*node).clone();
-        n.node_key = new_key;
-        let id = n.id;
-        let key_changed = PatchMask {
-            key: true,
-            ..Default::default()
-        };
-        self.commit_node(n, Change::patch(id, key_changed)).await?;
-        self.emit(Event {
-            kind: EventKind::KeyRotated,
-            actor: EventActor::Node,
-            before: Some(node),
-            after: self.world.node(id).cloned(),
-        });
-        self.authorized(id)
     }
 
     async fn logout(

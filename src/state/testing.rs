@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::ipam::{Ipam, Strategy};
-use super::{Options, Settings, StateHandle, start};
+use super::{LoginRules, Options, Settings, StateHandle, start};
 use crate::clock::SystemClock;
 use crate::db::{Db, Target};
 use crate::mapper::sessions::Sessions;
@@ -49,16 +49,42 @@ pub(crate) async fn try_temp_state(
     })
     .await
     .expect("database");
-    let state = start_on(db.clone(), ephemeral_timeout, policy_strict, policy_file).await;
+    let state = start_on(
+        db.clone(),
+        ephemeral_timeout,
+        policy_strict,
+        policy_file,
+        LoginRules::default(),
+    )
+    .await;
     (dir, db, state)
+}
+
+/// A writer with `login` as `node.expiry`/`node.require_approval` say.
+pub(crate) async fn temp_state_login(login: LoginRules) -> (tempfile::TempDir, StateHandle) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Db::connect(&Target::Sqlite {
+        path: dir.path().join("db.sqlite"),
+        write_ahead_log: true,
+    })
+    .await
+    .expect("database");
+    let state = start_on(db, Duration::from_secs(1800), false, None, login).await;
+    (dir, state.expect("state writer"))
 }
 
 /// A second writer over `db` (the first one's database), as after a
 /// restart. `_dir` must be the first writer's temp dir, still alive.
 pub(crate) async fn restart(_dir: &tempfile::TempDir, db: Db) -> StateHandle {
-    start_on(db, Duration::from_secs(1800), false, None)
-        .await
-        .expect("state writer")
+    start_on(
+        db,
+        Duration::from_secs(1800),
+        false,
+        None,
+        LoginRules::default(),
+    )
+    .await
+    .expect("state writer")
 }
 
 async fn start_on(
@@ -66,6 +92,7 @@ async fn start_on(
     ephemeral_timeout: Duration,
     policy_strict: bool,
     policy_file: Option<String>,
+    login: LoginRules,
 ) -> super::Result<StateHandle> {
     let settings = Settings {
         base_domain: "clawql.local".into(),
@@ -89,6 +116,7 @@ async fn start_on(
         policy_text: policy_file,
         policy_strict,
         dns: Default::default(),
+        login,
     };
     start(db, settings, Sessions::new(), Arc::new(SystemClock), opts).await
 }

@@ -11,6 +11,7 @@ use super::{RegisterInput, RegisterOutcome, StateHandle};
 use crate::types::{MachinePublic, Node, NodePublic, Owner, UserId};
 
 mod durability;
+mod login;
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -114,8 +115,11 @@ async fn names_are_unique_and_key_bad_forms_are_refused() {
         .refused(input(3, 3, Some("cskey-auth-nonsense"), "x"))
         .await;
     assert_eq!(msg, "invalid pre-auth key");
-    let msg = f.refused(input(3, 3, None, "x")).await;
-    assert!(msg.contains("pre-auth key"), "{msg}");
+    // No key at all: an interactive login.
+    assert!(matches!(
+        f.register(input(3, 3, None, "x")).await,
+        RegisterOutcome::NeedsLogin(_)
+    ));
     // A node key already registered to another machine is refused.
     let msg = f.refused(input(3, 1, Some(&key), "x")).await;
     assert!(msg.contains("different machine"), "{msg}");
@@ -147,7 +151,17 @@ async fn node_key_rotation_with_old_node_key_keeps_the_node() {
     let a = f.authorized(input(1, 1, Some(&key), "web")).await;
     let mut rotate = input(1, 9, None, "web");
     rotate.old_node_key = Some(NodePublic([1; 32]));
-    let b = f.authorized(rotate).await;
+    // A new node key without an auth key is a re-login (`--force-reauth`):
+    // it needs an interactive login, which keeps the node.
+    assert!(matches!(
+        f.register(rotate.clone()).await,
+        RegisterOutcome::NeedsLogin(_)
+    ));
+    let b = f
+        .state
+        .register_pending(rotate, super::PendingOwner::Existing)
+        .await
+        .expect("re-login");
     assert_eq!((b.id, b.ipv4, b.ipv6), (a.id, a.ipv4, a.ipv6));
     assert_eq!(b.node_key, NodePublic([9; 32]));
     let w = f.state.world();
@@ -156,7 +170,16 @@ async fn node_key_rotation_with_old_node_key_keeps_the_node() {
     // A different machine cannot rotate someone else's key.
     let mut steal = input(2, 10, None, "x");
     steal.old_node_key = Some(NodePublic([9; 32]));
-    f.refused(steal).await;
+    assert!(matches!(
+        f.register(steal.clone()).await,
+        RegisterOutcome::NeedsLogin(_)
+    ));
+    let steal_existing = f
+        .state
+        .register_pending(steal, super::PendingOwner::Existing)
+        .await;
+    assert!(steal_existing.is_err(), "{steal_existing:?}");
+    assert_eq!(f.state.world().nodes.len(), 1);
 }
 
 #[tokio::test]
@@ -178,9 +201,11 @@ async fn logout_expires_and_a_new_key_brings_the_same_node_back() {
             .world()
             .is_live_node_key(&NodePublic([1; 32]), Utc::now())
     );
-    // Without a key it stays logged out, with a clear message.
-    let msg = f.refused(input(1, 1, None, "web")).await;
-    assert!(msg.contains("expired or logged out"), "{msg}");
+    // Without a key it stays logged out until it logs in again.
+    match f.register(input(1, 1, None, "web")).await {
+        RegisterOutcome::NeedsLogin(msg) => assert!(msg.contains("expired or logged out"), "{msg}"),
+        other => panic!("expected NeedsLogin, got {other:?}"),
+    }
     // The client logs in again with a fresh node key and a key.
     let back = f.authorized(input(1, 5, Some(&key), "web")).await;
     assert_eq!((back.id, back.ipv4, back.ipv6), (a.id, a.ipv4, a.ipv6));

@@ -275,13 +275,15 @@ pub async fn start(
         }
         tracing::debug!("state writer stopped");
     });
-    Ok(StateHandle {
+    let handle = StateHandle {
         jobs: tx,
         reader: StateReader(reader),
         sessions,
         clock,
         policy_strict,
-    })
+    };
+    tokio::spawn(super::expiry::watch(handle.downgrade()));
+    Ok(handle)
 }
 
 /// The policy to serve from boot: the file's text (given in `opts`, which
@@ -315,7 +317,48 @@ async fn initial_policy(db: &Db, opts: &Options, world: &World) -> Result<Option
     }))
 }
 
+/// A [`StateHandle`] that does not keep the writer running (for the
+/// writer's own background tasks).
+#[derive(Clone)]
+pub(super) struct WeakState {
+    jobs: mpsc::WeakSender<Job>,
+    reader: StateReader,
+    sessions: Arc<Sessions>,
+    clock: Arc<dyn Clock>,
+    policy_strict: bool,
+}
+
+impl WeakState {
+    pub(super) fn upgrade(&self) -> Option<StateHandle> {
+        Some(StateHandle {
+            jobs: self.jobs.upgrade()?,
+            reader: self.reader.clone(),
+            sessions: self.sessions.clone(),
+            clock: self.clock.clone(),
+            policy_strict: self.policy_strict,
+        })
+    }
+
+    pub(super) fn reader(&self) -> &StateReader {
+        &self.reader
+    }
+
+    pub(super) fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+}
+
 impl StateHandle {
+    pub(super) fn downgrade(&self) -> WeakState {
+        WeakState {
+            jobs: self.jobs.downgrade(),
+            reader: self.reader.clone(),
+            sessions: self.sessions.clone(),
+            clock: self.clock.clone(),
+            policy_strict: self.policy_strict,
+        }
+    }
+
     /// Runs `f` on the writer and returns its result.
     pub(super) async fn run<T, F>(&self, f: F) -> Result<T>
     where

@@ -51,6 +51,9 @@ pub struct Node {
     pub cap_version: i32,
     pub created_at: DateTime<Utc>,
     pub last_seen: Option<DateTime<Utc>>,
+    /// Device approval (`node.require_approval`): an unauthorized node sees
+    /// no peers and no peer sees it until an operator approves it.
+    pub authorized: bool,
 }
 
 impl Node {
@@ -68,6 +71,12 @@ impl Node {
 
     pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
         self.expiry.is_some_and(|e| e <= now)
+    }
+
+    /// Whether the node takes part in the tailnet now: approved and with a
+    /// key that has not expired. Others see no peers and are seen by none.
+    pub fn is_active(&self, now: DateTime<Utc>) -> bool {
+        self.authorized && !self.is_expired(now)
     }
 
     /// Addresses as single-host prefixes, IPv4 first.

@@ -211,6 +211,7 @@ mod tests {
             created_at: at(1_700_000_100),
             last_seen: None,
             approved_routes: vec![],
+            authorized: true,
         }
     }
 

@@ -66,6 +66,7 @@ pub async fn create_preauth(
                 ephemeral: r.ephemeral.unwrap_or(false),
                 expiration: r.expiration,
                 tags: r.acl_tags.unwrap_or_default(),
+                preauthorized: r.preauthorized.unwrap_or(false),
                 ..Default::default()
             },
         )

@@ -408,6 +408,10 @@ pub struct CreatePreAuthKeyRequest {
     /// Absent: the key never expires.
     pub expiration: Option<DateTime<Utc>>,
     pub acl_tags: Option<Vec<String>>,
+    /// clawscale extension: nodes joining with the key skip device
+    /// approval (`node.require_approval`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preauthorized: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]

@@ -174,6 +174,28 @@ pub async fn register(
     Ok(one(&i, NodeView::Single))
 }
 
+/// clawscale extension (Headscale has no device approval): approves a
+/// node, or with `?approved=false` takes the approval away.
+#[utoipa::path(post, path = "/api/v1/node/{nodeId}/approve", tag = "Nodes", operation_id = "approveNode",
+    params(("nodeId" = String, Path),
+        ("approved" = Option<bool>, Query, description = "false takes the approval away; default true")),
+    responses((status = 200, body = NodeResponse), (status = 400, body = Problem), (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn approve(
+    State(admin): State<Admin>,
+    Authed(c): Authed,
+    Path(id): Path<String>,
+    q: Params,
+) -> Reply<NodeResponse> {
+    let approved = if q.get("approved").is_some() {
+        q.bool("approved")?
+    } else {
+        true
+    };
+    let i = admin.set_authorized(&c, node_id(&id)?, approved).await?;
+    Ok(one(&i, NodeView::Single))
+}
+
 #[utoipa::path(post, path = "/api/v1/node/backfillips", tag = "Nodes", operation_id = "backfillNodeIPs",
     params(("confirmed" = Option<bool>, Query, description = "Must be true")),
     responses((status = 200, body = BackfillNodeIpsResponse), (status = 400, body = Problem)),

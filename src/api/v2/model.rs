@@ -172,7 +172,7 @@ impl Device {
             last_seen: if i.online { None } else { n.last_seen },
             key_expiry_disabled: n.expiry.is_none(),
             expires: n.expiry.unwrap_or_else(zero_time),
-            authorized: true,
+            authorized: n.authorized,
             is_external: false,
             machine_key: n.machine_key.to_string(),
             node_key: n.node_key.to_string(),

@@ -389,6 +389,7 @@ fn only_zone_relevant_changes_count_as_new_inputs() {
         created_at: chrono::Utc::now(),
         last_seen: None,
         approved_routes: vec![],
+        authorized: true,
     };
     let settings = crate::state::Settings {
         base_domain: "clawql.local".into(),

@@ -20,14 +20,6 @@ pub(super) fn collect(raw: &RawConfig, warnings: &mut Vec<String>) {
     if !raw.trusted_proxies.is_empty() {
         warn("trusted_proxies", "honouring proxy client-IP headers");
     }
-    if raw
-        .node
-        .expiry
-        .as_ref()
-        .is_some_and(|v| !v.text.trim().is_empty() && !is_duration(v, Duration::ZERO))
-    {
-        warn("node.expiry", "a default node key expiry");
-    }
     let ha = &raw.node.routes.ha;
     if ha
         .probe_interval
@@ -123,7 +115,12 @@ pub(super) fn collect(raw: &RawConfig, warnings: &mut Vec<String>) {
             "a default client auto-update setting",
         );
     }
-    for key in raw.tuning.set_keys() {
+    for key in raw
+        .tuning
+        .set_keys()
+        .into_iter()
+        .filter(|k| *k != "register_cache_expiration")
+    {
         warn(&format!("tuning.{key}"), "Headscale performance tuning");
     }
     if raw.cli.insecure == Some(true) {

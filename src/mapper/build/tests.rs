@@ -34,6 +34,7 @@ fn node(id: i64, user: i64, tags: &[&str]) -> Node {
         created_at: now(),
         last_seen: None,
         approved_routes: vec![],
+        authorized: true,
     }
 }
 
@@ -245,13 +246,53 @@ fn user_rename_resends_profiles_and_full_change_removes_vanished_peers() {
 }
 
 #[test]
-fn expired_peer_is_flagged() {
+fn expired_and_unapproved_nodes_see_nobody_and_are_seen_by_nobody() {
     let mut n2 = node(2, 1, &[]);
     n2.expiry = Some(now() - chrono::Duration::seconds(1));
-    let w = world(vec![node(1, 1, &[]), n2]);
+    let mut n3 = node(3, 1, &[]);
+    n3.authorized = false;
+    let w = world(vec![node(1, 1, &[]), n2, n3]);
     let r = build_full(&w, NodeId(1), &mut SentState::default(), now()).unwrap();
-    let p = &r.peers.unwrap()[0];
-    assert!(p.expired && !p.machine_authorized);
+    assert!(r.peers.is_none(), "{:?}", r.peers);
+    // The expired node learns its key expired; the unapproved one that it
+    // is not authorized (its client shows NeedsLogin / NeedsMachineAuth).
+    let r = build_full(&w, NodeId(2), &mut SentState::default(), now()).unwrap();
+    let me = r.node.unwrap();
+    assert!(me.expired && !me.machine_authorized);
+    assert!(r.peers.is_none());
+    let r = build_full(&w, NodeId(3), &mut SentState::default(), now()).unwrap();
+    let me = r.node.unwrap();
+    assert!(!me.expired && !me.machine_authorized);
+    assert!(r.peers.is_none());
+}
+
+#[test]
+fn approval_and_expiry_move_whole_maps_in_deltas() {
+    let mut n1 = node(1, 1, &[]);
+    n1.authorized = false;
+    let mut w = world(vec![n1.clone(), node(2, 1, &[])]);
+    let (mut s1, mut s2) = (SentState::default(), SentState::default());
+    build_full(&w, NodeId(1), &mut s1, now()).unwrap();
+    build_full(&w, NodeId(2), &mut s2, now()).unwrap();
+    assert!(s1.peers.is_empty() && s2.peers.is_empty());
+    // Approved: node 1 gets its peers in full, node 2 gets node 1.
+    n1.authorized = true;
+    w.put_node(Arc::new(n1.clone()));
+    let up = Change::upsert(NodeId(1));
+    let r = frame(build_delta(&w, NodeId(1), &up, &mut s1, now()));
+    assert!(r.node.unwrap().machine_authorized);
+    assert_eq!(r.peers.map(|p| p.len()), Some(1));
+    let r = frame(build_delta(&w, NodeId(2), &up, &mut s2, now()));
+    assert_eq!(r.peers_changed.len(), 1);
+    // Its key expires (the expiry watcher upserts it): both lose each other.
+    n1.expiry = Some(now() + chrono::Duration::seconds(10));
+    w.put_node(Arc::new(n1));
+    let later = now() + chrono::Duration::seconds(11);
+    let r = frame(build_delta(&w, NodeId(1), &up, &mut s1, later));
+    assert!(r.node.unwrap().expired);
+    assert_eq!(r.peers_removed, vec![2]);
+    let r = frame(build_delta(&w, NodeId(2), &up, &mut s2, later));
+    assert_eq!(r.peers_removed, vec![1]);
 }
 
 mod capver;

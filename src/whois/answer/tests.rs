@@ -35,6 +35,7 @@ pub(crate) fn node(id: i64, user: i64, name: &str, tags: &[&str]) -> Node {
         created_at: now(),
         last_seen: None,
         approved_routes: vec![],
+        authorized: true,
     }
 }
 

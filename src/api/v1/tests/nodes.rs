@@ -333,3 +333,43 @@ async fn register_backfill_and_debug_create() {
     let listed = h.call(GET, "/api/v1/node", None).await.json();
     assert_eq!(listed["nodes"].as_array().unwrap().len(), 1);
 }
+
+/// clawscale's `POST /api/v1/node/{id}/approve` (device approval) both
+/// ways, audited; the node's state follows.
+#[tokio::test]
+async fn approve_and_revoke_a_node() {
+    let h = H::new().await;
+    let alice = h.user("alice").await;
+    let id = h.node(alice, "web", 1, &[]).await;
+    let node = |h: &H| {
+        h.fx.state
+            .world()
+            .node(crate::types::NodeId(id))
+            .cloned()
+            .unwrap()
+    };
+    let r = h
+        .call(
+            POST,
+            &format!("/api/v1/node/{id}/approve?approved=false"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    assert!(!node(&h).authorized);
+    let r = h
+        .call(POST, &format!("/api/v1/node/{id}/approve"), None)
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    assert!(node(&h).authorized);
+    let r = h.call(POST, "/api/v1/node/999/approve", None).await;
+    assert_eq!(r.status, 404);
+    let r = h
+        .call(
+            POST,
+            &format!("/api/v1/node/{id}/approve?approved=maybe"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 400);
+}

@@ -405,7 +405,7 @@ async fn each_mutation_is_one_audit_line_naming_the_credential() {
         (&me, "rest-v2", "preauthkey.create", "ok"),
         (&me, "rest-v2", "node.set_tags", "ok"),
         (&me, "rest-v2", "node.approve_routes", "ok"),
-        (&me, "rest-v2", "node.authorize", "ok"),
+        (&me, "rest-v2", "node.approve", "ok"),
         (&me, "rest-v2", "node.expire", "ok"),
         (&me, "rest-v2", "policy.set", "ok"),
         (&me, "rest-v2", "dns.set", "ok"),

@@ -1,0 +1,99 @@
+//! `GET /register/{auth_id}`: the page a client's auth URL opens. Plain
+//! HTML without scripts. Without another login method it shows the command
+//! an operator runs to finish the login; an unknown or expired id gets a
+//! 404 page. Everything interpolated is escaped.
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use super::AuthFlows;
+use crate::admin::AuthId;
+
+pub fn router(flows: AuthFlows) -> Router {
+    Router::new()
+        .route("/register/{auth_id}", get(page))
+        .with_state(flows)
+}
+
+async fn page(State(flows): State<AuthFlows>, Path(text): Path<String>) -> Response {
+    let pending = AuthId::parse(&text)
+        .ok()
+        .and_then(|id| flows.registrations().peek(&id).map(|r| (id, r)));
+    let Some((id, registration)) = pending else {
+        return html(
+            StatusCode::NOT_FOUND,
+            "Login link unknown or expired",
+            "<p>This login link is unknown, was already used, or has expired.</p>\
+             <p>Run <code>tailscale up</code> again for a new one.</p>",
+        );
+    };
+    if let Some(provider) = &flows.provider {
+        return provider.start(&id);
+    }
+    let Some(registration) = registration else {
+        // A request that needs only a verdict: a Tailscale SSH `check`.
+        let body = format!(
+            "<p>An SSH login through this tailnet is waiting for an administrator's \
+             approval. Ask one to run:</p>\n<pre>clawscale auth approve --auth-id {}</pre>\n\
+             <p>The login proceeds as soon as that is done; this link works once and \
+             expires.</p>",
+            escape(id.as_str())
+        );
+        return html(StatusCode::OK, "SSH login check", &body);
+    };
+    let machine = registration
+        .hostinfo
+        .get("Hostname")
+        .and_then(|v| v.as_str())
+        .unwrap_or("");
+    let machine = if machine.is_empty() {
+        String::new()
+    } else {
+        format!("<p>Machine: <b>{}</b></p>", escape(machine))
+    };
+    let body = format!(
+        "<p>This machine is waiting for an administrator of this tailnet to approve its \
+         login. Ask one to run:</p>\n<pre>clawscale auth register --auth-id {} --user USERNAME\
+         </pre>\n{machine}<p>The machine connects as soon as that is done; this link works \
+         once and expires.</p>",
+        escape(id.as_str())
+    );
+    html(StatusCode::OK, "Machine login", &body)
+}
+
+fn html(status: StatusCode, title: &str, body: &str) -> Response {
+    let doc = format!(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{t}</title></head>\
+         <body><h1>{t}</h1>\n{body}\n</body></html>\n",
+        t = escape(title)
+    );
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        doc,
+    )
+        .into_response()
+}
+
+/// HTML-escapes text for element content and quoted attributes.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}

@@ -1,0 +1,49 @@
+//! `node.expiry`, `node.require_approval`, `tuning.register_cache_expiration`.
+
+use super::*;
+use crate::config::login::Login;
+
+#[test]
+fn defaults_when_absent() {
+    assert_eq!(load_str("").unwrap().login, Login::default());
+    let d = Login::default();
+    assert_eq!(d.node_expiry, None);
+    assert!(!d.require_approval);
+    assert_eq!(d.register_ttl, Duration::from_secs(900));
+}
+
+#[test]
+fn every_key_is_read() {
+    let c = load_str(
+        "node:\n  expiry: 10s\n  require_approval: true\ntuning:\n  register_cache_expiration: 3s\n",
+    )
+    .unwrap();
+    assert_eq!(
+        c.login,
+        Login {
+            node_expiry: Some(Duration::from_secs(10)),
+            require_approval: true,
+            register_ttl: Duration::from_secs(3),
+        }
+    );
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    // Zero is Headscale's "no expiry".
+    assert_eq!(
+        load_str("node:\n  expiry: 0\n").unwrap().login.node_expiry,
+        None
+    );
+    // The Headscale example's 180d.
+    let full = load_str(HEADSCALE_FULL).unwrap().login;
+    assert_eq!(full.node_expiry, Some(Duration::from_secs(180 * 86400)));
+}
+
+#[test]
+fn bad_values_name_their_key() {
+    assert!(error_of("node:\n  expiry: soon\n").contains("node.expiry"));
+    assert!(
+        error_of("tuning:\n  register_cache_expiration: 0\n")
+            .contains("tuning.register_cache_expiration")
+    );
+    assert!(error_of("node:\n  require_approval: maybe\n").contains("require_approval"));
+    assert!(error_of("node:\n  requires_approval: true\n").contains("requires_approval"));
+}
