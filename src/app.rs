@@ -222,6 +222,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .merge(health)
         .merge(whois_router)
         .merge(api_router);
+    if let Some(oidc) = &config.oidc {
+        let routes = crate::auth::oidc::router(oidc.clone(), &config.server_url, admin.clone())
+            .context("setting up OpenID Connect login")?;
+        app = app.merge(routes);
+    }
 
     let mut tls_config = None;
     let mut derp_server = None;

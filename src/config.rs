@@ -28,6 +28,7 @@
 
 mod env;
 mod keys;
+mod oidc;
 mod raw;
 mod validate;
 
@@ -43,6 +44,7 @@ use std::time::Duration;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 pub use keys::UnknownKey;
+pub use oidc::{Oidc, PkceMethod};
 
 /// Errors from loading the configuration. Each names the key (dotted YAML
 /// path) or file it is about.
@@ -117,6 +119,8 @@ pub struct Config {
     pub audit: Audit,
     /// Where the CLI finds a remote server (Headscale's `cli.*`).
     pub cli: Cli,
+    /// OpenID Connect login (`None`: not configured).
+    pub oidc: Option<Oidc>,
     /// One line per accepted-but-ignored or deprecated setting; the server
     /// logs them at startup.
     pub warnings: Vec<String>,

@@ -25,6 +25,7 @@
 pub mod admin;
 pub mod api;
 pub mod app;
+pub mod auth;
 pub mod certs;
 pub mod cli;
 pub mod clock;

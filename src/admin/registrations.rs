@@ -74,11 +74,11 @@ pub enum Verdict {
     Rejected(String),
 }
 
-struct Pending {
+pub(super) struct Pending {
     /// What the client asked to register (`None`: a request that only
     /// needs a verdict).
     registration: Option<RegisterInput>,
-    verdict: oneshot::Sender<Verdict>,
+    pub(super) verdict: oneshot::Sender<Verdict>,
     since: Instant,
 }
 
@@ -123,7 +123,7 @@ impl Registrations {
         self.lock().get(id).is_some_and(|p| p.since.elapsed() < TTL)
     }
 
-    fn take(&self, id: &AuthId) -> Result<Pending> {
+    pub(super) fn take(&self, id: &AuthId) -> Result<Pending> {
         let mut map = self.lock();
         match map.remove(id) {
             Some(p) if p.since.elapsed() < TTL => Ok(p),
@@ -133,7 +133,7 @@ impl Registrations {
         }
     }
 
-    fn registration(&self, id: &AuthId) -> Result<RegisterInput> {
+    pub(super) fn registration(&self, id: &AuthId) -> Result<RegisterInput> {
         let map = self.lock();
         match map.get(id) {
             Some(p) if p.since.elapsed() < TTL => p.registration.clone().ok_or_else(|| {

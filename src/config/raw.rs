@@ -25,7 +25,8 @@ mod whois;
 
 pub(super) use audit::RawAudit;
 pub(super) use compat::RawCli;
-use compat::{RawGorm, RawOidc, RawToggle, RawTuning};
+use super::oidc::RawOidc;
+use compat::{RawGorm, RawToggle, RawTuning};
 pub(super) use connections::RawConnections;
 pub(super) use whois::RawWhois;
 

@@ -290,7 +290,11 @@ impl Core {
     /// Enrols the machine of a pending interactive registration for `user`
     /// (an operator approved it: `admin::registrations`). Recorded by the
     /// operator's audit entry, so no event.
-    async fn register_pending(&mut self, req: RegisterInput, user: UserId) -> Result<Arc<Node>> {
+    pub(super) async fn register_pending(
+        &mut self,
+        req: RegisterInput,
+        user: UserId,
+    ) -> Result<Arc<Node>> {
         let now = self.now();
         if self.world.user(user).is_none() {
             return Err(Error::NotFound("user not found".into()));

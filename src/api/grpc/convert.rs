@@ -186,6 +186,9 @@ mod tests {
             display_name: "Alice A.".into(),
             email: "alice@example.com".into(),
             created_at: at(1_700_000_000),
+            oidc: None,
+            profile_pic_url: String::new(),
+            groups: vec![],
         }
     }
 
