@@ -128,3 +128,103 @@ impl Core {
             .unwrap_or(base)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::types::{MachinePublic, NodePublic, OidcIdentity};
+
+    fn input(seed: u8, host: &str) -> RegisterInput {
+        RegisterInput {
+            machine_key: MachinePublic([seed; 32]),
+            node_key: NodePublic([seed + 100; 32]),
+            old_node_key: None,
+            auth_key: None,
+            expiry: None,
+            hostinfo: serde_json::json!({"Hostname": host}),
+            ephemeral: false,
+            version: 100,
+        }
+    }
+
+    fn profile(sub: &str, email: &str, groups: &[&str]) -> OidcProfile {
+        OidcProfile {
+            identity: OidcIdentity {
+                issuer: "https://id.example.com".into(),
+                subject: sub.into(),
+            },
+            display_name: String::new(),
+            email: email.into(),
+            profile_pic_url: String::new(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+        }
+    }
+
+    /// A group removed at the identity provider takes effect at the next
+    /// login: the policy is recompiled and the peers that lose (or gain)
+    /// access get a map delta.
+    #[tokio::test]
+    async fn a_group_change_at_login_recompiles_and_notifies_peers() {
+        let (_dir, state) = crate::state::testing::temp_state(Duration::from_secs(1800)).await;
+        state
+            .set_policy(
+                r#"{"groups": {"group:mcp-admins": ["oidc:mcp-admins"]},
+                    "acls": [{"action": "accept", "src": ["group:mcp-admins"],
+                              "dst": ["ops@example.com:443"]}]}"#
+                    .into(),
+            )
+            .await
+            .expect("policy");
+        let login = |sub: &str, email: &str, groups: &[&str], seed: u8, host: &str| {
+            let (p, i) = (profile(sub, email, groups), input(seed, host));
+            let state = state.clone();
+            let name = email.split('@').next().unwrap().to_string();
+            async move { state.oidc_login(p, name, i, None).await.expect("login") }
+        };
+        let alice = login("a", "alice@example.com", &["mcp-admins"], 1, "laptop").await;
+        assert!(alice.created);
+        let server = login("o", "ops@example.com", &[], 2, "mcp").await;
+        let peers = |id: crate::types::NodeId| -> Vec<u64> {
+            let w = state.world();
+            let c = w.policy.compiled.as_ref().unwrap();
+            c.node(id.0 as u64).unwrap().peers.keys().copied().collect()
+        };
+        assert_eq!(peers(server.node.id), [alice.node.id.0 as u64]);
+
+        let session = state.sessions().open(server.node.id);
+        session.take();
+        let again = login("a", "alice@example.com", &[], 1, "laptop").await;
+        assert!(!again.created);
+        assert_eq!(again.node.id, alice.node.id, "same machine, same node");
+        assert_eq!(again.user.id, alice.user.id);
+        assert!(peers(server.node.id).is_empty(), "alice lost access");
+        let delta = session.take();
+        assert!(
+            delta.policy.contains(&server.node.id),
+            "the server must get a map delta: {delta:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn new_users_get_free_names() {
+        let (_dir, state) = crate::state::testing::temp_state(Duration::from_secs(1800)).await;
+        state.create_user("alice", "", "").await.expect("operator's alice");
+        let l = state
+            .oidc_login(
+                profile("a", "alice@example.com", &[]),
+                "alice".into(),
+                input(1, "x"),
+                None,
+            )
+            .await
+            .expect("login");
+        assert_eq!(l.user.name, "alice-2");
+        let l = state
+            .oidc_login(profile("b", "", &[]), " @bad name".into(), input(2, "y"), None)
+            .await
+            .expect("login");
+        assert_eq!(l.user.name, "bad-name");
+    }
+}

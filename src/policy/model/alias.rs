@@ -4,7 +4,7 @@
 
 use ipnet::IpNet;
 
-use super::TopoUser;
+use super::topology::TopoUser;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Alias {
