@@ -17,6 +17,7 @@ mod faults;
 mod gateway;
 mod harness;
 mod limits;
+mod oidc;
 mod policy;
 mod restapi;
 mod selftest;

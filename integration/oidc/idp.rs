@@ -1,0 +1,114 @@
+//! The OpenID provider the OIDC tests sign in with: `oidc-provider` (npm,
+//! OpenID Certified) run by node with `idp.mjs`, on 127.0.0.1, stopped by
+//! PID when dropped. Its people come from a JSON file the test may rewrite
+//! between logins.
+
+use std::fs::{self, OpenOptions};
+use std::net::{Ipv4Addr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+use crate::harness::netns::CLEAN_PATH;
+use crate::harness::process::{run, tail_file};
+use crate::harness::{OwnedChild, try_wait_for};
+
+pub const CLIENT_ID: &str = "clawscale";
+pub const CLIENT_SECRET: &str = "integration-test-client-secret";
+
+pub struct Idp {
+    dir: TempDir,
+    log: PathBuf,
+    _child: OwnedChild,
+}
+
+/// Where `.ci/fetch-oidc-provider.sh` installs the package (running it
+/// first: it is idempotent and quick once installed).
+fn provider_dir() -> PathBuf {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let cache = std::env::var_os("OIDC_PROVIDER_CACHE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo.join("target/oidc-provider"));
+    run(
+        Command::new(repo.join(".ci/fetch-oidc-provider.sh")).env("OIDC_PROVIDER_CACHE_DIR", &cache),
+        Duration::from_secs(600),
+    )
+    .expect_success("providing oidc-provider (.ci/fetch-oidc-provider.sh)");
+    let dir = fs::read_dir(&cache)
+        .expect("oidc-provider cache")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.join(".verified").is_file())
+        .expect("a verified oidc-provider install");
+    dir
+}
+
+impl Idp {
+    /// Starts the provider on 127.0.0.1:`port` for a client whose callback
+    /// is `redirect_uri`, with `accounts` as its people.
+    pub fn start(port: u16, redirect_uri: &str, accounts: &Value) -> Idp {
+        let pkg = provider_dir();
+        let dir = tempfile::Builder::new()
+            .prefix("oidc-idp-")
+            .tempdir()
+            .expect("idp temp dir");
+        let log = dir.path().join("idp.log");
+        let idp = Idp {
+            log: log.clone(),
+            _child: {
+                fs::write(dir.path().join("accounts.json"), accounts.to_string())
+                    .expect("write accounts");
+                let out = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log)
+                    .expect("idp log");
+                let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("integration/oidc/idp.mjs");
+                let mut cmd = Command::new("node");
+                cmd.env_clear()
+                    .env("PATH", CLEAN_PATH)
+                    .env("HOME", dir.path())
+                    .env("OIDC_PROVIDER_DIR", &pkg)
+                    .env("ISSUER", format!("http://127.0.0.1:{port}"))
+                    .env("HOST", "127.0.0.1")
+                    .env("PORT", port.to_string())
+                    .env("CLIENT_ID", CLIENT_ID)
+                    .env("CLIENT_SECRET", CLIENT_SECRET)
+                    .env("REDIRECT_URI", redirect_uri)
+                    .env("ACCOUNTS_FILE", dir.path().join("accounts.json"))
+                    .arg(script)
+                    .stdin(Stdio::null())
+                    .stdout(out.try_clone().expect("dup log"))
+                    .stderr(out);
+                OwnedChild::spawn(&mut cmd, "oidc-provider")
+            },
+            dir,
+        };
+        let up = try_wait_for(Duration::from_secs(30), || {
+            TcpStream::connect((Ipv4Addr::LOCALHOST, port))
+                .map(drop)
+                .map_err(|e| e.to_string())
+        });
+        if let Err(e) = up {
+            panic!(
+                "oidc-provider did not start: {e}\n{}",
+                tail_file(&idp.log, 50)
+            );
+        }
+        idp
+    }
+
+    /// Replaces the people (read again at every login).
+    pub fn set_accounts(&self, accounts: &Value) {
+        let path = self.dir.path().join("accounts.json");
+        let tmp = path.with_extension("tmp");
+        fs::write(&tmp, accounts.to_string()).expect("write accounts");
+        fs::rename(&tmp, &path).expect("replace accounts");
+    }
+
+    pub fn log(&self) -> String {
+        tail_file(&self.log, 80)
+    }
+}
