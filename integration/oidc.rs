@@ -4,10 +4,12 @@
 //! person's user; then the attacks a browser can mount with a real
 //! provider (replayed callback, replayed code under a fresh state, forged
 //! state, a disallowed domain, another subject with a taken e-mail), each
-//! registering nothing. Server and provider run on 127.0.0.1 (no
-//! Tailscale client here); the forged-token attacks (other key, wrong
+//! registering nothing. Server and provider run on 127.0.0.1; `clients`
+//! does the same with stock Tailscale clients in namespaces. The
+//! forged-token attacks (other key, wrong
 //! `aud`/`iss`, expired, nonce) are in `src/auth/oidc/tests.rs`.
 
+mod clients;
 mod idp;
 
 use std::fs;
@@ -159,6 +161,8 @@ fn oidc_login_with_a_real_provider_and_the_browser_attacks() {
         cfg.set("oidc.pkce.method", "S256");
     });
     let idp = Idp::start(
+        None,
+        std::net::Ipv4Addr::LOCALHOST,
         idp_port,
         &format!("{}/oidc/callback", server.url()),
         &accounts(&["mcp-admins"]),

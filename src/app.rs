@@ -204,6 +204,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     cs.challenges = challenges;
     cs.self_signed_relay = self_signed_relay;
     cs.timeouts = public.timeouts;
+    cs.oidc_logins = config.oidc.as_ref().map(|_| {
+        control::oidc_standin::OidcLogins::new(admin.registrations().clone(), &server_url)
+    });
     let health = Router::new()
         .route("/healthz", get(healthz))
         .with_state(state.clone());

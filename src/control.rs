@@ -11,6 +11,7 @@
 //! `http::error`.
 
 mod map;
+pub mod oidc_standin;
 mod register;
 mod set_dns;
 mod tunnel;
@@ -60,6 +61,9 @@ pub struct ControlState {
     /// Live ACME challenges that `/machine/set-dns` publishes; `None` when
     /// `dns.certs` is off.
     pub challenges: Option<Arc<crate::certs::Challenges>>,
+    /// Key-less registrations go to the OIDC login (stand-in, see
+    /// `oidc_standin`); `None` without OIDC.
+    pub oidc_logins: Option<oidc_standin::OidcLogins>,
 }
 
 impl ControlState {
@@ -74,6 +78,7 @@ impl ControlState {
             self_signed_relay: false,
             timeouts: crate::limits::Timeouts::default(),
             challenges: None,
+            oidc_logins: None,
         }
     }
 }

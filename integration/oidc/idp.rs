@@ -1,6 +1,6 @@
 //! The OpenID provider the OIDC tests sign in with: `oidc-provider` (npm,
-//! OpenID Certified) run by node with `idp.mjs`, on 127.0.0.1, stopped by
-//! PID when dropped. Its people come from a JSON file the test may rewrite
+//! OpenID Certified) run by node with `idp.mjs`, on 127.0.0.1 or inside a
+//! test namespace, stopped by PID when dropped. Its people come from a JSON file the test may rewrite
 //! between logins.
 
 use std::fs::{self, OpenOptions};
@@ -14,7 +14,7 @@ use tempfile::TempDir;
 
 use crate::harness::netns::CLEAN_PATH;
 use crate::harness::process::{run, tail_file};
-use crate::harness::{OwnedChild, try_wait_for};
+use crate::harness::{Netns, OwnedChild, try_wait_for};
 
 pub const CLIENT_ID: &str = "clawscale";
 pub const CLIENT_SECRET: &str = "integration-test-client-secret";
@@ -46,9 +46,16 @@ fn provider_dir() -> PathBuf {
 }
 
 impl Idp {
-    /// Starts the provider on 127.0.0.1:`port` for a client whose callback
-    /// is `redirect_uri`, with `accounts` as its people.
-    pub fn start(port: u16, redirect_uri: &str, accounts: &Value) -> Idp {
+    /// Starts the provider on `host`:`port` (in `ns`, else the root
+    /// namespace's loopback) for a client whose callback is
+    /// `redirect_uri`, with `accounts` as its people.
+    pub fn start(
+        ns: Option<&Netns>,
+        host: Ipv4Addr,
+        port: u16,
+        redirect_uri: &str,
+        accounts: &Value,
+    ) -> Idp {
         let pkg = provider_dir();
         let dir = tempfile::Builder::new()
             .prefix("oidc-idp-")
@@ -66,13 +73,16 @@ impl Idp {
                     .open(&log)
                     .expect("idp log");
                 let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("integration/oidc/idp.mjs");
-                let mut cmd = Command::new("node");
+                let mut cmd = match ns {
+                    Some(ns) => ns.command("node"),
+                    None => Command::new("node"),
+                };
                 cmd.env_clear()
                     .env("PATH", CLEAN_PATH)
                     .env("HOME", dir.path())
                     .env("OIDC_PROVIDER_DIR", &pkg)
-                    .env("ISSUER", format!("http://127.0.0.1:{port}"))
-                    .env("HOST", "127.0.0.1")
+                    .env("ISSUER", format!("http://{host}:{port}"))
+                    .env("HOST", host.to_string())
                     .env("PORT", port.to_string())
                     .env("CLIENT_ID", CLIENT_ID)
                     .env("CLIENT_SECRET", CLIENT_SECRET)
@@ -86,10 +96,18 @@ impl Idp {
             },
             dir,
         };
-        let up = try_wait_for(Duration::from_secs(30), || {
-            TcpStream::connect((Ipv4Addr::LOCALHOST, port))
+        let up = try_wait_for(Duration::from_secs(30), || match ns {
+            None => TcpStream::connect((host, port))
                 .map(drop)
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.to_string()),
+            Some(ns) => {
+                let out = ns.run(&["ss", "-ltnH"], Duration::from_secs(5));
+                if out.stdout.contains(&format!("{host}:{port} ")) {
+                    Ok(())
+                } else {
+                    Err(format!("nothing listens on {host}:{port} yet"))
+                }
+            }
         });
         if let Err(e) = up {
             panic!(

@@ -48,6 +48,12 @@ pub(super) async fn handler(
         ephemeral: req.ephemeral,
         version: req.version,
     };
+    let followup = req.followup.clone().unwrap_or_default();
+    let keyless = input.auth_key.is_none();
+    if let (Some(logins), true, false) = (&cs.oidc_logins, keyless, followup.is_empty()) {
+        logins.wait(&followup).await;
+    }
+    let pending = input.clone();
     let outcome = cs.state.register(input).await?;
     let resp = match outcome {
         RegisterOutcome::Authorized { node, user } => {
@@ -96,6 +102,15 @@ pub(super) async fn handler(
         RegisterOutcome::LoggedOut => {
             cs.metrics.registration("logged_out");
             RegisterResponse::default()
+        }
+        RegisterOutcome::Refused(_) if keyless && followup.is_empty() && cs.oidc_logins.is_some() => {
+            let url = cs.oidc_logins.as_ref().and_then(|l| l.begin(pending));
+            cs.metrics.registration("auth_url");
+            RegisterResponse {
+                auth_url: url.unwrap_or_default(),
+                error: String::new(),
+                ..Default::default()
+            }
         }
         RegisterOutcome::Refused(msg) => {
             cs.metrics.registration("refused");
