@@ -6,7 +6,8 @@
 # Usage: .ci/fetch-oidc-provider.sh
 # Env:   OIDC_PROVIDER_CACHE_DIR  cache root (default: <repo>/target/oidc-provider)
 #
-# Result: $OIDC_PROVIDER_CACHE_DIR/oidc-provider-<V>/node_modules/oidc-provider
+# Result: $OIDC_PROVIDER_CACHE_DIR/oidc-provider-<V>/node_modules/oidc-provider;
+# that directory (oidc-provider-<V>) is printed on stdout, logs go to stderr.
 # Idempotent: a directory whose marker says it was verified is left alone.
 # Needs node >= 20.19 (Debian's nodejs 20 works); no install scripts are run.
 set -euo pipefail
@@ -20,6 +21,7 @@ log() { echo "fetch-oidc-provider: $*" >&2; }
 dest="$cache_root/oidc-provider-$VERSION"
 if [[ -f "$dest/.verified" && -d "$dest/node_modules/oidc-provider" ]]; then
   log "oidc-provider $VERSION already present in $dest"
+  echo "$dest"
   exit 0
 fi
 mkdir -p "$dest"
@@ -30,3 +32,4 @@ npm install --no-audit --no-fund --ignore-scripts --save-exact "oidc-provider@$V
 node -e "import('oidc-provider').then(() => process.exit(0))"
 touch .verified
 log "oidc-provider $VERSION ready in $dest"
+echo "$dest"

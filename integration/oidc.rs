@@ -130,7 +130,10 @@ impl Tailnet {
 
 fn rand_u96() -> u128 {
     use std::time::{SystemTime, UNIX_EPOCH};
-    let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
     (t ^ (u128::from(std::process::id()) << 64)) & ((1u128 << 96) - 1)
 }
 
@@ -154,7 +157,10 @@ fn oidc_login_with_a_real_provider_and_the_browser_attacks() {
     let server = Server::start_local(Db::Sqlite, |cfg| {
         cfg.set("oidc.issuer", format!("http://127.0.0.1:{idp_port}"));
         cfg.set("oidc.client_id", CLIENT_ID);
-        cfg.set("oidc.client_secret_path", secret.to_string_lossy().to_string());
+        cfg.set(
+            "oidc.client_secret_path",
+            secret.to_string_lossy().to_string(),
+        );
         cfg.set("oidc.scope", ["openid", "email", "profile", "groups"]);
         cfg.set("oidc.allowed_domains", ["example.com"]);
         cfg.set("oidc.pkce.enabled", true);
@@ -186,7 +192,12 @@ fn oidc_login_with_a_real_provider_and_the_browser_attacks() {
         let ok = sign_in(&alice, &net.start_url(&id), "alice").await;
         if ok.status != StatusCode::OK {
             net.server.dump_log();
-            panic!("alice's login failed: {} {}\n{}", ok.status, ok.body, idp.log());
+            panic!(
+                "alice's login failed: {} {}\n{}",
+                ok.status,
+                ok.body,
+                idp.log()
+            );
         }
         assert!(ok.body.contains("Login successful"), "{}", ok.body);
         assert!(ok.url.contains("/oidc/callback?"), "{}", ok.url);
@@ -227,7 +238,11 @@ fn oidc_login_with_a_real_provider_and_the_browser_attacks() {
             .append_pair("code", &old_code)
             .append_pair("state", &fresh_state);
         let replayed_code = answer(no_follow.get(cb).send().await.unwrap()).await;
-        assert_refused(&replayed_code, StatusCode::FORBIDDEN, "did not accept the login code");
+        assert_refused(
+            &replayed_code,
+            StatusCode::FORBIDDEN,
+            "did not accept the login code",
+        );
 
         // A state this server never issued.
         let forged = answer(

@@ -35,8 +35,8 @@ use tokio::sync::watch;
 
 pub use api_keys::ApiKeyRef;
 pub use derp_maps::DerpMaps;
-pub use preauth_keys::NewKey;
 pub use oidc_login::OidcLogin;
+pub use preauth_keys::NewKey;
 pub use register::{RegisterInput, RegisterOutcome};
 pub use world::{Certs, Services, Settings, World};
 pub use writer::{Core, MapUpdate, StateHandle, start};

@@ -150,9 +150,13 @@ fn an_oidc_group_grants_svc_mcp_to_real_clients_and_follows_logins() {
     let bob = Tailscaled::start(topo.host(2), "bob-laptop", ClientVersion::V1_78_1);
     interactive_login(&server, topo.hub(), &alice, "alice");
     interactive_login(&server, topo.hub(), &bob, "bob");
-    let owners: Value =
-        serde_json::from_str(server.cli_ok(&["nodes", "list", "-o", "json"]).stdout.trim())
-            .expect("json");
+    let owners: Value = serde_json::from_str(
+        server
+            .cli_ok(&["nodes", "list", "-o", "json"])
+            .stdout
+            .trim(),
+    )
+    .expect("json");
     let owner = |name: &str| {
         owners
             .as_array()

@@ -19,7 +19,10 @@ use super::validate::{duration, invalid};
 /// Headscale's `oidc` section as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code, reason = "only_start_if_oidc_is_available: accepted for Headscale files")]
+#[allow(
+    dead_code,
+    reason = "only_start_if_oidc_is_available: accepted for Headscale files"
+)]
 pub(in crate::config) struct RawOidc {
     /// Headscale turns OIDC on by the presence of `issuer`; `enabled`
     /// is accepted for old files and `false` switches it off.
@@ -123,7 +126,10 @@ pub(in crate::config) fn build(raw: Option<&RawOidc>) -> Result<Option<Oidc>, Er
     }
     let client_id = raw.client_id.as_deref().map(str::trim).unwrap_or("");
     if client_id.is_empty() {
-        return Err(invalid("oidc.client_id", "required when oidc.issuer is set"));
+        return Err(invalid(
+            "oidc.client_id",
+            "required when oidc.issuer is set",
+        ));
     }
     let client_secret = secret(raw)?;
     let mut scope = raw
@@ -138,18 +144,16 @@ pub(in crate::config) fn build(raw: Option<&RawOidc>) -> Result<Option<Oidc>, Er
         None => None,
     };
     let pkce = match &raw.pkce {
-        Some(p) if p.enabled == Some(true) => {
-            Some(match p.method.as_deref().unwrap_or("S256") {
-                "S256" => PkceMethod::S256,
-                "plain" => PkceMethod::Plain,
-                other => {
-                    return Err(invalid(
-                        "oidc.pkce.method",
-                        format!("{other:?} is not \"S256\" or \"plain\""),
-                    ));
-                }
-            })
-        }
+        Some(p) if p.enabled == Some(true) => Some(match p.method.as_deref().unwrap_or("S256") {
+            "S256" => PkceMethod::S256,
+            "plain" => PkceMethod::Plain,
+            other => {
+                return Err(invalid(
+                    "oidc.pkce.method",
+                    format!("{other:?} is not \"S256\" or \"plain\""),
+                ));
+            }
+        }),
         _ => None,
     };
     let lower = |v: &Option<Vec<String>>| -> Vec<String> {
@@ -257,8 +261,10 @@ mod tests {
         assert!(load("").unwrap().oidc.is_none());
         let err = load("oidc:\n  issuer: https://id\n").unwrap_err();
         assert!(err.contains("oidc.client_id"), "{err}");
-        let err = load("oidc:\n  issuer: https://id\n  client_id: x\n  pkce: {enabled: true, method: S512}\n")
-            .unwrap_err();
+        let err = load(
+            "oidc:\n  issuer: https://id\n  client_id: x\n  pkce: {enabled: true, method: S512}\n",
+        )
+        .unwrap_err();
         assert!(err.contains("oidc.pkce.method"), "{err}");
         let err = load("oidc:\n  issuer: https://id\n  client_id: x\n  groups_claims: roles\n")
             .unwrap_err();
@@ -280,6 +286,9 @@ mod tests {
         assert!(err.contains("chmod 600"), "{err}");
         assert!(!err.contains("from-file"), "{err}");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        assert_eq!(load(&yaml).unwrap().oidc.unwrap().client_secret, "from-file");
+        assert_eq!(
+            load(&yaml).unwrap().oidc.unwrap().client_secret,
+            "from-file"
+        );
     }
 }

@@ -23,9 +23,9 @@ mod compat;
 mod connections;
 mod whois;
 
+use super::oidc::RawOidc;
 pub(super) use audit::RawAudit;
 pub(super) use compat::RawCli;
-use super::oidc::RawOidc;
 use compat::{RawGorm, RawToggle, RawTuning};
 pub(super) use connections::RawConnections;
 pub(super) use whois::RawWhois;

@@ -41,9 +41,7 @@ impl OidcLogins {
         let rx = self.registrations.insert(id.clone(), Some(input)).ok()?;
         let mut waiting = self.lock();
         // Entries whose registration expired (sender gone) go.
-        waiting.retain(|_, rx| {
-            !matches!(rx.try_recv(), Err(oneshot::error::TryRecvError::Closed))
-        });
+        waiting.retain(|_, rx| !matches!(rx.try_recv(), Err(oneshot::error::TryRecvError::Closed)));
         waiting.insert(id.to_string(), rx);
         Some(format!(
             "{}{}",

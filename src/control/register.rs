@@ -103,7 +103,9 @@ pub(super) async fn handler(
             cs.metrics.registration("logged_out");
             RegisterResponse::default()
         }
-        RegisterOutcome::Refused(_) if keyless && followup.is_empty() && cs.oidc_logins.is_some() => {
+        RegisterOutcome::Refused(_)
+            if keyless && followup.is_empty() && cs.oidc_logins.is_some() =>
+        {
             let url = cs.oidc_logins.as_ref().and_then(|l| l.begin(pending));
             cs.metrics.registration("auth_url");
             RegisterResponse {

@@ -210,7 +210,10 @@ mod tests {
     #[tokio::test]
     async fn new_users_get_free_names() {
         let (_dir, state) = crate::state::testing::temp_state(Duration::from_secs(1800)).await;
-        state.create_user("alice", "", "").await.expect("operator's alice");
+        state
+            .create_user("alice", "", "")
+            .await
+            .expect("operator's alice");
         let l = state
             .oidc_login(
                 profile("a", "alice@example.com", &[]),
@@ -222,7 +225,12 @@ mod tests {
             .expect("login");
         assert_eq!(l.user.name, "alice-2");
         let l = state
-            .oidc_login(profile("b", "", &[]), " @bad name".into(), input(2, "y"), None)
+            .oidc_login(
+                profile("b", "", &[]),
+                " @bad name".into(),
+                input(2, "y"),
+                None,
+            )
             .await
             .expect("login");
         assert_eq!(l.user.name, "bad-name");

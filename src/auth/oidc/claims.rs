@@ -165,7 +165,11 @@ mod tests {
         assert!(person("b@example.com", &[]).check_allowed(&c).is_ok());
         c.allowed_groups = vec!["ops".into()];
         assert!(person("b@example.com", &["dev"]).check_allowed(&c).is_err());
-        assert!(person("b@example.com", &["dev", "ops"]).check_allowed(&c).is_ok());
+        assert!(
+            person("b@example.com", &["dev", "ops"])
+                .check_allowed(&c)
+                .is_ok()
+        );
     }
 
     #[test]

@@ -174,8 +174,8 @@ async fn finish(login: &Login, headers: &HeaderMap, q: Callback) -> Response {
             "unknown, expired or already used login state; run `tailscale up` again",
         );
     };
-    let same_browser = cookie_state(headers)
-        .is_some_and(|c| bool::from(c.as_bytes().ct_eq(state.as_bytes())));
+    let same_browser =
+        cookie_state(headers).is_some_and(|c| bool::from(c.as_bytes().ct_eq(state.as_bytes())));
     if !same_browser {
         return refused(
             StatusCode::BAD_REQUEST,
@@ -246,24 +246,20 @@ async fn verify(
     pkce: Option<openidconnect::PkceCodeVerifier>,
     code: String,
 ) -> Result<Person, Refusal> {
-    let client = login
-        .provider
-        .client()
-        .await
-        .map_err(|_| Refusal("the identity provider cannot be reached; try again later".into()))?;
+    let client =
+        login.provider.client().await.map_err(|_| {
+            Refusal("the identity provider cannot be reached; try again later".into())
+        })?;
     let mut req = client
         .exchange_code(AuthorizationCode::new(code))
         .map_err(|e| Refusal(format!("the identity provider has no token endpoint: {e}")))?;
     if let Some(v) = pkce {
         req = req.set_pkce_verifier(v);
     }
-    let tokens = req
-        .request_async(&login.provider.http)
-        .await
-        .map_err(|e| {
-            tracing::info!(error = %e, "OIDC code exchange failed");
-            Refusal("the identity provider did not accept the login code".into())
-        })?;
+    let tokens = req.request_async(&login.provider.http).await.map_err(|e| {
+        tracing::info!(error = %e, "OIDC code exchange failed");
+        Refusal("the identity provider did not accept the login code".into())
+    })?;
     let id_token = tokens
         .id_token()
         .ok_or_else(|| Refusal("the identity provider sent no ID token".into()))?;

@@ -301,8 +301,16 @@ async fn forged_tokens_are_refused_and_register_nothing() {
     let t = setup("").await;
     type Attack = (&'static str, fn(&mut Token), &'static str);
     let attacks: [Attack; 5] = [
-        ("signed by another key", |k| k.signer = OTHER_KEY, "signature"),
-        ("for another audience", |k| k.audience = "someone-else".into(), "audience"),
+        (
+            "signed by another key",
+            |k| k.signer = OTHER_KEY,
+            "signature",
+        ),
+        (
+            "for another audience",
+            |k| k.audience = "someone-else".into(),
+            "audience",
+        ),
         (
             "from another issuer",
             |k| k.issuer = "https://evil.example.com".into(),
@@ -402,7 +410,10 @@ async fn identity_is_issuer_and_subject_never_the_email() {
     let w = t.fx.state.world();
     assert_eq!(w.users.len(), 1, "a changed e-mail must not create a user");
     let alice = w.user_by_name("alice").unwrap();
-    assert_eq!((alice.id, alice.email.as_str()), (first.id, "alice@example.org"));
+    assert_eq!(
+        (alice.id, alice.email.as_str()),
+        (first.id, "alice@example.org")
+    );
     assert!(alice.groups.is_empty());
     assert_eq!(w.nodes.len(), 2);
     assert!(w.nodes.values().all(|n| n.user_id == first.id));
@@ -416,7 +427,10 @@ async fn node_expiry_follows_config_or_token() {
     let w = t.fx.state.world();
     let exp = w.nodes.values().next().unwrap().expiry.expect("expiry");
     let left = exp - Utc::now();
-    assert!(left > Duration::minutes(59) && left <= Duration::hours(1), "{left}");
+    assert!(
+        left > Duration::minutes(59) && left <= Duration::hours(1),
+        "{left}"
+    );
 
     let t = setup("  use_expiry_from_token: true\n").await;
     let s = t.start(1).await;

@@ -331,5 +331,8 @@ fn topology_users_carry_oidc_groups_for_explain_and_check() {
     let (r, out) = check(false);
     assert_eq!(r, Ok(None), "{out}");
     let (r, _) = check(true);
-    assert!(r.unwrap_err().contains("oidc:mcp-admins"), "strict refuses oidc:");
+    assert!(
+        r.unwrap_err().contains("oidc:mcp-admins"),
+        "strict refuses oidc:"
+    );
 }

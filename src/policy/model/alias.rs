@@ -99,6 +99,9 @@ mod tests {
             groups: vec![],
             ..alice.clone()
         };
-        assert!(!member_matches("oidc:mcp-admins", &bob), "logins are not groups");
+        assert!(
+            !member_matches("oidc:mcp-admins", &bob),
+            "logins are not groups"
+        );
     }
 }

@@ -46,7 +46,10 @@ const POLICY: &str = r#"{
 fn oidc_group_members_follow_the_users_groups() {
     let p = Policy::parse(POLICY).expect("parses");
     let c = p.compile(&topo(&["mcp-admins"]));
-    assert!(c.explain(1, 3, 443, Some(6)).allowed, "alice is in mcp-admins");
+    assert!(
+        c.explain(1, 3, 443, Some(6)).allowed,
+        "alice is in mcp-admins"
+    );
     assert!(!c.explain(2, 3, 443, Some(6)).allowed, "bob is not");
     let server = c.node(3).expect("server");
     assert!(server.peers.contains_key(&1) && !server.peers.contains_key(&2));
@@ -69,7 +72,10 @@ fn oidc_members_are_an_extension_refused_in_strict_mode() {
     );
     let text = r#"{"groups": {"group:a": ["oidc:a"]}, "acls": []}"#;
     let e = Policy::parse_strict(text).expect_err("strict refuses oidc:");
-    assert!(e.message.contains("oidc:a") && e.message.contains("strict"), "{e}");
+    assert!(
+        e.message.contains("oidc:a") && e.message.contains("strict"),
+        "{e}"
+    );
     let e = Policy::parse(r#"{"groups": {"group:a": ["oidc:"]}}"#).expect_err("empty");
     assert!(e.message.contains("identity provider"), "{e}");
 }
