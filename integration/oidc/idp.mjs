@@ -39,9 +39,10 @@ const provider = new Provider(env('ISSUER'), {
     profile: ['name', 'preferred_username', 'picture'],
     groups: ['groups'],
   },
-  // Put the scopes' claims in the ID token itself, as Keycloak, Authentik
-  // and Google do.
-  conformIdTokenClaims: false,
+  // oidc-provider's default (conformIdTokenClaims): the scopes' claims
+  // (e-mail, profile, groups) go to the userinfo endpoint only, never the
+  // ID token, so the server must fetch them there. Providers that put them
+  // in the ID token (Keycloak, Google) are covered by src/auth/oidc/tests.rs.
   pkce: { required: () => true },
   cookies: { keys: ['clawscale-integration-test'] },
   async findAccount(ctx, id) {

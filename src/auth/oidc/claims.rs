@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::provider::IdTokenClaims;
+use super::provider::{IdTokenClaims, UserInfoClaims};
 use crate::config;
 use crate::db::OidcProfile;
 use crate::types::OidcIdentity;
@@ -25,32 +25,53 @@ pub struct Person {
 pub struct Refusal(pub String);
 
 impl Person {
-    pub fn from_claims(claims: &IdTokenClaims, cfg: &config::Oidc) -> Person {
-        let verified = claims.email_verified() == Some(true);
+    /// The person from the verified ID token; a claim the token lacks is
+    /// taken from the userinfo answer (`info`, already checked to be about
+    /// the same subject), as providers that keep ID tokens small send
+    /// profile claims there only.
+    pub fn from_claims(
+        claims: &IdTokenClaims,
+        info: Option<&UserInfoClaims>,
+        cfg: &config::Oidc,
+    ) -> Person {
+        // The address and whether it is verified come from the same answer.
+        let (email, verified) = match (claims.email(), info.and_then(|i| i.email())) {
+            (Some(e), _) => (Some(e), claims.email_verified()),
+            (None, Some(e)) => (Some(e), info.and_then(|i| i.email_verified())),
+            (None, None) => (None, None),
+        };
         // An address the provider has not verified may belong to anyone,
         // so it is not used for allow-lists, policy logins or matching.
-        let email = claims
-            .email()
+        let email = email
             .map(|e| e.as_str().trim().to_string())
-            .filter(|_| verified || !cfg.email_verified_required)
+            .filter(|_| verified == Some(true) || !cfg.email_verified_required)
             .unwrap_or_default();
         let display_name = claims
             .name()
             .and_then(|n| n.get(None))
+            .or_else(|| info.and_then(|i| i.name()).and_then(|n| n.get(None)))
             .map(|n| n.as_str().to_string())
             .unwrap_or_default();
         let picture = claims
             .picture()
             .and_then(|p| p.get(None))
+            .or_else(|| info.and_then(|i| i.picture()).and_then(|p| p.get(None)))
             .map(|p| p.as_str().to_string())
             .unwrap_or_default();
         let subject = claims.subject().as_str().to_string();
         let preferred_name = claims
             .preferred_username()
+            .or_else(|| info.and_then(|i| i.preferred_username()))
             .map(|u| u.as_str().to_string())
             .or_else(|| email.split_once('@').map(|(local, _)| local.to_string()))
             .unwrap_or_else(|| subject.clone());
-        let groups = groups(claims.additional_claims().claims.get(&cfg.groups_claim));
+        let groups = groups(
+            claims
+                .additional_claims()
+                .claims
+                .get(&cfg.groups_claim)
+                .or_else(|| info.and_then(|i| i.additional_claims().claims.get(&cfg.groups_claim))),
+        );
         Person {
             profile: OidcProfile {
                 identity: OidcIdentity {

@@ -42,6 +42,7 @@ pub struct ExtraClaims {
 impl AdditionalClaims for ExtraClaims {}
 
 pub type IdTokenClaims = openidconnect::IdTokenClaims<ExtraClaims, CoreGenderClaim>;
+pub type UserInfoClaims = openidconnect::UserInfoClaims<ExtraClaims, CoreGenderClaim>;
 #[cfg(test)]
 pub type IdToken = openidconnect::IdToken<
     ExtraClaims,

@@ -283,5 +283,26 @@ async fn verify(
             ));
         }
     }
-    Ok(Person::from_claims(claims, &login.cfg))
+    let info = user_info(login, &client, &tokens, claims.subject()).await;
+    Ok(Person::from_claims(claims, info.as_ref(), &login.cfg))
+}
+
+/// The userinfo answer for the token's subject, when the provider has the
+/// endpoint; a failure only means the ID token's claims are used alone.
+async fn user_info(
+    login: &Login,
+    client: &super::provider::Client,
+    tokens: &super::provider::TokenResponse,
+    subject: &openidconnect::SubjectIdentifier,
+) -> Option<super::provider::UserInfoClaims> {
+    let req = client
+        .user_info(tokens.access_token().clone(), Some(subject.clone()))
+        .ok()?;
+    match req.request_async(&login.provider.http).await {
+        Ok(info) => Some(info),
+        Err(e) => {
+            tracing::info!(error = %e, "OIDC userinfo request failed; using the ID token's claims");
+            None
+        }
+    }
 }
