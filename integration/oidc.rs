@@ -205,6 +205,16 @@ fn oidc_login_with_a_real_provider_and_the_browser_attacks() {
         let users = net.users();
         let alice_user = users.iter().find(|u| u["name"] == "alice").expect("alice");
         assert_eq!(alice_user["email"], "alice@example.com");
+        assert_eq!(alice_user["display_name"], "Alice");
+        assert_eq!(alice_user["provider"], "oidc");
+        assert_eq!(
+            alice_user["provider_id"],
+            format!("http://127.0.0.1:{idp_port}/alice")
+        );
+        assert_eq!(
+            alice_user["profile_pic_url"],
+            "https://example.com/alice.png"
+        );
         let nodes = net.nodes().len();
 
         // The same callback again (state and code replayed): refused.

@@ -104,13 +104,13 @@ pub(super) async fn handler(
             RegisterResponse::default()
         }
         RegisterOutcome::Refused(_)
-            if keyless && followup.is_empty() && cs.oidc_logins.is_some() =>
+            if keyless
+                && followup.is_empty()
+                && let Some(url) = cs.oidc_logins.as_ref().and_then(|l| l.begin(pending)) =>
         {
-            let url = cs.oidc_logins.as_ref().and_then(|l| l.begin(pending));
             cs.metrics.registration("auth_url");
             RegisterResponse {
-                auth_url: url.unwrap_or_default(),
-                error: String::new(),
+                auth_url: url,
                 ..Default::default()
             }
         }

@@ -40,6 +40,19 @@ impl User {
         }
     }
 
+    /// Headscale's `provider`: `oidc` for users of an identity provider.
+    pub fn provider(&self) -> &'static str {
+        if self.oidc.is_some() { "oidc" } else { "" }
+    }
+
+    /// Headscale's `provider_id`: the issuer URL joined with the subject.
+    pub fn provider_id(&self) -> String {
+        self.oidc
+            .as_ref()
+            .map(|o| format!("{}/{}", o.issuer.trim_end_matches('/'), o.subject))
+            .unwrap_or_default()
+    }
+
     pub fn display(&self) -> &str {
         if self.display_name.is_empty() {
             &self.name

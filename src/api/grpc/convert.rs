@@ -78,9 +78,9 @@ pub(super) fn user(u: &User) -> proto::User {
         created_at: Some(timestamp(u.created_at)),
         display_name: u.display_name.clone(),
         email: u.email.clone(),
-        provider_id: String::new(),
-        provider: String::new(),
-        profile_pic_url: String::new(),
+        provider_id: u.provider_id(),
+        provider: u.provider().into(),
+        profile_pic_url: u.profile_pic_url.clone(),
     }
 }
 
