@@ -193,6 +193,69 @@ mod tests {
         );
     }
 
+    /// Claims the ID token lacks come from userinfo, an address always
+    /// with its own source's `email_verified`, and the token wins where
+    /// both have a claim.
+    #[test]
+    fn userinfo_fills_what_the_id_token_lacks() {
+        use openidconnect::{Audience, EndUserEmail, IssuerUrl, StandardClaims, SubjectIdentifier};
+
+        use crate::auth::oidc::provider::ExtraClaims;
+        let std = || StandardClaims::new(SubjectIdentifier::new("s".into()));
+        let extra = |groups: Option<&[&str]>| ExtraClaims {
+            claims: groups
+                .map(|g| [("groups".to_string(), serde_json::json!(g))].into())
+                .unwrap_or_default(),
+        };
+        let token = |email: Option<(&str, bool)>, groups| {
+            let mut s = std();
+            if let Some((e, v)) = email {
+                s = s
+                    .set_email(Some(EndUserEmail::new(e.into())))
+                    .set_email_verified(Some(v));
+            }
+            IdTokenClaims::new(
+                IssuerUrl::new("https://id.example.com".into()).unwrap(),
+                vec![Audience::new("cs".into())],
+                Utc::now(),
+                Utc::now(),
+                s,
+                extra(groups),
+            )
+        };
+        let info = |email: (&str, bool), groups| {
+            UserInfoClaims::new(
+                std()
+                    .set_email(Some(EndUserEmail::new(email.0.into())))
+                    .set_email_verified(Some(email.1)),
+                extra(groups),
+            )
+        };
+        let c = cfg();
+        let p = Person::from_claims(
+            &token(None, None),
+            Some(&info(("a@example.com", true), Some(&["ops"]))),
+            &c,
+        );
+        assert_eq!(p.profile.email, "a@example.com");
+        assert_eq!(p.profile.groups, ["ops"]);
+        assert_eq!(p.preferred_name, "a");
+        // The token's verified address is not paired with userinfo's flag.
+        let p = Person::from_claims(
+            &token(Some(("t@example.com", false)), Some(&[])),
+            Some(&info(("u@example.com", true), Some(&["ops"]))),
+            &c,
+        );
+        assert_eq!(p.profile.email, "", "unverified address used");
+        assert!(p.profile.groups.is_empty(), "the token's groups win");
+        let p = Person::from_claims(
+            &token(None, None),
+            Some(&info(("u@example.com", false), None)),
+            &c,
+        );
+        assert_eq!(p.profile.email, "");
+    }
+
     #[test]
     fn groups_claim_shapes() {
         let v = serde_json::json!(["b", "a", "b", 3]);
