@@ -49,6 +49,7 @@ fn topology(nodes: usize) -> Topology {
                     "example.com"
                 }
             ),
+            groups: vec![],
         })
         .collect();
     let nodes = (0..nodes)

@@ -18,6 +18,7 @@ mod gateway;
 mod harness;
 mod limits;
 mod login;
+mod oidc;
 mod policy;
 mod restapi;
 mod selftest;

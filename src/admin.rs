@@ -39,6 +39,7 @@ mod snapshot;
 mod api_keys;
 mod dns;
 mod nodes;
+mod oidc;
 mod policy;
 mod preauth_keys;
 mod ssh_check;

@@ -216,7 +216,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     cs.self_signed_relay = self_signed_relay;
     cs.timeouts = public.timeouts;
     admin.registrations().set_ttl(config.login.register_ttl);
-    let auth_flows = crate::auth::AuthFlows::new(&server_url, admin.registrations().clone());
+    let mut auth_flows = crate::auth::AuthFlows::new(&server_url, admin.registrations().clone());
+    if config.oidc.is_some() {
+        auth_flows.provider = Some(Arc::new(crate::auth::oidc::StartPage));
+    }
     cs.auth = Some(auth_flows.clone());
     let health = Router::new()
         .route("/healthz", get(healthz))
@@ -237,6 +240,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .merge(health)
         .merge(whois_router)
         .merge(api_router);
+    if let Some(oidc) = &config.oidc {
+        let routes = crate::auth::oidc::router(oidc.clone(), &config.server_url, admin.clone())
+            .context("setting up OpenID Connect login")?;
+        app = app.merge(routes);
+    }
 
     let mut tls_config = None;
     let mut derp_server = None;

@@ -12,12 +12,16 @@
 //! (OIDC) plugs in through [`AuthFlows::provider`]: when set, the page hands
 //! the visitor to it instead of showing the operator's command.
 //!
+//! `oidc`: OpenID Connect (authorization code flow with PKCE), the
+//! provider the register page hands visitors to when `oidc` is configured.
+//!
 //! `ssh_check`: Tailscale SSH `check` rules, where a destination node holds
 //! an SSH login until the control server vouches for the person.
 //!
 //! May depend on: `admin` (the pending-request store and the audit trail),
 //! `state`, `policy` (via `state`), `tailcfg`, `types`.
 
+pub mod oidc;
 pub mod register_page;
 pub mod ssh_check;
 

@@ -29,6 +29,7 @@
 mod env;
 mod keys;
 pub mod login;
+mod oidc;
 mod raw;
 mod validate;
 
@@ -44,6 +45,7 @@ use std::time::Duration;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 pub use keys::UnknownKey;
+pub use oidc::{Oidc, PkceMethod};
 
 /// Errors from loading the configuration. Each names the key (dotted YAML
 /// path) or file it is about.
@@ -120,6 +122,8 @@ pub struct Config {
     pub cli: Cli,
     /// Key expiry, device approval, interactive registration.
     pub login: login::Login,
+    /// OpenID Connect login (`None`: not configured).
+    pub oidc: Option<Oidc>,
     /// One line per accepted-but-ignored or deprecated setting; the server
     /// logs them at startup.
     pub warnings: Vec<String>,

@@ -51,6 +51,7 @@ pub use dns_settings::DnsOverrides;
 pub use nodes::{KeyUse, NodeRecord};
 pub use oauth_clients::NewOAuthClient;
 pub use preauth_keys::NewPreAuthKey;
+pub use users::OidcProfile;
 
 /// Where the data lives.
 #[derive(Debug, Clone)]

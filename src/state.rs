@@ -20,6 +20,7 @@ mod expiry;
 pub mod ipam;
 mod nodes;
 mod oauth_clients;
+mod oidc_login;
 pub mod policy;
 mod preauth_keys;
 mod register;
@@ -35,6 +36,7 @@ use tokio::sync::watch;
 
 pub use api_keys::ApiKeyRef;
 pub use derp_maps::DerpMaps;
+pub use oidc_login::OidcLogin;
 pub use preauth_keys::NewKey;
 pub use register::{PendingOwner, RegisterInput, RegisterOutcome};
 pub use world::{Certs, Services, Settings, World};

@@ -10,8 +10,8 @@ use libfuzzer_sys::fuzz_target;
 
 fn topology() -> Topology {
     let users = vec![
-        TopoUser { id: 1, name: "alice".into(), login: "alice@example.com".into() },
-        TopoUser { id: 2, name: "bob".into(), login: "bob@example.com".into() },
+        TopoUser { id: 1, name: "alice".into(), login: "alice@example.com".into(), groups: vec![] },
+        TopoUser { id: 2, name: "bob".into(), login: "bob@example.com".into(), groups: vec![] },
     ];
     let node = |id: u64, user: Option<u64>, tags: &[&str]| TopoNode {
         id,

@@ -86,6 +86,7 @@ impl Case {
                 id: u.id,
                 name: u.name.clone(),
                 login: u.email.clone(),
+                groups: vec![],
             })
             .collect();
         // Per prefix, how many viewers saw each node as its primary; the

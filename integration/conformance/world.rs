@@ -32,6 +32,9 @@ pub fn build(c: &Case, ids: &BTreeMap<String, u64>, policy: Policy, compiled: Co
             display_name: u.name.clone(),
             email: u.email.clone(),
             created_at: epoch(),
+            oidc: None,
+            profile_pic_url: String::new(),
+            groups: vec![],
         })
         .collect();
     let nodes: Vec<Node> = c

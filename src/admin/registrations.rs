@@ -76,12 +76,15 @@ pub enum Verdict {
     Rejected(String),
 }
 
-struct Pending {
+pub(super) struct Pending {
     /// What the client asked to register (`None`: a request that only
     /// needs a verdict).
     registration: Option<RegisterInput>,
-    verdict: oneshot::Sender<Verdict>,
+    pub(super) verdict: oneshot::Sender<Verdict>,
     since: Instant,
+    /// The receiving end when nobody waits on the request (a made-up
+    /// machine): held here so the entry stays pending until decided.
+    _unwatched: Option<oneshot::Receiver<Verdict>>,
 }
 
 /// The pending-registration store; cheap to clone.
@@ -139,9 +142,24 @@ impl Registrations {
                 registration,
                 verdict: tx,
                 since: Instant::now(),
+                _unwatched: None,
             },
         );
         Ok(rx)
+    }
+
+    /// Records a pending request nobody waits on (Headscale's debug node):
+    /// it stays pending until decided or expired.
+    pub fn insert_unwatched(
+        &self,
+        id: AuthId,
+        registration: Option<RegisterInput>,
+    ) -> std::result::Result<(), Error> {
+        let rx = self.insert(id.clone(), registration)?;
+        if let Some(p) = self.lock().get_mut(&id) {
+            p._unwatched = Some(rx);
+        }
+        Ok(())
     }
 
     pub fn contains(&self, id: &AuthId) -> bool {
@@ -174,7 +192,7 @@ impl Registrations {
         }
     }
 
-    fn take(&self, id: &AuthId) -> Result<Pending> {
+    pub(super) fn take(&self, id: &AuthId) -> Result<Pending> {
         let ttl = self.ttl();
         let mut map = self.lock();
         match map.remove(id) {
@@ -325,7 +343,8 @@ impl Admin {
                 version: 0,
             };
             // Nobody waits on a made-up machine.
-            drop(self.registrations().insert(id.clone(), Some(input))?);
+            self.registrations()
+                .insert_unwatched(id.clone(), Some(input))?;
             let now = self.now();
             let node = Node {
                 id: NodeId(0),
@@ -384,5 +403,19 @@ mod tests {
         ] {
             assert!(AuthId::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn an_unwatched_request_stays_pending_until_decided() {
+        let r = Registrations::default();
+        let id = AuthId::generate();
+        r.insert_unwatched(id.clone(), None).unwrap();
+        assert!(r.contains(&id));
+        assert_eq!(r.peek(&id).map(|x| x.is_none()), Some(true));
+        let watched = AuthId::generate();
+        drop(r.insert(watched.clone(), None).unwrap());
+        assert!(!r.contains(&watched), "a request whose waiter left is gone");
+        assert!(r.take(&id).is_ok());
+        assert!(!r.contains(&id));
     }
 }

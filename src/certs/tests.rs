@@ -69,6 +69,9 @@ fn world(certs: Certs) -> World {
         display_name: String::new(),
         email: "alice@example.com".into(),
         created_at: Utc::now(),
+        oidc: None,
+        profile_pic_url: String::new(),
+        groups: vec![],
     };
     let nodes = vec![
         node(1, &[]),

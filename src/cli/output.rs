@@ -110,6 +110,13 @@ pub(super) struct UserView {
     pub email: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub created_at: Option<String>,
+    /// `oidc` for users of an identity provider (Headscale's field).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub provider: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub provider_id: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub profile_pic_url: String,
 }
 
 impl From<&v1::User> for UserView {
@@ -120,6 +127,9 @@ impl From<&v1::User> for UserView {
             display_name: u.display_name.clone(),
             email: u.email.clone(),
             created_at: rfc3339(Some(&u.created_at)),
+            provider: u.provider.clone(),
+            provider_id: u.provider_id.clone(),
+            profile_pic_url: u.profile_pic_url.clone(),
         }
     }
 }

@@ -18,6 +18,9 @@ struct FileUser {
     name: String,
     #[serde(default)]
     email: String,
+    /// The user's identity-provider groups (`oidc:NAME` group members).
+    #[serde(default)]
+    groups: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -100,6 +103,7 @@ impl NamedTopology {
                 } else {
                     u.email.clone()
                 },
+                groups: u.groups.clone(),
             })
             .collect();
         Ok(t)
@@ -192,6 +196,7 @@ impl NamedTopology {
                 id: uid,
                 name: local.to_string(),
                 login: login.clone(),
+                groups: vec![],
             });
             add(&mut t, format!("{local}-device-{uid}"), Some(uid), vec![]);
         }

@@ -65,7 +65,6 @@ const REMOVED: &[(&str, &str)] = &[
         "dns.use_username_in_magic_dns",
         "removed by Headscale; hostnames no longer include the user",
     ),
-    ("oidc.expiry", "replaced by \"node.expiry\""),
     ("oidc.strip_email_domain", "removed in Headscale 0.26"),
     ("oidc.map_legacy_users", "removed in Headscale 0.26"),
 ];

@@ -23,9 +23,10 @@ mod compat;
 mod connections;
 mod whois;
 
+use super::oidc::RawOidc;
 pub(super) use audit::RawAudit;
 pub(super) use compat::RawCli;
-use compat::{RawGorm, RawOidc, RawToggle, RawTuning};
+use compat::{RawGorm, RawToggle, RawTuning};
 pub(super) use connections::RawConnections;
 pub(super) use whois::RawWhois;
 

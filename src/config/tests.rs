@@ -290,7 +290,6 @@ fn every_unsupported_setting_is_named_in_a_warning() {
         "database.postgres.max_idle_conns",
         "database.postgres.conn_max_idle_time_secs",
         "tls_letsencrypt_hostname",
-        "oidc",
         "logtail.enabled",
         "taildrop.enabled",
         "auto_update.enabled",

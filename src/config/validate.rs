@@ -30,7 +30,7 @@ use super::{
 
 pub(super) use database::redact_url_password;
 pub(super) use dns::extra_records_json;
-pub(super) use parse::invalid;
+pub(super) use parse::{duration, invalid};
 
 const DEFAULT_DATA_DIR: &str = "./clawscale-data";
 
@@ -91,6 +91,7 @@ pub(super) fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config, 
     let audit = admin::audit(&raw.audit, &data_dir)?;
     let cli = admin::cli(&raw.cli)?;
     let login = login::build(&raw)?;
+    let oidc = super::oidc::build(raw.oidc.as_ref())?;
     admin::grpc_tls(&raw, grpc_listen_addr.is_some(), &tls)?;
 
     unsupported::collect(&raw, &mut warnings);
@@ -118,6 +119,7 @@ pub(super) fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config, 
         audit,
         cli,
         login,
+        oidc,
         warnings,
     })
 }

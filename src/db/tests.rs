@@ -439,3 +439,82 @@ async fn postgres_authorized_round_trips() {
     };
     authorized_round_trips(&pg.db().await).await;
 }
+
+/// OIDC users (migration 0008) round-trip on an engine: identity, picture
+/// and groups are stored; a second login with the same (issuer, subject)
+/// updates that user; another subject is another user; the pair is unique.
+async fn oidc_users_round_trip(db: &Db) {
+    use crate::db::OidcProfile;
+    use crate::types::OidcIdentity;
+    let now = Utc::now();
+    let plain = db.create_user("plain", "", "", now).await.expect("plain");
+    assert_eq!((plain.oidc.as_ref(), plain.groups.len()), (None, 0));
+    let mut p = OidcProfile {
+        identity: OidcIdentity {
+            issuer: "https://id.example.com".into(),
+            subject: "248289761001".into(),
+        },
+        display_name: "Alice".into(),
+        email: "alice@example.com".into(),
+        profile_pic_url: "https://id.example.com/alice.png".into(),
+        groups: vec!["mcp-admins".into(), "dev".into()],
+    };
+    let (alice, created) = db.upsert_oidc_user("alice", &p, now).await.expect("alice");
+    assert!(created);
+    assert_eq!(alice.oidc.as_ref(), Some(&p.identity));
+    assert_eq!(alice.groups, p.groups);
+    assert_eq!(alice.profile_pic_url, p.profile_pic_url);
+    p.email = "alice@example.org".into();
+    p.groups = vec![];
+    let (again, created) = db
+        .upsert_oidc_user("ignored-name", &p, now)
+        .await
+        .expect("again");
+    assert!(!created);
+    assert_eq!((again.id, again.name.as_str()), (alice.id, "alice"));
+    assert_eq!(again.email, "alice@example.org");
+    assert!(again.groups.is_empty());
+    let other = OidcProfile {
+        identity: OidcIdentity {
+            subject: "other".into(),
+            ..p.identity.clone()
+        },
+        ..p.clone()
+    };
+    let (bob, created) = db.upsert_oidc_user("bob", &other, now).await.expect("bob");
+    assert!(created && bob.id != alice.id);
+    let listed = db.list_users().await.expect("list");
+    assert_eq!(listed, [plain, again, bob]);
+    // A name clash is reported, not merged.
+    let third = OidcProfile {
+        identity: OidcIdentity {
+            subject: "third".into(),
+            ..p.identity.clone()
+        },
+        ..p
+    };
+    assert!(matches!(
+        db.upsert_oidc_user("alice", &third, now).await,
+        Err(Error::Conflict(_))
+    ));
+}
+
+#[tokio::test]
+async fn sqlite_oidc_users_round_trip() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Db::connect(&super::Target::Sqlite {
+        path: dir.path().join("db.sqlite"),
+        write_ahead_log: true,
+    })
+    .await
+    .expect("db");
+    oidc_users_round_trip(&db).await;
+}
+
+#[tokio::test]
+async fn postgres_oidc_users_round_trip() {
+    let Some(pg) = PgTemp::create("oidcusers").await else {
+        return;
+    };
+    oidc_users_round_trip(&pg.db().await).await;
+}

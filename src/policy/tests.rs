@@ -9,5 +9,6 @@ mod extensions;
 mod hujson;
 mod incr;
 mod layering;
+mod oidc_groups;
 mod rng;
 mod validation;

@@ -47,10 +47,12 @@ pub fn topology(w: &World) -> Topology {
     }
 }
 
-fn logins(w: &World) -> Vec<(u64, &str)> {
+/// What user selectors resolve through: logins and identity-provider
+/// groups (`oidc:NAME` members).
+fn logins(w: &World) -> Vec<(u64, &str, &[String])> {
     w.users
         .values()
-        .map(|u| (u.id.0 as u64, u.login_name()))
+        .map(|u| (u.id.0 as u64, u.login_name(), u.groups.as_slice()))
         .collect()
 }
 
@@ -59,6 +61,7 @@ fn topo_user(u: &User) -> TopoUser {
         id: u.id.0 as u64,
         name: u.name.clone(),
         login: u.login_name().to_string(),
+        groups: u.groups.clone(),
     }
 }
 

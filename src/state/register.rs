@@ -329,7 +329,7 @@ impl Core {
     /// Enrols the machine of a pending interactive registration (an
     /// operator approved it: `admin::registrations`). Recorded by the
     /// operator's audit entry, so no event.
-    async fn register_pending(
+    pub(super) async fn register_pending(
         &mut self,
         req: RegisterInput,
         owner: PendingOwner,

@@ -1,5 +1,5 @@
-//! Users (tailnet members). clawscale has no identity provider yet: users are
-//! created by an operator and nodes join them with pre-auth keys.
+//! Users (tailnet members): created by an operator, or on their first
+//! OpenID Connect login (then identified by issuer and subject).
 
 use chrono::{DateTime, Utc};
 
@@ -13,6 +13,20 @@ pub struct User {
     pub display_name: String,
     pub email: String,
     pub created_at: DateTime<Utc>,
+    /// Set for users that log in through OpenID Connect.
+    pub oidc: Option<OidcIdentity>,
+    pub profile_pic_url: String,
+    /// The identity provider's groups claim at the last login; policy
+    /// groups may name them as `oidc:NAME`.
+    pub groups: Vec<String>,
+}
+
+/// Who a user is at an identity provider: the stable `(iss, sub)` pair of
+/// its ID tokens (OpenID Connect Core §5.7: e-mail is not a stable key).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct OidcIdentity {
+    pub issuer: String,
+    pub subject: String,
 }
 
 impl User {
@@ -24,6 +38,19 @@ impl User {
         } else {
             &self.email
         }
+    }
+
+    /// Headscale's `provider`: `oidc` for users of an identity provider.
+    pub fn provider(&self) -> &'static str {
+        if self.oidc.is_some() { "oidc" } else { "" }
+    }
+
+    /// Headscale's `provider_id`: the issuer URL joined with the subject.
+    pub fn provider_id(&self) -> String {
+        self.oidc
+            .as_ref()
+            .map(|o| format!("{}/{}", o.issuer.trim_end_matches('/'), o.subject))
+            .unwrap_or_default()
     }
 
     pub fn display(&self) -> &str {

@@ -78,9 +78,9 @@ pub(super) fn user(u: &User) -> proto::User {
         created_at: Some(timestamp(u.created_at)),
         display_name: u.display_name.clone(),
         email: u.email.clone(),
-        provider_id: String::new(),
-        provider: String::new(),
-        profile_pic_url: String::new(),
+        provider_id: u.provider_id(),
+        provider: u.provider().into(),
+        profile_pic_url: u.profile_pic_url.clone(),
     }
 }
 
@@ -186,6 +186,9 @@ mod tests {
             display_name: "Alice A.".into(),
             email: "alice@example.com".into(),
             created_at: at(1_700_000_000),
+            oidc: None,
+            profile_pic_url: String::new(),
+            groups: vec![],
         }
     }
 

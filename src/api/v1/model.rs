@@ -53,9 +53,9 @@ impl From<&types::User> for User {
             created_at: u.created_at,
             display_name: u.display_name.clone(),
             email: u.email.clone(),
-            provider_id: String::new(),
-            provider: String::new(),
-            profile_pic_url: String::new(),
+            provider_id: u.provider_id(),
+            provider: u.provider().into(),
+            profile_pic_url: u.profile_pic_url.clone(),
         }
     }
 }

@@ -280,3 +280,59 @@ fn explain_names_the_deciding_deny_rule() {
         r#"allowed by services["svc:systemmanager-mcp"].allowedTags"#
     );
 }
+
+/// Topology files may give users their identity-provider groups, so
+/// `oidc:NAME` group members can be checked and explained offline.
+#[test]
+fn topology_users_carry_oidc_groups_for_explain_and_check() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let topo = dir.path().join("topo.json");
+    std::fs::write(
+        &topo,
+        r#"{"users": [
+              {"id": 1, "name": "alice", "email": "alice@example.com", "groups": ["mcp-admins"]},
+              {"id": 2, "name": "bob", "email": "bob@example.com"}],
+            "nodes": {
+              "alice-laptop": {"user": "alice", "ipv4": "100.64.0.1"},
+              "bob-laptop": {"user": "bob", "ipv4": "100.64.0.2"},
+              "mcp": {"tags": ["tag:mcp-server"], "ipv4": "100.64.0.3"}}}"#,
+    )
+    .unwrap();
+    let policy = dir.path().join("p.hujson");
+    std::fs::write(
+        &policy,
+        r#"{"groups": {"group:mcp-admins": ["oidc:mcp-admins"]},
+            "tagOwners": {"tag:mcp-server": []},
+            "acls": [{"action": "accept", "src": ["group:mcp-admins"], "dst": ["tag:mcp-server:443"]}]}"#,
+    )
+    .unwrap();
+    let explain = |src: &str| {
+        run(PolicyCommand::Explain {
+            policy: policy.clone(),
+            topology: topo.clone(),
+            src: src.into(),
+            dst: "mcp:443".into(),
+            proto: None,
+        })
+    };
+    let (r, out) = explain("alice-laptop");
+    assert_eq!(r, Ok(None));
+    assert!(out.starts_with("allowed by acls[0]"), "{out}");
+    let (_, out) = explain("bob-laptop");
+    assert!(out.starts_with("denied"), "{out}");
+    let check = |strict| {
+        run(PolicyCommand::Check {
+            path: Some(policy.clone()),
+            file: None,
+            topology: Some(topo.clone()),
+            strict,
+        })
+    };
+    let (r, out) = check(false);
+    assert_eq!(r, Ok(None), "{out}");
+    let (r, _) = check(true);
+    assert!(
+        r.unwrap_err().contains("oidc:mcp-admins"),
+        "strict refuses oidc:"
+    );
+}

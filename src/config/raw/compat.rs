@@ -2,8 +2,6 @@
 //! parsed (so Headscale files load, and typos in them are still caught) and
 //! looked at only to decide whether to warn that they are ignored.
 
-use std::collections::BTreeMap;
-
 use serde::Deserialize;
 
 use super::Scalar;
@@ -16,36 +14,6 @@ pub(in crate::config) struct RawGorm {
     pub parameterized_queries: Option<bool>,
     pub skip_err_record_not_found: Option<bool>,
     pub slow_threshold: Option<u64>,
-}
-
-/// Headscale's OpenID Connect section; accepted, not implemented, so most
-/// fields are only there to be recognised.
-#[allow(dead_code, reason = "schema for Headscale compatibility")]
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(in crate::config) struct RawOidc {
-    pub enabled: Option<bool>,
-    pub only_start_if_oidc_is_available: Option<bool>,
-    pub issuer: Option<String>,
-    pub client_id: Option<String>,
-    pub client_secret: Option<String>,
-    pub client_secret_path: Option<String>,
-    pub use_expiry_from_token: Option<bool>,
-    pub scope: Option<Vec<String>>,
-    pub email_verified_required: Option<bool>,
-    pub extra_params: Option<BTreeMap<String, Scalar>>,
-    pub allowed_domains: Option<Vec<String>>,
-    pub allowed_users: Option<Vec<String>>,
-    pub allowed_groups: Option<Vec<String>>,
-    pub pkce: Option<RawPkce>,
-}
-
-#[allow(dead_code, reason = "schema for Headscale compatibility")]
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(in crate::config) struct RawPkce {
-    pub enabled: Option<bool>,
-    pub method: Option<String>,
 }
 
 /// `logtail`, `taildrop`, `auto_update`: a section with one `enabled` flag.

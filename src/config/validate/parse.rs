@@ -72,7 +72,7 @@ pub(super) fn url_host(url: &str) -> Option<String> {
 
 /// Go-style and humantime durations: `30m`, `1h30m`, `1.5h`, `180d`, `500ms`;
 /// a bare `0` means zero. Numbers other than 0 need a unit.
-pub(super) fn duration(key: &str, value: &Scalar) -> Result<Duration, Error> {
+pub(in crate::config) fn duration(key: &str, value: &Scalar) -> Result<Duration, Error> {
     let text = value.text.trim();
     if text == "0" {
         return Ok(Duration::ZERO);

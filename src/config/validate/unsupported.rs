@@ -97,12 +97,6 @@ pub(super) fn collect(raw: &RawConfig, warnings: &mut Vec<String>) {
             "ACME (Let's Encrypt) certificates",
         );
     }
-    let oidc_on = raw.oidc.as_ref().is_some_and(|oidc| {
-        oidc.issuer.as_deref().is_some_and(|i| !i.trim().is_empty()) || oidc.enabled == Some(true)
-    });
-    if oidc_on {
-        warn("oidc", "OpenID Connect login");
-    }
     if raw.logtail.enabled == Some(true) {
         warn("logtail.enabled", "client log upload (logtail)");
     }

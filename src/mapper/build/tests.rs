@@ -45,6 +45,9 @@ fn user(id: i64, name: &str) -> User {
         display_name: String::new(),
         email: format!("{name}@example.com"),
         created_at: now(),
+        oidc: None,
+        profile_pic_url: String::new(),
+        groups: vec![],
     }
 }
 

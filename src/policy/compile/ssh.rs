@@ -339,6 +339,7 @@ pub(crate) mod tests {
             id,
             name: name.into(),
             login: format!("{name}@{dom}"),
+            groups: vec![],
         };
         let node = |id: u64, name: &str, user: Option<u64>, tag: Option<&str>| TopoNode {
             id,

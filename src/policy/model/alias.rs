@@ -4,6 +4,8 @@
 
 use ipnet::IpNet;
 
+use super::topology::TopoUser;
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Alias {
     Wildcard,
@@ -45,6 +47,19 @@ impl Alias {
     }
 }
 
+/// Group members naming an identity-provider group (clawscale extension):
+/// `"group:ops": ["oidc:ops"]` holds every user whose OpenID Connect groups
+/// claim contained `ops` at their last login.
+pub const OIDC_MEMBER_PREFIX: &str = "oidc:";
+
+/// Does a group member (a user selector, or `oidc:NAME`) match `user`?
+pub fn member_matches(member: &str, user: &TopoUser) -> bool {
+    match member.strip_prefix(OIDC_MEMBER_PREFIX) {
+        Some(group) => user.groups.iter().any(|g| g == group),
+        None => user_matches(member, &user.login),
+    }
+}
+
 /// Does `login` match a user selector (`alice@example.com` exactly, or
 /// `alice@` as the local part of any login)?
 pub fn user_matches(sel: &str, login: &str) -> bool {
@@ -65,5 +80,28 @@ mod tests {
         assert!(!user_matches("alice@", "malice@example.com"));
         assert!(user_matches("alice@example.com", "alice@example.com"));
         assert!(!user_matches("alice@example.com", "alice@example.org"));
+    }
+
+    #[test]
+    fn oidc_members_match_groups_not_logins() {
+        let alice = TopoUser {
+            id: 1,
+            name: "alice".into(),
+            login: "alice@example.com".into(),
+            groups: vec!["mcp-admins".into()],
+        };
+        assert!(member_matches("oidc:mcp-admins", &alice));
+        assert!(!member_matches("oidc:mcp", &alice));
+        assert!(!member_matches("oidc:MCP-ADMINS", &alice));
+        assert!(member_matches("alice@", &alice));
+        let bob = TopoUser {
+            login: "oidc:mcp-admins".into(),
+            groups: vec![],
+            ..alice.clone()
+        };
+        assert!(
+            !member_matches("oidc:mcp-admins", &bob),
+            "logins are not groups"
+        );
     }
 }

@@ -11,11 +11,14 @@ pub struct Topology {
     pub nodes: Vec<TopoNode>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TopoUser {
     pub id: u64,
     pub name: String,
     pub login: String,
+    /// The identity provider's groups for this user (OpenID Connect groups
+    /// claim), matched by `oidc:NAME` group members.
+    pub groups: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

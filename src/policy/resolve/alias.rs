@@ -8,7 +8,8 @@
 use std::net::IpAddr;
 
 use super::ipset::IpSet;
-use crate::policy::model::{Alias, Doc, TopoNode, Topology, alias::user_matches};
+use crate::policy::model::alias::{member_matches, user_matches};
+use crate::policy::model::{Alias, Doc, TopoNode, TopoUser, Topology};
 
 /// The tailnet's node address space as `*` matches it in `SrcIPs`: the
 /// CGNAT range minus Tailscale's reserved 100.115.92.0/23, plus the ULA /48.
@@ -52,12 +53,12 @@ pub struct Resolver<'a> {
 
 impl Resolver<'_> {
     pub fn login_of(&self, node: usize) -> Option<&str> {
+        self.user_of(node).map(|u| u.login.as_str())
+    }
+
+    pub fn user_of(&self, node: usize) -> Option<&TopoUser> {
         let uid = self.topo.nodes[node].user?;
-        self.topo
-            .users
-            .iter()
-            .find(|u| u.id == uid)
-            .map(|u| u.login.as_str())
+        self.topo.users.iter().find(|u| u.id == uid)
     }
 
     /// Nodes (by index) an alias selects; `None` for aliases that are pure
@@ -78,11 +79,11 @@ impl Resolver<'_> {
             }
             Alias::Group(g) => {
                 !tagged
-                    && self.login_of(node).is_some_and(|l| {
+                    && self.user_of(node).is_some_and(|u| {
                         self.doc
                             .groups
                             .get(g)
-                            .is_some_and(|ms| ms.iter().any(|m| user_matches(m, l)))
+                            .is_some_and(|ms| ms.iter().any(|m| member_matches(m, u)))
                     })
             }
             Alias::Tag(t) => n.tags.iter().any(|x| x == t),

@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use super::alias::{Resolver, node_ips};
 use super::ipset::IpSet;
-use crate::policy::model::{Alias, Doc, Topology, alias::user_matches};
+use crate::policy::model::alias::{member_matches, user_matches};
+use crate::policy::model::{Alias, Doc, TopoUser, Topology};
 
 /// Fixed-size bitset over node indices.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
@@ -155,8 +156,8 @@ impl<'a> AliasIndex<'a> {
         let nodes = &self.topo.nodes;
         let mut b = Bits::new(n);
         let users = &self.topo.users;
-        let by_user = |ok: &dyn Fn(&str) -> bool, b: &mut Bits| {
-            let good: Vec<bool> = users.iter().map(|u| ok(&u.login)).collect();
+        let by_user = |ok: &dyn Fn(&TopoUser) -> bool, b: &mut Bits| {
+            let good: Vec<bool> = users.iter().map(ok).collect();
             for (i, node) in nodes.iter().enumerate() {
                 if node.tags.is_empty() && self.facts.user_idx[i].is_some_and(|u| good[u]) {
                     b.set(i);
@@ -165,14 +166,14 @@ impl<'a> AliasIndex<'a> {
         };
         match a {
             Alias::Wildcard | Alias::DangerAll => return Bits::all(n),
-            Alias::User(sel) => by_user(&|l| user_matches(sel, l), &mut b),
+            Alias::User(sel) => by_user(&|u| user_matches(sel, &u.login), &mut b),
             Alias::UserDomain(d) => by_user(
-                &|l| l.rsplit_once('@').is_some_and(|(_, dom)| dom == d),
+                &|u| u.login.rsplit_once('@').is_some_and(|(_, dom)| dom == d),
                 &mut b,
             ),
             Alias::Group(g) => {
                 let members = self.doc.groups.get(g).cloned().unwrap_or_default();
-                by_user(&|l| members.iter().any(|m| user_matches(m, l)), &mut b)
+                by_user(&|u| members.iter().any(|m| member_matches(m, u)), &mut b)
             }
             Alias::Member => {
                 for (i, node) in nodes.iter().enumerate() {

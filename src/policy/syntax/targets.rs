@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 
 use super::fields::{Ctx, key_path, obj, strings};
 use super::selector::{Place, alias_at};
+use crate::policy::model::alias::OIDC_MEMBER_PREFIX;
 use crate::policy::model::{Doc, PolicyError};
 
 pub fn parse(ctx: &Ctx, doc: &mut Doc, top: &Map<String, Value>) -> Result<(), PolicyError> {
@@ -21,7 +22,8 @@ pub fn parse(ctx: &Ctx, doc: &mut Doc, top: &Map<String, Value>) -> Result<(), P
     Ok(())
 }
 
-/// Group members are logins (`alice@example.com`, `alice@`); groups do
+/// Group members are logins (`alice@example.com`, `alice@`) or, as a
+/// clawscale extension, identity-provider groups (`oidc:NAME`); groups do
 /// not nest.
 fn groups(ctx: &Ctx, doc: &mut Doc, g: &Value) -> Result<(), PolicyError> {
     for (name, members) in obj(ctx, g, "/groups")? {
@@ -45,6 +47,18 @@ fn groups(ctx: &Ctx, doc: &mut Doc, g: &Value) -> Result<(), PolicyError> {
                     &format!("{p}/{i}"),
                     format!("groups[{name:?}]: {m:?}: group members cannot be recursive"),
                 ));
+            }
+            if let Some(idp_group) = m.strip_prefix(OIDC_MEMBER_PREFIX) {
+                let at = ctx.err(&format!("{p}/{i}"), "").position;
+                if idp_group.is_empty() {
+                    return Err(ctx.err(
+                        &format!("{p}/{i}"),
+                        format!("groups[{name:?}]: {m:?}: name the identity provider's group"),
+                    ));
+                }
+                doc.extensions
+                    .push((format!("OIDC group member {m:?}"), at));
+                continue;
             }
             if !m.contains('@') {
                 return Err(ctx.err(

@@ -28,6 +28,7 @@ fn topology(rng: &mut Rng) -> Topology {
             id: i as u64 + 1,
             name: l.split('@').next().unwrap_or(l).into(),
             login: l.to_string(),
+            groups: vec![],
         })
         .collect();
     let count = 4 + rng.below(4);

@@ -28,6 +28,7 @@ fn topo() -> Topology {
         id,
         name: name.into(),
         login: format!("{name}@example.com"),
+        groups: vec![],
     };
     Topology {
         users: vec![user(1, "alice"), user(2, "bob"), user(3, "carol")],

@@ -99,6 +99,7 @@ fn random_updates(text: &str, seed: u64) -> (usize, usize) {
         id: i as u64 + 1,
         name: format!("u{}", i + 1),
         login: l.to_string(),
+        groups: vec![],
     })
     .collect();
     let mut rng = Rng(seed);

@@ -320,6 +320,7 @@ fn topo() -> Topology {
             id: 1,
             name: "ops".into(),
             login: "ops@example.com".into(),
+            groups: vec![],
         }],
         nodes: vec![TopoNode {
             id: 1,

@@ -46,6 +46,9 @@ pub(crate) fn user(id: i64, name: &str, display: &str) -> User {
         display_name: display.into(),
         email: format!("{name}@example.com"),
         created_at: now(),
+        oidc: None,
+        profile_pic_url: String::new(),
+        groups: vec![],
     }
 }
 
