@@ -25,7 +25,7 @@ use crate::harness::{
 const JOIN: Duration = Duration::from_secs(90);
 /// From approval to the command's output (a long poll answered at once,
 /// then a shell started on the destination).
-const AFTER_VERDICT: Duration = Duration::from_secs(20);
+pub(crate) const AFTER_VERDICT: Duration = Duration::from_secs(20);
 
 const POLICY: &str = r#"{
   "tagOwners": {"tag:server": ["alice@example.com"]},
@@ -34,8 +34,9 @@ const POLICY: &str = r#"{
            "users": ["root", "nobody"], "checkPeriod": "1h"}]
 }"#;
 
-/// One `ssh` run in the background, its output going to files.
-struct Ssh {
+/// One `ssh` run in the background, its output going to files (also used
+/// by `oidc::clients` for a check passed by signing in).
+pub(crate) struct Ssh {
     child: OwnedChild,
     out: PathBuf,
     err: PathBuf,
@@ -44,7 +45,7 @@ struct Ssh {
 impl Ssh {
     /// `ssh user@ip echo ok` from `from`'s namespace, through its
     /// `tailscale nc` (the clients run in userspace-networking mode).
-    fn start(from: &Tailscaled, ip: &str, user: &str, dir: &Path, label: &str) -> Ssh {
+    pub(crate) fn start(from: &Tailscaled, ip: &str, user: &str, dir: &Path, label: &str) -> Ssh {
         let tailscale = client_bins(from.version()).tailscale;
         let socket = from.state_dir().join("sock");
         let proxy = format!(
@@ -88,7 +89,7 @@ impl Ssh {
 
     /// The auth id in the check's banner, once ssh shows it; ssh must
     /// still be waiting then.
-    fn auth_id(&mut self) -> String {
+    pub(crate) fn auth_id(&mut self) -> String {
         let id = wait_for("the SSH check banner", JOIN, || {
             let err = self.stderr();
             if let Some(status) = self.child.exited() {
@@ -107,7 +108,7 @@ impl Ssh {
     }
 
     /// Waits for ssh to exit: (success, stdout, stderr).
-    fn finish(&mut self, within: Duration) -> (bool, String, String) {
+    pub(crate) fn finish(&mut self, within: Duration) -> (bool, String, String) {
         let status = try_wait_for(within, || self.child.exited().ok_or("running".to_owned()));
         let status = status.unwrap_or_else(|_| {
             panic!(

@@ -209,10 +209,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let public = settings::connection_limits(&config.connections);
     let mut cs = ControlState::new(state.clone(), noise_key, metrics.clone());
     cs.challenges = challenges;
-    cs.ssh_checks = Some(crate::auth::ssh_check::SshChecks::new(
-        state.clone(),
-        admin.clone(),
-    ));
+    let ssh_checks = crate::auth::ssh_check::SshChecks::new(state.clone(), admin.clone());
+    cs.ssh_checks = Some(ssh_checks.clone());
     cs.self_signed_relay = self_signed_relay;
     cs.timeouts = public.timeouts;
     admin.registrations().set_ttl(config.login.register_ttl);
@@ -241,8 +239,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .merge(whois_router)
         .merge(api_router);
     if let Some(oidc) = &config.oidc {
-        let routes = crate::auth::oidc::router(oidc.clone(), &config.server_url, admin.clone())
-            .context("setting up OpenID Connect login")?;
+        let routes =
+            crate::auth::oidc::router(oidc.clone(), &config.server_url, admin.clone(), ssh_checks)
+                .context("setting up OpenID Connect login")?;
         app = app.merge(routes);
     }
 

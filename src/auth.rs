@@ -158,7 +158,7 @@ impl AuthFlows {
         held.waiter = None;
         match verdict {
             Ok(Ok(Verdict::Approved(Some(node)))) => FollowupOutcome::Registered(node),
-            Ok(Ok(Verdict::Approved(None))) => {
+            Ok(Ok(Verdict::Approved(None) | Verdict::Vouched(_))) => {
                 FollowupOutcome::Failed("login approved without a node".into())
             }
             Ok(Ok(Verdict::Rejected(msg))) => {

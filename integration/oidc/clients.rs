@@ -5,11 +5,13 @@
 //! identity provider's group `mcp-admins` (`oidc:mcp-admins`) lets alice,
 //! who is in it, reach `svc:mcp` over TCP through the tailnet, and not bob;
 //! removed from the group at the provider, alice loses the access at her
-//! next login, keeping her node and addresses.
+//! next login, keeping her node and addresses. The same group may SSH to
+//! the server under a `check` rule: alice's OpenSSH login waits on the
+//! check until she signs in at the provider through the banner's link.
 
 use std::fs;
 use std::os::fd::AsFd;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustix::thread::{LinkNameSpaceType, move_into_link_name_space};
 use serde_json::Value;
@@ -20,6 +22,7 @@ use crate::harness::{
     ClientVersion, Db, KeyOptions, Listener, Netns, Server, Tailscaled, Topology,
     skip_real_clients, wait_for,
 };
+use crate::ssh_check::{AFTER_VERDICT, Ssh};
 
 const JOIN: Duration = Duration::from_secs(90);
 const CONVERGE: Duration = Duration::from_secs(60);
@@ -33,6 +36,11 @@ const POLICY: &str = r#"// svc:mcp for the identity provider's mcp-admins group
   "services": {"svc:mcp": {"hosts": ["tag:mcp-server"], "ports": ["tcp:443"]}},
   "acls": [
     {"action": "accept", "src": ["group:mcp-admins"], "dst": ["svc:mcp:443"]},
+    {"action": "accept", "src": ["group:mcp-admins"], "dst": ["tag:mcp-server:22"]},
+  ],
+  "ssh": [
+    {"action": "check", "src": ["group:mcp-admins"], "dst": ["tag:mcp-server"],
+     "users": ["root"], "checkPeriod": "1h"},
   ],
 }
 "#;
@@ -145,7 +153,8 @@ fn an_oidc_group_grants_svc_mcp_to_real_clients_and_follows_logins() {
         },
     );
     let mcp = Tailscaled::start(topo.host(0), "mcp", ClientVersion::V1_96_4);
-    mcp.up_ok(&server.url(), &key, "mcp");
+    let out = mcp.up_with(&server.url(), &key, "mcp", &["--ssh"]);
+    assert!(out.success(), "tailscale up --ssh on mcp:\n{out}");
     let alice = Tailscaled::start(topo.host(1), "alice-laptop", ClientVersion::V1_96_4);
     let bob = Tailscaled::start(topo.host(2), "bob-laptop", ClientVersion::V1_78_1);
     interactive_login(&server, topo.hub(), &alice, "alice");
@@ -174,6 +183,34 @@ fn an_oidc_group_grants_svc_mcp_to_real_clients_and_follows_logins() {
     wait_for("alice to reach svc:mcp", CONVERGE, || {
         service.reached_from(&alice, &mcp_ip, MCP_PORT)
     });
+    // alice's SSH login is held by the check until she signs in again at
+    // the provider through the banner's link.
+    let t0 = Instant::now();
+    let mut ssh = Ssh::start(&alice, &mcp_ip, "root", dir.path(), "check");
+    let id = ssh.auth_id();
+    let passed = sign_in_from(
+        topo.hub(),
+        format!("{}/register/{id}", server.url()),
+        "alice",
+    );
+    assert!(
+        passed.status == reqwest::StatusCode::OK && passed.body.contains("SSH login approved"),
+        "alice's sign-in for the SSH check: {} {}",
+        passed.status,
+        passed.body
+    );
+    let (ok, out, err) = ssh.finish(AFTER_VERDICT);
+    assert!(
+        ok && out.trim() == "ok",
+        "checked login failed: {out:?} {err}"
+    );
+    eprintln!("ssh check passed by signing in: {:?} in all", t0.elapsed());
+    let audit = server.cli_ok(&["audit", "list", "-o", "json"]);
+    assert!(
+        audit.stdout.contains("ssh_check.approve_oidc"),
+        "not audited"
+    );
+
     assert!(!sees(&bob, "mcp"), "bob is not in mcp-admins");
     assert!(
         service.reached_from(&bob, &mcp_ip, MCP_PORT).is_err(),

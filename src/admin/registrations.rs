@@ -21,7 +21,7 @@ use tokio::sync::oneshot;
 
 use super::{Admin, Caller, Done, Error, Mutation, NodeInfo, Resource, Result, snapshot};
 use crate::state::{PendingOwner, RegisterInput};
-use crate::types::{DnsLabel, MachinePublic, Node, NodeId, NodePublic};
+use crate::types::{DnsLabel, MachinePublic, Node, NodeId, NodePublic, UserId};
 
 /// How long a registration waits for an operator (Headscale's default
 /// `tuning.register_cache_expiration`).
@@ -68,11 +68,14 @@ impl fmt::Display for AuthId {
     }
 }
 
-/// An operator's decision on a pending request.
+/// The decision on a pending request.
 #[derive(Debug, Clone)]
 pub enum Verdict {
-    /// Approved; for a registration, the node it created.
+    /// Approved by an operator; for a registration, the node it created.
     Approved(Option<Arc<Node>>),
+    /// Approved by a person who proved at the identity provider to be this
+    /// user (an SSH check; the waiter holds it against the source node).
+    Vouched(UserId),
     Rejected(String),
 }
 

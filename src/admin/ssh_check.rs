@@ -3,13 +3,16 @@
 //! the same audited `approve_auth` / `reject_auth` as a login; the verdicts
 //! nobody typed (a check remembered from earlier, a check that expired)
 //! get their own lines here, with the node or the server as the actor.
+//! A person who passes a check by logging in at the identity provider
+//! (`auth::oidc`, which has found their user and held it against the
+//! source node) is recorded by their OIDC identity.
 
 use serde_json::Value;
 use tokio::sync::oneshot;
 
 use super::registrations::Verdict;
-use super::{Actor, Admin, AuthId, Caller, Done, Mutation, Resource, Result};
-use crate::types::NodeId;
+use super::{Actor, Admin, AuthId, Caller, Done, Error, Mutation, Resource, Result};
+use crate::types::{NodeId, OidcIdentity, UserId};
 
 /// What an SSH check line is about: the pending request when there is one,
 /// else the (source, destination) pair.
@@ -54,5 +57,47 @@ impl Admin {
         let m = Mutation::new(Resource::Registrations, action).on(object(id, &what));
         self.mutate(&caller, m, async { Ok(Done::new(()).after(what)) })
             .await
+    }
+
+    /// Passes the SSH check waiting under `id` for `user`, who proved to
+    /// be `identity` at the identity provider; the caller has established
+    /// that this person may vouch for the check's source node `src`. The
+    /// waiting check holds the verdict against its source node once more.
+    /// Only a verdict-only request (an SSH check) can be passed this way.
+    pub async fn approve_ssh_check_oidc(
+        &self,
+        id: &AuthId,
+        identity: &OidcIdentity,
+        user: UserId,
+        src: NodeId,
+    ) -> Result<()> {
+        // No person acts through the admin API here: the server acts on
+        // the identity provider's word, and the line names whose.
+        let caller = Caller::internal(Actor::System);
+        let object = format!(
+            "registration:{id} oidc:{}#{}",
+            identity.issuer, identity.subject
+        );
+        let m = Mutation::new(Resource::Registrations, "ssh_check.approve_oidc").on(object);
+        self.mutate(&caller, m, async {
+            match self.registrations().peek(id) {
+                None => {
+                    return Err(Error::NotFound(format!(
+                        "no pending auth session for auth id {id}"
+                    )));
+                }
+                Some(Some(_)) => {
+                    return Err(Error::InvalidArgument(format!(
+                        "auth session {id} is a node registration, not an SSH check"
+                    )));
+                }
+                Some(None) => {}
+            }
+            let p = self.registrations().take(id)?;
+            let _ = p.verdict.send(Verdict::Vouched(user));
+            let after = serde_json::json!({"src": src.0, "user": user.0});
+            Ok(Done::new(()).after(after))
+        })
+        .await
     }
 }

@@ -9,7 +9,10 @@
 //! - `GET /oidc/callback`: the provider sends the browser back here with a
 //!   code; the code is exchanged, the ID token verified, the allow-lists
 //!   applied, and `Admin::register_oidc` enrols the waiting machine for the
-//!   person (their user found by issuer and subject, never by e-mail).
+//!   person (their user found by issuer and subject, never by e-mail). When
+//!   the pending request is a held Tailscale SSH check instead, the person's
+//!   existing user (same rule; none is created) passes it if the SSH login
+//!   comes from an untagged device of theirs (`SshChecks::pass_as`).
 //!
 //! Every refusal is an HTML page saying why, and registers nothing.
 
@@ -26,6 +29,7 @@ use std::sync::Arc;
 use axum::Router;
 
 use crate::admin::{Admin, AuthId};
+use crate::auth::ssh_check::SshChecks;
 use crate::config;
 
 pub use claims::{Person, Refusal};
@@ -50,8 +54,14 @@ impl crate::auth::LoginProvider for StartPage {
 /// The callback path registered at the identity provider, under `server_url`.
 pub const CALLBACK_PATH: &str = "/oidc/callback";
 
-/// The OIDC routes for `cfg`, completing registrations through `admin`.
-pub fn router(cfg: config::Oidc, server_url: &str, admin: Admin) -> anyhow::Result<Router> {
-    let login = routes::Login::new(cfg, server_url, admin)?;
+/// The OIDC routes for `cfg`, completing registrations through `admin`
+/// and passing the SSH checks `checks` holds.
+pub fn router(
+    cfg: config::Oidc,
+    server_url: &str,
+    admin: Admin,
+    checks: SshChecks,
+) -> anyhow::Result<Router> {
+    let login = routes::Login::new(cfg, server_url, admin, checks)?;
     Ok(routes::router(Arc::new(login)))
 }

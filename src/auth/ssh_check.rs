@@ -21,9 +21,11 @@
 //! not from the destination node itself are refused outright.
 //!
 //! Who may pass a check: the person at the source, i.e. the source node's
-//! user. Today a verdict comes from an operator (`auth approve`), which
-//! carries no identity; [`may_vouch`] is where a verdict from the identity
-//! provider will be held against the source node's owner.
+//! user, or an operator (`auth approve`). With OIDC configured the banner's
+//! link leads to the identity provider; the callback (`auth::oidc`) finds
+//! the person's user, asks [`SshChecks::source_of`] which node the check is
+//! for, and passes it only if [`may_vouch`]; the verdict names the user,
+//! and [`SshChecks`] holds it against the source node once more.
 
 #[cfg(test)]
 pub(crate) mod tests;
@@ -37,11 +39,11 @@ use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
 use crate::admin::registrations::{TTL, Verdict};
-use crate::admin::{Actor, Admin, AuthId};
+use crate::admin::{Actor, Admin, AuthId, Error as AdminError};
 use crate::policy::compile::ssh::CHECK_URL_BASE;
 use crate::state::StateHandle;
 use crate::tailcfg::SshAction;
-use crate::types::{MachinePublic, Node, NodeId, UserId};
+use crate::types::{MachinePublic, Node, NodeId, OidcIdentity, User, UserId};
 
 /// How long a decided check stays readable for the follow-up request that
 /// is (or will be, after a network hiccup) waiting for it.
@@ -67,6 +69,31 @@ pub enum Refusal {
     #[error("auth id {0} belongs to another SSH connection")]
     OtherConnection(String),
     /// The pending-request store is full (or the audit log failed).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// Why a person's login did not pass a check; shown to them. The check
+/// stays pending (unless it is gone anyway).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum NotVouched {
+    #[error("this SSH check is unknown, already decided or expired; connect again")]
+    Gone,
+    #[error(
+        "no user of this tailnet signs in with this account; sign in as the owner \
+         of the device the SSH login comes from"
+    )]
+    UnknownPerson,
+    #[error(
+        "the SSH login comes from a tagged device, which no person owns; \
+         an administrator must approve it"
+    )]
+    Tagged,
+    #[error(
+        "the SSH login comes from a device of another user; only its owner \
+         (or an administrator) can approve it"
+    )]
+    NotOwner,
     #[error("{0}")]
     Unavailable(String),
 }
@@ -200,6 +227,50 @@ impl SshChecks {
         self.hold(base, login, period, src).await
     }
 
+    /// The source node of the SSH login check `id` is about, while the
+    /// check is held (decided ones stay a minute for their follow-up);
+    /// `None` for any other id, e.g. a machine's registration.
+    pub fn source_of(&self, id: &AuthId) -> Option<NodeId> {
+        lock(&self.0.held).get(id).map(|h| h.login.src)
+    }
+
+    /// Passes check `id` for the person the identity provider verified as
+    /// `identity`, if their user (found by issuer and subject only, never
+    /// created) [`may_vouch`] for the check's source node as it is now;
+    /// otherwise nothing changes. Returns the user and the source node.
+    pub async fn pass_as(
+        &self,
+        id: &AuthId,
+        identity: &OidcIdentity,
+    ) -> Result<(Arc<User>, Arc<Node>), NotVouched> {
+        let src = self.source_of(id).ok_or(NotVouched::Gone)?;
+        let world = self.0.state.world();
+        let src = world.node(src).cloned().ok_or(NotVouched::Gone)?;
+        let user = world
+            .users
+            .values()
+            .find(|u| u.oidc.as_ref() == Some(identity))
+            .cloned()
+            .ok_or(NotVouched::UnknownPerson)?;
+        if !may_vouch(&src, &Approver::User(user.id)) {
+            return Err(if src.is_tagged() {
+                NotVouched::Tagged
+            } else {
+                NotVouched::NotOwner
+            });
+        }
+        match self
+            .0
+            .admin
+            .approve_ssh_check_oidc(id, identity, user.id, src.id)
+            .await
+        {
+            Ok(()) => Ok((user, src)),
+            Err(AdminError::NotFound(_)) => Err(NotVouched::Gone),
+            Err(e) => Err(NotVouched::Unavailable(e.to_string())),
+        }
+    }
+
     /// How much longer an earlier passed check of `login` counts, if it
     /// still does.
     fn passed_for(&self, login: &Login) -> Option<Duration> {
@@ -263,7 +334,8 @@ impl SshChecks {
             Ok(Ok(Verdict::Approved(_))) if may_vouch(&src, &Approver::Operator) => {
                 Outcome::Approved
             }
-            Ok(Ok(Verdict::Approved(_))) => {
+            Ok(Ok(Verdict::Vouched(u))) if may_vouch(&src, &Approver::User(u)) => Outcome::Approved,
+            Ok(Ok(Verdict::Approved(_) | Verdict::Vouched(_))) => {
                 Outcome::Rejected("approved by someone who may not vouch for this user".into())
             }
             Ok(Ok(Verdict::Rejected(why))) => Outcome::Rejected(why),

@@ -60,6 +60,33 @@ pub fn logged_in(user: &str, device: &str) -> Response {
     )
 }
 
+/// A login that passed a held Tailscale SSH check.
+pub fn check_passed(user: &str, device: &str) -> Response {
+    html(
+        StatusCode::OK,
+        "SSH login approved",
+        &format!(
+            "<p>Signed in as <b>{}</b>: the SSH login from <b>{}</b> proceeds now. \
+             You can close this window.</p>",
+            escape(user),
+            escape(device)
+        ),
+    )
+}
+
+/// A login that did not pass a held SSH check, and why.
+pub fn check_refused(status: StatusCode, reason: &str) -> Response {
+    html(
+        status,
+        "SSH login not approved",
+        &format!(
+            "<p>{}</p>\n<p>Nothing was approved; the SSH login keeps waiting until \
+             it is approved or expires.</p>",
+            escape(reason)
+        ),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -21,6 +21,7 @@ use super::flows::{FLOW_TTL, Flow, Flows};
 use super::provider::Provider;
 use super::{CALLBACK_PATH, page};
 use crate::admin::{Admin, AuthId, Error as AdminError};
+use crate::auth::ssh_check::{NotVouched, SshChecks};
 use crate::config::{self, PkceMethod};
 
 /// The cookie binding a login to the browser that started it: a callback
@@ -33,11 +34,19 @@ pub struct Login {
     provider: Provider,
     flows: Flows,
     admin: Admin,
+    /// Held SSH checks: a login for one of them passes the check instead
+    /// of registering a machine.
+    checks: SshChecks,
     secure_cookie: bool,
 }
 
 impl Login {
-    pub fn new(cfg: config::Oidc, server_url: &str, admin: Admin) -> anyhow::Result<Login> {
+    pub fn new(
+        cfg: config::Oidc,
+        server_url: &str,
+        admin: Admin,
+        checks: SshChecks,
+    ) -> anyhow::Result<Login> {
         let redirect = RedirectUrl::new(format!(
             "{}{CALLBACK_PATH}",
             server_url.trim_end_matches('/')
@@ -47,6 +56,7 @@ impl Login {
             cfg,
             flows: Flows::default(),
             admin,
+            checks,
             secure_cookie: server_url.starts_with("https://"),
         })
     }
@@ -174,30 +184,44 @@ async fn finish(login: &Login, headers: &HeaderMap, q: Callback) -> Response {
             "unknown, expired or already used login state; run `tailscale up` again",
         );
     };
+    // A login for a held SSH check is refused with that page (the
+    // person is not registering a device).
+    let for_check = login.checks.source_of(&flow.auth_id).is_some();
+    let refuse = |status: StatusCode, why: &str| {
+        if for_check {
+            tracing::info!(%status, reason = why, "OIDC login for an SSH check refused");
+            page::check_refused(status, why)
+        } else {
+            refused(status, why)
+        }
+    };
     let same_browser =
         cookie_state(headers).is_some_and(|c| bool::from(c.as_bytes().ct_eq(state.as_bytes())));
     if !same_browser {
-        return refused(
+        return refuse(
             StatusCode::BAD_REQUEST,
             "this login was started in another browser; open the login link again here",
         );
     }
     if let Some(err) = q.error {
         let detail = q.error_description.unwrap_or_default();
-        return refused(
+        return refuse(
             StatusCode::FORBIDDEN,
             &format!("the identity provider refused the login: {err} {detail}"),
         );
     }
     let Some(code) = q.code else {
-        return refused(StatusCode::BAD_REQUEST, "the login response has no code");
+        return refuse(StatusCode::BAD_REQUEST, "the login response has no code");
     };
     let person = match verify(login, flow.nonce.clone(), flow.pkce, code).await {
         Ok(p) => p,
-        Err(Refusal(why)) => return refused(StatusCode::FORBIDDEN, &why),
+        Err(Refusal(why)) => return refuse(StatusCode::FORBIDDEN, &why),
     };
     if let Err(Refusal(why)) = person.check_allowed(&login.cfg) {
-        return refused(StatusCode::FORBIDDEN, &why);
+        return refuse(StatusCode::FORBIDDEN, &why);
+    }
+    if for_check {
+        return pass_ssh_check(login, &flow.auth_id, &person).await;
     }
     let expiry = if login.cfg.use_expiry_from_token {
         Some(person.token_expiry)
@@ -233,6 +257,34 @@ async fn finish(login: &Login, headers: &HeaderMap, q: Callback) -> Response {
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "the device could not be registered; see the server log",
             )
+        }
+    }
+}
+
+/// A login for a held Tailscale SSH check: the person re-authenticated,
+/// and passes the check if the SSH login comes from a device of theirs.
+/// Their user is only looked up (a check creates or updates nobody).
+async fn pass_ssh_check(login: &Login, id: &AuthId, person: &Person) -> Response {
+    match login.checks.pass_as(id, &person.profile.identity).await {
+        Ok((user, src)) => {
+            tracing::info!(user = %user.name, src = %src.id, auth_id = %id,
+                "OIDC login passed an SSH check");
+            page::check_passed(user.login_name(), src.given_name.as_str())
+        }
+        Err(NotVouched::Unavailable(e)) => {
+            tracing::warn!(error = %e, auth_id = %id, "OIDC login could not pass an SSH check");
+            page::check_refused(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the SSH login could not be approved now; try again later",
+            )
+        }
+        Err(why) => {
+            let status = match why {
+                NotVouched::Gone => StatusCode::NOT_FOUND,
+                _ => StatusCode::FORBIDDEN,
+            };
+            tracing::info!(%status, reason = %why, auth_id = %id, "OIDC login did not pass an SSH check");
+            page::check_refused(status, &why.to_string())
         }
     }
 }

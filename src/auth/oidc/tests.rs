@@ -5,7 +5,8 @@
 //! identity rules (issuer + subject; no takeover by e-mail). Each refusal
 //! must leave no node and the pending registration in place. The
 //! end-to-end flow with a real provider (`oidc-provider`) and real clients
-//! is in `integration/oidc.rs`.
+//! is in `integration/oidc.rs`. Logins that pass a Tailscale SSH check
+//! are in `tests/ssh_check.rs`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -25,6 +26,7 @@ use tower::ServiceExt;
 use super::provider::{ExtraClaims, IdToken, IdTokenClaims};
 use crate::admin::AuthId;
 use crate::admin::testing::{Fixture, fixture};
+use crate::auth::ssh_check::SshChecks;
 use crate::state::RegisterInput;
 use crate::types::{MachinePublic, NodePublic};
 
@@ -137,6 +139,7 @@ struct Setup {
     fx: Fixture,
     idp: TestIdp,
     app: Router,
+    checks: SshChecks,
 }
 
 struct Started {
@@ -171,8 +174,14 @@ async fn setup(extra_yaml: &str) -> Setup {
         .unwrap()
         .oidc
         .unwrap();
-    let app = super::router(cfg, "http://127.0.0.1:9", fx.admin.clone()).unwrap();
-    Setup { fx, idp, app }
+    let checks = SshChecks::new(fx.state.clone(), fx.admin.clone());
+    let app = super::router(cfg, "http://127.0.0.1:9", fx.admin.clone(), checks.clone()).unwrap();
+    Setup {
+        fx,
+        idp,
+        app,
+        checks,
+    }
 }
 
 impl Setup {
@@ -200,6 +209,11 @@ impl Setup {
             .unwrap();
         // The client waits on its registration for the test's duration.
         std::mem::forget(rx);
+        self.begin(id).await
+    }
+
+    /// Starts a login for the pending request `id` in a fresh browser.
+    async fn begin(&self, id: AuthId) -> Started {
         let r = self
             .app
             .clone()
@@ -456,3 +470,5 @@ async fn unknown_or_used_auth_ids_do_not_start_a_login() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
+
+mod ssh_check;

@@ -292,3 +292,28 @@ async fn only_the_source_nodes_owner_or_an_operator_may_vouch() {
     assert!(!may_vouch(&src, &Approver::User(n.a1.user_id)));
     assert!(may_vouch(&src, &Approver::Operator));
 }
+
+#[tokio::test]
+async fn a_persons_verdict_is_held_against_the_source_node_again() {
+    let n = net(TTL).await;
+    // bob's word for alice's login (however it got past the login) is a
+    // reject, not an accept.
+    let (id, follow) = n.hold().await;
+    let poll = tokio::spawn({
+        let (checks, machine) = (n.checks.clone(), n.a2.machine_key);
+        async move { checks.action(machine, follow).await }
+    });
+    assert_eq!(n.checks.source_of(&id), Some(n.a1.id));
+    n.fx.admin
+        .registrations()
+        .decide_for_test(&id, Verdict::Vouched(n.b1.user_id));
+    let a = poll.await.unwrap().unwrap();
+    assert!(a.reject && a.message.contains("may not vouch"), "{a:?}");
+    // alice's own word is an accept.
+    let (id, follow) = n.hold().await;
+    n.fx.admin
+        .registrations()
+        .decide_for_test(&id, Verdict::Vouched(n.a1.user_id));
+    assert!(n.ask(follow).await.unwrap().accept);
+    assert_eq!(n.checks.source_of(&AuthId::generate()), None);
+}
