@@ -21,6 +21,7 @@
 //! May depend on: `admin` (the pending-request store and the audit trail),
 //! `state`, `policy` (via `state`), `tailcfg`, `types`.
 
+pub mod html;
 pub mod oidc;
 pub mod register_page;
 pub mod ssh_check;

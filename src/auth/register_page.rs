@@ -5,11 +5,12 @@
 
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use axum::routing::get;
 
 use super::AuthFlows;
+use super::html::{escape, page as html};
 use crate::admin::AuthId;
 
 pub fn router(flows: AuthFlows) -> Router {
@@ -62,38 +63,4 @@ async fn page(State(flows): State<AuthFlows>, Path(text): Path<String>) -> Respo
         escape(id.as_str())
     );
     html(StatusCode::OK, "Machine login", &body)
-}
-
-fn html(status: StatusCode, title: &str, body: &str) -> Response {
-    let doc = format!(
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{t}</title></head>\
-         <body><h1>{t}</h1>\n{body}\n</body></html>\n",
-        t = escape(title)
-    );
-    (
-        status,
-        [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-store"),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        ],
-        doc,
-    )
-        .into_response()
-}
-
-/// HTML-escapes text for element content and quoted attributes.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
