@@ -388,3 +388,30 @@ fn approval_and_key_expiry_with_real_clients() {
             .ok_or_else(|| "not yet".to_string())
     });
 }
+
+/// Re-login of a running 1.78.1 daemon keeps its node and addresses. 1.78
+/// redials control over TLS on port 443 when its last Noise dial is less
+/// than two minutes old (see `interactive_login_reject_expiry_and_relogin`),
+/// which a plain-HTTP server never answers; so this login comes after that
+/// window, as a person's next login would.
+#[test]
+fn relogin_of_a_1_78_client_keeps_its_node_and_addresses() {
+    if skip_real_clients() {
+        return;
+    }
+    const DIAL_WINDOW: Duration = Duration::from_secs(125);
+    let topo = Topology::new(1);
+    let server = Server::start(&topo);
+    server.create_user(USER);
+    let old = Tailscaled::start(topo.host(0), "old", ClientVersion::V1_78_1);
+    let register = ["auth", "register", "--auth-id", "{}", "--user", USER];
+    let first = login(&server, &old, "old", &[], &register);
+    let dialled = Instant::now();
+    let before: Vec<_> = server.nodes().iter().map(|n| n.id()).collect();
+    thread::sleep(DIAL_WINDOW.saturating_sub(dialled.elapsed()));
+    let approve = ["auth", "approve", "--auth-id", "{}"];
+    let again = login(&server, &old, "old", &["--force-reauth"], &approve);
+    assert_eq!(again, first, "1.78 re-login changed the addresses");
+    let after: Vec<_> = server.nodes().iter().map(|n| n.id()).collect();
+    assert_eq!(before, after, "1.78 re-login must keep its node");
+}
