@@ -3,7 +3,9 @@
 //! `auth`, `policy` and `audit` talk to a running server over REST `/api/v1` (`client`):
 //! on the local admin socket, or on a remote server with `--remote URL`
 //! (`CLAWSCALE_CLI_ADDRESS`, config `cli.address`) and `--api-key KEY`
-//! (`CLAWSCALE_CLI_API_KEY`, `cli.api_key`); `version`.
+//! (`CLAWSCALE_CLI_API_KEY`, `cli.api_key`); `backup`, `restore` and
+//! `configtest` work on the configured database and files (`backup`);
+//! `version`.
 //!
 //! Global options as in Headscale: `-c/--config FILE` (env
 //! `CLAWSCALE_CONFIG`), `-o/--output json|json-line|yaml` (default: a
@@ -17,6 +19,7 @@
 mod apikeys;
 mod audit;
 mod auth;
+mod backup;
 pub mod client;
 mod nodes;
 mod oauth_clients;
@@ -112,6 +115,13 @@ pub enum Command {
     /// Read the audit trail.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Copy the SQLite database of a running server to a new file.
+    Backup(backup::BackupArgs),
+    /// Restore a backup into a data directory without a database, or check
+    /// a restored PostgreSQL database's schema.
+    Restore(backup::RestoreArgs),
+    /// Check the configuration file.
+    Configtest,
     /// Print the version.
     Version,
 }
@@ -238,11 +248,23 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
         let value = serde_json::json!({ "version": version });
         return output::emit(out, format, &value, || format!("clawscale {version}"));
     }
+    let database_url = match &command {
+        Command::Backup(a) => a.database_url.clone(),
+        Command::Restore(a) => a.database_url.clone(),
+        _ => None,
+    };
     let overrides = Overrides {
         data_dir,
+        database_url,
         ..Overrides::default()
     };
     let config = config::load(config_path.as_deref(), &overrides)?;
+    match &command {
+        Command::Backup(args) => return backup::backup(&config, args, out, format).await,
+        Command::Restore(args) => return backup::restore(&config, args, out, format).await,
+        Command::Configtest => return backup::configtest(&config, out, format),
+        _ => {}
+    }
     let client = Client::new(target(&config, remote, api_key)?, config.cli.timeout);
     let mut ctx = Ctx {
         client,
@@ -259,7 +281,11 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
         Command::OauthClients(cmd) => oauth_clients::run(&mut ctx, cmd).await,
         Command::Policy(cmd) => policy::run(&mut ctx, cmd).await,
         Command::Audit(cmd) => audit::run(&mut ctx, cmd).await,
-        Command::Serve(_) | Command::Version => Ok(()),
+        Command::Serve(_)
+        | Command::Version
+        | Command::Backup(_)
+        | Command::Restore(_)
+        | Command::Configtest => Ok(()),
     }
 }
 
