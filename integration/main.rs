@@ -9,6 +9,7 @@
 //! other modules are end-to-end scenarios.
 
 mod apiv2;
+mod backup;
 mod certs;
 mod compat;
 mod dns;
