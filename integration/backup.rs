@@ -94,7 +94,11 @@ fn backup_of_a_busy_server_restores_every_acknowledged_user() {
 
     let restored = users(&second);
     let k = restored.len();
-    assert_eq!(restored, acked[..k], "the backup is a prefix of the commits");
+    assert_eq!(
+        restored,
+        acked[..k],
+        "the backup is a prefix of the commits"
+    );
     assert!(
         k >= before && k <= during + 1,
         "{k} users restored; {before} acknowledged before the backup began, {during} when it ended"

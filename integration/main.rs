@@ -12,6 +12,7 @@ mod apiv2;
 mod backup;
 mod certs;
 mod compat;
+mod deploy;
 mod dns;
 mod enroll;
 mod faults;

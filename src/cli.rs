@@ -5,6 +5,7 @@
 //! (`CLAWSCALE_CLI_ADDRESS`, config `cli.address`) and `--api-key KEY`
 //! (`CLAWSCALE_CLI_API_KEY`, `cli.api_key`); `backup`, `restore` and
 //! `configtest` work on the configured database and files (`backup`);
+//! `healthcheck` asks `/healthz`;
 //! `version`.
 //!
 //! Global options as in Headscale: `-c/--config FILE` (env
@@ -21,6 +22,7 @@ mod audit;
 mod auth;
 mod backup;
 pub mod client;
+mod healthcheck;
 mod nodes;
 mod oauth_clients;
 mod output;
@@ -122,6 +124,8 @@ pub enum Command {
     Restore(backup::RestoreArgs),
     /// Check the configuration file.
     Configtest,
+    /// Ask the server's `/healthz`; exit status 0 only when healthy.
+    Healthcheck(healthcheck::HealthcheckArgs),
     /// Print the version.
     Version,
 }
@@ -263,6 +267,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
         Command::Backup(args) => return backup::backup(&config, args, out, format).await,
         Command::Restore(args) => return backup::restore(&config, args, out, format).await,
         Command::Configtest => return backup::configtest(&config, out, format),
+        Command::Healthcheck(args) => return healthcheck::run(&config, args, out, format).await,
         _ => {}
     }
     let client = Client::new(target(&config, remote, api_key)?, config.cli.timeout);
@@ -285,7 +290,8 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
         | Command::Version
         | Command::Backup(_)
         | Command::Restore(_)
-        | Command::Configtest => Ok(()),
+        | Command::Configtest
+        | Command::Healthcheck(_) => Ok(()),
     }
 }
 

@@ -99,9 +99,7 @@ pub(super) async fn restore(
             ));
         }
         (Database::Sqlite { path, .. }, Some(from)) => {
-            let version = backup::restore_sqlite(from, path)
-                .await
-                .map_err(refused)?;
+            let version = backup::restore_sqlite(from, path).await.map_err(refused)?;
             record(config, from, path, version).await;
             let value = serde_json::json!({
                 "restored": from,

@@ -41,10 +41,7 @@ pub enum Error {
         source: std::io::Error,
     },
     #[error("{what}: {source}")]
-    Db {
-        what: String,
-        source: sqlx::Error,
-    },
+    Db { what: String, source: sqlx::Error },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -114,7 +111,10 @@ pub async fn restore_sqlite(from: &Path, dest: &Path) -> Result<i64> {
         }
     }
     if !from.is_file() {
-        return Err(Error::Refused(format!("no backup file at {}", from.display())));
+        return Err(Error::Refused(format!(
+            "no backup file at {}",
+            from.display()
+        )));
     }
     // Immutable: the backup is only read, and no `-shm`/`-wal` file is made
     // beside it (it may sit on read-only media).
@@ -212,7 +212,8 @@ async fn sqlite_version(conn: &mut SqliteConnection, path: &Path) -> Result<i64>
 /// Accepts the applied migrations `rows` (version, checksum, success) when
 /// they are this binary's, and returns the schema version.
 fn judge(migrator: &Migrator, rows: &[(i64, Vec<u8>, bool)], what: &str) -> Result<i64> {
-    let not_ours = |why: &str| Error::Refused(format!("{what} is not a clawscale database ({why})"));
+    let not_ours =
+        |why: &str| Error::Refused(format!("{what} is not a clawscale database ({why})"));
     let first = migrator.iter().map(|m| m.version).min().unwrap_or(1);
     if !rows.iter().any(|(v, _, ok)| *v == first && *ok) {
         return Err(not_ours("it has no clawscale schema"));
@@ -226,7 +227,9 @@ fn judge(migrator: &Migrator, rows: &[(i64, Vec<u8>, bool)], what: &str) -> Resu
         if let Some(m) = migrator.iter().find(|m| m.version == *v)
             && m.checksum.as_ref() != sum.as_slice()
         {
-            return Err(not_ours(&format!("migration {v} differs from this build's")));
+            return Err(not_ours(&format!(
+                "migration {v} differs from this build's"
+            )));
         }
     }
     let version = rows.iter().map(|(v, _, _)| *v).max().unwrap_or(0);
@@ -272,7 +275,9 @@ async fn vacuum_into(conn: &mut SqliteConnection, dest: &Path) -> Result<()> {
             .and_then(|f| f.sync_all())
             .map_err(io(dest))?;
         if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
-            File::open(dir).and_then(|f| f.sync_all()).map_err(io(dir))?;
+            File::open(dir)
+                .and_then(|f| f.sync_all())
+                .map_err(io(dir))?;
         }
         Ok(())
     }
