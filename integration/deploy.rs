@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::harness::process::run;
+use crate::harness::{Db, Server};
 
 const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -107,8 +108,24 @@ fn deployment_configs_pass_configtest() {
             "{name}:\n{out}"
         );
     }
-    // And configtest does reject a bad file.
     let dir = tempfile::tempdir().expect("tempdir");
+    // On PostgreSQL, `backup` names pg_dump instead of copying anything.
+    let copy = dir.path().join("copy");
+    let out = run(
+        Command::new(env!("CARGO_BIN_EXE_clawscale"))
+            .env_remove("CLAWSCALE_DATABASE_URL")
+            .arg("--config")
+            .arg(deploy_dir().join("config.compose.yaml"))
+            .arg("backup")
+            .arg("--to")
+            .arg(&copy),
+        TIMEOUT,
+    );
+    assert!(
+        !out.success() && out.stderr.contains("pg_dump") && !copy.exists(),
+        "{out}"
+    );
+    // And configtest does reject a bad file.
     let bad = dir.path().join("bad.yaml");
     std::fs::write(&bad, "listen_adr: 0.0.0.0:8080\n").expect("write");
     let out = run(
@@ -119,4 +136,17 @@ fn deployment_configs_pass_configtest() {
         TIMEOUT,
     );
     assert!(!out.success(), "an unknown key passed configtest:\n{out}");
+}
+
+/// `clawscale healthcheck` (the image's HEALTHCHECK) succeeds on a serving
+/// server and fails once it has stopped.
+#[test]
+fn healthcheck_follows_the_server() {
+    let mut server = Server::start_local(Db::Sqlite, |_| {});
+    let addr = format!("127.0.0.1:{}", server.port());
+    let out = server.cli(&["healthcheck", "--addr", &addr]);
+    assert!(out.success() && out.stdout.contains("healthy"), "{out}");
+    server.stop();
+    let out = server.cli(&["healthcheck", "--addr", &addr]);
+    assert!(!out.success(), "healthy without a server:\n{out}");
 }
