@@ -9,8 +9,10 @@
 //! other modules are end-to-end scenarios.
 
 mod apiv2;
+mod backup;
 mod certs;
 mod compat;
+mod deploy;
 mod dns;
 mod enroll;
 mod faults;

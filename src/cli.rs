@@ -3,7 +3,10 @@
 //! `auth`, `policy` and `audit` talk to a running server over REST `/api/v1` (`client`):
 //! on the local admin socket, or on a remote server with `--remote URL`
 //! (`CLAWSCALE_CLI_ADDRESS`, config `cli.address`) and `--api-key KEY`
-//! (`CLAWSCALE_CLI_API_KEY`, `cli.api_key`); `version`.
+//! (`CLAWSCALE_CLI_API_KEY`, `cli.api_key`); `backup`, `restore` and
+//! `configtest` work on the configured database and files (`backup`);
+//! `healthcheck` asks `/healthz`;
+//! `version`.
 //!
 //! Global options as in Headscale: `-c/--config FILE` (env
 //! `CLAWSCALE_CONFIG`), `-o/--output json|json-line|yaml` (default: a
@@ -17,7 +20,9 @@
 mod apikeys;
 mod audit;
 mod auth;
+mod backup;
 pub mod client;
+mod healthcheck;
 mod nodes;
 mod oauth_clients;
 mod output;
@@ -112,6 +117,15 @@ pub enum Command {
     /// Read the audit trail.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Copy the SQLite database of a running server to a new file.
+    Backup(backup::BackupArgs),
+    /// Restore a backup into a data directory without a database, or check
+    /// a restored PostgreSQL database's schema.
+    Restore(backup::RestoreArgs),
+    /// Check the configuration file.
+    Configtest,
+    /// Ask the server's `/healthz`; exit status 0 only when healthy.
+    Healthcheck(healthcheck::HealthcheckArgs),
     /// Print the version.
     Version,
 }
@@ -238,11 +252,24 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
         let value = serde_json::json!({ "version": version });
         return output::emit(out, format, &value, || format!("clawscale {version}"));
     }
+    let database_url = match &command {
+        Command::Backup(a) => a.database_url.clone(),
+        Command::Restore(a) => a.database_url.clone(),
+        _ => None,
+    };
     let overrides = Overrides {
         data_dir,
+        database_url,
         ..Overrides::default()
     };
     let config = config::load(config_path.as_deref(), &overrides)?;
+    match &command {
+        Command::Backup(args) => return backup::backup(&config, args, out, format).await,
+        Command::Restore(args) => return backup::restore(&config, args, out, format).await,
+        Command::Configtest => return backup::configtest(&config, out, format),
+        Command::Healthcheck(args) => return healthcheck::run(&config, args, out, format).await,
+        _ => {}
+    }
     let client = Client::new(target(&config, remote, api_key)?, config.cli.timeout);
     let mut ctx = Ctx {
         client,
@@ -259,7 +286,12 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
         Command::OauthClients(cmd) => oauth_clients::run(&mut ctx, cmd).await,
         Command::Policy(cmd) => policy::run(&mut ctx, cmd).await,
         Command::Audit(cmd) => audit::run(&mut ctx, cmd).await,
-        Command::Serve(_) | Command::Version => Ok(()),
+        Command::Serve(_)
+        | Command::Version
+        | Command::Backup(_)
+        | Command::Restore(_)
+        | Command::Configtest
+        | Command::Healthcheck(_) => Ok(()),
     }
 }
 

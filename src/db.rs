@@ -22,6 +22,7 @@
 //! May depend on: `types`. Nothing here knows about the protocol or policy.
 
 mod api_keys;
+pub mod backup;
 mod dns_settings;
 mod nodes;
 mod oauth_clients;
