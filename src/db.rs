@@ -37,6 +37,10 @@ mod users;
 pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod upgrade_fixture;
+#[cfg(test)]
+mod upgrade_tests;
 
 use std::path::PathBuf;
 use std::str::FromStr;

@@ -1,0 +1,424 @@
+-- clawscale postgres database at migration 0001, with the rows of src/db/upgrade_fixture.rs.
+-- Written by pg_dump --column-inserts through db::upgrade_tests::write_upgrade_dumps; do not edit.
+--
+-- PostgreSQL database dump
+--
+
+
+-- Dumped from database version 15.18 (Debian 15.18-0+deb12u1)
+-- Dumped by pg_dump version 15.18 (Debian 15.18-0+deb12u1)
+
+SET statement_timeout = 0;
+SET lock_timeout = 0;
+SET idle_in_transaction_session_timeout = 0;
+SET client_encoding = 'UTF8';
+SET standard_conforming_strings = on;
+SELECT pg_catalog.set_config('search_path', '', false);
+SET check_function_bodies = false;
+SET xmloption = content;
+SET client_min_messages = warning;
+SET row_security = off;
+
+SET default_tablespace = '';
+
+SET default_table_access_method = heap;
+
+--
+-- Name: _sqlx_migrations; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public._sqlx_migrations (
+    version bigint NOT NULL,
+    description text NOT NULL,
+    installed_on timestamp with time zone DEFAULT now() NOT NULL,
+    success boolean NOT NULL,
+    checksum bytea NOT NULL,
+    execution_time bigint NOT NULL
+);
+
+
+--
+-- Name: api_keys; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.api_keys (
+    id bigint NOT NULL,
+    prefix text NOT NULL,
+    hash bytea NOT NULL,
+    expiration timestamp with time zone,
+    last_seen timestamp with time zone,
+    created_at timestamp with time zone NOT NULL
+);
+
+
+--
+-- Name: api_keys_id_seq; Type: SEQUENCE; Schema: public; Owner: -
+--
+
+CREATE SEQUENCE public.api_keys_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+
+--
+-- Name: api_keys_id_seq; Type: SEQUENCE OWNED BY; Schema: public; Owner: -
+--
+
+ALTER SEQUENCE public.api_keys_id_seq OWNED BY public.api_keys.id;
+
+
+--
+-- Name: nodes; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.nodes (
+    id bigint NOT NULL,
+    machine_key text NOT NULL,
+    node_key text NOT NULL,
+    disco_key text DEFAULT ''::text NOT NULL,
+    hostname text NOT NULL,
+    given_name text NOT NULL,
+    user_id bigint NOT NULL,
+    tags text DEFAULT '[]'::text NOT NULL,
+    ipv4 text,
+    ipv6 text,
+    endpoints text DEFAULT '[]'::text NOT NULL,
+    home_derp integer DEFAULT 0 NOT NULL,
+    hostinfo text DEFAULT '{}'::text NOT NULL,
+    expiry timestamp with time zone,
+    ephemeral boolean DEFAULT false NOT NULL,
+    auth_key_id bigint,
+    cap_version integer DEFAULT 0 NOT NULL,
+    created_at timestamp with time zone NOT NULL,
+    last_seen timestamp with time zone
+);
+
+
+--
+-- Name: nodes_id_seq; Type: SEQUENCE; Schema: public; Owner: -
+--
+
+CREATE SEQUENCE public.nodes_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+
+--
+-- Name: nodes_id_seq; Type: SEQUENCE OWNED BY; Schema: public; Owner: -
+--
+
+ALTER SEQUENCE public.nodes_id_seq OWNED BY public.nodes.id;
+
+
+--
+-- Name: pre_auth_keys; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.pre_auth_keys (
+    id bigint NOT NULL,
+    prefix text NOT NULL,
+    hash bytea NOT NULL,
+    user_id bigint NOT NULL,
+    reusable boolean NOT NULL,
+    ephemeral boolean NOT NULL,
+    used boolean DEFAULT false NOT NULL,
+    tags text DEFAULT '[]'::text NOT NULL,
+    expiration timestamp with time zone,
+    created_at timestamp with time zone NOT NULL
+);
+
+
+--
+-- Name: pre_auth_keys_id_seq; Type: SEQUENCE; Schema: public; Owner: -
+--
+
+CREATE SEQUENCE public.pre_auth_keys_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+
+--
+-- Name: pre_auth_keys_id_seq; Type: SEQUENCE OWNED BY; Schema: public; Owner: -
+--
+
+ALTER SEQUENCE public.pre_auth_keys_id_seq OWNED BY public.pre_auth_keys.id;
+
+
+--
+-- Name: users; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.users (
+    id bigint NOT NULL,
+    name text NOT NULL,
+    display_name text DEFAULT ''::text NOT NULL,
+    email text DEFAULT ''::text NOT NULL,
+    created_at timestamp with time zone NOT NULL
+);
+
+
+--
+-- Name: users_id_seq; Type: SEQUENCE; Schema: public; Owner: -
+--
+
+CREATE SEQUENCE public.users_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+
+--
+-- Name: users_id_seq; Type: SEQUENCE OWNED BY; Schema: public; Owner: -
+--
+
+ALTER SEQUENCE public.users_id_seq OWNED BY public.users.id;
+
+
+--
+-- Name: api_keys id; Type: DEFAULT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.api_keys ALTER COLUMN id SET DEFAULT nextval('public.api_keys_id_seq'::regclass);
+
+
+--
+-- Name: nodes id; Type: DEFAULT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.nodes ALTER COLUMN id SET DEFAULT nextval('public.nodes_id_seq'::regclass);
+
+
+--
+-- Name: pre_auth_keys id; Type: DEFAULT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.pre_auth_keys ALTER COLUMN id SET DEFAULT nextval('public.pre_auth_keys_id_seq'::regclass);
+
+
+--
+-- Name: users id; Type: DEFAULT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.users ALTER COLUMN id SET DEFAULT nextval('public.users_id_seq'::regclass);
+
+
+--
+-- Data for Name: _sqlx_migrations; Type: TABLE DATA; Schema: public; Owner: -
+--
+
+INSERT INTO public._sqlx_migrations (version, description, installed_on, success, checksum, execution_time) VALUES (1, 'initial', '2025-05-01 00:00:00+00', true, '\xbfe08f0494e652499acc916d595b04ffa3386f5d6add75297c93a5e8019c8a7637273edb38751ec184a3b1b5ace6955c', 0);
+
+
+--
+-- Data for Name: api_keys; Type: TABLE DATA; Schema: public; Owner: -
+--
+
+INSERT INTO public.api_keys (id, prefix, hash, expiration, last_seen, created_at) VALUES (1, 'apik0001', '\x6161616161616161616161616161616161616161616161616161616161616161', NULL, '2025-05-05 05:07:09+00', '2025-05-01 07:07:09+00');
+INSERT INTO public.api_keys (id, prefix, hash, expiration, last_seen, created_at) VALUES (2, 'apik0002', '\x6262626262626262626262626262626262626262626262626262626262626262', '2025-05-31 00:07:09+00', NULL, '2025-05-01 08:07:09+00');
+
+
+--
+-- Data for Name: nodes; Type: TABLE DATA; Schema: public; Owner: -
+--
+
+INSERT INTO public.nodes (id, machine_key, node_key, disco_key, hostname, given_name, user_id, tags, ipv4, ipv6, endpoints, home_derp, hostinfo, expiry, ephemeral, auth_key_id, cap_version, created_at, last_seen) VALUES (1, 'mkey:1111111111111111111111111111111111111111111111111111111111111111', 'nodekey:2121212121212121212121212121212121212121212121212121212121212121', 'discokey:3131313131313131313131313131313131313131313131313131313131313131', 'Host-1.local', 'host-1', 1, '[]', '100.64.0.1', 'fd7a:115c:a1e0::1', '["192.0.2.1:41641","[2001:db8::1]:41641"]', 901, '{"Hostname":"Host-1.local","IPNVersion":"1.78.1","OS":"linux","RoutableIPs":["10.20.0.0/16"],"Services":[{"Port":22,"Proto":"tcp"}]}', '2025-05-28 12:07:09+00', false, 1, 106, '2025-05-03 09:07:09+00', '2025-05-04 01:07:09+00');
+INSERT INTO public.nodes (id, machine_key, node_key, disco_key, hostname, given_name, user_id, tags, ipv4, ipv6, endpoints, home_derp, hostinfo, expiry, ephemeral, auth_key_id, cap_version, created_at, last_seen) VALUES (2, 'mkey:1212121212121212121212121212121212121212121212121212121212121212', 'nodekey:2222222222222222222222222222222222222222222222222222222222222222', 'discokey:3232323232323232323232323232323232323232323232323232323232323232', 'Host-2.local', 'host-2', 4, '["tag:server"]', '100.64.0.2', 'fd7a:115c:a1e0::2', '["192.0.2.2:41641","[2001:db8::1]:41641"]', 902, '{"Hostname":"Host-2.local","IPNVersion":"1.78.1","OS":"linux","RoutableIPs":[],"Services":[{"Port":22,"Proto":"tcp"}]}', NULL, false, 1, 106, '2025-05-03 10:07:09+00', NULL);
+INSERT INTO public.nodes (id, machine_key, node_key, disco_key, hostname, given_name, user_id, tags, ipv4, ipv6, endpoints, home_derp, hostinfo, expiry, ephemeral, auth_key_id, cap_version, created_at, last_seen) VALUES (3, 'mkey:1313131313131313131313131313131313131313131313131313131313131313', 'nodekey:2323232323232323232323232323232323232323232323232323232323232323', '', 'Host-3.local', 'host-3', 2, '[]', '100.64.0.3', NULL, '["192.0.2.3:41641","[2001:db8::1]:41641"]', 903, '{"Hostname":"Host-3.local","IPNVersion":"1.78.1","OS":"linux","RoutableIPs":[],"Services":[{"Port":22,"Proto":"tcp"}]}', NULL, true, NULL, 106, '2025-05-03 11:07:09+00', '2025-05-04 03:07:09+00');
+
+
+--
+-- Data for Name: pre_auth_keys; Type: TABLE DATA; Schema: public; Owner: -
+--
+
+INSERT INTO public.pre_auth_keys (id, prefix, hash, user_id, reusable, ephemeral, used, tags, expiration, created_at) VALUES (1, 'upgr0001', '\x4141414141414141414141414141414141414141414141414141414141414141', 1, true, false, false, '["tag:ci"]', '2025-05-30 00:07:09+00', '2025-05-02 11:07:09+00');
+INSERT INTO public.pre_auth_keys (id, prefix, hash, user_id, reusable, ephemeral, used, tags, expiration, created_at) VALUES (2, 'upgr0002', '\x4242424242424242424242424242424242424242424242424242424242424242', 2, false, true, true, '[]', NULL, '2025-05-02 12:07:09+00');
+
+
+--
+-- Data for Name: users; Type: TABLE DATA; Schema: public; Owner: -
+--
+
+INSERT INTO public.users (id, name, display_name, email, created_at) VALUES (1, 'alice', 'Alice Liddell', 'alice@example.com', '2025-05-01 09:07:09+00');
+INSERT INTO public.users (id, name, display_name, email, created_at) VALUES (2, 'bob', '', '', '2025-05-01 09:07:09+00');
+INSERT INTO public.users (id, name, display_name, email, created_at) VALUES (4, 'dave', 'Dave', 'dave@example.org', '2025-05-02 09:07:09+00');
+
+
+--
+-- Name: api_keys_id_seq; Type: SEQUENCE SET; Schema: public; Owner: -
+--
+
+SELECT pg_catalog.setval('public.api_keys_id_seq', 2, true);
+
+
+--
+-- Name: nodes_id_seq; Type: SEQUENCE SET; Schema: public; Owner: -
+--
+
+SELECT pg_catalog.setval('public.nodes_id_seq', 3, true);
+
+
+--
+-- Name: pre_auth_keys_id_seq; Type: SEQUENCE SET; Schema: public; Owner: -
+--
+
+SELECT pg_catalog.setval('public.pre_auth_keys_id_seq', 2, true);
+
+
+--
+-- Name: users_id_seq; Type: SEQUENCE SET; Schema: public; Owner: -
+--
+
+SELECT pg_catalog.setval('public.users_id_seq', 4, true);
+
+
+--
+-- Name: _sqlx_migrations _sqlx_migrations_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public._sqlx_migrations
+    ADD CONSTRAINT _sqlx_migrations_pkey PRIMARY KEY (version);
+
+
+--
+-- Name: api_keys api_keys_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.api_keys
+    ADD CONSTRAINT api_keys_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: api_keys api_keys_prefix_key; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.api_keys
+    ADD CONSTRAINT api_keys_prefix_key UNIQUE (prefix);
+
+
+--
+-- Name: nodes nodes_given_name_key; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.nodes
+    ADD CONSTRAINT nodes_given_name_key UNIQUE (given_name);
+
+
+--
+-- Name: nodes nodes_ipv4_key; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.nodes
+    ADD CONSTRAINT nodes_ipv4_key UNIQUE (ipv4);
+
+
+--
+-- Name: nodes nodes_ipv6_key; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.nodes
+    ADD CONSTRAINT nodes_ipv6_key UNIQUE (ipv6);
+
+
+--
+-- Name: nodes nodes_machine_key_key; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.nodes
+    ADD CONSTRAINT nodes_machine_key_key UNIQUE (machine_key);
+
+
+--
+-- Name: nodes nodes_node_key_key; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.nodes
+    ADD CONSTRAINT nodes_node_key_key UNIQUE (node_key);
+
+
+--
+-- Name: nodes nodes_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.nodes
+    ADD CONSTRAINT nodes_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: pre_auth_keys pre_auth_keys_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.pre_auth_keys
+    ADD CONSTRAINT pre_auth_keys_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: pre_auth_keys pre_auth_keys_prefix_key; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.pre_auth_keys
+    ADD CONSTRAINT pre_auth_keys_prefix_key UNIQUE (prefix);
+
+
+--
+-- Name: users users_name_key; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.users
+    ADD CONSTRAINT users_name_key UNIQUE (name);
+
+
+--
+-- Name: users users_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.users
+    ADD CONSTRAINT users_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: nodes_user_id; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX nodes_user_id ON public.nodes USING btree (user_id);
+
+
+--
+-- Name: nodes nodes_auth_key_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.nodes
+    ADD CONSTRAINT nodes_auth_key_id_fkey FOREIGN KEY (auth_key_id) REFERENCES public.pre_auth_keys(id) ON DELETE SET NULL;
+
+
+--
+-- Name: nodes nodes_user_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.nodes
+    ADD CONSTRAINT nodes_user_id_fkey FOREIGN KEY (user_id) REFERENCES public.users(id) ON DELETE RESTRICT;
+
+
+--
+-- Name: pre_auth_keys pre_auth_keys_user_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.pre_auth_keys
+    ADD CONSTRAINT pre_auth_keys_user_id_fkey FOREIGN KEY (user_id) REFERENCES public.users(id) ON DELETE CASCADE;
+
+
+--
+-- PostgreSQL database dump complete
+--
+
+
