@@ -10,6 +10,7 @@ use serde_json::json;
 use super::{RegisterInput, RegisterOutcome, StateHandle};
 use crate::types::{MachinePublic, Node, NodePublic, Owner, UserId};
 
+mod batch;
 mod durability;
 mod login;
 

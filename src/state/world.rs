@@ -5,9 +5,11 @@
 //! and never block; only the writer (`state::writer`) builds new Worlds,
 //! always *after* the database commit they reflect.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
+
+use imbl::{HashMap, OrdMap, OrdSet};
 
 use super::policy::PolicyState;
 use crate::tailcfg;
@@ -44,14 +46,17 @@ pub enum Certs {
     OptIn,
 }
 
+/// Every collection is a persistent map (`imbl`): cloning a World shares
+/// all of it, and a write copies only the O(log n) path it touches, so the
+/// writer's draft-edit-publish cycle costs the same at 10 nodes as at 10,000.
 #[derive(Debug, Clone)]
 pub struct World {
     pub generation: u64,
     pub settings: Arc<Settings>,
-    pub users: BTreeMap<UserId, Arc<User>>,
-    pub nodes: BTreeMap<NodeId, Arc<Node>>,
+    pub users: OrdMap<UserId, Arc<User>>,
+    pub nodes: OrdMap<NodeId, Arc<Node>>,
     /// Nodes with at least one live map stream.
-    pub online: BTreeSet<NodeId>,
+    pub online: OrdSet<NodeId>,
     /// The policy in force, compiled for this World's nodes.
     pub policy: Arc<PolicyState>,
     /// ACME challenges each node published (not persisted; `state::certs`).
@@ -82,14 +87,14 @@ impl World {
             generation: 0,
             settings: Arc::new(settings),
             users: users.into_iter().map(|u| (u.id, Arc::new(u))).collect(),
-            nodes: BTreeMap::new(),
-            online: BTreeSet::new(),
+            nodes: OrdMap::new(),
+            online: OrdSet::new(),
             policy: Arc::default(),
             acme_challenges: Arc::default(),
-            by_node_key: HashMap::new(),
-            by_machine_key: HashMap::new(),
-            by_ip: HashMap::new(),
-            by_name: HashMap::new(),
+            by_node_key: HashMap::default(),
+            by_machine_key: HashMap::default(),
+            by_ip: HashMap::default(),
+            by_name: HashMap::default(),
             services_cache: Arc::default(),
         };
         for n in nodes {

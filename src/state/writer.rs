@@ -6,6 +6,14 @@
 //! commit leaves both the database and the World untouched: every `db` write
 //! returns only once its transaction is committed or rolled back (see the
 //! `db` module doc), and a job returns its error before publishing.
+//!
+//! Publication is batched: when the writer wakes it runs every job already
+//! queued (up to [`MAX_BATCH`]), each committing its own transaction and
+//! building on the World the previous one left, then hands readers one
+//! World and sessions one merged [`Change`] for the lot. Callers hear back
+//! only after that, so a write that returned is always visible to readers.
+//! Under a burst of registrations or presence changes the per-session fan-out
+//! (and the frames it sends) is paid once per batch, not once per job.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +32,15 @@ use crate::db::Db;
 use crate::mapper::sessions::Sessions;
 use crate::types::{DiscoPublic, Node, NodeId};
 
-type Job = Box<dyn for<'a> FnOnce(&'a mut Core) -> BoxFuture<'a, ()> + Send>;
+type Job = Box<dyn for<'a> FnOnce(&'a mut Core) -> BoxFuture<'a, Reply> + Send>;
+
+/// What a job hands back to its caller, delivered once its batch is
+/// published.
+type Reply = Box<dyn FnOnce() + Send>;
+
+/// The most jobs one publication covers: bounds how long the first job's
+/// caller waits behind the others.
+const MAX_BATCH: usize = 256;
 
 /// State owned by the writer task.
 pub struct Core {
@@ -42,6 +58,9 @@ pub struct Core {
     last_probe: Option<(Instant, Option<String>)>,
     /// The DNS settings changed over API v2 (as stored).
     pub(super) dns_overrides: super::dns::DnsOverrides,
+    /// What this batch changed since `world` was last sent to readers;
+    /// `None`: nothing to publish.
+    unpublished: Option<Change>,
 }
 
 /// How long a write probe's answer is reused. Health checks can come often
@@ -74,17 +93,26 @@ impl Core {
         self.clock.now()
     }
 
-    /// Publishes `next` as the new World and routes `change` to sessions.
+    /// Makes `next` the writer's World and queues `change` for sessions;
+    /// both reach them when the batch ends ([`Core::flush`]).
     pub(super) fn publish(&mut self, mut next: World, mut change: Change) {
         self.follow_policy(&mut next, &mut change);
         next.generation = self.world.generation + 1;
-        let next = Arc::new(next);
-        self.world = next.clone();
-        self.publisher.send_replace(next);
-        self.sessions.dispatch(&change);
+        self.world = Arc::new(next);
+        self.unpublished.get_or_insert_default().merge(change);
     }
 
-    /// A mutable copy of the current World to build the next one from.
+    /// Sends the batch's World to readers, then its merged change to
+    /// sessions (which read that World when they wake).
+    fn flush(&mut self) {
+        if let Some(change) = self.unpublished.take() {
+            self.publisher.send_replace(self.world.clone());
+            self.sessions.dispatch(&change);
+        }
+    }
+
+    /// A mutable copy of the current World to build the next one from:
+    /// O(1), the copy shares every collection until it is written to.
     pub(super) fn draft(&self) -> World {
         (*self.world).clone()
     }
@@ -145,6 +173,7 @@ impl Core {
                     if let Err(e) = core.gc_ephemeral(id).await {
                         tracing::warn!(node = %id, error = %e, "ephemeral node clean-up failed");
                     }
+                    Box::new(|| ()) as Reply
                 })
             }),
         );
@@ -256,6 +285,7 @@ pub async fn start(
         events: None,
         last_probe: None,
         dns_overrides,
+        unpublished: None,
     };
     // After a restart every node is offline: start the inactivity clock for
     // ephemeral nodes, which are removed unless they reconnect in time.
@@ -270,8 +300,18 @@ pub async fn start(
         core.schedule_ephemeral_gc(id);
     }
     tokio::spawn(async move {
+        let mut replies: Vec<Reply> = Vec::new();
         while let Some(job) = rx.recv().await {
-            job(&mut core).await;
+            replies.push(job(&mut core).await);
+            while replies.len() < MAX_BATCH
+                && let Ok(job) = rx.try_recv()
+            {
+                replies.push(job(&mut core).await);
+            }
+            core.flush();
+            for reply in replies.drain(..) {
+                reply();
+            }
         }
         tracing::debug!("state writer stopped");
     });
@@ -368,7 +408,10 @@ impl StateHandle {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |core| {
             Box::pin(async move {
-                let _ = tx.send(f(core).await);
+                let result = f(core).await;
+                Box::new(move || {
+                    let _ = tx.send(result);
+                }) as Reply
             })
         });
         self.jobs.send(job).await.map_err(|_| Error::Stopped)?;
@@ -377,6 +420,12 @@ impl StateHandle {
 
     pub fn world(&self) -> Arc<World> {
         self.reader.world()
+    }
+
+    /// Jobs waiting for the writer (tests hold the writer to build a batch).
+    #[cfg(test)]
+    pub(super) fn queued(&self) -> usize {
+        self.jobs.max_capacity() - self.jobs.capacity()
     }
 
     /// Proves the writer is alive and the database accepts writes: a
