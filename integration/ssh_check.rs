@@ -142,11 +142,25 @@ fn v4(node: &Tailscaled) -> String {
         .expect("an IPv4 tailnet address")
 }
 
+/// The OpenSSH client drives the logins; say what is missing rather than
+/// fail on a spawn error.
+pub(crate) fn assert_ssh_client() {
+    let found = std::process::Command::new("ssh")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "the OpenSSH client is required (apt-get install openssh-client; .ci/run installs it)"
+    );
+}
+
 #[test]
 fn ssh_check_holds_the_login_until_approved_and_remembers_it() {
     if skip_real_clients() {
         return;
     }
+    assert_ssh_client();
     let topo = Topology::new(4);
     let dir = tempfile::tempdir().expect("temp dir");
     let policy_path = dir.path().join("policy.hujson");

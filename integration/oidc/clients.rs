@@ -22,7 +22,7 @@ use crate::harness::{
     ClientVersion, Db, KeyOptions, Listener, Netns, Server, Tailscaled, Topology,
     skip_real_clients, wait_for,
 };
-use crate::ssh_check::{AFTER_VERDICT, Ssh};
+use crate::ssh_check::{AFTER_VERDICT, Ssh, assert_ssh_client};
 
 const JOIN: Duration = Duration::from_secs(90);
 const CONVERGE: Duration = Duration::from_secs(60);
@@ -186,6 +186,7 @@ fn an_oidc_group_grants_svc_mcp_to_real_clients_and_follows_logins() {
     // alice's SSH login is held by the check until she signs in again at
     // the provider through the banner's link.
     let t0 = Instant::now();
+    assert_ssh_client();
     let mut ssh = Ssh::start(&alice, &mcp_ip, "root", dir.path(), "check");
     let id = ssh.auth_id();
     let passed = sign_in_from(
