@@ -38,6 +38,12 @@ use crate::admin::{AuthId, Registrations};
 use crate::state::RegisterInput;
 use crate::types::{MachinePublic, Node};
 
+/// The page a person opens for pending request `id` on the server at
+/// `base` (no trailing `/`): a registration's or an SSH check's.
+pub fn register_url(base: &str, id: &AuthId) -> String {
+    format!("{base}/register/{id}")
+}
+
 /// A login method that can complete a pending registration by itself (the
 /// OIDC login fills this in).
 pub trait LoginProvider: Send + Sync {
@@ -97,7 +103,7 @@ impl AuthFlows {
 
     /// The auth URL of `id`.
     pub fn auth_url(&self, id: &AuthId) -> String {
-        format!("{}/register/{id}", self.server_url)
+        register_url(&self.server_url, id)
     }
 
     /// Starts an interactive login for `input`; returns the auth URL the

@@ -312,7 +312,8 @@ impl SshChecks {
         Ok(SshAction {
             message: format!(
                 "# clawscale: Tailscale SSH requires an additional check.\n\
-                 # To authenticate, visit: {base}/register/{id}\n"
+                 # To authenticate, visit: {}\n",
+                super::register_url(base, &id)
             ),
             hold_and_delegate: follow,
             ..Default::default()

@@ -174,7 +174,9 @@ impl Client {
             .uri(path)
             .header("host", host)
             .header("accept", "application/json");
-        if let Target::Remote { api_key, .. } = &self.target {
+        if let Target::Remote { api_key, .. } = &self.target
+            && !api_key.is_empty()
+        {
             req = req.header("authorization", format!("Bearer {api_key}"));
         }
         if body.is_some() {
@@ -197,6 +199,30 @@ impl Client {
         Ok((status, body))
     }
 
+    /// [`Client::exchange`] within the client's timeout.
+    async fn timed_exchange(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<(StatusCode, Bytes)> {
+        tokio::time::timeout(self.timeout, self.exchange(method, path, body))
+            .await
+            .map_err(|_| {
+                Error::Connect(format!(
+                    "{} did not answer within {:?}",
+                    self.describe(),
+                    self.timeout
+                ))
+            })?
+    }
+
+    /// A GET whose status is the answer (`/healthz`): status and body text.
+    pub async fn probe(&self, path: &str) -> Result<(StatusCode, String)> {
+        let (status, bytes) = self.timed_exchange(Method::GET, path, None).await?;
+        Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
+    }
+
     /// One call: the JSON answer, or the server's problem as an error.
     pub async fn call<T: DeserializeOwned>(
         &self,
@@ -208,15 +234,7 @@ impl Client {
             .map(serde_json::to_vec)
             .transpose()
             .map_err(|e| Error::Encode(e.to_string()))?;
-        let (status, bytes) = tokio::time::timeout(self.timeout, self.exchange(method, path, body))
-            .await
-            .map_err(|_| {
-                Error::Connect(format!(
-                    "{} did not answer within {:?}",
-                    self.describe(),
-                    self.timeout
-                ))
-            })??;
+        let (status, bytes) = self.timed_exchange(method, path, body).await?;
         if !status.is_success() {
             let message = serde_json::from_slice::<Problem>(&bytes)
                 .ok()

@@ -8,8 +8,9 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use clap::Args;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use hyper::StatusCode;
 
+use super::client::{Client, RemoteUrl, Target};
 use super::{Error, Result, output};
 use crate::config::Config;
 
@@ -35,37 +36,27 @@ pub(super) async fn run(
             Ipv6Addr::LOCALHOST.into()
         });
     }
-    let (status, body) = tokio::time::timeout(Duration::from_secs(10), get(addr))
+    // Plain HTTP and no key: /healthz is public.
+    let url = RemoteUrl {
+        tls: false,
+        host: addr.ip().to_string(),
+        port: addr.port(),
+    };
+    let target = Target::Remote {
+        url,
+        api_key: String::new(),
+    };
+    let (status, body) = Client::new(target, Duration::from_secs(10))
+        .probe("/healthz")
         .await
-        .map_err(|_| Error::Serve(format!("http://{addr}/healthz did not answer in 10 s")))?
         .map_err(|e| Error::Serve(format!("http://{addr}/healthz: {e}")))?;
-    if status != 200 {
+    if status != StatusCode::OK {
         return Err(Error::Serve(format!(
             "http://{addr}/healthz answered {status}: {}",
             body.trim()
         )));
     }
+    let status = status.as_u16();
     let value = serde_json::json!({ "result": "ok", "status": status });
     output::emit(out, format, &value, || format!("healthy ({addr})"))
-}
-
-/// One HTTP/1.0 request (the server closes the connection after it).
-async fn get(addr: SocketAddr) -> std::io::Result<(u16, String)> {
-    let mut stream = tokio::net::TcpStream::connect(addr).await?;
-    let request = format!("GET /healthz HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await?;
-    let mut response = Vec::new();
-    // /healthz answers a few bytes; cap what a wrong port could send.
-    stream.take(64 * 1024).read_to_end(&mut response).await?;
-    let text = String::from_utf8_lossy(&response);
-    let status = text
-        .strip_prefix("HTTP/1.")
-        .and_then(|rest| rest.get(2..5))
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| std::io::Error::other("not an HTTP response"))?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_string();
-    Ok((status, body))
 }
