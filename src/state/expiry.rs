@@ -47,16 +47,6 @@ pub(super) fn due(
         .collect()
 }
 
-/// The earliest expiry after `now`, if any.
-fn next_expiry(world: &World, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    world
-        .nodes
-        .values()
-        .filter_map(|n| n.expiry)
-        .filter(|e| *e > now)
-        .min()
-}
-
 /// Runs until the writer stops.
 pub(super) async fn watch(state: WeakState) {
     let mut worlds = state.reader().subscribe();
@@ -98,8 +88,10 @@ pub(super) async fn watch(state: WeakState) {
             }
             continue;
         }
-        let sleep = next_expiry(&world, now)
-            .and_then(|e| (e - now).to_std().ok())
+        let sleep = ahead
+            .values()
+            .min()
+            .and_then(|e| (*e - now).to_std().ok())
             .map_or(MAX_SLEEP, |d| d.min(MAX_SLEEP))
             // Expiry times have sub-second precision; wake just after.
             + Duration::from_millis(5);
