@@ -40,20 +40,9 @@ impl StateHandle {
                 let user = core.oidc_user(&profile, &preferred_name).await?;
                 let created = user.1;
                 let user = user.0;
-                let mut node = core
-                    .register_pending(input, super::PendingOwner::User(user.id))
+                let node = core
+                    .register_pending(input, super::PendingOwner::User(user.id), expiry)
                     .await?;
-                if let Some(at) = expiry {
-                    let mut n = (*node).clone();
-                    n.expiry = Some(at);
-                    let id = n.id;
-                    core.commit_node(n, Change::upsert(id)).await?;
-                    node = core
-                        .world
-                        .node(id)
-                        .cloned()
-                        .ok_or_else(|| Error::Internal("registered node vanished".into()))?;
-                }
                 Ok(OidcLogin {
                     node,
                     user,

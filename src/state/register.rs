@@ -67,6 +67,9 @@ struct Enrolment<'k> {
     tags: Vec<String>,
     ephemeral: bool,
     key: Option<&'k PreAuthKey>,
+    /// The login's own key expiry (an OIDC token's), instead of
+    /// `node.expiry`; never for a tagged node.
+    expiry: Option<DateTime<Utc>>,
 }
 
 /// How an operator completes a pending interactive registration.
@@ -91,8 +94,10 @@ impl StateHandle {
         input: RegisterInput,
         owner: PendingOwner,
     ) -> Result<Arc<Node>> {
-        self.run(move |core| Box::pin(async move { core.register_pending(input, owner).await }))
-            .await
+        self.run(move |core| {
+            Box::pin(async move { core.register_pending(input, owner, None).await })
+        })
+        .await
     }
 }
 
@@ -187,6 +192,7 @@ impl Core {
             tags,
             ephemeral: key.ephemeral || req.ephemeral,
             key: Some(&key),
+            expiry: None,
         };
         let before = existing.clone();
         let node = match self.enroll(existing, owner, &req, now).await? {
@@ -228,14 +234,18 @@ impl Core {
             tags,
             ephemeral,
             key,
+            expiry,
         } = owner;
+        let expiry = expiry
+            .filter(|_| tags.is_empty())
+            .or_else(|| self.login_expiry(&tags, now));
         let (node, new) = match existing {
             // Same machine logging in again (after logout or expiry): it keeps
             // its id, name and addresses.
             Some(old) => {
                 let mut n = (*old).clone();
                 n.node_key = req.node_key;
-                n.expiry = self.login_expiry(&tags, now);
+                n.expiry = expiry;
                 n.user_id = user;
                 n.tags = tags;
                 n.ephemeral = ephemeral;
@@ -247,7 +257,6 @@ impl Core {
             }
             None => {
                 let label = DnsLabel::from_hostname(&hostname);
-                let expiry = self.login_expiry(&tags, now);
                 let given_name = label.unique(|n| self.world.name_taken(n, None));
                 let ipv4 = self
                     .opts
@@ -329,10 +338,12 @@ impl Core {
     /// Enrols the machine of a pending interactive registration (an
     /// operator approved it: `admin::registrations`). Recorded by the
     /// operator's audit entry, so no event.
+    /// `expiry`: the login's own key expiry (see [`Enrolment`]).
     pub(super) async fn register_pending(
         &mut self,
         req: RegisterInput,
         owner: PendingOwner,
+        expiry: Option<DateTime<Utc>>,
     ) -> Result<Arc<Node>> {
         let now = self.now();
         if let Some(other) = self.world.node_by_node_key(&req.node_key)
@@ -362,6 +373,7 @@ impl Core {
             tags,
             ephemeral: req.ephemeral,
             key: None,
+            expiry,
         };
         match self.enroll(existing, owner, &req, now).await? {
             Ok(node) => Ok(node),
