@@ -202,10 +202,13 @@ pub fn build_delta(
     let mut new_profiles: BTreeSet<i64> = BTreeSet::new();
     let policy_moved = change.policy.contains(&self_id);
     // The view is only worth computing when something can have moved it.
-    let view = (policy_moved || !change.upserted.is_empty()).then(|| View::of(world, self_id));
+    let view = (policy_moved || !change.upserted.is_empty() || !change.routes.is_empty())
+        .then(|| View::of(world, self_id));
 
     if let Some(v) = &view
-        && (change.upserted.contains(&self_id) || (policy_moved && v.cap_map != sent.caps))
+        && (change.upserted.contains(&self_id)
+            || change.routes.contains(&self_id)
+            || (policy_moved && v.cap_map != sent.caps))
     {
         resp.node = Some(self_node(world, me, v, now));
         new_profiles.insert(owner_id(me));
@@ -245,11 +248,28 @@ pub fn build_delta(
             }
         }
     }
+    // Peers whose primary routes moved (HA failover): re-sent where what
+    // they may route for this viewer changed.
+    if let Some(v) = &view {
+        for id in &change.routes {
+            if *id == self_id || change.upserted.contains(id) || !sent.peers.contains(id) {
+                continue;
+            }
+            if let Some(p) = world.node(*id) {
+                let out = v.peer_output(world, p);
+                if !sent.has_peer_output(p, &out) {
+                    resp.peers_changed
+                        .push(peer_node(world, p, &out, now, viewer));
+                    sent.record_peer(p, &out);
+                }
+            }
+        }
+    }
     for id in change.upserted.iter().filter(|id| **id != self_id) {
         let shown = view
             .as_ref()
             .filter(|v| v.sees(self_id, *id) && me.is_active(now))
-            .and_then(|v| world.node(*id).map(|p| (p, v.peer_output(p))))
+            .and_then(|v| world.node(*id).map(|p| (p, v.peer_output(world, p))))
             .filter(|(p, _)| p.is_active(now));
         match shown {
             Some((p, out)) => {
@@ -368,6 +388,12 @@ fn filters(rules: &Arc<Vec<FilterRule>>) -> BTreeMap<String, Vec<FilterRule>> {
 fn self_node(world: &World, me: &Node, v: &View, now: DateTime<Utc>) -> tailcfg::Node {
     let mut n = tail_node(world, me, now, true);
     n.cap_map = v.cap_map.clone();
+    n.primary_routes = world
+        .primaries
+        .of(me.id)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     let routes = me.served_routes();
     if !routes.is_empty() {
         let mut allowed = n.addresses.clone();

@@ -73,33 +73,35 @@ impl View {
                 .nodes
                 .values()
                 .filter(|n| n.id != me)
-                .map(|n| (n.as_ref(), default_peer_output(n)))
+                .map(|n| (n.as_ref(), default_peer_output(world, n)))
                 .collect(),
         }
     }
 
     /// What `peer` may route as seen by `me` (for a peer in `visible`).
-    pub fn peer_output(&self, peer: &Node) -> PeerOutput {
+    pub fn peer_output(&self, world: &World, peer: &Node) -> PeerOutput {
         match self
             .out
             .as_ref()
             .and_then(|o| o.peers.get(&(peer.id.0 as u64)))
         {
             Some(o) => o.clone(),
-            None => default_peer_output(peer),
+            None => default_peer_output(world, peer),
         }
     }
 }
 
-/// Without a policy: its addresses plus every route it serves.
-fn default_peer_output(n: &Node) -> PeerOutput {
+/// Without a policy: its addresses, the subnet routes it is the elected
+/// primary for (`state::primary`) and the exit routes it serves.
+fn default_peer_output(world: &World, n: &Node) -> PeerOutput {
     let mut allowed: Vec<ipnet::IpNet> =
         n.addresses().into_iter().map(ipnet::IpNet::from).collect();
-    let routes = n.served_routes();
-    allowed.extend(routes.iter().copied());
+    let primary = world.primaries.of(n.id);
+    allowed.extend(primary.iter().copied());
+    allowed.extend(n.served_routes().into_iter().filter(|r| r.prefix_len() == 0));
     PeerOutput {
         allowed_ips: allowed,
-        primary_routes: routes,
+        primary_routes: primary,
     }
 }
 

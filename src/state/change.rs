@@ -91,6 +91,10 @@ pub struct Change {
     /// The World's `Settings` (DNS config, DERP map) were replaced: every
     /// session compares what it sent with the new value.
     pub settings: bool,
+    /// Nodes whose primary subnet routes changed (HA election,
+    /// `state::primary`): their `AllowedIPs`/`PrimaryRoutes` as peers, and
+    /// their own `PrimaryRoutes`, may differ.
+    pub routes: BTreeSet<NodeId>,
 }
 
 impl Change {
@@ -128,6 +132,13 @@ impl Change {
         }
     }
 
+    pub fn routes(ids: impl IntoIterator<Item = NodeId>) -> Self {
+        Change {
+            routes: ids.into_iter().collect(),
+            ..Default::default()
+        }
+    }
+
     pub fn users() -> Self {
         Change {
             users: true,
@@ -150,6 +161,7 @@ impl Change {
             && self.removed.is_empty()
             && self.patched.is_empty()
             && self.policy.is_empty()
+            && self.routes.is_empty()
     }
 
     /// Folds `other` into `self`. A node that is removed supersedes earlier
@@ -164,8 +176,10 @@ impl Change {
             users,
             policy,
             settings,
+            routes,
         } = other;
         self.full |= full;
+        self.routes.extend(routes);
         self.settings |= settings;
         self.policy.extend(policy);
         self.users |= users;
@@ -249,6 +263,7 @@ mod tests {
             Change::upsert(n(2)),
             Change::policy([n(1), n(3)]),
             Change::settings(),
+            Change::routes([n(2), n(3)]),
         ];
         for a in &samples {
             for b in &samples {

@@ -43,7 +43,7 @@ pub enum PolicyStore {
 pub fn topology(w: &World) -> Topology {
     Topology {
         users: w.users.values().map(|u| topo_user(u)).collect(),
-        nodes: w.nodes.values().map(|n| topo_node(n)).collect(),
+        nodes: w.nodes.values().map(|n| topo_node(w, n)).collect(),
     }
 }
 
@@ -65,7 +65,9 @@ fn topo_user(u: &User) -> TopoUser {
     }
 }
 
-fn topo_node(n: &Node) -> TopoNode {
+/// `n` as the policy engine sees it in `w`; its primary routes are `w`'s
+/// HA election (`state::primary`), never the engine's own.
+fn topo_node(w: &World, n: &Node) -> TopoNode {
     TopoNode {
         id: n.id.0 as u64,
         name: n.given_name.as_str().to_string(),
@@ -77,7 +79,7 @@ fn topo_node(n: &Node) -> TopoNode {
         ipv6: n.ipv6,
         routable_ips: n.routable_ips(),
         approved_routes: n.approved_routes.clone(),
-        primary_routes: None,
+        primary_routes: Some(w.primaries.of(n.id)),
     }
 }
 
@@ -165,7 +167,7 @@ impl Core {
         topo.nodes.retain(|t| t.id != id);
         topo.nodes.push(TopoNode {
             id,
-            ..topo_node(&n)
+            ..topo_node(&self.world, &n)
         });
         let mut changed = false;
         for r in policy.auto_approved_routes(&topo, id) {
@@ -205,9 +207,12 @@ impl Core {
             .upserted
             .iter()
             .chain(change.removed.iter())
+            .chain(change.routes.iter())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
             .filter(|id| {
-                let before = old.node(**id).map(|n| topo_node(n));
-                let after = next.node(**id).map(|n| topo_node(n));
+                let before = old.node(**id).map(|n| topo_node(old, n));
+                let after = next.node(**id).map(|n| topo_node(next, n));
                 before != after
             })
             .map(|id| id.0 as u64)

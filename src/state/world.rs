@@ -61,6 +61,9 @@ pub struct World {
     pub policy: Arc<PolicyState>,
     /// ACME challenges each node published (not persisted; `state::certs`).
     pub acme_challenges: Arc<super::certs::ChallengesSeen>,
+    /// The primary router of each subnet prefix (HA election; not
+    /// persisted; `state::primary`).
+    pub primaries: super::primary::Primaries,
     by_node_key: HashMap<NodePublic, NodeId>,
     by_machine_key: HashMap<MachinePublic, NodeId>,
     by_ip: HashMap<IpAddr, NodeId>,
@@ -91,6 +94,7 @@ impl World {
             online: OrdSet::new(),
             policy: Arc::default(),
             acme_challenges: Arc::default(),
+            primaries: Default::default(),
             by_node_key: HashMap::default(),
             by_machine_key: HashMap::default(),
             by_ip: HashMap::default(),
@@ -100,7 +104,14 @@ impl World {
         for n in nodes {
             w.put_node(Arc::new(n));
         }
+        w.reelect(chrono::Utc::now());
         w
+    }
+
+    /// Recomputes the HA election from scratch for this World's nodes,
+    /// presence and policy (see `state::primary`).
+    pub fn reelect(&mut self, now: chrono::DateTime<chrono::Utc>) {
+        self.primaries = super::primary::Primaries::of_world(self, now);
     }
 
     /// Each policy service (`svc:NAME`, without the prefix) with its hosts'

@@ -96,6 +96,7 @@ impl Core {
     /// Makes `next` the writer's World and queues `change` for sessions;
     /// both reach them when the batch ends ([`Core::flush`]).
     pub(super) fn publish(&mut self, mut next: World, mut change: Change) {
+        self.follow_routes(&mut next, &mut change);
         self.follow_policy(&mut next, &mut change);
         next.generation = self.world.generation + 1;
         self.world = Arc::new(next);
@@ -269,6 +270,8 @@ pub async fn start(
     let mut world = World::new(settings, users, nodes);
     if let Some(p) = initial_policy(&db, &opts, &world).await? {
         world.policy = Arc::new(p);
+        // autoApprovers may approve routes: the served sets depend on it.
+        world.reelect(clock.now());
     }
     let world = Arc::new(world);
     let policy_strict = opts.policy_strict;

@@ -127,7 +127,10 @@ fn served_routes_stay_in_allowed_ips_for_every_viewer() {
     router.hostinfo = serde_json::json!({"RoutableIPs": ["10.9.0.0/16"]});
     router.approved_routes = vec!["10.9.0.0/16".parse().unwrap()];
     for capver in [V1_78, V1_96] {
-        let w = world(vec![viewer(1, capver), router.clone()]);
+        let mut w = world(vec![viewer(1, capver), router.clone()]);
+        // Online, so the HA election makes it the route's primary.
+        w.online.insert(NodeId(2));
+        w.reelect(now());
         let r = build_full(&w, NodeId(1), &mut SentState::default(), now()).unwrap();
         let peer = &r.peers.unwrap()[0];
         assert_eq!(
