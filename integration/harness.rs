@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 pub use bins::ClientVersion;
 pub use certs::TestCa;
 pub use listener::Listener;
-pub use netns::{Netns, Topology};
+pub use netns::{Lan, Netns, Topology};
 pub use pg_server::PgServer;
 pub use process::{CmdOutput, OwnedChild};
 pub use server::{Db, KeyOptions, NodeRecord, Server, ServerConfig};

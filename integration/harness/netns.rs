@@ -50,6 +50,9 @@ struct Inner {
     /// Set once IPv6 is enabled: the only IPv6 subnet it may route to (no
     /// default route at all).
     ipv6: std::sync::OnceLock<Ipv6Net>,
+    /// Set on a subnet router's namespace joined to a test LAN
+    /// (`Topology::add_lan`): that LAN, on-link through `lan0`.
+    lan: std::sync::OnceLock<Ipv4Net>,
 }
 
 impl Drop for Inner {
@@ -84,6 +87,7 @@ impl Netns {
             name: name.to_owned(),
             isolation,
             ipv6: std::sync::OnceLock::new(),
+            lan: std::sync::OnceLock::new(),
         }));
         ns.ip(&["link", "set", "lo", "up"]);
         ns.run(
@@ -186,8 +190,12 @@ impl Netns {
                 let net = dst
                     .parse::<Ipv4Net>()
                     .or_else(|_| dst.parse::<Ipv4Addr>().map(Ipv4Net::from));
+                let lan = self.0.lan.get();
                 match net {
                     Ok(net) if subnet.contains(&net) => via.is_none(),
+                    Ok(net) if lan.is_some_and(|l| l.contains(&net)) => {
+                        via.is_none() && dev == "lan0"
+                    }
                     Ok(net) if loopback.contains(&net) => dev == "lo",
                     _ => false,
                 }
@@ -228,6 +236,7 @@ impl Netns {
             let kind_ok = name == "lo"
                 || name == "eth0"
                 || name == "br0"
+                || (name == "lan0" && self.0.lan.get().is_some())
                 || (name.starts_with("vh") && name[2..].parse::<u32>().is_ok());
             if !kind_ok {
                 bad.push(format!("unexpected interface {link}"));
@@ -446,5 +455,65 @@ impl Topology {
     /// The default gateway of every host: an address nobody answers for.
     pub fn gateway(&self) -> Ipv4Addr {
         Ipv4Addr::new(10, 213, self.octet, 254)
+    }
+
+    /// A LAN behind subnet routers: a namespace whose bridge holds the LAN
+    /// host's address `10.214.X.1/24`, joined by a veth (`lan0`,
+    /// `10.214.X.(10+i)/24`) to each host `i` in `routers`. Nothing else
+    /// reaches it: other hosts only get there through the routers'
+    /// tailnet subnet routes. The LAN namespace has no default route and
+    /// runs no client; the routers' isolation check accepts their leg.
+    pub fn add_lan(&self, routers: &[usize]) -> Lan {
+        let subnet = Ipv4Net::new(Ipv4Addr::new(10, 214, self.octet, 0), 24).expect("prefix");
+        let ns = Netns::create(&format!("{}lan", self.tag));
+        ns.ip(&["link", "add", "br0", "type", "bridge"]);
+        let host = Ipv4Addr::new(10, 214, self.octet, 1);
+        ns.ip(&["addr", "add", &format!("{host}/24"), "dev", "br0"]);
+        ns.ip(&["link", "set", "br0", "up"]);
+        for &i in routers {
+            let router = &self.hosts[i];
+            router.0.lan.set(subnet).expect("one LAN per router");
+            let port = format!("vl{i}");
+            ns.ip(&[
+                "link",
+                "add",
+                &port,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "lan0",
+                "netns",
+                router.name(),
+            ]);
+            ns.ip(&["link", "set", &port, "master", "br0", "up"]);
+            let cidr = format!("{}/24", Ipv4Addr::new(10, 214, self.octet, 10 + i as u8));
+            router.ip(&["addr", "add", &cidr, "dev", "lan0"]);
+            router.ip(&["link", "set", "lan0", "up"]);
+        }
+        Lan { ns, subnet, host }
+    }
+}
+
+/// A LAN only subnet routers reach (`Topology::add_lan`).
+#[derive(Debug)]
+pub struct Lan {
+    ns: Netns,
+    subnet: Ipv4Net,
+    host: Ipv4Addr,
+}
+
+impl Lan {
+    pub fn subnet(&self) -> Ipv4Net {
+        self.subnet
+    }
+
+    /// The LAN host: answers ping (the LAN namespace's kernel).
+    pub fn host(&self) -> Ipv4Addr {
+        self.host
+    }
+
+    pub fn netns(&self) -> &Netns {
+        &self.ns
     }
 }

@@ -279,6 +279,17 @@ impl Tailscaled {
         }
     }
 
+    /// Kills the daemon (SIGKILL, no goodbye to anyone), keeping its state:
+    /// a crash or power loss as the control server and peers see it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let status = child.kill();
+            if let Ok(mut f) = OpenOptions::new().append(true).open(&self.log_path) {
+                let _ = writeln!(f, "=== harness: tailscaled killed: {status:?} ===");
+            }
+        }
+    }
+
     pub fn restart(&mut self) {
         self.stop();
         self.start_again();

@@ -98,7 +98,11 @@ fn default_peer_output(world: &World, n: &Node) -> PeerOutput {
         n.addresses().into_iter().map(ipnet::IpNet::from).collect();
     let primary = world.primaries.of(n.id);
     allowed.extend(primary.iter().copied());
-    allowed.extend(n.served_routes().into_iter().filter(|r| r.prefix_len() == 0));
+    allowed.extend(
+        n.served_routes()
+            .into_iter()
+            .filter(|r| r.prefix_len() == 0),
+    );
     PeerOutput {
         allowed_ips: allowed,
         primary_routes: primary,

@@ -40,10 +40,10 @@ use std::sync::Arc;
 use imbl::{OrdMap, OrdSet};
 use ipnet::IpNet;
 
+use super::World;
 use super::change::Change;
 use super::policy::topology;
 use super::writer::Core;
-use super::World;
 use crate::policy::Topology;
 use crate::types::{Node, NodeId};
 

@@ -76,17 +76,29 @@ fn failover_to_an_online_standby_and_no_steal_back() {
     let mut lab = Lab::new(&[(1, &[LAN]), (2, &[LAN])]);
     assert_eq!(lab.primary(LAN), None, "nobody online: nobody primary");
     assert_eq!(lab.presence(1, true), ids(&[1]));
-    assert_eq!(lab.presence(2, true), ids(&[]), "a standby arriving moves nothing");
+    assert_eq!(
+        lab.presence(2, true),
+        ids(&[]),
+        "a standby arriving moves nothing"
+    );
     assert_eq!(lab.primary(LAN), Some(1));
     assert_eq!(lab.p.of(n(1)), vec![net(LAN)]);
     assert!(lab.p.of(n(2)).is_empty());
 
-    assert_eq!(lab.presence(1, false), ids(&[1, 2]), "both nodes' routes move");
+    assert_eq!(
+        lab.presence(1, false),
+        ids(&[1, 2]),
+        "both nodes' routes move"
+    );
     assert_eq!(lab.primary(LAN), Some(2));
     assert_eq!(lab.p.of(n(2)), vec![net(LAN)]);
     assert!(lab.p.of(n(1)).is_empty());
 
-    assert_eq!(lab.presence(1, true), ids(&[]), "the old primary does not steal back");
+    assert_eq!(
+        lab.presence(1, true),
+        ids(&[]),
+        "the old primary does not steal back"
+    );
     assert_eq!(lab.primary(LAN), Some(2));
 }
 

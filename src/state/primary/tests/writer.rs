@@ -129,7 +129,11 @@ fn has_lan(v: &(Vec<String>, Vec<String>)) -> bool {
 
 async fn failover_reaches_the_client(t: Net) {
     let r1 = t.connect(t.r1).await;
-    assert_eq!(t.primary(), Some(t.r1), "the first router online is primary");
+    assert_eq!(
+        t.primary(),
+        Some(t.r1),
+        "the first router online is primary"
+    );
     let r2 = t.connect(t.r2).await;
     let me = t.connect(t.client).await;
     let mut sent = SentState::default();
@@ -145,10 +149,15 @@ async fn failover_reaches_the_client(t: Net) {
     let d = delta(&t.state, &me, &mut sent).expect("a delta");
     let (r1_routes, r2_routes) = (routes_of(&d, t.r1), routes_of(&d, t.r2));
     assert!(
-        r1_routes.as_ref().is_some_and(|r| !r.0.contains(&LAN.to_string()) && r.1.is_empty()),
+        r1_routes
+            .as_ref()
+            .is_some_and(|r| !r.0.contains(&LAN.to_string()) && r.1.is_empty()),
         "r1 loses the route: {r1_routes:?}"
     );
-    assert!(r2_routes.as_ref().is_some_and(has_lan), "r2 gains it: {r2_routes:?}");
+    assert!(
+        r2_routes.as_ref().is_some_and(has_lan),
+        "r2 gains it: {r2_routes:?}"
+    );
 
     // The old primary comes back: nothing moves.
     let r1_again = t.connect(t.r1).await;
@@ -218,7 +227,8 @@ fn serves(n: &Node) -> bool {
 
 #[tokio::test]
 async fn after_a_restart_the_first_router_to_connect_is_primary() {
-    let (dir, db, state) = crate::state::testing::temp_state_with_db(Duration::from_secs(1800)).await;
+    let (dir, db, state) =
+        crate::state::testing::temp_state_with_db(Duration::from_secs(1800)).await;
     let user = state.create_user("alice", "", "").await.expect("user").id;
     let key = state
         .create_preauth_key(user, true, false, None, vec![])
@@ -228,7 +238,10 @@ async fn after_a_restart_the_first_router_to_connect_is_primary() {
     let r1 = register(&state, &key, 1, "r1", &[LAN]).await;
     let r2 = register(&state, &key, 2, "r2", &[LAN]).await;
     for r in [r1, r2] {
-        state.set_approved_routes(r, vec![net(LAN)]).await.expect("approve");
+        state
+            .set_approved_routes(r, vec![net(LAN)])
+            .await
+            .expect("approve");
     }
     let s1 = state.sessions().open(r1);
     state.refresh_presence(r1).await.expect("online");
