@@ -128,6 +128,25 @@ impl Netns {
         cmd
     }
 
+    /// Joins `other` to this namespace's bridge `br0`: a veth whose end
+    /// `port` is on the bridge here and whose end `name` is in `other`
+    /// (created there directly, never in the root namespace).
+    fn bridge_veth(&self, port: &str, other: &Netns, name: &str) {
+        self.ip(&[
+            "link",
+            "add",
+            port,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            name,
+            "netns",
+            other.name(),
+        ]);
+        self.ip(&["link", "set", port, "master", "br0", "up"]);
+    }
+
     /// Runs `args[0] args[1..]` inside the namespace with a timeout.
     pub fn run(&self, args: &[&str], timeout: Duration) -> CmdOutput {
         let (program, rest) = args.split_first().expect("empty command");
@@ -375,20 +394,7 @@ impl Topology {
         let mut host_nss = Vec::with_capacity(hosts);
         for i in 0..hosts {
             let ns = isolated(format!("{tag}h{i}"));
-            let port = format!("vh{i}");
-            hub.ip(&[
-                "link",
-                "add",
-                &port,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "eth0",
-                "netns",
-                ns.name(),
-            ]);
-            hub.ip(&["link", "set", &port, "master", "br0", "up"]);
+            hub.bridge_veth(&format!("vh{i}"), &ns, "eth0");
             let cidr = format!("{}/24", Ipv4Addr::new(10, 213, octet, 10 + i as u8));
             ns.ip(&["addr", "add", &cidr, "dev", "eth0"]);
             ns.ip(&["link", "set", "eth0", "up"]);
@@ -473,20 +479,7 @@ impl Topology {
         for &i in routers {
             let router = &self.hosts[i];
             router.0.lan.set(subnet).expect("one LAN per router");
-            let port = format!("vl{i}");
-            ns.ip(&[
-                "link",
-                "add",
-                &port,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "lan0",
-                "netns",
-                router.name(),
-            ]);
-            ns.ip(&["link", "set", &port, "master", "br0", "up"]);
+            ns.bridge_veth(&format!("vl{i}"), router, "lan0");
             let cidr = format!("{}/24", Ipv4Addr::new(10, 214, self.octet, 10 + i as u8));
             router.ip(&["addr", "add", &cidr, "dev", "lan0"]);
             router.ip(&["link", "set", "lan0", "up"]);

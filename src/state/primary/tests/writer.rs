@@ -39,6 +39,15 @@ async fn register(state: &StateHandle, key: &str, i: u8, host: &str, routes: &[&
     }
 }
 
+/// A reusable pre-auth key of `user` with `tags`.
+async fn key(state: &StateHandle, user: crate::types::UserId, tags: Vec<String>) -> String {
+    state
+        .create_preauth_key(user, true, false, None, tags)
+        .await
+        .expect("key")
+        .1
+}
+
 /// Two routers advertising `LAN` (approved by an operator unless `policy`
 /// auto-approves it) and a client.
 async fn tailnet(policy: Option<&str>) -> Net {
@@ -52,16 +61,8 @@ async fn tailnet(policy: Option<&str>) -> Net {
     } else {
         vec![]
     };
-    let router_key = state
-        .create_preauth_key(user, true, false, None, tags)
-        .await
-        .expect("key")
-        .1;
-    let plain_key = state
-        .create_preauth_key(user, true, false, None, vec![])
-        .await
-        .expect("key")
-        .1;
+    let router_key = key(&state, user, tags).await;
+    let plain_key = key(&state, user, vec![]).await;
     let r1 = register(&state, &router_key, 1, "r1", &[LAN]).await;
     let r2 = register(&state, &router_key, 2, "r2", &[LAN]).await;
     let client = register(&state, &plain_key, 3, "client", &[]).await;
@@ -230,11 +231,7 @@ async fn after_a_restart_the_first_router_to_connect_is_primary() {
     let (dir, db, state) =
         crate::state::testing::temp_state_with_db(Duration::from_secs(1800)).await;
     let user = state.create_user("alice", "", "").await.expect("user").id;
-    let key = state
-        .create_preauth_key(user, true, false, None, vec![])
-        .await
-        .expect("key")
-        .1;
+    let key = key(&state, user, vec![]).await;
     let r1 = register(&state, &key, 1, "r1", &[LAN]).await;
     let r2 = register(&state, &key, 2, "r2", &[LAN]).await;
     for r in [r1, r2] {
