@@ -341,3 +341,57 @@ pub(super) fn configtest(
         text
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> Vec<KeyFile> {
+        let data = std::path::Path::new("/srv/data");
+        [
+            (KeyRole::Noise, "noise_private.key"),
+            (KeyRole::Derp, "derp_server_private.key"),
+        ]
+        .into_iter()
+        .map(|(role, name)| KeyFile {
+            role,
+            path: data.join(name),
+            valid: |_| true,
+        })
+        .collect()
+    }
+
+    fn restored(keys_in_backup: bool) -> Restored {
+        Restored {
+            schema_version: Some(1),
+            keys_in_backup,
+            written: Vec::new(),
+            present: Vec::new(),
+            absent: Vec::new(),
+            unused: Vec::new(),
+        }
+    }
+
+    /// An old backup restores with a warning naming the files to copy;
+    /// a key the backup lacks, or this config does not use, is named too.
+    #[test]
+    fn restore_warns_about_keys_it_does_not_put_back() {
+        let from = Path::new("old.backup");
+        let w = restore_warnings(from, &keys(), &restored(false));
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("holds no key files"), "{w:?}");
+        assert!(w[0].contains("/srv/data/noise_private.key"), "{w:?}");
+        assert!(w[0].contains("/srv/data/derp_server_private.key"), "{w:?}");
+
+        assert!(restore_warnings(from, &keys(), &restored(true)).is_empty());
+        let r = Restored {
+            absent: vec![KeyRole::Noise],
+            unused: vec![KeyRole::Derp],
+            ..restored(true)
+        };
+        let w = restore_warnings(from, &keys()[..1], &r);
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(w[0].contains("holds no noise_private.key"), "{w:?}");
+        assert!(w[1].contains("DERP server is off"), "{w:?}");
+    }
+}
