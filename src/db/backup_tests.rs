@@ -394,10 +394,15 @@ async fn bad_or_unknown_keys_are_refused() {
     assert!(msg.contains("not a valid noise_private.key"), "{msg}");
     assert!(!copy.exists());
 
-    let newer = dir.path().join("newer.backup");
-    std::fs::copy(&good, &newer).expect("copy");
-    exec(
-        &newer,
+    // A copy of the good backup, changed by `sql`.
+    let altered = async |name: &str, sql: &str| {
+        let path = dir.path().join(name);
+        std::fs::copy(&good, &path).expect("copy");
+        exec(&path, sql).await;
+        path
+    };
+    let newer = altered(
+        "newer.backup",
         "INSERT INTO clawscale_backup_keys (name, content) VALUES ('tls.key', 'x')",
     )
     .await;
@@ -408,10 +413,8 @@ async fn bad_or_unknown_keys_are_refused() {
         "{msg}"
     );
 
-    let broken = dir.path().join("broken.backup");
-    std::fs::copy(&good, &broken).expect("copy");
-    exec(
-        &broken,
+    let broken = altered(
+        "broken.backup",
         "UPDATE clawscale_backup_keys SET content = 'privkey:00' WHERE name = 'noise_private.key'",
     )
     .await;
