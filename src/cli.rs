@@ -117,10 +117,11 @@ pub enum Command {
     /// Read the audit trail.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
-    /// Copy the SQLite database of a running server to a new file.
+    /// Copy a running server's SQLite database and key files to a new file
+    /// (with PostgreSQL: the key files).
     Backup(backup::BackupArgs),
-    /// Restore a backup into a data directory without a database, or check
-    /// a restored PostgreSQL database's schema.
+    /// Restore a backup (database and key files) into a data directory
+    /// without them, or check a restored PostgreSQL database's schema.
     Restore(backup::RestoreArgs),
     /// Check the configuration file.
     Configtest,
