@@ -18,12 +18,14 @@ pub mod dns;
 pub mod events;
 mod expiry;
 pub mod ipam;
+mod membership;
 mod nodes;
 mod oauth_clients;
 mod oidc_login;
 pub mod policy;
 mod preauth_keys;
 mod register;
+mod replication;
 mod settings;
 mod users;
 mod world;
@@ -39,6 +41,7 @@ pub use derp_maps::DerpMaps;
 pub use oidc_login::OidcLogin;
 pub use preauth_keys::NewKey;
 pub use register::{PendingOwner, RegisterInput, RegisterOutcome};
+pub use replication::ReplicaOptions;
 pub use world::{Certs, Services, Settings, World};
 pub use writer::{Core, MapUpdate, StateHandle, start};
 
@@ -121,6 +124,8 @@ pub struct Options {
     pub dns: dns::DnsBase,
     /// Key expiry and device approval for new logins.
     pub login: LoginRules,
+    /// How replicas on one PostgreSQL database follow each other.
+    pub replica: ReplicaOptions,
 }
 
 /// How logins set a node's key expiry and authorization
