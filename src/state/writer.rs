@@ -187,7 +187,8 @@ impl Core {
         let Some(node) = self.world.node(id).cloned() else {
             return Ok(());
         };
-        if !node.ephemeral || self.sessions.count(id) > 0 {
+        // `is_online` also covers a stream on another replica.
+        if !node.ephemeral || self.sessions.count(id) > 0 || self.world.is_online(id) {
             return Ok(());
         }
         let timeout = chrono::Duration::from_std(self.opts.ephemeral_inactivity_timeout)

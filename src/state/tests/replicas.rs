@@ -339,3 +339,26 @@ async fn a_dead_replicas_nodes_go_offline_and_its_relay_leaves_the_derp_map() {
         start.elapsed()
     );
 }
+
+#[tokio::test]
+async fn a_reader_behind_a_pruned_log_is_told_to_reload_everything() {
+    let Some(pg) = PgTemp::create("repl_prune").await else {
+        return;
+    };
+    let db = pg.db().await;
+    let now = chrono::Utc::now();
+    db.create_user("a", "", "", now).await.expect("user");
+    let behind = db.latest_change().await.expect("latest");
+    for name in ["b", "c", "d"] {
+        db.create_user(name, "", "", now).await.expect("user");
+    }
+    let fresh = db.changes_since(behind).await.expect("changes");
+    assert!(fresh.users && !fresh.reload_all, "{fresh:?}");
+    // Everything but the newest row is older than "no time at all".
+    assert_eq!(db.prune_changes(Duration::ZERO).await.expect("prune"), 3);
+    let late = db.changes_since(behind).await.expect("changes");
+    assert!(late.reload_all, "{late:?}");
+    // A reader that was up to date is not.
+    let newest = db.latest_change().await.expect("latest");
+    assert!(db.changes_since(newest).await.expect("changes").is_empty());
+}
