@@ -130,9 +130,9 @@ impl Core {
         let mut added = BTreeSet::new();
         for region in &r.regions {
             let key = region.region_id.to_string();
-            if !map.regions.contains_key(&key) {
-                added.insert(key.clone());
-                map.regions.insert(key, region.clone());
+            if let std::collections::btree_map::Entry::Vacant(slot) = map.regions.entry(key) {
+                added.insert(slot.key().clone());
+                slot.insert(region.clone());
             }
         }
         r.added_regions = added;

@@ -471,7 +471,7 @@ impl Heartbeat {
             }
         }
         // About hourly with the defaults.
-        if self.ticks % 1800 == 0 {
+        if self.ticks.is_multiple_of(1800) {
             let keep = f.opts.keep_changes;
             if let Err(e) = f.db.prune_changes(keep).await {
                 tracing::warn!(error = %e, "cannot prune the change log");

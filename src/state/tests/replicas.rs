@@ -54,6 +54,24 @@ fn same(a: &Node, b: &Node) -> bool {
     micros(a) == micros(b)
 }
 
+/// User "alice" on `s` and a reusable pre-auth key of hers.
+async fn alice_with_key(s: &StateHandle) -> (crate::types::UserId, String) {
+    let user = s.create_user("alice", "", "").await.expect("user").id;
+    let (_, key) = s
+        .create_preauth_key(user, true, false, None, vec![])
+        .await
+        .expect("key");
+    (user, key)
+}
+
+/// Registers machine `i` with `key` on `s`.
+async fn enrol(s: &StateHandle, i: u8, key: &str, hostname: &str) -> std::sync::Arc<Node> {
+    match s.register(input(i, i, Some(key), hostname)).await {
+        Ok(RegisterOutcome::Authorized { node, .. }) => node,
+        other => panic!("registration of {hostname} on a replica: {other:?}"),
+    }
+}
+
 /// No safety poll during the test: only notifications and reconnects.
 fn no_poll() -> ReplicaOptions {
     ReplicaOptions {
@@ -84,10 +102,7 @@ async fn writes_on_one_replica_reach_the_other_within_a_second() {
         .create_preauth_key(user, true, false, None, vec![])
         .await
         .expect("key");
-    let node = match a.register(input(1, 1, Some(&key), "web")).await {
-        Ok(RegisterOutcome::Authorized { node, .. }) => node,
-        other => panic!("registration: {other:?}"),
-    };
+    let node = enrol(&a, 1, &key, "web").await;
     let took = within(&b, Duration::from_secs(1), |w| {
         w.node(node.id).is_some_and(|n| same(n, &node))
     })
@@ -96,10 +111,7 @@ async fn writes_on_one_replica_reach_the_other_within_a_second() {
 
     // A node registered on B (with A's key) gets the next address, and A
     // learns of it.
-    let other = match b.register(input(2, 2, Some(&key), "db")).await {
-        Ok(RegisterOutcome::Authorized { node, .. }) => node,
-        other => panic!("registration on B: {other:?}"),
-    };
+    let other = enrol(&b, 2, &key, "db").await;
     assert_ne!(other.ipv4, node.ipv4);
     within(&a, Duration::from_secs(1), |w| w.node(other.id).is_some()).await;
 
@@ -167,11 +179,7 @@ async fn concurrent_registrations_on_two_replicas_never_share_an_address() {
     let Some((_pg, a, b)) = pair("repl_ipam", no_poll()).await else {
         return;
     };
-    let user = a.create_user("alice", "", "").await.expect("user").id;
-    let (_, key) = a
-        .create_preauth_key(user, true, false, None, vec![])
-        .await
-        .expect("key");
+    let (_, key) = alice_with_key(&a).await;
     let mut tasks = Vec::new();
     for i in 0..20u8 {
         let (state, key) = (if i % 2 == 0 { a.clone() } else { b.clone() }, key.clone());
@@ -240,15 +248,8 @@ async fn presence_is_shared_and_follows_a_node_that_moves() {
     let Some((_pg, a, b)) = pair("repl_presence", no_poll()).await else {
         return;
     };
-    let user = a.create_user("alice", "", "").await.expect("user").id;
-    let (_, key) = a
-        .create_preauth_key(user, true, false, None, vec![])
-        .await
-        .expect("key");
-    let node = match a.register(input(1, 1, Some(&key), "web")).await {
-        Ok(RegisterOutcome::Authorized { node, .. }) => node,
-        other => panic!("registration: {other:?}"),
-    };
+    let (_, key) = alice_with_key(&a).await;
+    let node = enrol(&a, 1, &key, "web").await;
     let id = node.id;
     // A stream on A: online on both.
     let on_a = a.sessions().open(id);
@@ -313,15 +314,8 @@ async fn a_dead_replicas_nodes_go_offline_and_its_relay_leaves_the_derp_map() {
     within(&a, Duration::from_secs(2), |w| has(w, 902)).await;
     within(&b, Duration::from_secs(2), |w| has(w, 901)).await;
 
-    let user = a.create_user("alice", "", "").await.expect("user").id;
-    let (_, key) = a
-        .create_preauth_key(user, true, false, None, vec![])
-        .await
-        .expect("key");
-    let node = match b.register(input(1, 1, Some(&key), "web")).await {
-        Ok(RegisterOutcome::Authorized { node, .. }) => node,
-        other => panic!("registration: {other:?}"),
-    };
+    let (_, key) = alice_with_key(&a).await;
+    let node = enrol(&b, 1, &key, "web").await;
     let _stream = b.sessions().open(node.id);
     b.refresh_presence(node.id).await.expect("presence");
     within(&a, Duration::from_secs(1), |w| w.is_online(node.id)).await;
