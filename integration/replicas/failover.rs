@@ -128,6 +128,20 @@ fn all_see_each_other(nodes: &[&Tailscaled], ips: &[Vec<String>]) -> Result<(), 
     Ok(())
 }
 
+/// The region ids of the DERP map `n` holds.
+fn derp_regions(n: &Tailscaled) -> Result<Vec<String>, String> {
+    let out = n.cli(&["debug", "derp-map"], Duration::from_secs(20));
+    if !out.success() {
+        return Err(out.to_string());
+    }
+    let map: serde_json::Value =
+        serde_json::from_str(out.stdout.trim()).map_err(|e| format!("{e}: {out}"))?;
+    let regions = map["Regions"]
+        .as_object()
+        .ok_or_else(|| format!("no Regions: {map}"))?;
+    Ok(regions.keys().cloned().collect())
+}
+
 fn my_ips(n: &Tailscaled) -> Vec<String> {
     let st = n.wait_state("Running", JOIN);
     let mut ips = st.self_node.map(|s| s.tailscale_ips).unwrap_or_default();
@@ -176,6 +190,16 @@ fn clients_fail_over_between_replicas_behind_haproxy() {
     let first: Vec<&Tailscaled> = nodes.iter().take(3).collect();
     wait_for("three nodes to see each other", JOIN, || {
         all_see_each_other(&first, &ips)
+    });
+
+    // Each replica's relay is its own region in the map the clients got.
+    wait_for("both relays in the clients' DERP map", JOIN, || {
+        let regions = derp_regions(first[0])?;
+        if regions == ["901", "902"] {
+            Ok(())
+        } else {
+            Err(format!("regions {regions:?}"))
+        }
     });
 
     // Kill the replica every stream goes to.
