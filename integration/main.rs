@@ -23,6 +23,7 @@ mod limits;
 mod login;
 mod oidc;
 mod policy;
+mod replicas;
 mod restapi;
 mod selftest;
 /// The in-process control client (tailscale-rs `ts_control`), shared by

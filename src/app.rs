@@ -76,6 +76,32 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     create_private_dir(&config.data_dir)?;
+    let target = match &config.database {
+        config::Database::Sqlite {
+            path,
+            write_ahead_log,
+        } => db::Target::Sqlite {
+            path: path.clone(),
+            write_ahead_log: *write_ahead_log,
+        },
+        config::Database::Postgres {
+            url,
+            max_open_conns,
+        } => db::Target::Postgres {
+            url: url.clone(),
+            max_connections: *max_open_conns,
+        },
+    };
+    if let db::Target::Sqlite { path, .. } = &target {
+        // First, before any listener is bound, so a second server on the
+        // same file fails with this error. Held by a task of this server's
+        // runtime: released when the server (or its process) ends.
+        let lock = db::process_lock::acquire(path)?;
+        tokio::spawn(async move {
+            let _lock = lock;
+            std::future::pending::<()>().await
+        });
+    }
     let noise_key = crate::noise::load_or_create(&config.noise_private_key_path)
         .with_context(|| "loading the Noise private key")?;
 
@@ -96,22 +122,6 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     };
     let stun_addr = stun.as_ref().map(|s| s.local_addr()).transpose()?;
 
-    let target = match &config.database {
-        config::Database::Sqlite {
-            path,
-            write_ahead_log,
-        } => db::Target::Sqlite {
-            path: path.clone(),
-            write_ahead_log: *write_ahead_log,
-        },
-        config::Database::Postgres {
-            url,
-            max_open_conns,
-        } => db::Target::Postgres {
-            url: url.clone(),
-            max_connections: *max_open_conns,
-        },
-    };
     let db = Db::connect(&target).await.context("opening the database")?;
     let (policy_store, policy_text) = policy_file::initial(&config.policy)?;
     tracing::info!(engine = db.engine(), "database ready");
@@ -145,6 +155,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         _ => None,
     };
     let self_signed_relay = embedded.is_some() && config.tls.cert_path.is_none();
+    let replica = state::ReplicaOptions {
+        derp_region: embedded.clone(),
+        ..Default::default()
+    };
     let mut derp_maps = derp_map::Loader::new(derp_map::Sources::new(&config.derp, embedded))?;
     let derp_map = derp_maps.initial().await.context("building the DERP map")?;
     let mut world_settings = settings::world_settings(&config, derp_map, &server_url);
@@ -171,6 +185,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                 .and_then(|d| chrono::Duration::from_std(d).ok()),
             require_approval: config.login.require_approval,
         },
+        replica,
     };
     let state = state::start(db, world_settings, sessions, clock, opts).await?;
     tokio::spawn(derp_maps.refresh_forever(state.clone()));

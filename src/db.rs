@@ -23,11 +23,14 @@
 
 mod api_keys;
 pub mod backup;
+pub mod changelog;
 mod dns_settings;
 mod nodes;
 mod oauth_clients;
 mod policies;
 mod preauth_keys;
+pub mod process_lock;
+pub mod replicas;
 mod rows;
 mod sqlite;
 mod transaction;

@@ -18,6 +18,7 @@ pub mod dns;
 pub mod events;
 mod expiry;
 pub mod ipam;
+mod membership;
 mod nodes;
 mod oauth_clients;
 mod oidc_login;
@@ -25,6 +26,7 @@ pub mod policy;
 mod preauth_keys;
 pub mod primary;
 mod register;
+mod replication;
 mod settings;
 mod users;
 mod world;
@@ -41,6 +43,7 @@ pub use oidc_login::OidcLogin;
 pub use preauth_keys::NewKey;
 pub use primary::Primaries;
 pub use register::{PendingOwner, RegisterInput, RegisterOutcome};
+pub use replication::ReplicaOptions;
 pub use world::{Certs, Services, Settings, World};
 pub use writer::{Core, MapUpdate, StateHandle, start};
 
@@ -123,6 +126,8 @@ pub struct Options {
     pub dns: dns::DnsBase,
     /// Key expiry and device approval for new logins.
     pub login: LoginRules,
+    /// How replicas on one PostgreSQL database follow each other.
+    pub replica: ReplicaOptions,
 }
 
 /// How logins set a node's key expiry and authorization

@@ -125,6 +125,20 @@ impl Db {
         })
     }
 
+    /// The rows of `ids` that still exist (PostgreSQL: a replica reloading
+    /// what another one changed).
+    pub async fn nodes_by_id(&self, ids: &[NodeId]) -> Result<Vec<Node>> {
+        let Db::Postgres(p) = self else {
+            return Err(Error::Open("reloading by id needs PostgreSQL".into()));
+        };
+        let sql = format!("SELECT {COLUMNS} FROM nodes WHERE id = ANY($1) ORDER BY id");
+        let ids: Vec<i64> = ids.iter().map(|i| i.0).collect();
+        let rows = sqlx::query(&sql).bind(ids).fetch_all(p).await?;
+        rows.iter()
+            .map(|r| Ok(node_from_row!(r)))
+            .collect::<Result<Vec<_>>>()
+    }
+
     /// Writes a registration atomically: marks the pre-auth key used (a
     /// single-use key only if it is still unused, so two concurrent uses can
     /// never both succeed: TS-2025-007) and inserts the node (`node.id` ignored)

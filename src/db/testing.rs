@@ -79,6 +79,51 @@ impl PgTemp {
         Some(PgTemp { admin, name, url })
     }
 
+    /// A pool whose connections carry `application_name` `app` (to find
+    /// them in `pg_stat_activity`).
+    pub(crate) async fn db_named(&self, app: &str) -> Db {
+        let sep = if self.url.contains('?') { '&' } else { '?' };
+        Db::connect(&super::Target::Postgres {
+            url: format!("{}{sep}application_name={app}", self.url),
+            max_connections: 2,
+        })
+        .await
+        .expect("connect temp database")
+    }
+
+    /// Refuses (`false`) or allows new connections to the database.
+    pub(crate) async fn allow_connections(&self, allow: bool) {
+        let mut conn = PgConnection::connect(&self.admin)
+            .await
+            .expect("connect admin");
+        let sql = format!(
+            r#"ALTER DATABASE "{}" ALLOW_CONNECTIONS {allow}"#,
+            self.name
+        );
+        conn.execute(sql.as_str()).await.expect("alter database");
+        conn.close().await.expect("close admin connection");
+    }
+
+    /// Ends the sessions of `app` whose last statement starts with
+    /// `query_prefix` (all of them for ""); returns how many.
+    pub(crate) async fn terminate(&self, app: &str, query_prefix: &str) -> i64 {
+        let mut conn = PgConnection::connect(&self.admin)
+            .await
+            .expect("connect admin");
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = $1 AND application_name = $2 AND query LIKE $3 || '%'",
+        )
+        .bind(&self.name)
+        .bind(app)
+        .bind(query_prefix)
+        .fetch_one(&mut conn)
+        .await
+        .expect("terminate sessions");
+        conn.close().await.expect("close admin connection");
+        n
+    }
+
     pub(crate) async fn db(&self) -> Db {
         Db::connect(&super::Target::Postgres {
             url: self.url.clone(),

@@ -40,6 +40,7 @@ impl StateHandle {
     pub async fn set_derp_map(&self, map: DerpMap) -> Result<bool> {
         self.run(move |core| {
             Box::pin(async move {
+                let map = core.with_replica_regions(map);
                 if *core.world.settings.derp_map.map() == map {
                     return Ok(false);
                 }

@@ -87,12 +87,47 @@ pub(crate) async fn restart(_dir: &tempfile::TempDir, db: Db) -> StateHandle {
     .expect("state writer")
 }
 
+/// A writer over `db` (PostgreSQL: one replica among others on it), with
+/// `replica` as the replication options.
+pub(crate) async fn replica(db: Db, replica: super::ReplicaOptions) -> StateHandle {
+    start_with_opts(
+        db,
+        Duration::from_secs(1800),
+        false,
+        None,
+        LoginRules::default(),
+        replica,
+    )
+    .await
+    .expect("state writer")
+}
+
 async fn start_on(
     db: Db,
     ephemeral_timeout: Duration,
     policy_strict: bool,
     policy_file: Option<String>,
     login: LoginRules,
+) -> super::Result<StateHandle> {
+    let replica = Default::default();
+    start_with_opts(
+        db,
+        ephemeral_timeout,
+        policy_strict,
+        policy_file,
+        login,
+        replica,
+    )
+    .await
+}
+
+async fn start_with_opts(
+    db: Db,
+    ephemeral_timeout: Duration,
+    policy_strict: bool,
+    policy_file: Option<String>,
+    login: LoginRules,
+    replica: super::ReplicaOptions,
 ) -> super::Result<StateHandle> {
     let settings = Settings {
         base_domain: "clawql.local".into(),
@@ -117,6 +152,7 @@ async fn start_on(
         policy_strict,
         dns: Default::default(),
         login,
+        replica,
     };
     start(db, settings, Sessions::new(), Arc::new(SystemClock), opts).await
 }

@@ -13,6 +13,7 @@ use crate::types::{MachinePublic, Node, NodePublic, Owner, UserId};
 mod batch;
 mod durability;
 mod login;
+mod replicas;
 
 struct Fixture {
     _dir: tempfile::TempDir,

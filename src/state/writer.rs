@@ -61,6 +61,9 @@ pub struct Core {
     /// What this batch changed since `world` was last sent to readers;
     /// `None`: nothing to publish.
     unpublished: Option<Change>,
+    /// Following other replicas on the same PostgreSQL database
+    /// (`replication`); `None` on SQLite.
+    pub(super) replication: Option<super::replication::Replication>,
 }
 
 /// How long a write probe's answer is reused. Health checks can come often
@@ -137,6 +140,7 @@ impl Core {
 
     /// Whether the database commits a write now (see [`StateHandle::health`]).
     async fn probe(&mut self) -> Result<()> {
+        self.replication_health()?;
         let reuse = self
             .last_probe
             .as_ref()
@@ -184,7 +188,8 @@ impl Core {
         let Some(node) = self.world.node(id).cloned() else {
             return Ok(());
         };
-        if !node.ephemeral || self.sessions.count(id) > 0 {
+        // `is_online` also covers a stream on another replica.
+        if !node.ephemeral || self.sessions.count(id) > 0 || self.world.is_online(id) {
             return Ok(());
         }
         let timeout = chrono::Duration::from_std(self.opts.ephemeral_inactivity_timeout)
@@ -216,6 +221,7 @@ impl Core {
         let Some(node) = self.world.node(id).cloned() else {
             return Ok(());
         };
+        let online = self.share_presence(id, online).await;
         if self.world.is_online(id) == online {
             return Ok(());
         }
@@ -259,6 +265,7 @@ pub async fn start(
     clock: Arc<dyn Clock>,
     opts: Options,
 ) -> Result<StateHandle> {
+    let replication = super::replication::Replication::open(&db, &opts.replica).await?;
     let users = db.list_users().await?;
     let nodes = db.list_nodes().await?;
     let dns_overrides = db.dns_overrides().await?;
@@ -289,6 +296,7 @@ pub async fn start(
         last_probe: None,
         dns_overrides,
         unpublished: None,
+        replication,
     };
     // After a restart every node is offline: start the inactivity clock for
     // ephemeral nodes, which are removed unless they reconnect in time.
@@ -302,15 +310,18 @@ pub async fn start(
     for id in ephemeral {
         core.schedule_ephemeral_gc(id);
     }
+    let follower = core.follower();
     tokio::spawn(async move {
         let mut replies: Vec<Reply> = Vec::new();
         while let Some(job) = rx.recv().await {
+            core.replication_begin().await;
             replies.push(job(&mut core).await);
             while replies.len() < MAX_BATCH
                 && let Ok(job) = rx.try_recv()
             {
                 replies.push(job(&mut core).await);
             }
+            core.replication_end().await;
             core.flush();
             for reply in replies.drain(..) {
                 reply();
@@ -326,6 +337,9 @@ pub async fn start(
         policy_strict,
     };
     tokio::spawn(super::expiry::watch(handle.downgrade()));
+    if let Some(f) = follower {
+        f.spawn(handle.downgrade());
+    }
     Ok(handle)
 }
 

@@ -1,0 +1,277 @@
+//! Failover with stock clients: Debian's haproxy is the one login server
+//! URL, in front of two replicas on one PostgreSQL database, each with its
+//! own relay region. Three tailscaled 1.96.4 nodes enrol (haproxy's
+//! `balance first` puts them all on replica A); A is killed with SIGKILL;
+//! within 15 s all three are Running through B, see each other and ping; a
+//! fourth node enrolled meanwhile is seen by all; A starts again and catches
+//! up; no node is lost, duplicated or given a second address. Then a node
+//! deletion made on A reaches the clients streaming from B within 1 s.
+
+use std::fs;
+use std::path::Path;
+use std::process::Stdio;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::harness::{
+    ClientVersion, Db, KeyOptions, OwnedChild, PgServer, Server, Tailscaled, TailscaledOptions,
+    Topology, skip_real_clients, try_wait_for, wait_for,
+};
+
+const USER: &str = "alice";
+const LB_PORT: u16 = 8080;
+const JOIN: Duration = Duration::from_secs(90);
+const FAILOVER: Duration = Duration::from_secs(15);
+
+/// haproxy in the hub namespace, killed (by PID) on drop.
+struct Haproxy {
+    _child: OwnedChild,
+    _dir: tempfile::TempDir,
+}
+
+fn haproxy(topo: &Topology, backends: &[u16]) -> Haproxy {
+    let found = std::process::Command::new("haproxy").arg("-v").output();
+    assert!(
+        found.is_ok_and(|o| o.status.success()),
+        "haproxy is missing: install Debian's `haproxy` (.ci/run does)"
+    );
+    let hub = topo.hub_ip();
+    let servers: String = backends
+        .iter()
+        .enumerate()
+        .map(|(i, port)| format!("    server r{i} {hub}:{port} check\n"))
+        .collect();
+    // TCP mode: the control protocol's HTTP upgrade to Noise passes through
+    // untouched. A replica is taken out when /healthz is not 200; its
+    // sessions are cut so clients reconnect to the next one.
+    let cfg = format!(
+        "global\n    maxconn 1000\n\
+         defaults\n    mode tcp\n    timeout connect 2s\n    timeout client 1h\n    \
+         timeout server 1h\n    timeout check 1s\n    retries 3\n    option redispatch\n\
+         frontend control\n    bind {hub}:{LB_PORT}\n    default_backend replicas\n\
+         backend replicas\n    balance first\n    option httpchk GET /healthz\n    \
+         default-server inter 500ms fall 2 rise 2 on-marked-down shutdown-sessions\n{servers}"
+    );
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("{}-haproxy-", topo.tag()))
+        .tempdir()
+        .expect("haproxy dir");
+    let path = dir.path().join("haproxy.cfg");
+    fs::write(&path, cfg).expect("write haproxy.cfg");
+    let check = topo
+        .hub()
+        .run(&["haproxy", "-c", "-f", &path.to_string_lossy()], JOIN);
+    assert!(check.success(), "haproxy rejects its config:\n{check}");
+    let log = fs::File::create(dir.path().join("haproxy.log")).expect("log");
+    let mut cmd = topo.hub().command("haproxy");
+    cmd.arg("-db")
+        .arg("-f")
+        .arg(&path)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("dup"))
+        .stderr(log);
+    let child = OwnedChild::spawn(&mut cmd, "haproxy");
+    Haproxy {
+        _child: child,
+        _dir: dir,
+    }
+}
+
+/// A replica in the hub namespace on `port`, with relay region `region`;
+/// `noise` is the first replica's key file (clients know the server by it).
+fn replica(topo: &Topology, pg: &PgServer, port: u16, region: u32, noise: Option<&Path>) -> Server {
+    Server::start_with(topo, Db::Sqlite, |cfg| {
+        pg.configure(cfg);
+        let hub = topo.hub_ip();
+        cfg.set("listen_addr", format!("{hub}:{port}"))
+            .set("server_url", format!("http://{hub}:{port}"))
+            .set(
+                "derp.server.stun_listen_addr",
+                format!("{hub}:{}", port + 100),
+            )
+            .set("derp.server.region_id", region)
+            .set("derp.server.region_code", format!("r{region}"))
+            .set("derp.server.region_name", format!("replica {region}"));
+        if let Some(k) = noise {
+            cfg.set("noise.private_key_path", k.to_string_lossy());
+        }
+    })
+}
+
+fn host(i: usize) -> String {
+    format!("node{i}")
+}
+
+/// Each of `nodes` lists every other one online with the IPs in `ips`.
+fn all_see_each_other(nodes: &[&Tailscaled], ips: &[Vec<String>]) -> Result<(), String> {
+    for (me, n) in nodes.iter().enumerate() {
+        let st = n.status()?;
+        if st.backend_state != "Running" {
+            return Err(format!("{} is {}", n.name(), st.backend_state));
+        }
+        for (j, other) in nodes.iter().enumerate().filter(|(j, _)| *j != me) {
+            let peer = st
+                .peer(other.name())
+                .ok_or_else(|| format!("{} does not list {}", n.name(), other.name()))?;
+            let mut got = peer.tailscale_ips.clone();
+            got.sort();
+            if !peer.online || got != ips[j] {
+                return Err(format!(
+                    "{} sees {}: online {} IPs {got:?}",
+                    n.name(),
+                    other.name(),
+                    peer.online
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The region ids of the DERP map `n` holds.
+fn derp_regions(n: &Tailscaled) -> Result<Vec<String>, String> {
+    let out = n.cli(&["debug", "derp-map"], Duration::from_secs(20));
+    if !out.success() {
+        return Err(out.to_string());
+    }
+    let map: serde_json::Value =
+        serde_json::from_str(out.stdout.trim()).map_err(|e| format!("{e}: {out}"))?;
+    let regions = map["Regions"]
+        .as_object()
+        .ok_or_else(|| format!("no Regions: {map}"))?;
+    Ok(regions.keys().cloned().collect())
+}
+
+fn my_ips(n: &Tailscaled) -> Vec<String> {
+    let st = n.wait_state("Running", JOIN);
+    let mut ips = st.self_node.map(|s| s.tailscale_ips).unwrap_or_default();
+    ips.sort();
+    assert!(!ips.is_empty(), "{} has no tailnet IPs", n.name());
+    ips
+}
+
+#[test]
+fn clients_fail_over_between_replicas_behind_haproxy() {
+    if skip_real_clients() {
+        return;
+    }
+    let topo = Topology::new(4);
+    let pg = PgServer::start();
+    let mut a = replica(&topo, &pg, 8081, 901, None);
+    let noise = a.dir().join("data/noise_private.key");
+    let b = replica(&topo, &pg, 8082, 902, Some(&noise));
+    let _lb = haproxy(&topo, &[8081, 8082]);
+    let url = format!("http://{}:{LB_PORT}", topo.hub_ip());
+
+    a.create_user(USER);
+    let key = a.create_preauthkey(
+        USER,
+        &KeyOptions {
+            reusable: true,
+            ..KeyOptions::default()
+        },
+    );
+    let nodes: Vec<Tailscaled> = (0..4)
+        .map(|i| {
+            let opts = TailscaledOptions {
+                version: ClientVersion::V1_96_4,
+                ..TailscaledOptions::default()
+            };
+            Tailscaled::start_with(topo.host(i), &host(i), opts)
+        })
+        .collect();
+    thread::scope(|s| {
+        for (i, n) in nodes.iter().take(3).enumerate() {
+            let (url, key) = (&url, &key);
+            s.spawn(move || n.up_ok(url, key, &host(i)));
+        }
+    });
+    let mut ips: Vec<Vec<String>> = nodes.iter().take(3).map(my_ips).collect();
+    let first: Vec<&Tailscaled> = nodes.iter().take(3).collect();
+    wait_for("three nodes to see each other", JOIN, || {
+        all_see_each_other(&first, &ips)
+    });
+
+    // Each replica's relay is its own region in the map the clients got.
+    wait_for("both relays in the clients' DERP map", JOIN, || {
+        let regions = derp_regions(first[0])?;
+        if regions == ["901", "902"] {
+            Ok(())
+        } else {
+            Err(format!("regions {regions:?}"))
+        }
+    });
+
+    // Kill the replica every stream goes to.
+    let killed = Instant::now();
+    a.kill();
+    // A fourth node enrols meanwhile (through haproxy, so on B). The
+    // three learning of it proves they stream from B: a client keeps its
+    // last map while its control connection is down, so "Running and
+    // seeing each other" alone would hold without any failover.
+    thread::scope(|s| {
+        s.spawn(|| nodes[3].up_ok(&url, &key, &host(3)));
+    });
+    ips.push(my_ips(&nodes[3]));
+    let all: Vec<&Tailscaled> = nodes.iter().collect();
+    if let Err(e) = try_wait_for(FAILOVER.saturating_sub(killed.elapsed()), || {
+        all_see_each_other(&all, &ips)
+    }) {
+        b.dump_log();
+        panic!("the nodes did not recover within {FAILOVER:?} of the kill: {e}");
+    }
+    let recovered = killed.elapsed();
+    eprintln!(
+        "four nodes Running through replica B, seeing each other, {recovered:?} after kill -9 of A"
+    );
+    for (i, n) in first.iter().enumerate() {
+        for j in (0..3).filter(|&j| j != i) {
+            let left = FAILOVER.saturating_sub(killed.elapsed());
+            n.wait_ping(&ips[j][0], left, |_| true);
+        }
+    }
+    eprintln!(
+        "and the first three pinging each other {:?} after the kill",
+        killed.elapsed()
+    );
+
+    // A comes back and knows everything B did.
+    a.start_again();
+    for server in [&a, &b] {
+        let listed = server.nodes();
+        assert_eq!(listed.len(), 4, "not four nodes: {listed:?}");
+        for (i, want) in ips.iter().enumerate() {
+            let rec = listed
+                .iter()
+                .find(|r| r.name() == host(i))
+                .unwrap_or_else(|| panic!("{} not listed: {listed:?}", host(i)));
+            let mut got = rec.ip_addresses();
+            got.sort();
+            assert_eq!(&got, want, "{} addresses", host(i));
+        }
+    }
+
+    // A deletion on A reaches the clients streaming from B.
+    let id = a
+        .nodes()
+        .iter()
+        .find(|r| r.name() == host(3))
+        .and_then(|r| r.id())
+        .expect("node3 id");
+    let deleted = Instant::now();
+    a.cli_ok(&["nodes", "delete", "-i", &id.to_string(), "--force"]);
+    let gone = try_wait_for(Duration::from_secs(1), || {
+        for n in &first {
+            if n.status()?.peer(&host(3)).is_some() {
+                return Err(format!("{} still lists node3", n.name()));
+            }
+        }
+        Ok(())
+    });
+    eprintln!(
+        "deletion on A gone from clients on B after {:?}",
+        deleted.elapsed()
+    );
+    gone.expect("deletion on A reached B's clients within 1 s");
+    drop((a, b)); // before their database server
+}
