@@ -100,7 +100,8 @@ pub(super) async fn restore(
         }
         (Database::Sqlite { path, .. }, Some(from)) => {
             let version = backup::restore_sqlite(from, path).await.map_err(refused)?;
-            record(config, from, path, version).await;
+            let after = serde_json::json!({ "from": from, "schema_version": version });
+            record(config, "database.restore", path, after).await;
             let value = serde_json::json!({
                 "restored": from,
                 "database": path,
@@ -118,8 +119,10 @@ pub(super) async fn restore(
     output::emit(out, format, &value, || human)
 }
 
-/// Appends `database.restore` to the audit log, if one is configured.
-async fn record(config: &Config, from: &Path, db: &Path, version: i64) {
+/// Appends `action` (a command that works on the database directly:
+/// `database.restore`, `database.import`) to the audit log, if one is
+/// configured.
+pub(super) async fn record(config: &Config, action: &str, db: &Path, after: serde_json::Value) {
     let Some(path) = &config.audit.path else {
         return;
     };
@@ -136,21 +139,18 @@ async fn record(config: &Config, from: &Path, db: &Path, version: i64) {
                     request_id: None,
                     actor: "system".into(),
                     transport: "cli".into(),
-                    action: "database.restore".into(),
+                    action: action.into(),
                     object: Some(format!("database:{}", db.display())),
                     before: None,
-                    after: Some(serde_json::json!({
-                        "from": from,
-                        "schema_version": version,
-                    })),
+                    after: Some(after),
                     result: "ok".into(),
                     error: None,
                     policy_revision: None,
                 })
                 .await;
         }
-        // The database is restored either way; say why it is not recorded.
-        Err(e) => eprintln!("warning: restore not recorded in the audit log: {e}"),
+        // The change is made either way; say why it is not recorded.
+        Err(e) => eprintln!("warning: {action} not recorded in the audit log: {e}"),
     }
 }
 
