@@ -20,7 +20,7 @@ use crate::harness::{
 };
 
 const JOIN: Duration = Duration::from_secs(90);
-const CONVERGE: Duration = Duration::from_secs(60);
+pub(crate) const CONVERGE: Duration = Duration::from_secs(60);
 const USER: &str = "alice";
 /// How `tailscale up` reports a `RegisterResponse.Error`.
 const BACKEND_ERROR: &str = "backend error:";
@@ -49,7 +49,7 @@ fn fqdn(hostname: &str) -> String {
     format!("{hostname}.{BASE_DOMAIN}.")
 }
 
-fn reusable() -> KeyOptions {
+pub(crate) fn reusable() -> KeyOptions {
     KeyOptions {
         reusable: true,
         ..KeyOptions::default()
@@ -57,7 +57,7 @@ fn reusable() -> KeyOptions {
 }
 
 /// Starts one client per topology host, `versions[i]` on host i.
-fn start_clients(
+pub(crate) fn start_clients(
     topo: &Topology,
     versions: &[ClientVersion],
     always_derp: bool,
@@ -78,7 +78,7 @@ fn start_clients(
 
 /// `tailscale up` on every client at once (hostname `node<i>`), then waits
 /// for `Running` everywhere. Returns each node's tailnet IPs.
-fn join_all(server: &Server, nodes: &[Tailscaled], key: &str) -> Vec<Vec<String>> {
+pub(crate) fn join_all(server: &Server, nodes: &[Tailscaled], key: &str) -> Vec<Vec<String>> {
     let url = server.url();
     let outputs: Vec<_> = thread::scope(|s| {
         let handles: Vec<_> = nodes
@@ -117,7 +117,7 @@ fn join_all(server: &Server, nodes: &[Tailscaled], key: &str) -> Vec<Vec<String>
 
 /// Waits until node `me` lists every other node with its name, FQDN, IPs and
 /// `Online`, and checks its own DNS name.
-fn assert_sees_all(nodes: &[Tailscaled], ips: &[Vec<String>], me: usize) {
+pub(crate) fn assert_sees_all(nodes: &[Tailscaled], ips: &[Vec<String>], me: usize) {
     wait_for(
         &format!("node{me} to see all peers online"),
         CONVERGE,

@@ -18,6 +18,7 @@ mod enroll;
 mod faults;
 mod gateway;
 mod harness;
+mod import;
 mod limits;
 mod login;
 mod oidc;
