@@ -4,11 +4,11 @@
 //! keys authenticating with their original hash through the real
 //! registration and API-key paths; all-or-nothing writes; refusals.
 
+mod cli;
 mod fixture;
 mod rows;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use fixture::{ALL, Engine, Gen};
@@ -565,5 +565,4 @@ async fn not_a_headscale_database_is_refused() {
         "{err}"
     );
     assert!(!dir.path().join("missing.sqlite").exists(), "never created");
-    let _ = Duration::from_secs(0);
 }
