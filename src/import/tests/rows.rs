@@ -57,7 +57,7 @@ pub fn seed(g: Gen, e: Engine) -> Vec<String> {
     let t = |v| e.b(v);
     // Users: alice (local), bob (OIDC from 0.24 on), carol (soft-deleted).
     if g >= Gen::V025 {
-        out.push(format!(
+        out.push(
             "INSERT INTO users (id, created_at, updated_at, name, display_name, email, \
              provider_identifier, provider, profile_pic_url) VALUES \
              (1, '2024-01-01 10:00:00+00:00', '2024-01-01 10:00:00+00:00', 'alice', 'Alice', '', \
@@ -67,7 +67,8 @@ pub fn seed(g: Gen, e: Engine) -> Vec<String> {
               'https://idp.example.com/bob.png'), \
              (3, '2024-01-03 10:00:00+00:00', '2024-01-03 10:00:00+00:00', 'carol', '', '', \
               NULL, '', '')"
-        ));
+                .into(),
+        );
     } else {
         out.push(
             "INSERT INTO users (id, created_at, updated_at, name) VALUES \
