@@ -115,9 +115,23 @@ pub(crate) fn join_all(server: &Server, nodes: &[Tailscaled], key: &str) -> Vec<
         .collect()
 }
 
+/// Waits for every client to be `Running` again (after a server restart or
+/// move) with the addresses `ips` it had, and to see all the others.
+pub(crate) fn assert_back_unchanged(nodes: &[Tailscaled], ips: &[Vec<String>]) {
+    for (i, n) in nodes.iter().enumerate() {
+        let st = n.wait_state("Running", CONVERGE);
+        let mut got = st.self_node.unwrap_or_default().tailscale_ips;
+        got.sort();
+        assert_eq!(got, ips[i], "node{i} changed addresses");
+    }
+    for me in 0..nodes.len() {
+        assert_sees_all(nodes, ips, me);
+    }
+}
+
 /// Waits until node `me` lists every other node with its name, FQDN, IPs and
 /// `Online`, and checks its own DNS name.
-pub(crate) fn assert_sees_all(nodes: &[Tailscaled], ips: &[Vec<String>], me: usize) {
+fn assert_sees_all(nodes: &[Tailscaled], ips: &[Vec<String>], me: usize) {
     wait_for(
         &format!("node{me} to see all peers online"),
         CONVERGE,
@@ -326,15 +340,7 @@ fn restart_keeps_nodes(db: Db) {
     let mut after: Vec<_> = server.nodes().iter().map(|n| n.id()).collect();
     after.sort();
     assert_eq!(ids, after, "node ids changed across the restart");
-    for (i, n) in nodes.iter().enumerate() {
-        let st = n.wait_state("Running", CONVERGE);
-        let mut got = st.self_node.unwrap_or_default().tailscale_ips;
-        got.sort();
-        assert_eq!(got, ips[i], "node{i} changed addresses");
-    }
-    for me in 0..2 {
-        assert_sees_all(&nodes, &ips, me);
-    }
+    assert_back_unchanged(&nodes, &ips);
     nodes[0].wait_ping(&ips[1][0], CONVERGE, |_| true);
 
     // Their map streams are live again: a newcomer shows up at both.

@@ -16,7 +16,7 @@ use std::path::Path;
 
 use sqlx::{Connection, Executor, SqliteConnection};
 
-use crate::enroll::{CONVERGE, assert_sees_all, join_all, reusable, start_clients};
+use crate::enroll::{CONVERGE, assert_back_unchanged, join_all, reusable, start_clients};
 use crate::harness::{ClientVersion, Db, Server, Topology, skip_real_clients};
 
 /// Headscale 0.29's tables as its `hscontrol/db/schema.sql` declares them
@@ -145,15 +145,7 @@ fn headscale_clients_reconnect_after_import_without_logging_in() {
     server.start_again();
 
     // No `tailscale up` since: the clients come back by themselves.
-    for (i, n) in nodes.iter().enumerate() {
-        let st = n.wait_state("Running", CONVERGE);
-        let mut got = st.self_node.unwrap_or_default().tailscale_ips;
-        got.sort();
-        assert_eq!(got, ips[i], "node{i} changed addresses");
-    }
-    for me in 0..2 {
-        assert_sees_all(&nodes, &ips, me);
-    }
+    assert_back_unchanged(&nodes, &ips);
     nodes[0].wait_ping(&ips[1][0], CONVERGE, |_| true);
     nodes[1].wait_ping(&ips[0][0], CONVERGE, |_| true);
     let names_after: Vec<String> = server
