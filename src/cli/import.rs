@@ -26,8 +26,8 @@ pub struct HeadscaleArgs {
     /// Headscale's database: its SQLite file or a `postgres://` URL.
     #[arg(long, value_name = "PATH_OR_POSTGRES_URL")]
     pub db: String,
-    /// Headscale's `noise_private.key`, so clients keep trusting this
-    /// server without logging in again.
+    /// Headscale's `noise_private.key`, so this server presents the same
+    /// control key.
     #[arg(long, value_name = "PATH")]
     pub noise_key: Option<PathBuf>,
     /// A policy file to import instead of the one in Headscale's database.

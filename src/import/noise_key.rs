@@ -1,7 +1,8 @@
 //! Carrying Headscale's control key (`noise_private_key_path`, default
 //! `noise_private.key`) over, so clawscale answers `/key` with the same
-//! machine key and clients that cached it reconnect without logging in
-//! again. Both servers store the key as text `privkey:<64 hex>` (Tailscale's
+//! machine key Headscale did, for any client that holds on to it
+//! (tailscaled 1.78.1 and 1.96.4 were seen to fetch a changed key again
+//! when they reconnect). Both servers store the key as text `privkey:<64 hex>` (Tailscale's
 //! `key.MachinePrivate.MarshalText`, which Headscale's
 //! `readOrCreatePrivateKey` writes and reads back trimmed); `noise::key`
 //! reads that form.
@@ -91,8 +92,8 @@ impl Plan {
             ("written to", "kept as")
         };
         match self {
-            Plan::NotGiven => "not given (--noise-key): clients will see a new server key and \
-                               must log in again"
+            Plan::NotGiven => "not given (--noise-key): clawscale keeps or creates its own, and \
+                               clients see a different server key than Headscale's"
                 .into(),
             Plan::Same { path } => format!("{} already holds Headscale's key", path.display()),
             Plan::Write {
