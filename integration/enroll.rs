@@ -20,7 +20,7 @@ use crate::harness::{
 };
 
 const JOIN: Duration = Duration::from_secs(90);
-const CONVERGE: Duration = Duration::from_secs(60);
+pub(crate) const CONVERGE: Duration = Duration::from_secs(60);
 const USER: &str = "alice";
 /// How `tailscale up` reports a `RegisterResponse.Error`.
 const BACKEND_ERROR: &str = "backend error:";
@@ -49,7 +49,7 @@ fn fqdn(hostname: &str) -> String {
     format!("{hostname}.{BASE_DOMAIN}.")
 }
 
-fn reusable() -> KeyOptions {
+pub(crate) fn reusable() -> KeyOptions {
     KeyOptions {
         reusable: true,
         ..KeyOptions::default()
@@ -57,7 +57,7 @@ fn reusable() -> KeyOptions {
 }
 
 /// Starts one client per topology host, `versions[i]` on host i.
-fn start_clients(
+pub(crate) fn start_clients(
     topo: &Topology,
     versions: &[ClientVersion],
     always_derp: bool,
@@ -78,7 +78,7 @@ fn start_clients(
 
 /// `tailscale up` on every client at once (hostname `node<i>`), then waits
 /// for `Running` everywhere. Returns each node's tailnet IPs.
-fn join_all(server: &Server, nodes: &[Tailscaled], key: &str) -> Vec<Vec<String>> {
+pub(crate) fn join_all(server: &Server, nodes: &[Tailscaled], key: &str) -> Vec<Vec<String>> {
     let url = server.url();
     let outputs: Vec<_> = thread::scope(|s| {
         let handles: Vec<_> = nodes
@@ -113,6 +113,20 @@ fn join_all(server: &Server, nodes: &[Tailscaled], key: &str) -> Vec<Vec<String>
             ips
         })
         .collect()
+}
+
+/// Waits for every client to be `Running` again (after a server restart or
+/// move) with the addresses `ips` it had, and to see all the others.
+pub(crate) fn assert_back_unchanged(nodes: &[Tailscaled], ips: &[Vec<String>]) {
+    for (i, n) in nodes.iter().enumerate() {
+        let st = n.wait_state("Running", CONVERGE);
+        let mut got = st.self_node.unwrap_or_default().tailscale_ips;
+        got.sort();
+        assert_eq!(got, ips[i], "node{i} changed addresses");
+    }
+    for me in 0..nodes.len() {
+        assert_sees_all(nodes, ips, me);
+    }
 }
 
 /// Waits until node `me` lists every other node with its name, FQDN, IPs and
@@ -326,15 +340,7 @@ fn restart_keeps_nodes(db: Db) {
     let mut after: Vec<_> = server.nodes().iter().map(|n| n.id()).collect();
     after.sort();
     assert_eq!(ids, after, "node ids changed across the restart");
-    for (i, n) in nodes.iter().enumerate() {
-        let st = n.wait_state("Running", CONVERGE);
-        let mut got = st.self_node.unwrap_or_default().tailscale_ips;
-        got.sort();
-        assert_eq!(got, ips[i], "node{i} changed addresses");
-    }
-    for me in 0..2 {
-        assert_sees_all(&nodes, &ips, me);
-    }
+    assert_back_unchanged(&nodes, &ips);
     nodes[0].wait_ping(&ips[1][0], CONVERGE, |_| true);
 
     // Their map streams are live again: a newcomer shows up at both.

@@ -19,6 +19,7 @@ mod faults;
 mod gateway;
 mod harness;
 mod haroutes;
+mod import;
 mod limits;
 mod login;
 mod oidc;

@@ -76,22 +76,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     create_private_dir(&config.data_dir)?;
-    let target = match &config.database {
-        config::Database::Sqlite {
-            path,
-            write_ahead_log,
-        } => db::Target::Sqlite {
-            path: path.clone(),
-            write_ahead_log: *write_ahead_log,
-        },
-        config::Database::Postgres {
-            url,
-            max_open_conns,
-        } => db::Target::Postgres {
-            url: url.clone(),
-            max_connections: *max_open_conns,
-        },
-    };
+    let target = db_target(&config.database);
     if let db::Target::Sqlite { path, .. } = &target {
         // First, before any listener is bound, so a second server on the
         // same file fails with this error. Held by a task of this server's
@@ -394,10 +379,30 @@ impl SnapshotSource for LiveSnapshot {
     }
 }
 
+/// Where the configured database lives, for `db::Db::connect`.
+pub fn db_target(database: &config::Database) -> db::Target {
+    match database {
+        config::Database::Sqlite {
+            path,
+            write_ahead_log,
+        } => db::Target::Sqlite {
+            path: path.clone(),
+            write_ahead_log: *write_ahead_log,
+        },
+        config::Database::Postgres {
+            url,
+            max_open_conns,
+        } => db::Target::Postgres {
+            url: url.clone(),
+            max_connections: *max_open_conns,
+        },
+    }
+}
+
 /// Creates the data directory 0700; an existing one open to group or others
 /// is kept as it is (an operator may mean it) but logged, since it holds the
 /// private keys and usually the database.
-fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+pub fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     if let Ok(meta) = std::fs::metadata(dir) {
         let mode = meta.permissions().mode() & 0o777;

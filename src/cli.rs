@@ -4,7 +4,8 @@
 //! on the local admin socket, or on a remote server with `--remote URL`
 //! (`CLAWSCALE_CLI_ADDRESS`, config `cli.address`) and `--api-key KEY`
 //! (`CLAWSCALE_CLI_API_KEY`, `cli.api_key`); `backup`, `restore` and
-//! `configtest` work on the configured database and files (`backup`);
+//! `configtest` work on the configured database and files (`backup`), and
+//! `import headscale` fills an empty one from Headscale (`import`);
 //! `healthcheck` asks `/healthz`;
 //! `version`.
 //!
@@ -23,6 +24,7 @@ mod auth;
 mod backup;
 pub mod client;
 mod healthcheck;
+mod import;
 mod nodes;
 mod oauth_clients;
 mod output;
@@ -123,6 +125,10 @@ pub enum Command {
     /// Restore a backup (database and key files) into a data directory
     /// without them, or check a restored PostgreSQL database's schema.
     Restore(backup::RestoreArgs),
+    /// Import another control server's tailnet (Headscale) into an empty
+    /// database.
+    #[command(subcommand)]
+    Import(import::ImportCommand),
     /// Check the configuration file.
     Configtest,
     /// Ask the server's `/healthz`; exit status 0 only when healthy.
@@ -256,6 +262,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
     let database_url = match &command {
         Command::Backup(a) => a.database_url.clone(),
         Command::Restore(a) => a.database_url.clone(),
+        Command::Import(a) => a.database_url(),
         _ => None,
     };
     let overrides = Overrides {
@@ -268,6 +275,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
         Command::Backup(args) => return backup::backup(&config, args, out, format).await,
         Command::Restore(args) => return backup::restore(&config, args, out, format).await,
         Command::Configtest => return backup::configtest(&config, out, format),
+        Command::Import(cmd) => return import::run(&config, cmd, out, format).await,
         Command::Healthcheck(args) => return healthcheck::run(&config, args, out, format).await,
         _ => {}
     }
@@ -292,6 +300,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
         | Command::Backup(_)
         | Command::Restore(_)
         | Command::Configtest
+        | Command::Import(_)
         | Command::Healthcheck(_) => Ok(()),
     }
 }

@@ -25,6 +25,7 @@ mod api_keys;
 pub mod backup;
 pub mod changelog;
 mod dns_settings;
+mod import;
 mod nodes;
 mod oauth_clients;
 mod policies;
@@ -56,6 +57,7 @@ use sqlx::{PgPool, SqlitePool};
 use transaction::write_tx;
 
 pub use dns_settings::DnsOverrides;
+pub use import::ImportSet;
 pub use nodes::{KeyUse, NodeRecord};
 pub use oauth_clients::NewOAuthClient;
 pub use preauth_keys::NewPreAuthKey;

@@ -38,6 +38,7 @@ pub mod db;
 pub mod derp;
 pub mod dns;
 pub mod http;
+pub mod import;
 pub mod limits;
 pub mod mapper;
 pub mod noise;

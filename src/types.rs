@@ -22,4 +22,5 @@ pub use keys::{DiscoPublic, KeyError, MachinePublic, NodePublic};
 pub use node::{Node, Owner};
 pub use oauth_client::{OAuthClient, OAuthScope, OAuthSecret, ScopeSet};
 pub use preauth_key::{PreAuthKey, PreAuthSecret};
+pub use secret::KeyHash;
 pub use user::{OidcIdentity, User};

@@ -12,6 +12,13 @@
 //!
 //! The secret is compared in constant time (`ApiKey::matches`) and never
 //! logged; only the public prefix may appear in logs.
+//!
+//! Keys imported from Headscale are bcrypt hashes (`KeyHash::Bcrypt`), which
+//! cost ~75 ms of CPU per check at Headscale's cost factor: a secret that
+//! passed bcrypt once is remembered as its SHA-256 (per key, so at most one
+//! entry per imported key) and later requests with it cost what our own
+//! keys cost. Wrong secrets against an imported key pay bcrypt every time,
+//! as they do in Headscale.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,8 +28,11 @@ use std::time::{Duration, Instant};
 use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
 use crate::state::StateHandle;
-use crate::types::{ApiKey, ApiSecret, Scope};
+use crate::types::{ApiKey, ApiSecret, KeyHash, Scope};
 
 /// How stale the snapshot may get.
 const TTL: Duration = Duration::from_secs(1);
@@ -60,6 +70,9 @@ struct Shared {
     refreshing: AtomicBool,
     /// Database reads so far (for tests and bounds).
     reads: std::sync::atomic::AtomicU64,
+    /// Imported (bcrypt) keys' secrets that passed bcrypt: prefix →
+    /// (bcrypt hash, SHA-256 of the secret).
+    bcrypt_ok: std::sync::Mutex<HashMap<String, (String, [u8; 32])>>,
 }
 
 impl Shared {
@@ -107,6 +120,7 @@ impl KeyCache {
                 reload: tokio::sync::Mutex::new(()),
                 refreshing: AtomicBool::new(false),
                 reads: Default::default(),
+                bcrypt_ok: Default::default(),
             }),
         }
     }
@@ -140,16 +154,43 @@ impl KeyCache {
     pub async fn check(&self, headers: &HeaderMap, need: Scope) -> Result<(), AuthError> {
         let secret = bearer(headers)?;
         let keys = self.keys(&secret.prefix).await?;
-        verify(&keys, &secret, need, self.shared.state.now())
+        verify_with(&keys, &secret, need, self.shared.state.now(), |k| {
+            self.matches(k, &secret)
+        })
+    }
+
+    /// `key.matches(secret)`, remembering bcrypt successes (module doc).
+    fn matches(&self, key: &ApiKey, secret: &ApiSecret) -> bool {
+        let KeyHash::Bcrypt(bcrypt) = &key.hash else {
+            return key.matches(secret);
+        };
+        let digest: [u8; 32] = Sha256::digest(secret.reveal().as_bytes()).into();
+        let remembered = |cache: &HashMap<String, (String, [u8; 32])>| {
+            cache
+                .get(&key.prefix)
+                .is_some_and(|(h, d)| h == bcrypt && bool::from(d.ct_eq(&digest)))
+        };
+        let cache = &self.shared.bcrypt_ok;
+        if remembered(&cache.lock().unwrap_or_else(|e| e.into_inner())) {
+            return true;
+        }
+        if !key.matches(secret) {
+            return false;
+        }
+        cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.prefix.clone(), (bcrypt.clone(), digest));
+        true
     }
 
     /// Authenticates a presented key (its text, without `Bearer `): returns
     /// the valid, unexpired key, whatever its scope.
     pub async fn authenticate(&self, token: &str) -> Result<ApiKey, AuthError> {
-        let secret = ApiSecret::parse(token).ok_or(AuthError::Invalid)?;
+        let secret = ApiSecret::parse_any(token).ok_or(AuthError::Invalid)?;
         let keys = self.keys(&secret.prefix).await?;
         let key = keys.get(&secret.prefix).ok_or(AuthError::Invalid)?;
-        if !key.matches(&secret) {
+        if !self.matches(key, &secret) {
             return Err(AuthError::Invalid);
         }
         if key.is_expired(self.shared.state.now()) {
@@ -186,7 +227,7 @@ pub fn bearer(headers: &HeaderMap) -> Result<ApiSecret, AuthError> {
         .ok_or(AuthError::Missing)?
         .to_str()
         .map_err(|_| AuthError::Invalid)?;
-    ApiSecret::parse(bearer_token(v)?).ok_or(AuthError::Invalid)
+    ApiSecret::parse_any(bearer_token(v)?).ok_or(AuthError::Invalid)
 }
 
 /// The pure check against a key table.
@@ -196,8 +237,19 @@ pub fn verify(
     need: Scope,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), AuthError> {
+    verify_with(keys, secret, need, now, |k| k.matches(secret))
+}
+
+/// As [`verify`], with the secret check supplied.
+fn verify_with(
+    keys: &HashMap<String, ApiKey>,
+    secret: &ApiSecret,
+    need: Scope,
+    now: chrono::DateTime<chrono::Utc>,
+    matches: impl FnOnce(&ApiKey) -> bool,
+) -> Result<(), AuthError> {
     let key = keys.get(&secret.prefix).ok_or(AuthError::Invalid)?;
-    if !key.matches(secret) {
+    if !matches(key) {
         return Err(AuthError::Invalid);
     }
     if key.is_expired(now) {
@@ -222,7 +274,7 @@ mod tests {
         let k = ApiKey {
             id: 1,
             prefix: s.prefix.clone(),
-            hash: s.hash(),
+            hash: s.hash().into(),
             scope,
             expiration: expired.then(|| now - chrono::Duration::seconds(1)),
             last_seen: None,

@@ -74,7 +74,7 @@ mod tests {
         let k = PreAuthKey {
             id: PreAuthKeyId(1),
             prefix: s.prefix.clone(),
-            hash: s.hash(),
+            hash: s.hash().into(),
             user_id: UserId(1),
             reusable: false,
             ephemeral: false,
@@ -95,7 +95,7 @@ mod tests {
         let k = ApiKey {
             id: 1,
             prefix: a.prefix.clone(),
-            hash: a.hash(),
+            hash: a.hash().into(),
             scope: Scope::Admin,
             expiration: None,
             last_seen: None,

@@ -5,18 +5,18 @@ use sqlx::Row;
 
 use super::transaction::write_tx;
 use super::{Db, Error, Result, conflict_on_unique, on_pool};
-use crate::types::{ApiKey, Scope};
+use crate::types::{ApiKey, KeyHash, Scope};
 
 macro_rules! api_key_from_row {
     ($r:expr) => {{
         let hash: Vec<u8> = $r.try_get("hash")?;
+        let hash_kind: String = $r.try_get("hash_kind")?;
         let scope: String = $r.try_get("scope")?;
         ApiKey {
             id: $r.try_get("id")?,
             prefix: $r.try_get("prefix")?,
-            hash: hash
-                .try_into()
-                .map_err(|_| Error::Corrupt("API key hash is not 32 bytes".into()))?,
+            hash: KeyHash::from_stored(&hash_kind, hash)
+                .map_err(|e| Error::Corrupt(format!("API key: {e}")))?,
             scope: scope.parse::<Scope>().map_err(Error::Corrupt)?,
             expiration: $r.try_get("expiration")?,
             last_seen: $r.try_get("last_seen")?,
@@ -25,7 +25,7 @@ macro_rules! api_key_from_row {
     }};
 }
 
-const COLUMNS: &str = "id, prefix, hash, scope, expiration, last_seen, created_at";
+const COLUMNS: &str = "id, prefix, hash, hash_kind, scope, expiration, last_seen, created_at";
 
 impl Db {
     pub async fn create_api_key(

@@ -90,6 +90,15 @@ macro_rules! bind_node {
     }};
 }
 
+/// An insert that keeps a given id (`$21`), for imports.
+pub(super) const INSERT_WITH_ID: &str = "INSERT INTO nodes (machine_key, node_key, disco_key, \
+     hostname, given_name, user_id, tags, ipv4, ipv6, endpoints, home_derp, hostinfo, expiry, \
+     ephemeral, auth_key_id, cap_version, created_at, last_seen, approved_routes, authorized, id) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
+     $19, $20, $21)";
+
+pub(super) use bind_node;
+
 const INSERT: &str = "INSERT INTO nodes (machine_key, node_key, disco_key, hostname, given_name, \
      user_id, tags, ipv4, ipv6, endpoints, home_derp, hostinfo, expiry, ephemeral, auth_key_id, \
      cap_version, created_at, last_seen, approved_routes, authorized) VALUES ($1, $2, $3, $4, $5, \

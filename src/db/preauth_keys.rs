@@ -7,18 +7,18 @@ use sqlx::Row;
 use super::rows::{json_vec, to_json};
 use super::transaction::write_tx;
 use super::{Db, Error, Result, conflict_on_unique, on_pool};
-use crate::types::{PreAuthKey, PreAuthKeyId, UserId};
+use crate::types::{KeyHash, PreAuthKey, PreAuthKeyId, UserId};
 
 macro_rules! key_from_row {
     ($r:expr) => {{
         let hash: Vec<u8> = $r.try_get("hash")?;
+        let hash_kind: String = $r.try_get("hash_kind")?;
         let tags: String = $r.try_get("tags")?;
         PreAuthKey {
             id: PreAuthKeyId($r.try_get("id")?),
             prefix: $r.try_get("prefix")?,
-            hash: hash
-                .try_into()
-                .map_err(|_| Error::Corrupt("pre-auth key hash is not 32 bytes".into()))?,
+            hash: KeyHash::from_stored(&hash_kind, hash)
+                .map_err(|e| Error::Corrupt(format!("pre-auth key: {e}")))?,
             user_id: UserId($r.try_get("user_id")?),
             reusable: $r.try_get("reusable")?,
             ephemeral: $r.try_get("ephemeral")?,
@@ -32,7 +32,7 @@ macro_rules! key_from_row {
     }};
 }
 
-const COLUMNS: &str = "id, prefix, hash, user_id, reusable, ephemeral, used, tags, expiration, \
+const COLUMNS: &str = "id, prefix, hash, hash_kind, user_id, reusable, ephemeral, used, tags, expiration, \
                        created_at, description, preauthorized";
 
 /// What an operator asks for when creating a key.

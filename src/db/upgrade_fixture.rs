@@ -12,7 +12,7 @@ use serde_json::json;
 use super::{Db, DnsOverrides, on_pool};
 use crate::types::{
     ApiKey, DiscoPublic, DnsLabel, MachinePublic, Node, NodeId, NodePublic, OAuthClient,
-    PreAuthKey, PreAuthKeyId, Scope, ScopeSet, User, UserId,
+    OidcIdentity, PreAuthKey, PreAuthKeyId, Scope, ScopeSet, User, UserId,
 };
 
 /// What the current model lists after migrating a dump of `level`.
@@ -33,6 +33,7 @@ const API_KEY_SCOPE: i64 = 3;
 const WRITE_PROBE: i64 = 4;
 const API_V2: i64 = 6;
 const LOGIN: i64 = 7;
+const OIDC_USERS: i64 = 8;
 
 fn at(day: u32, hour: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2025, 5, day, hour, 7, 9)
@@ -57,7 +58,7 @@ fn key(id: i64, user: i64, level: i64) -> PreAuthKey {
     PreAuthKey {
         id: PreAuthKeyId(id),
         prefix: format!("upgr{id:04}"),
-        hash: [0x40 + id as u8; 32],
+        hash: [0x40 + id as u8; 32].into(),
         user_id: UserId(user),
         reusable: id == 1,
         ephemeral: id == 2,
@@ -132,7 +133,7 @@ fn api_key(id: i64, level: i64) -> ApiKey {
     ApiKey {
         id,
         prefix: format!("apik{id:04}"),
-        hash: [0x60 + id as u8; 32],
+        hash: [0x60 + id as u8; 32].into(),
         scope: if level >= API_KEY_SCOPE && id == 2 {
             Scope::Whois
         } else {
@@ -156,9 +157,19 @@ const POLICY: &str = r#"{
 /// The rows a dump of `level` holds. User 3 was deleted before the dump, so
 /// ids continue after the gap.
 pub(crate) fn fixture(level: i64) -> Fixture {
+    let mut alice = user(1, "alice", "Alice Liddell", "alice@example.com", 1);
+    if level >= OIDC_USERS {
+        // A user who logs in through an identity provider.
+        alice.oidc = Some(OidcIdentity {
+            issuer: "https://sso.example.com/realms/corp".into(),
+            subject: "3f2a9c1e-alice".into(),
+        });
+        alice.profile_pic_url = "https://sso.example.com/avatars/alice.png".into();
+        alice.groups = vec!["ops".into(), "mcp-admins".into()];
+    }
     Fixture {
         users: vec![
-            user(1, "alice", "Alice Liddell", "alice@example.com", 1),
+            alice,
             user(2, "bob", "", "", 1),
             user(4, "dave", "Dave", "dave@example.org", 2),
         ],
@@ -202,17 +213,31 @@ pub(crate) async fn seed(db: &Db, level: i64) {
         let carol = user(3, "carol", "", "", 2);
         let users = [&f.users[0], &f.users[1], &carol, &f.users[2]];
         for u in users {
-            sqlx::query(
-                "INSERT INTO users (name, display_name, email, created_at) \
-                 VALUES ($1, $2, $3, $4)",
-            )
-            .bind(&u.name)
-            .bind(&u.display_name)
-            .bind(&u.email)
-            .bind(u.created_at)
-            .execute(&mut *tx)
-            .await
-            .expect("insert user");
+            let oidc = level >= OIDC_USERS;
+            let sql = format!(
+                "INSERT INTO users (name, display_name, email, created_at{}) \
+                 VALUES ($1, $2, $3, $4{})",
+                if oidc {
+                    ", oidc_issuer, oidc_subject, profile_pic_url, oidc_groups"
+                } else {
+                    ""
+                },
+                if oidc { ", $5, $6, $7, $8" } else { "" },
+            );
+            let q = sqlx::query(&sql)
+                .bind(&u.name)
+                .bind(&u.display_name)
+                .bind(&u.email)
+                .bind(u.created_at);
+            let q = if oidc {
+                q.bind(u.oidc.as_ref().map(|o| o.issuer.clone()))
+                    .bind(u.oidc.as_ref().map(|o| o.subject.clone()))
+                    .bind(&u.profile_pic_url)
+                    .bind(text(&u.groups))
+            } else {
+                q
+            };
+            q.execute(&mut *tx).await.expect("insert user");
         }
         for k in &f.keys {
             let extra = level >= API_V2;
@@ -229,7 +254,7 @@ pub(crate) async fn seed(db: &Db, level: i64) {
             );
             let q = sqlx::query(&sql)
                 .bind(&k.prefix)
-                .bind(&k.hash[..])
+                .bind(k.hash.stored())
                 .bind(k.user_id.0)
                 .bind(k.reusable)
                 .bind(k.ephemeral)
@@ -311,7 +336,7 @@ pub(crate) async fn seed(db: &Db, level: i64) {
             );
             let q = sqlx::query(&sql)
                 .bind(&k.prefix)
-                .bind(&k.hash[..])
+                .bind(k.hash.stored())
                 .bind(k.expiration)
                 .bind(k.last_seen)
                 .bind(k.created_at);

@@ -47,6 +47,15 @@ pub fn topology(w: &World) -> Topology {
     }
 }
 
+/// The topology of `users` and `nodes` not yet in any World: an import
+/// checks its policy against what it is about to write.
+pub fn topology_of(users: &[User], nodes: &[Node]) -> Topology {
+    Topology {
+        users: users.iter().map(topo_user).collect(),
+        nodes: nodes.iter().map(topo_node).collect(),
+    }
+}
+
 /// What user selectors resolve through: logins and identity-provider
 /// groups (`oidc:NAME` members).
 fn logins(w: &World) -> Vec<(u64, &str, &[String])> {

@@ -155,7 +155,7 @@ impl Core {
         now: DateTime<Utc>,
     ) -> Result<std::result::Result<PreAuthKey, String>> {
         const INVALID: &str = "invalid pre-auth key";
-        let Some(secret) = PreAuthSecret::parse(text) else {
+        let Some(secret) = PreAuthSecret::parse_any(text) else {
             return Ok(Err(INVALID.into()));
         };
         let Some(key) = self.db.find_preauth_key(&secret.prefix).await? else {

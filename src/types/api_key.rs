@@ -22,7 +22,7 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 
-use super::secret::{Secret, SecretKind};
+use super::secret::{KeyHash, Secret, SecretKind, headscale_prefixed, is_base64_url};
 
 const TEXT_PREFIX: &str = "cskey-api-";
 
@@ -78,7 +78,7 @@ pub struct ApiKey {
     pub id: i64,
     /// Public lookup id (12 hex digits), also shown in listings.
     pub prefix: String,
-    pub hash: [u8; 32],
+    pub hash: KeyHash,
     pub scope: Scope,
     pub expiration: Option<DateTime<Utc>>,
     pub last_seen: Option<DateTime<Utc>>,
@@ -92,7 +92,7 @@ impl ApiKey {
 
     /// Constant-time comparison of a presented secret with the stored hash.
     pub fn matches(&self, secret: &ApiSecret) -> bool {
-        secret.matches(&self.hash)
+        secret.verifies(&self.hash)
     }
 }
 
@@ -104,6 +104,17 @@ pub enum ApiKind {}
 impl SecretKind for ApiKind {
     const TEXT_PREFIX: &'static str = TEXT_PREFIX;
     const NAME: &'static str = "ApiSecret";
+
+    /// Headscale ≥ 0.28's `hskey-api-<12>-<64>` and the `<7>.<32>` of
+    /// earlier releases (both bcrypt of the part after the prefix).
+    fn headscale_form(text: &str) -> Option<(String, String)> {
+        if let Some(split) = headscale_prefixed(text, "hskey-api-") {
+            return Some(split);
+        }
+        let (prefix, secret) = text.split_once('.')?;
+        (prefix.len() == 7 && secret.len() == 32 && is_base64_url(prefix) && is_base64_url(secret))
+            .then(|| (prefix.to_string(), secret.to_string()))
+    }
 }
 
 pub type ApiSecret = Secret<ApiKind>;
@@ -121,7 +132,7 @@ mod tests {
         ApiKey {
             id: 1,
             prefix: s.prefix.clone(),
-            hash: s.hash(),
+            hash: s.hash().into(),
             scope,
             expiration: None,
             last_seen: None,
@@ -141,7 +152,10 @@ mod tests {
         assert!(!k.matches(&ApiSecret::generate()));
         // The stored hash is SHA-256 of the secret half, not of the text.
         use sha2::{Digest, Sha256};
-        assert_ne!(k.hash, <[u8; 32]>::from(Sha256::digest(text.as_bytes())));
+        assert_ne!(
+            k.hash,
+            KeyHash::Sha256(Sha256::digest(text.as_bytes()).into())
+        );
     }
 
     #[test]

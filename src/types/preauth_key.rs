@@ -6,7 +6,7 @@
 //!
 //! Text form: `cskey-auth-<id:12 hex>-<secret:64 hex>`.
 
-use super::secret::{Secret, SecretKind};
+use super::secret::{KeyHash, Secret, SecretKind, headscale_prefixed};
 use super::{PreAuthKeyId, UserId};
 use chrono::{DateTime, Utc};
 
@@ -17,7 +17,7 @@ pub struct PreAuthKey {
     pub id: PreAuthKeyId,
     /// Public lookup id (12 hex digits), also shown in listings.
     pub prefix: String,
-    pub hash: [u8; 32],
+    pub hash: KeyHash,
     pub user_id: UserId,
     pub reusable: bool,
     pub ephemeral: bool,
@@ -39,7 +39,7 @@ impl PreAuthKey {
 
     /// Constant-time comparison of a presented secret with the stored hash.
     pub fn matches(&self, secret: &PreAuthSecret) -> bool {
-        secret.matches(&self.hash)
+        secret.verifies(&self.hash)
     }
 }
 
@@ -51,6 +51,23 @@ pub enum PreAuthKind {}
 impl SecretKind for PreAuthKind {
     const TEXT_PREFIX: &'static str = TEXT_PREFIX;
     const NAME: &'static str = "PreAuthSecret";
+
+    /// Headscale ≥ 0.28's `hskey-auth-<12>-<64>` (bcrypt of the last part),
+    /// and the 48 hex digits Headscale < 0.28 issued and stored in clear:
+    /// imported as prefix = the first 12 digits, secret = the other 36
+    /// (stored as SHA-256 like ours).
+    fn headscale_form(text: &str) -> Option<(String, String)> {
+        if let Some(split) = headscale_prefixed(text, "hskey-auth-") {
+            return Some(split);
+        }
+        split_legacy_headscale(text)
+    }
+}
+
+/// A Headscale < 0.28 pre-auth key (48 hex digits) as prefix and secret.
+pub fn split_legacy_headscale(text: &str) -> Option<(String, String)> {
+    (text.len() == 48 && text.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| (text[..12].to_string(), text[12..].to_string()))
 }
 
 pub type PreAuthSecret = Secret<PreAuthKind>;
@@ -69,7 +86,7 @@ mod tests {
         let key = PreAuthKey {
             id: PreAuthKeyId(1),
             prefix: s.prefix.clone(),
-            hash: s.hash(),
+            hash: s.hash().into(),
             user_id: UserId(1),
             reusable: false,
             ephemeral: false,

@@ -250,7 +250,7 @@ mod tests {
         PreAuthKey {
             id: PreAuthKeyId(11),
             prefix: "0123456789ab".into(),
-            hash: [9; 32],
+            hash: [9; 32].into(),
             user_id: UserId(7),
             reusable: false,
             ephemeral: true,
@@ -320,7 +320,7 @@ mod tests {
         let k = PreAuthKey {
             id: PreAuthKeyId(5),
             prefix: "0123456789ab".into(),
-            hash: [9; 32],
+            hash: [9; 32].into(),
             user_id: UserId(7),
             reusable: true,
             ephemeral: false,
