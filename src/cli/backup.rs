@@ -293,7 +293,12 @@ fn restore_warnings(from: &Path, keys: &[KeyFile], r: &Restored) -> Vec<String> 
 }
 
 /// Appends `action` to the audit log, if one is configured.
-pub(super) async fn record(config: &Config, action: &str, object: String, after: serde_json::Value) {
+pub(super) async fn record(
+    config: &Config,
+    action: &str,
+    object: String,
+    after: serde_json::Value,
+) {
     let Some(path) = &config.audit.path else {
         return;
     };

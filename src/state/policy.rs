@@ -48,11 +48,12 @@ pub fn topology(w: &World) -> Topology {
 }
 
 /// The topology of `users` and `nodes` not yet in any World: an import
-/// checks its policy against what it is about to write.
+/// checks its policy against what it is about to write. No router has been
+/// elected yet, so the engine picks primaries itself.
 pub fn topology_of(users: &[User], nodes: &[Node]) -> Topology {
     Topology {
         users: users.iter().map(topo_user).collect(),
-        nodes: nodes.iter().map(topo_node).collect(),
+        nodes: nodes.iter().map(unelected_node).collect(),
     }
 }
 
@@ -78,6 +79,14 @@ fn topo_user(u: &User) -> TopoUser {
 /// HA election (`state::primary`), never the engine's own.
 fn topo_node(w: &World, n: &Node) -> TopoNode {
     TopoNode {
+        primary_routes: Some(w.primaries.of(n.id)),
+        ..unelected_node(n)
+    }
+}
+
+/// `n` before any election: the engine picks primaries itself.
+fn unelected_node(n: &Node) -> TopoNode {
+    TopoNode {
         id: n.id.0 as u64,
         name: n.given_name.as_str().to_string(),
         hostname: n.hostname.clone(),
@@ -88,7 +97,7 @@ fn topo_node(w: &World, n: &Node) -> TopoNode {
         ipv6: n.ipv6,
         routable_ips: n.routable_ips(),
         approved_routes: n.approved_routes.clone(),
-        primary_routes: Some(w.primaries.of(n.id)),
+        primary_routes: None,
     }
 }
 
