@@ -23,6 +23,7 @@
 
 mod api_keys;
 pub mod backup;
+pub mod batch;
 mod dns_settings;
 mod nodes;
 mod oauth_clients;
@@ -89,6 +90,10 @@ pub enum Error {
     /// The database could not be opened or created; names the path.
     #[error("{0}")]
     Open(String),
+    /// The writer's batch transaction failed as a whole (see [`batch`]):
+    /// nothing in it was committed.
+    #[error("the batch's transaction failed: {0}")]
+    Aborted(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
