@@ -1,59 +1,76 @@
 //! Enrollment load bench: N simulated nodes (tailscale-rs `ts_control`)
-//! enroll and keep their map streams open; then one more node enrolls and
-//! we measure how long every open stream takes to receive it.
+//! enroll and keep their map streams open; one more node then joins and we
+//! measure how long every stream that must see it takes to receive it;
+//! optionally the server is killed and restarted under all those streams.
 //!
 //! Usage (release build):
-//!   cargo bench --bench enroll -- [N] [--parallel P]
-//!   cargo bench --bench enroll -- [N] --url http://host:port --key KEY [--server-pid PID]
+//!   cargo bench --bench enroll -- [N] [--policy allow-all|team]
+//!       [--compress zstd|none] [--parallel P] [--restart]
 //! N defaults to `CLAWSCALE_BENCH_NODES` or 100.
 //!
-//! Without `--url` the server runs in this process (temp SQLite, 127.0.0.1
-//! port 0) and the clients run in a child process (this binary again, with
-//! `--clients`), so the RSS reported is the server's alone. With `--url`
-//! the clients run here against a running server; its RSS is read from
-//! `/proc/PID/status` when `--server-pid` is given.
+//! The server runs in a child process (this binary with `--serve`, SQLite
+//! in a temp directory, a fixed 127.0.0.1 port) and the clients here, so
+//! RSS and CPU are the server's own and the server can be SIGKILLed and
+//! started again on the same file and port (`--restart`).
+//!
+//! Policies: `allow-all` (no policy: every node sees every other) and
+//! `team` ([`serve::TEAM_POLICY`]: 100 nodes per user, each sees its team
+//! and the shared `svc:mcp` host). Maps are asked for zstd-compressed, as
+//! real clients do, unless `--compress none`.
 //!
 //! Reported: enrollment wall time (connect, register, open stream, first
-//! map, P at a time), the further wait until every stream lists all N-1
-//! others, join propagation p50/p99/max (from the newcomer's register
-//! request to each stream decoding it), server RSS (with the streams open,
-//! peak) and the CPU time of server and clients (they share the machine).
+//! map, P at a time), the further wait until every stream lists all the
+//! peers it should, join propagation p50/p99/max (from the newcomer's
+//! register request to each stream that must see it decoding it), server
+//! RSS per idle connected node, restart time (SIGKILL to every stream
+//! streaming its full map again, each node with its id and peer count as
+//! before), CPU of server and clients, and the load average; the last line
+//! is machine-readable (`bench enroll nodes=… policy=… …`).
 
 #[allow(dead_code)]
-#[path = "../integration/inproc/client.rs"]
+#[path = "../../integration/inproc/client.rs"]
 mod client;
+mod clients;
+mod serve;
 #[allow(dead_code)]
-#[path = "../integration/inproc/server.rs"]
+#[path = "../../integration/inproc/server.rs"]
 mod server;
+mod sys;
 
-use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use futures_util::StreamExt;
-use tokio::sync::{Semaphore, mpsc, oneshot};
-use ts_control::PeerUpdate;
-use ts_keys::{NodePublicKey, NodeState};
+use tokio::sync::{Semaphore, mpsc};
+use ts_keys::NodeState;
 use url::Url;
 
-use client::{SimNode, Updates};
+use clients::{Node, Tally};
 
-/// Everything after the node streams are up must finish within this.
+/// Bound on each phase (enrollment, mesh, join, restart).
 const PHASE_TIMEOUT: Duration = Duration::from_secs(600);
-/// Marks the process as already re-executed with a raised fd limit.
-const REEXEC_ENV: &str = "CLAWSCALE_BENCH_FD_RAISED";
 
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Policy {
+    AllowAll,
+    Team,
+}
+
+#[derive(Debug)]
 struct Args {
     nodes: usize,
     parallel: usize,
-    url: Option<String>,
-    key: Option<String>,
-    server_pid: Option<u32>,
-    clients: bool,
+    policy: Policy,
+    zstd: bool,
+    restart: bool,
+    /// `--serve DIR --port P --teams T`: be the server child.
+    serve: Option<PathBuf>,
+    port: u16,
+    teams: usize,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -63,7 +80,12 @@ fn parse_args() -> anyhow::Result<Args> {
             .and_then(|v| v.parse().ok())
             .unwrap_or(100),
         parallel: 32,
-        ..Args::default()
+        policy: Policy::AllowAll,
+        zstd: true,
+        restart: false,
+        serve: None,
+        port: 0,
+        teams: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -72,10 +94,24 @@ fn parse_args() -> anyhow::Result<Args> {
             // `cargo bench` passes `--bench` to harness-less targets.
             "--bench" => {}
             "--parallel" => a.parallel = value()?.parse()?,
-            "--url" => a.url = Some(value()?),
-            "--key" => a.key = Some(value()?),
-            "--server-pid" => a.server_pid = Some(value()?.parse()?),
-            "--clients" => a.clients = true,
+            "--policy" => {
+                a.policy = match value()?.as_str() {
+                    "allow-all" => Policy::AllowAll,
+                    "team" => Policy::Team,
+                    other => bail!("unknown policy {other:?} (allow-all, team)"),
+                }
+            }
+            "--compress" => {
+                a.zstd = match value()?.as_str() {
+                    "zstd" => true,
+                    "none" => false,
+                    other => bail!("unknown compression {other:?} (zstd, none)"),
+                }
+            }
+            "--restart" => a.restart = true,
+            "--serve" => a.serve = Some(value()?.into()),
+            "--port" => a.port = value()?.parse()?,
+            "--teams" => a.teams = value()?.parse()?,
             n if n.parse::<usize>().is_ok() => a.nodes = n.parse()?,
             other => bail!("unknown argument {other:?}"),
         }
@@ -88,387 +124,264 @@ fn parse_args() -> anyhow::Result<Args> {
 
 fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
-    // Each node holds one connection, and in-process the server one more.
-    raise_fd_limit(2 * args.nodes as u64 + 512)?;
+    // Clients and server each hold one connection per node.
+    sys::raise_fd_limit(2 * args.nodes as u64 + 1024)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    match (&args.url, args.clients) {
-        (Some(url), true) => {
-            let key = args.key.as_deref().context("--clients needs --key")?;
-            let r = rt.block_on(run_clients(url, key, args.nodes, args.parallel, true))?;
-            println!("result {}", r.to_json());
-            Ok(())
-        }
-        (Some(url), false) => {
-            let key = args.key.as_deref().context("--url needs --key")?;
-            let r = rt.block_on(run_clients(url, key, args.nodes, args.parallel, false))?;
-            let rss = args.server_pid.map(|p| rss(&format!("/proc/{p}/status")));
-            report(&args, &r, rss.transpose()?.map(|r| (r, r, Duration::ZERO)));
-            Ok(())
-        }
-        (None, _) => rt.block_on(in_process(&args)),
+    match &args.serve {
+        Some(dir) => rt.block_on(serve::serve(dir, args.port, args.teams)),
+        None => rt.block_on(run(&args)),
     }
 }
 
-/// Starts the server here and the clients in a child process.
-async fn in_process(args: &Args) -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let srv = server::TestServer::start(dir.path(), &server::Store::Sqlite).await?;
-    let user = srv.create_user("bench").await?;
-    let key = srv.key(user, true).await?;
-    let baseline = rss("/proc/self/status")?;
-    let cpu_before = cpu_time();
-    eprintln!(
-        "server up at {} (RSS {} KiB)",
-        srv.url, baseline.current_kib
-    );
+/// The server child process.
+struct ServerProc {
+    child: Child,
+    ready: serve::Ready,
+}
 
-    let mut child = Command::new(std::env::current_exe()?)
-        .args(["--clients", "--url", srv.url.as_str(), "--key", &key])
-        .args([
-            args.nodes.to_string(),
-            "--parallel".into(),
-            args.parallel.to_string(),
-        ])
-        .stdout(Stdio::piped())
-        .stdin(Stdio::null())
-        .spawn()
-        .context("starting the client process")?;
-    let stdout = child.stdout.take().context("child stdout")?;
-    // The child reports phases line by line; sample RSS as they come.
-    let lines = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-        let mut at_enrolled = None;
-        let mut result = None;
-        for line in BufReader::new(stdout).lines() {
-            let line = line?;
-            if line.starts_with("enrolled") {
-                at_enrolled = Some(rss("/proc/self/status")?);
-            } else if let Some(json) = line.strip_prefix("result ") {
-                result = Some(Results::from_json(json)?);
+impl ServerProc {
+    fn start(dir: &Path, port: u16, teams: usize) -> anyhow::Result<ServerProc> {
+        let mut child = Command::new(std::env::current_exe()?)
+            .arg("--serve")
+            .arg(dir)
+            .args(["--port", &port.to_string(), "--teams", &teams.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting the server process")?;
+        let mut lines = BufReader::new(child.stdout.take().context("server stdout")?).lines();
+        let ready = loop {
+            let line = lines
+                .next()
+                .context("server exited before it was ready")??;
+            if let Some(json) = line.strip_prefix("ready ") {
+                break serde_json::from_str(json)?;
             }
-        }
-        Ok((at_enrolled, result))
-    });
-    let (at_enrolled, result) = tokio::time::timeout(PHASE_TIMEOUT * 2, lines)
-        .await
-        .context("client process did not finish")???;
-    let status = child.wait()?;
-    if !status.success() {
-        bail!("client process failed: {status}");
+        };
+        // Keep draining its stdout so it never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Ok(ServerProc { child, ready })
     }
-    let result = result.context("client process printed no result")?;
-    let end = rss("/proc/self/status")?;
-    let nodes = srv.state.world().nodes.len();
-    if nodes != args.nodes + 1 {
-        bail!("server has {nodes} nodes, expected {}", args.nodes + 1);
+
+    fn pid(&self) -> String {
+        self.child.id().to_string()
     }
-    let at = at_enrolled.unwrap_or(end);
-    report(args, &result, Some((at, end, cpu_time() - cpu_before)));
-    eprintln!(
-        "server RSS baseline {} KiB; per node ≈ {:.1} KiB",
-        baseline.current_kib,
-        (at.current_kib.saturating_sub(baseline.current_kib)) as f64 / args.nodes as f64
-    );
-    srv.stop().await;
-    Ok(())
+
+    /// SIGKILL, as a crash or `kill -9` would.
+    fn kill(mut self) -> anyhow::Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
+    /// Closes its stdin: it shuts down cleanly.
+    fn stop(mut self) -> anyhow::Result<()> {
+        drop(self.child.stdin.take());
+        self.child.wait()?;
+        Ok(())
+    }
 }
 
-/// What the client side measured.
-#[derive(Debug, Clone, Copy)]
-struct Results {
+/// A port that was free a moment ago, for the server's restarts to reuse.
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// What one run measured.
+#[derive(Debug, Default)]
+struct Figures {
     enroll: Duration,
     converge: Duration,
     p50: Duration,
     p99: Duration,
     max: Duration,
-    client_peak_kib: u64,
-    client_cpu: Duration,
+    viewers: usize,
+    restart: Option<Duration>,
+    baseline_kib: u64,
+    idle_kib: u64,
+    server_cpu: Duration,
 }
 
-impl Results {
-    fn to_json(self) -> String {
-        serde_json::json!({
-            "enroll_ms": self.enroll.as_secs_f64() * 1e3,
-            "converge_ms": self.converge.as_secs_f64() * 1e3,
-            "p50_ms": self.p50.as_secs_f64() * 1e3,
-            "p99_ms": self.p99.as_secs_f64() * 1e3,
-            "max_ms": self.max.as_secs_f64() * 1e3,
-            "client_peak_kib": self.client_peak_kib,
-            "client_cpu_ms": self.client_cpu.as_secs_f64() * 1e3,
-        })
-        .to_string()
-    }
+async fn run(args: &Args) -> anyhow::Result<()> {
+    let n = args.nodes;
+    let dir = tempfile::tempdir()?;
+    let port = free_port()?;
+    let teams = match args.policy {
+        Policy::AllowAll => 0,
+        Policy::Team => n.div_ceil(serve::TEAM_SIZE),
+    };
+    let server = ServerProc::start(dir.path(), port, teams)?;
+    let pid = server.pid();
+    let url: Url = format!("http://127.0.0.1:{port}/").parse()?;
+    let mut f = Figures {
+        baseline_kib: server.ready.rss_kib,
+        ..Figures::default()
+    };
+    eprintln!("server up at {url} (pid {pid}, RSS {} KiB)", f.baseline_kib);
 
-    fn from_json(s: &str) -> anyhow::Result<Results> {
-        let v: serde_json::Value = serde_json::from_str(s)?;
-        let ms = |k: &str| -> anyhow::Result<Duration> {
-            let f = v[k].as_f64().with_context(|| format!("{k} missing"))?;
-            Ok(Duration::from_secs_f64(f / 1e3))
-        };
-        Ok(Results {
-            enroll: ms("enroll_ms")?,
-            converge: ms("converge_ms")?,
-            p50: ms("p50_ms")?,
-            p99: ms("p99_ms")?,
-            max: ms("max_ms")?,
-            client_peak_kib: v["client_peak_kib"].as_u64().unwrap_or(0),
-            client_cpu: ms("client_cpu_ms")?,
-        })
-    }
-}
-
-fn report(args: &Args, r: &Results, server: Option<(Rss, Rss, Duration)>) {
-    println!("enroll bench: N={} parallel={}", args.nodes, args.parallel);
-    println!(
-        "  enrollment wall time   {:>10.1} ms  ({:.0} nodes/s)",
-        r.enroll.as_secs_f64() * 1e3,
-        args.nodes as f64 / r.enroll.as_secs_f64()
-    );
-    println!(
-        "  full mesh after that   {:>10.1} ms",
-        r.converge.as_secs_f64() * 1e3
-    );
-    println!(
-        "  join propagation       p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms  ({} streams)",
-        r.p50.as_secs_f64() * 1e3,
-        r.p99.as_secs_f64() * 1e3,
-        r.max.as_secs_f64() * 1e3,
-        args.nodes
-    );
-    match server {
-        Some((at, end, cpu)) => {
-            println!(
-                "  server RSS             {} KiB with {} streams open, {} KiB at end, peak {} KiB",
-                at.current_kib, args.nodes, end.current_kib, end.peak_kib
-            );
-            if !cpu.is_zero() {
-                println!("  server CPU             {:.1} s", cpu.as_secs_f64());
-            }
-        }
-        None => println!("  server RSS             unknown (pass --server-pid)"),
-    }
-    println!(
-        "  client process         peak RSS {} KiB, CPU {:.1} s",
-        r.client_peak_kib,
-        r.client_cpu.as_secs_f64()
-    );
-}
-
-/// Enrolls `n` nodes `parallel` at a time, waits for the mesh, then times
-/// one more join across all streams. `progress` prints phase lines for a
-/// parent process.
-async fn run_clients(
-    url: &str,
-    key: &str,
-    n: usize,
-    parallel: usize,
-    progress: bool,
-) -> anyhow::Result<Results> {
-    let url: Url = url.parse()?;
+    // Team `t` holds the nodes with index ≡ t (mod teams).
+    let team_size = |t: usize| n / teams + usize::from(t < n % teams);
+    let expect = |idx: usize| match args.policy {
+        Policy::AllowAll => n - 1,
+        Policy::Team if idx == n => n, // the svc:mcp host sees everyone
+        Policy::Team => team_size(idx % teams), // its team (less itself) + the host
+    };
+    let streams = n + usize::from(args.policy == Policy::Team);
     let newcomer = NodeState::generate();
-    let target = newcomer.node_keys.public;
-    let (converged_tx, mut converged_rx) = mpsc::unbounded_channel::<()>();
-    let (seen_tx, mut seen_rx) = mpsc::unbounded_channel::<Instant>();
-
-    let sem = Arc::new(Semaphore::new(parallel));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let sem = Arc::new(Semaphore::new(args.parallel));
+    let keys = &server.ready.keys;
     let started = Instant::now();
-    let mut tasks = Vec::with_capacity(n);
-    for i in 0..n {
+    let mut tasks = Vec::with_capacity(streams);
+    for idx in 0..streams {
+        let key = match server.ready.mcp_key.as_ref().filter(|_| idx == n) {
+            Some(k) => k.clone(),
+            None => keys[idx % keys.len()].clone(),
+        };
+        let node = Node {
+            idx,
+            url: url.clone(),
+            key,
+            expect: expect(idx),
+            newcomer: newcomer.node_keys.public,
+            zstd: args.zstd,
+            stop: stop.clone(),
+        };
         let permit = sem.clone().acquire_owned().await?;
-        let (url, key) = (url.clone(), key.to_string());
-        let (converged_tx, seen_tx) = (converged_tx.clone(), seen_tx.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut node = SimNode::new(&url, &format!("bench{i}"));
-            node.connect().await?;
-            node.register_ts(&key).await?;
-            let updates = node.updates().await?;
-            let (first_tx, first_rx) = oneshot::channel();
-            tokio::spawn(watch(
-                updates,
-                n - 1,
-                target,
-                first_tx,
-                converged_tx,
-                seen_tx,
-            ));
-            tokio::time::timeout(client::STEP_TIMEOUT, first_rx)
-                .await
-                .context("first map timed out")?
-                .context("stream ended before the first map")?;
-            drop(permit);
-            anyhow::Ok(node)
-        }));
+        tasks.push(tokio::spawn(node.run(permit, tx.clone())));
     }
-    let mut nodes = Vec::with_capacity(n);
-    for t in tasks {
-        nodes.push(t.await??);
-    }
-    let enroll = started.elapsed();
-    if progress {
-        println!("enrolled {n} in {:.3}s", enroll.as_secs_f64());
-    }
-    eprintln!("enrolled {n} nodes in {enroll:?}; waiting for the full mesh");
+    let mut tally = Tally::default();
+    tally
+        .until(&mut rx, PHASE_TIMEOUT, "first maps", |t| t.first == streams)
+        .await?;
+    f.enroll = started.elapsed();
+    eprintln!("enrolled {streams} streams in {:?}", f.enroll);
+    let t = Instant::now();
+    tally
+        .until(&mut rx, PHASE_TIMEOUT, "full mesh", |t| {
+            t.converged == streams
+        })
+        .await?;
+    f.converge = t.elapsed();
 
-    let converge_start = Instant::now();
-    tokio::time::timeout(PHASE_TIMEOUT, async {
-        for _ in 0..n {
-            converged_rx.recv().await.context("a watcher ended early")?;
-        }
-        anyhow::Ok(())
-    })
-    .await
-    .context("mesh did not converge")??;
-    let converge = converge_start.elapsed();
-
-    let mut joiner = SimNode::with_keys(&url, "newcomer", newcomer);
+    let mut joiner = client::SimNode::with_keys(&url, "newcomer", newcomer);
     joiner.connect().await?;
+    f.viewers = match args.policy {
+        Policy::AllowAll => n,
+        Policy::Team => team_size(0) + 1,
+    };
     let t0 = Instant::now();
-    joiner.register_ts(key).await?;
-    let mut lat = Vec::with_capacity(n);
-    tokio::time::timeout(PHASE_TIMEOUT, async {
-        while lat.len() < n {
-            let at = seen_rx.recv().await.context("a watcher ended early")?;
-            lat.push(at.saturating_duration_since(t0));
-        }
-        anyhow::Ok(())
-    })
-    .await
-    .context("join did not reach every stream")??;
+    joiner.register_ts(&keys[0]).await?;
+    tally
+        .until(&mut rx, PHASE_TIMEOUT, "join", |t| {
+            t.seen.len() >= f.viewers
+        })
+        .await?;
+    let mut lat: Vec<Duration> = tally.seen.iter().map(|at| at.duration_since(t0)).collect();
     lat.sort();
     let pct = |p: usize| lat[(lat.len() * p).div_ceil(100).saturating_sub(1)];
-    let peak = rss("/proc/self/status")?.peak_kib;
-    drop(nodes);
-    Ok(Results {
-        enroll,
-        converge,
-        p50: pct(50),
-        p99: pct(99),
-        max: *lat.last().context("no samples")?,
-        client_peak_kib: peak,
-        client_cpu: cpu_time(),
-    })
-}
+    (f.p50, f.p99, f.max) = (pct(50), pct(99), *lat.last().context("no samples")?);
 
-/// Follows one stream: signals its first map, when it lists `mesh` peers,
-/// and when `target` first appears. Keeps only peer ids, not whole nodes.
-async fn watch(
-    mut updates: Updates,
-    mesh: usize,
-    target: NodePublicKey,
-    first: oneshot::Sender<()>,
-    converged: mpsc::UnboundedSender<()>,
-    seen: mpsc::UnboundedSender<Instant>,
-) {
-    let mut first = Some(first);
-    let mut peers: HashSet<i64> = HashSet::new();
-    let mut converged = Some(converged);
-    let mut seen = Some(seen);
-    while let Some(u) = updates.next().await {
-        let now = Instant::now();
-        if u.node.is_some()
-            && let Some(f) = first.take()
-        {
-            let _ = f.send(());
+    // Idle: every stream open, nothing happening.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    f.idle_kib = sys::rss(&pid)?.current_kib;
+    f.server_cpu = sys::cpu_time(&pid);
+
+    let server = if args.restart {
+        let total = streams + 1; // and the newcomer, which has no stream
+        let killed = Instant::now();
+        server.kill()?;
+        let again = ServerProc::start(dir.path(), port, teams)?;
+        if again.ready.nodes != total {
+            bail!(
+                "after the restart the server has {} nodes, expected {total}",
+                again.ready.nodes
+            );
         }
-        let fresh = match u.peer_update {
-            Some(PeerUpdate::Full(list)) => {
-                peers = list.iter().map(|p| p.id).collect();
-                list
-            }
-            Some(PeerUpdate::Delta { upsert, remove, .. }) => {
-                for id in remove {
-                    peers.remove(&id);
-                }
-                peers.extend(upsert.iter().map(|p| p.id));
-                upsert
-            }
-            None => Vec::new(),
-        };
-        if fresh.iter().any(|p| p.node_key == target)
-            && let Some(s) = seen.take()
-        {
-            let _ = s.send(now);
+        tally
+            .until(&mut rx, PHASE_TIMEOUT, "restart", |t| {
+                t.back.len() == streams
+            })
+            .await?;
+        f.restart = Some(killed.elapsed());
+        let differ = (0..streams)
+            .filter(|i| tally.down.get(i) != tally.back.get(i))
+            .count();
+        if differ > 0 {
+            bail!("{differ} nodes came back with another id or peer count");
         }
-        if peers.len() >= mesh
-            && let Some(c) = converged.take()
-        {
-            let _ = c.send(());
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Rss {
-    current_kib: u64,
-    peak_kib: u64,
-}
-
-/// User plus system CPU time of this process so far. `/proc` reports it in
-/// USER_HZ ticks, which Linux fixes at 100 per second for userspace.
-fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the parenthesised command name; utime, stime are 14, 15.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let ticks: u64 = rest
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .filter_map(|v| v.parse::<u64>().ok())
-        .sum();
-    Duration::from_millis(ticks * 10)
-}
-
-/// VmRSS and VmHWM from a `/proc/*/status` file.
-fn rss(path: &str) -> anyhow::Result<Rss> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
+        f.server_cpu += sys::cpu_time(&again.pid());
+        again
+    } else {
+        server
     };
-    Ok(Rss {
-        current_kib: field("VmRSS:"),
-        peak_kib: field("VmHWM:"),
-    })
+    stop.store(true, Ordering::Relaxed);
+    let client_cpu = sys::cpu_time("self");
+    server.stop()?;
+    for t in tasks {
+        t.abort();
+    }
+    report(args, &f, streams, client_cpu);
+    Ok(())
 }
 
-/// Makes sure `want` file descriptors can be opened. `unsafe` is forbidden
-/// in this crate, so instead of `setrlimit` the process re-executes itself
-/// once through `sh -c 'ulimit -n …'` when the soft limit is too low.
-fn raise_fd_limit(want: u64) -> anyhow::Result<()> {
-    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
-    let Some((soft, hard)) = limits
-        .lines()
-        .find(|l| l.starts_with("Max open files"))
-        .and_then(|l| {
-            let mut v = l.split_whitespace().skip(3);
-            Some((
-                v.next()?.parse::<u64>().ok()?,
-                v.next()?.parse::<u64>().unwrap_or(u64::MAX),
-            ))
-        })
-    else {
-        return Ok(());
+fn report(args: &Args, f: &Figures, streams: usize, client_cpu: Duration) {
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let policy = match args.policy {
+        Policy::AllowAll => "allow-all",
+        Policy::Team => "team",
     };
-    if soft >= want || std::env::var_os(REEXEC_ENV).is_some() {
-        if soft < want {
-            eprintln!("warning: only {soft} file descriptors available, want {want}");
-        }
-        return Ok(());
+    let compress = if args.zstd { "zstd" } else { "none" };
+    let per_node = f.idle_kib.saturating_sub(f.baseline_kib) as f64 / streams as f64;
+    let load = sys::load();
+    println!(
+        "enroll bench: N={} policy={policy} compress={compress} parallel={}",
+        args.nodes, args.parallel
+    );
+    println!(
+        "  enrollment wall time   {:>10.1} ms  ({:.0} nodes/s, {streams} streams)",
+        ms(f.enroll),
+        streams as f64 / f.enroll.as_secs_f64()
+    );
+    println!("  full mesh after that   {:>10.1} ms", ms(f.converge));
+    println!(
+        "  join propagation       p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms  ({} streams)",
+        ms(f.p50),
+        ms(f.p99),
+        ms(f.max),
+        f.viewers
+    );
+    if let Some(r) = f.restart {
+        println!("  restart, all back      {:>10.1} ms", ms(r));
     }
-    let target = want.min(hard);
-    let status = Command::new("/bin/sh")
-        .arg("-c")
-        .arg(r#"ulimit -n "$1" && shift && exec "$@""#)
-        .arg("sh")
-        .arg(target.to_string())
-        .arg(std::env::current_exe()?)
-        .args(std::env::args_os().skip(1))
-        .env(REEXEC_ENV, "1")
-        .status()
-        .context("re-executing with a raised fd limit")?;
-    std::process::exit(status.code().unwrap_or(1));
+    println!(
+        "  server RSS             {} KiB idle, {} KiB at start: {per_node:.1} KiB per node",
+        f.idle_kib, f.baseline_kib
+    );
+    println!(
+        "  CPU                    server {:.1} s, clients {:.1} s; load {load}",
+        f.server_cpu.as_secs_f64(),
+        client_cpu.as_secs_f64()
+    );
+    let restart = f
+        .restart
+        .map_or("-".to_string(), |r| format!("{:.2}", r.as_secs_f64()));
+    println!(
+        "bench enroll nodes={} policy={policy} compress={compress} enroll_s={:.2} mesh_s={:.2} \
+         join_p50_ms={:.1} join_p99_ms={:.1} join_max_ms={:.1} restart_s={restart} \
+         rss_kib_per_node={per_node:.1} server_cpu_s={:.1} client_cpu_s={:.1} load={load}",
+        args.nodes,
+        f.enroll.as_secs_f64(),
+        f.converge.as_secs_f64(),
+        ms(f.p50),
+        ms(f.p99),
+        ms(f.max),
+        f.server_cpu.as_secs_f64(),
+        client_cpu.as_secs_f64()
+    );
 }
