@@ -23,13 +23,13 @@ const RECONNECT_FOR: Duration = Duration::from_secs(300);
 #[derive(Debug)]
 pub enum Event {
     /// Enrolled: the first map arrived on its stream.
-    First(usize),
+    First,
     /// Enrollment failed.
     Failed(usize, String),
     /// Its stream lists every peer it should.
-    Converged(usize),
+    Converged,
     /// The newcomer showed up in its stream.
-    Seen(usize, Instant),
+    Seen(Instant),
     /// Its stream ended: its own node id and peer count until then.
     Down(usize, i64, usize),
     /// Streaming again after a reconnect: its node id and full peer count.
@@ -77,7 +77,7 @@ impl Node {
                 if let Some(n) = &u.node {
                     me = n.id;
                     if permit.take().is_some() {
-                        let _ = events.send(Event::First(self.idx));
+                        let _ = events.send(Event::First);
                     }
                 }
                 let fresh = match u.peer_update {
@@ -100,11 +100,11 @@ impl Node {
                 };
                 if !seen && fresh.iter().any(|p| p.node_key == self.newcomer) {
                     seen = true;
-                    let _ = events.send(Event::Seen(self.idx, now));
+                    let _ = events.send(Event::Seen(now));
                 }
                 if !converged && peers.len() >= self.expect {
                     converged = true;
-                    let _ = events.send(Event::Converged(self.idx));
+                    let _ = events.send(Event::Converged);
                 }
             }
             if self.stop.load(Ordering::Relaxed) {
@@ -157,10 +157,10 @@ pub struct Tally {
 impl Tally {
     fn add(&mut self, ev: Event) -> anyhow::Result<()> {
         match ev {
-            Event::First(_) => self.first += 1,
+            Event::First => self.first += 1,
             Event::Failed(i, e) => anyhow::bail!("node {i}: {e}"),
-            Event::Converged(_) => self.converged += 1,
-            Event::Seen(_, at) => self.seen.push(at),
+            Event::Converged => self.converged += 1,
+            Event::Seen(at) => self.seen.push(at),
             Event::Down(i, id, peers) => {
                 self.down.insert(i, (id, peers));
             }

@@ -11,10 +11,9 @@ const REEXEC_ENV: &str = "CLAWSCALE_BENCH_FD_RAISED";
 #[derive(Debug, Clone, Copy)]
 pub struct Rss {
     pub current_kib: u64,
-    pub peak_kib: u64,
 }
 
-/// VmRSS and VmHWM of process `pid` (`"self"` for this one).
+/// VmRSS of process `pid` (`"self"` for this one).
 pub fn rss(pid: &str) -> anyhow::Result<Rss> {
     let path = format!("/proc/{pid}/status");
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
@@ -27,7 +26,6 @@ pub fn rss(pid: &str) -> anyhow::Result<Rss> {
     };
     Ok(Rss {
         current_kib: field("VmRSS:"),
-        peak_kib: field("VmHWM:"),
     })
 }
 
