@@ -10,31 +10,14 @@
 
 use std::time::{Duration, Instant};
 
+/// The enrollment bench's `/proc` readers.
+#[allow(dead_code)]
+#[path = "../benches/enroll/sys.rs"]
+mod sys;
+
 use crate::harness::{ClientVersion, KeyOptions, Server, Tailscaled, Topology, wait_for};
 
 const MESH: Duration = Duration::from_secs(300);
-
-/// `utime + stime` of `pid` in seconds (USER_HZ is 100 on Linux).
-fn cpu_s(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let ticks: u64 = rest
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .filter_map(|v| v.parse::<u64>().ok())
-        .sum();
-    ticks as f64 / 100.0
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    text.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
 
 #[test]
 #[ignore = "a bench: benches/side-by-side.sh runs it"]
@@ -57,7 +40,8 @@ fn side_by_side_enrollment() {
     let clients: Vec<Tailscaled> = (0..n)
         .map(|i| Tailscaled::start(topo.host(i), &format!("node{i}"), ClientVersion::V1_96_4))
         .collect();
-    let cpu_before = cpu_s(pid);
+    let pid = pid.to_string();
+    let cpu_before = sys::cpu_time(&pid);
     let started = Instant::now();
     let mut ups = Vec::with_capacity(n);
     for (i, c) in clients.iter().enumerate() {
@@ -76,13 +60,12 @@ fn side_by_side_enrollment() {
         });
     }
     let mesh = started.elapsed();
-    let cpu = cpu_s(pid) - cpu_before;
-    let rss = rss_kib(pid);
+    let cpu = (sys::cpu_time(&pid) - cpu_before).as_secs_f64();
+    let rss = sys::rss(&pid).map_or(0, |r| r.current_kib);
     let mut sorted = ups.clone();
     sorted.sort();
     let pct = |p: usize| sorted[(n * p).div_ceil(100).saturating_sub(1)].as_secs_f64();
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let load = load.split_whitespace().next().unwrap_or("?");
+    let load = sys::load();
     println!(
         "bench side-by-side server=clawscale nodes={n} up_p50_s={:.3} up_max_s={:.3} \
          mesh_s={:.2} server_cpu_s={cpu:.2} server_rss_kib={rss} load={load}",
