@@ -153,7 +153,8 @@ pub async fn backup_keys(dest: &Path, keys: &[KeyFile]) -> Result<Backed> {
     if live.found.is_empty() {
         let paths: Vec<String> = keys.iter().map(|k| k.path.display().to_string()).collect();
         return Err(Error::Refused(format!(
-            "no key file to back up (none of {} exists)",
+            "no key file to back up (none of {} exists); the database itself is backed up \
+             with pg_dump",
             paths.join(", ")
         )));
     }
