@@ -33,6 +33,25 @@ const TAILNET_TABLES: [&str; 6] = [
     "oauth_clients",
 ];
 
+/// The first of [`TAILNET_TABLES`] holding rows, with its count, read
+/// through `$exec`: the pool for a check, the import's own transaction for
+/// the check that counts.
+macro_rules! first_non_empty {
+    ($exec:expr) => {{
+        let mut found = None;
+        for t in TAILNET_TABLES {
+            let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {t}"))
+                .fetch_one($exec)
+                .await?;
+            if n > 0 {
+                found = Some((t, n));
+                break;
+            }
+        }
+        found
+    }};
+}
+
 /// Tables whose id sequence PostgreSQL must move past the imported ids.
 const SEQUENCED: [&str; 5] = ["users", "nodes", "pre_auth_keys", "api_keys", "policies"];
 
@@ -40,17 +59,7 @@ impl Db {
     /// The first tailnet table that holds rows, with its count; `None` for
     /// an empty target.
     pub async fn first_non_empty_table(&self) -> Result<Option<(&'static str, i64)>> {
-        super::on_pool!(self, |p| {
-            for t in TAILNET_TABLES {
-                let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {t}"))
-                    .fetch_one(p)
-                    .await?;
-                if n > 0 {
-                    return Ok(Some((t, n)));
-                }
-            }
-            Ok(None)
-        })
+        super::on_pool!(self, |p| Ok(first_non_empty!(p)))
     }
 
     /// Writes `set` into an empty database in one transaction; `Conflict`
@@ -59,16 +68,11 @@ impl Db {
     pub async fn import(&self, set: &ImportSet, now: DateTime<Utc>) -> Result<()> {
         let postgres = matches!(self, Db::Postgres(_));
         write_tx!(self, |c| {
-            for t in TAILNET_TABLES {
-                let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {t}"))
-                    .fetch_one(&mut *c)
-                    .await?;
-                if n > 0 {
-                    return Err(Error::Conflict(format!(
-                        "the target database is not empty ({t} holds {n} rows); import only \
-                         into a fresh clawscale database"
-                    )));
-                }
+            if let Some((t, n)) = first_non_empty!(&mut *c) {
+                return Err(Error::Conflict(format!(
+                    "the target database is not empty ({t} holds {n} rows); import only into a \
+                     fresh clawscale database"
+                )));
             }
             for u in &set.users {
                 sqlx::query(
