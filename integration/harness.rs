@@ -44,7 +44,7 @@ pub use listener::Listener;
 pub use netns::{Lan, Netns, Topology};
 pub use pg_server::PgServer;
 pub use process::{CmdOutput, OwnedChild};
-pub use server::{Db, KeyOptions, NodeRecord, Server, ServerConfig};
+pub use server::{CONTROL_PORT, Db, KeyOptions, NodeRecord, Server, ServerConfig};
 pub use tailscaled::{PeerStatus, Pong, Status, Tailscaled, TailscaledOptions};
 pub use tmpfs::Tmpfs;
 

@@ -265,9 +265,16 @@ impl Server {
         server
     }
 
-    /// `http://<ip>:<port>`, the `--login-server` for clients.
+    /// The configured `server_url` (normally `http://<ip>:<port>`), the
+    /// `--login-server` for clients.
     pub fn url(&self) -> String {
-        format!("http://{}:{}", self.ip, self.port)
+        self.config
+            .get("server_url")
+            .and_then(|v| v.as_str())
+            .map_or_else(
+                || format!("http://{}:{}", self.ip, self.port),
+                str::to_owned,
+            )
     }
 
     pub fn port(&self) -> u16 {
