@@ -27,6 +27,7 @@ mod policy;
 mod replicas;
 mod restapi;
 mod selftest;
+mod side_by_side;
 /// The in-process control client (tailscale-rs `ts_control`), shared by
 /// the fault tests that drive registrations without a real client.
 #[allow(dead_code)]

@@ -23,6 +23,7 @@
 
 mod api_keys;
 pub mod backup;
+pub mod batch;
 pub mod changelog;
 mod dns_settings;
 mod import;
@@ -94,6 +95,10 @@ pub enum Error {
     /// The database could not be opened or created; names the path.
     #[error("{0}")]
     Open(String),
+    /// The writer's batch transaction failed as a whole (see [`batch`]):
+    /// nothing in it was committed.
+    #[error("the batch's transaction failed: {0}")]
+    Aborted(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

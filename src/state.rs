@@ -11,6 +11,7 @@
 //! `mapper::sessions`, `clock`.
 
 mod api_keys;
+mod batch;
 pub mod certs;
 pub mod change;
 mod derp_maps;
@@ -92,6 +93,7 @@ impl From<db::Error> for Error {
                 | sqlx::Error::PoolClosed
                 | sqlx::Error::WorkerCrashed),
             ) => Error::Unavailable(e.to_string()),
+            e @ db::Error::Aborted(_) => Error::Unavailable(e.to_string()),
             other => Error::Internal(other.to_string()),
         }
     }

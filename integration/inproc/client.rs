@@ -210,11 +210,21 @@ impl SimNode {
     /// The map long-poll as `ts_control`'s raw `StateUpdate`s, for callers
     /// that track less than a whole netmap (the bench).
     pub async fn updates(&self) -> anyhow::Result<Updates> {
+        self.updates_compressed(false).await
+    }
+
+    /// As [`SimNode::updates`]; with `zstd` the frames are asked for
+    /// compressed, as real clients always ask (`ts_control` 0.6.1 neither
+    /// asks nor decodes: frames are decompressed here before it reads them).
+    pub async fn updates_compressed(&self, zstd: bool) -> anyhow::Result<Updates> {
         let conn = self.conn()?;
-        let req = MapRequestBuilder::new(&self.keys)
+        let mut req = MapRequestBuilder::new(&self.keys)
             .as_stream()
             .hostname(&self.hostname)
             .build();
+        if zstd {
+            req.compress = "zstd";
+        }
         let map_url = self.url.join("machine/map")?;
         let reader = timeout(
             STEP_TIMEOUT,
@@ -223,7 +233,11 @@ impl SimNode {
         .await
         .context("map request timed out")?
         .map_err(|e| anyhow::anyhow!("map request {}: {e}", self.hostname))?;
-        Ok(Box::pin(ts_control::client::map_stream(reader)))
+        Ok(if zstd {
+            Box::pin(ts_control::client::map_stream(unzstd(reader)))
+        } else {
+            Box::pin(ts_control::client::map_stream(reader))
+        })
     }
 
     /// Connect, register with `auth_key` through `ts_control`, open the map
@@ -238,6 +252,35 @@ impl SimNode {
             .context("first map")?;
         Ok(stream)
     }
+}
+
+/// Turns a stream of zstd map frames ([u32 LE length][zstd frame]) into
+/// uncompressed ones ([u32 LE length][JSON]); ends with the input or at the
+/// first frame that does not decode.
+fn unzstd(
+    mut frames: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+) -> tokio::io::DuplexStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut out, plain) = tokio::io::duplex(64 * 1024);
+    tokio::spawn(async move {
+        let mut frame = Vec::new();
+        while let Ok(len) = frames.read_u32_le().await {
+            frame.resize(len as usize, 0);
+            if frames.read_exact(&mut frame).await.is_err() {
+                break;
+            }
+            let Ok(json) = zstd::stream::decode_all(frame.as_slice()) else {
+                break;
+            };
+            let Ok(len) = u32::try_from(json.len()) else {
+                break;
+            };
+            if out.write_u32_le(len).await.is_err() || out.write_all(&json).await.is_err() {
+                break;
+            }
+        }
+    });
+    plain
 }
 
 /// The netmap as a client sees it.

@@ -103,14 +103,49 @@ impl<DB: Engine> WriteTx<DB> {
             },
             Err(e) => e,
         };
-        let rolled_back = self.exec("ROLLBACK").await.is_ok();
         let refusal = matches!(
             error,
             Error::NotFound(_) | Error::Conflict(_) | Error::KeyAlreadyUsed
         );
-        if rolled_back && refusal {
+        self.roll_back(!refusal).await;
+        Err(error)
+    }
+
+    /// Ends a batch's transaction ([`super::batch`]): commits if `commit`,
+    /// else rolls back. `doubtful`: a statement in it failed, so the
+    /// connection is closed afterwards instead of going back to the pool.
+    pub(super) async fn end(mut self, commit: bool, doubtful: bool) -> Result<()> {
+        if !commit {
+            self.roll_back(true).await;
+            return Ok(());
+        }
+        match self.exec("COMMIT").await {
+            Ok(()) => {
+                self.open = false;
+                if doubtful {
+                    self.close().await;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.roll_back(true).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Rolls back; closes the connection if that failed or `close` is set.
+    async fn roll_back(&mut self, close: bool) {
+        let rolled_back = self.exec("ROLLBACK").await.is_ok();
+        if rolled_back && !close {
             self.open = false;
-        } else if let Some(conn) = self.conn.take() {
+        } else {
+            self.close().await;
+        }
+    }
+
+    async fn close(&mut self) {
+        if let Some(conn) = self.conn.take() {
             // Closing ends whatever the engine still holds (SQLite rolls back
             // and releases its locks, PostgreSQL ends the session); waiting
             // for it means the next write cannot find them held.
@@ -118,10 +153,9 @@ impl<DB: Engine> WriteTx<DB> {
                 tracing::debug!(error = %e, "closing a failed write connection");
             }
         }
-        Err(error)
     }
 
-    async fn exec(&mut self, sql: &'static str) -> Result<()> {
+    pub(super) async fn exec(&mut self, sql: &'static str) -> Result<()> {
         DB::exec(self.conn(), sql).await
     }
 }
@@ -139,18 +173,32 @@ impl<DB: Database> Drop for WriteTx<DB> {
 /// Runs `$body` (an expression of type `db::Result<T>`, with `$conn: &mut
 /// Connection` of either engine in scope) in one write transaction on `$db`,
 /// and evaluates to its result once committed or rolled back (see the
-/// module doc). `?` and `return Err(..)` in the body end the transaction
+/// module doc); inside the writer's batch it is a savepoint on the batch's
+/// transaction instead ([`super::batch`]). `?` and `return Err(..)` in the body end the transaction
 /// with a rollback.
 macro_rules! write_tx {
     ($db:expr, |$conn:ident| $body:expr) => {
         $crate::db::on_pool!($db, |pool| {
-            let mut tx = $crate::db::transaction::WriteTx::begin(pool).await?;
-            let result = async {
-                let $conn = tx.conn();
-                $body
+            match $crate::db::batch::enter(pool).await? {
+                // Inside the writer's batch: a savepoint on its transaction.
+                Some(mut tx) => {
+                    let result = async {
+                        let $conn = tx.conn();
+                        $body
+                    }
+                    .await;
+                    $crate::db::batch::leave(tx, result).await
+                }
+                None => {
+                    let mut tx = $crate::db::transaction::WriteTx::begin(pool).await?;
+                    let result = async {
+                        let $conn = tx.conn();
+                        $body
+                    }
+                    .await;
+                    tx.finish(result).await
+                }
             }
-            .await;
-            tx.finish(result).await
         })
     };
 }

@@ -40,7 +40,17 @@ impl Session {
     }
 
     fn push(&self, change: &Change) {
-        self.lock().merge(change.clone());
+        // Of the nodes whose policy output moved, a session reads only
+        // whether its own is one: keeping just that makes fan-out cost
+        // O(sessions × node changes), not O(sessions × affected nodes).
+        let mut mine = change.clone_without_policy();
+        if change.policy.contains(&self.node) {
+            mine.policy.insert(self.node);
+        }
+        if mine.is_empty() {
+            return;
+        }
+        self.lock().merge(mine);
         // notify_one stores a permit if the session is not waiting right now,
         // so a change that lands while a frame is being written is not lost.
         self.notify.notify_one();
@@ -178,5 +188,19 @@ mod tests {
         let c = a.take();
         assert!(c.upserted.contains(&NodeId(2)) && c.removed.contains(&NodeId(3)));
         assert!(a.take().is_empty());
+    }
+
+    /// A session gets only its own node of a change's policy set, and a
+    /// change that leaves it nothing does not wake it.
+    #[tokio::test]
+    async fn a_session_keeps_only_its_own_policy_move() {
+        let s = Sessions::new();
+        let a = s.open(NodeId(1));
+        s.dispatch(&Change::policy([NodeId(2), NodeId(3)]));
+        assert!(a.take().is_empty(), "not its node: nothing pending");
+        let woke = tokio::time::timeout(std::time::Duration::from_millis(50), a.notified()).await;
+        assert!(woke.is_err(), "woken for nothing");
+        s.dispatch(&Change::policy([NodeId(1), NodeId(2)]));
+        assert_eq!(a.take().policy, [NodeId(1)].into());
     }
 }

@@ -164,6 +164,20 @@ impl Change {
             && self.routes.is_empty()
     }
 
+    /// A copy of everything but `policy` (left empty).
+    pub fn clone_without_policy(&self) -> Change {
+        Change {
+            full: self.full,
+            upserted: self.upserted.clone(),
+            removed: self.removed.clone(),
+            patched: self.patched.clone(),
+            users: self.users,
+            policy: BTreeSet::new(),
+            settings: self.settings,
+            routes: self.routes.clone(),
+        }
+    }
+
     /// Folds `other` into `self`. A node that is removed supersedes earlier
     /// upserts/patches; a later upsert of a removed id (re-created) wins over
     /// the removal; an upsert subsumes patches.

@@ -147,7 +147,7 @@ impl StateHandle {
                         n.ipv4 = core
                             .opts
                             .ipam
-                            .next_v4(|ip| world.ip_taken(ip))
+                            .next_v4(world.ip_floor.v4, |ip| world.ip_taken(ip))
                             .map_err(|e| Error::FailedPrecondition(e.to_string()))?;
                         assigned.extend(n.ipv4.map(|ip| ip.to_string()));
                     }
@@ -156,7 +156,7 @@ impl StateHandle {
                         n.ipv6 = core
                             .opts
                             .ipam
-                            .next_v6(|ip| world.ip_taken(ip))
+                            .next_v6(world.ip_floor.v6, |ip| world.ip_taken(ip))
                             .map_err(|e| Error::FailedPrecondition(e.to_string()))?;
                         assigned.extend(n.ipv6.map(|ip| ip.to_string()));
                     }

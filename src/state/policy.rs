@@ -202,15 +202,16 @@ impl Core {
     }
 
     /// Keeps the compiled policy in step with a World about to be published
-    /// and adds the nodes whose policy output may differ to `change`. Only
-    /// changes to what the policy reads (addresses, owner, tags, routes,
-    /// logins) cost a recompilation; the rest (endpoints, presence, most of
-    /// Hostinfo) leave the compiled policy as it is.
-    pub(super) fn follow_policy(&self, next: &mut World, change: &mut Change) {
+    /// (`next`, which `change` took from `old`, the World the policy was
+    /// compiled for) and adds the nodes whose policy output may differ to
+    /// `change`. Only changes to what the policy reads (addresses, owner,
+    /// tags, routes, logins) cost a recompilation; the rest (endpoints,
+    /// presence, most of Hostinfo) leave the compiled policy as it is.
+    /// Called once per batch, so a burst of joins costs one update.
+    pub(super) fn follow_policy(old: &World, next: &mut World, change: &mut Change) {
         let (Some(policy), Some(compiled)) = (&next.policy.policy, &next.policy.compiled) else {
             return;
         };
-        let old = &self.world;
         if change.users && logins(old) != logins(next) {
             // User selectors resolve through logins: recompile whole.
             let compiled = policy.compile(&topology(next));

@@ -261,12 +261,12 @@ impl Core {
                 let ipv4 = self
                     .opts
                     .ipam
-                    .next_v4(|ip| self.world.ip_taken(ip))
+                    .next_v4(self.world.ip_floor.v4, |ip| self.world.ip_taken(ip))
                     .map_err(|e| Error::FailedPrecondition(e.to_string()))?;
                 let ipv6 = self
                     .opts
                     .ipam
-                    .next_v6(|ip| self.world.ip_taken(ip))
+                    .next_v6(self.world.ip_floor.v6, |ip| self.world.ip_taken(ip))
                     .map_err(|e| Error::FailedPrecondition(e.to_string()))?;
                 let n = Node {
                     id: NodeId(0),
@@ -319,6 +319,10 @@ impl Core {
         let node = Arc::new(node);
         let mut w = self.draft();
         w.put_node(node.clone());
+        if new && self.opts.ipam.strategy == super::ipam::Strategy::Sequential {
+            // The sequential walk handed out the lowest free addresses.
+            w.ip_floor.taken_lowest(node.ipv4, node.ipv6);
+        }
         self.publish(w, Change::upsert(id));
         Ok(Ok(node))
     }

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use imbl::{HashMap, OrdMap, OrdSet};
 
+use super::ipam::Floor;
 use super::policy::PolicyState;
 use crate::tailcfg;
 use crate::types::{MachinePublic, Node, NodeId, NodePublic, User, UserId};
@@ -68,6 +69,8 @@ pub struct World {
     by_machine_key: HashMap<MachinePublic, NodeId>,
     by_ip: HashMap<IpAddr, NodeId>,
     by_name: HashMap<String, NodeId>,
+    /// Where the sequential address allocator starts (see [`Floor`]).
+    pub(super) ip_floor: Floor,
     /// The last `services()` result with the policy it was computed for;
     /// shared by every World cloned from this one, valid only while the
     /// policy `Arc` is the same.
@@ -99,6 +102,7 @@ impl World {
             by_machine_key: HashMap::default(),
             by_ip: HashMap::default(),
             by_name: HashMap::default(),
+            ip_floor: Floor::default(),
             services_cache: Arc::default(),
         };
         for n in nodes {
@@ -293,6 +297,7 @@ impl World {
         for ip in n.addresses() {
             if self.by_ip.get(&ip) == Some(&id) {
                 self.by_ip.remove(&ip);
+                self.ip_floor.lower(ip);
             }
         }
         if self.by_name.get(n.given_name.as_str()) == Some(&id) {

@@ -1,19 +1,20 @@
 //! The single writer: a task that owns the database handle and the current
 //! World and runs mutations one at a time, in arrival order.
 //!
-//! Jobs are closures over [`Core`]; each one commits to the database first
-//! and only then calls [`Core::publish`]. A job that fails before or in its
-//! commit leaves both the database and the World untouched: every `db` write
-//! returns only once its transaction is committed or rolled back (see the
-//! `db` module doc), and a job returns its error before publishing.
+//! Jobs are closures over [`Core`]; each one writes to the database first
+//! and only then calls [`Core::publish`]. A job returns its error before
+//! publishing, and a job that fails leaves both the database and the World
+//! as they were before it (its savepoint is rolled back and its World
+//! dropped).
 //!
-//! Publication is batched: when the writer wakes it runs every job already
-//! queued (up to [`MAX_BATCH`]), each committing its own transaction and
-//! building on the World the previous one left, then hands readers one
-//! World and sessions one merged [`Change`] for the lot. Callers hear back
-//! only after that, so a write that returned is always visible to readers.
-//! Under a burst of registrations or presence changes the per-session fan-out
-//! (and the frames it sends) is paid once per batch, not once per job.
+//! Jobs run in batches ([`super::batch`]): when the writer wakes it runs
+//! every job already queued (up to [`MAX_BATCH`]) inside ONE database
+//! transaction, each building on the World the previous one left, commits,
+//! then hands readers one World and sessions one merged [`Change`] for the
+//! lot. Callers hear back only after that commit and publication, so a
+//! write that returned is durable and visible to readers. Under a burst of
+//! registrations or presence changes the fsync, the policy follow-up and
+//! the per-session fan-out are paid once per batch, not once per job.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,15 +33,22 @@ use crate::db::Db;
 use crate::mapper::sessions::Sessions;
 use crate::types::{DiscoPublic, Node, NodeId};
 
-type Job = Box<dyn for<'a> FnOnce(&'a mut Core) -> BoxFuture<'a, Reply> + Send>;
+pub(super) type Job = Box<dyn for<'a> FnOnce(&'a mut Core) -> BoxFuture<'a, Done> + Send>;
 
-/// What a job hands back to its caller, delivered once its batch is
-/// published.
-type Reply = Box<dyn FnOnce() + Send>;
+/// A job's outcome: whether it succeeded (its writes are kept) and what to
+/// tell its caller once the batch is committed and published.
+pub(super) struct Done {
+    pub(super) ok: bool,
+    pub(super) reply: Reply,
+}
 
-/// The most jobs one publication covers: bounds how long the first job's
-/// caller waits behind the others.
-const MAX_BATCH: usize = 256;
+/// Delivers a job's result; given an error, the batch failed as a whole
+/// and the caller hears that instead of the job's own result.
+pub(super) type Reply = Box<dyn FnOnce(Option<Error>) + Send>;
+
+/// The most jobs one batch covers: bounds how long the first job's caller
+/// waits behind the others.
+pub(super) const MAX_BATCH: usize = 256;
 
 /// State owned by the writer task.
 pub struct Core {
@@ -58,9 +66,17 @@ pub struct Core {
     last_probe: Option<(Instant, Option<String>)>,
     /// The DNS settings changed over API v2 (as stored).
     pub(super) dns_overrides: super::dns::DnsOverrides,
-    /// What this batch changed since `world` was last sent to readers;
-    /// `None`: nothing to publish.
-    unpublished: Option<Change>,
+    /// The World readers have (sent at the end of the last batch).
+    pub(super) published: Arc<World>,
+    /// The World the compiled policy was last made to agree with in this
+    /// batch, when a job replaced the policy; `published` otherwise.
+    pub(super) policy_base: Option<Arc<World>>,
+    /// What this batch's finished jobs changed since `published`; `None`:
+    /// nothing to publish.
+    pub(super) unpublished: Option<Change>,
+    /// What the running job changed; folded into `unpublished` if it
+    /// succeeds, dropped with its World if it fails.
+    pub(super) job_change: Option<Change>,
     /// Following other replicas on the same PostgreSQL database
     /// (`replication`); `None` on SQLite.
     pub(super) replication: Option<super::replication::Replication>,
@@ -97,22 +113,36 @@ impl Core {
     }
 
     /// Makes `next` the writer's World and queues `change` for sessions;
-    /// both reach them when the batch ends ([`Core::flush`]).
+    /// both reach them when the batch ends ([`Core::flush`]). The route
+    /// election follows each job (it reads presence and routes only); the
+    /// compiled policy follows the batch's node changes there, once per batch.
     pub(super) fn publish(&mut self, mut next: World, mut change: Change) {
         self.follow_routes(&mut next, &mut change);
-        self.follow_policy(&mut next, &mut change);
         next.generation = self.world.generation + 1;
+        let replaced = !Arc::ptr_eq(&next.policy, &self.world.policy);
         self.world = Arc::new(next);
-        self.unpublished.get_or_insert_default().merge(change);
+        if replaced {
+            // Compiled by the job for this very World.
+            self.policy_base = Some(self.world.clone());
+        }
+        self.job_change.get_or_insert_default().merge(change);
     }
 
-    /// Sends the batch's World to readers, then its merged change to
-    /// sessions (which read that World when they wake).
-    fn flush(&mut self) {
-        if let Some(change) = self.unpublished.take() {
-            self.publisher.send_replace(self.world.clone());
-            self.sessions.dispatch(&change);
-        }
+    /// Brings the compiled policy in step with the batch's World, sends
+    /// that World to readers, then the merged change to sessions (which
+    /// read that World when they wake).
+    pub(super) fn flush(&mut self) {
+        let base = self.policy_base.take();
+        let Some(mut change) = self.unpublished.take() else {
+            return;
+        };
+        let base = base.unwrap_or_else(|| self.published.clone());
+        let mut next = (*self.world).clone();
+        Self::follow_policy(&base, &mut next, &mut change);
+        self.world = Arc::new(next);
+        self.published = self.world.clone();
+        self.publisher.send_replace(self.world.clone());
+        self.sessions.dispatch(&change);
     }
 
     /// A mutable copy of the current World to build the next one from:
@@ -157,6 +187,11 @@ impl Core {
         failure.map_or(Ok(()), |e| Err(Error::Unavailable(e)))
     }
 
+    /// A failed batch may have held the last probe's write: probe afresh.
+    pub(super) fn forget_probe(&mut self) {
+        self.last_probe = None;
+    }
+
     fn schedule(&self, after: Duration, job: Job) {
         let Some(jobs) = self.jobs.upgrade() else {
             return;
@@ -178,7 +213,10 @@ impl Core {
                     if let Err(e) = core.gc_ephemeral(id).await {
                         tracing::warn!(node = %id, error = %e, "ephemeral node clean-up failed");
                     }
-                    Box::new(|| ()) as Reply
+                    Done {
+                        ok: true,
+                        reply: Box::new(|_| ()),
+                    }
                 })
             }),
         );
@@ -286,7 +324,7 @@ pub async fn start(
     let (tx, mut rx) = mpsc::channel::<Job>(1024);
     let mut core = Core {
         db,
-        world,
+        world: world.clone(),
         publisher,
         sessions: sessions.clone(),
         clock: clock.clone(),
@@ -295,7 +333,10 @@ pub async fn start(
         events: None,
         last_probe: None,
         dns_overrides,
+        published: world.clone(),
+        policy_base: None,
         unpublished: None,
+        job_change: None,
         replication,
     };
     // After a restart every node is offline: start the inactivity clock for
@@ -312,20 +353,8 @@ pub async fn start(
     }
     let follower = core.follower();
     tokio::spawn(async move {
-        let mut replies: Vec<Reply> = Vec::new();
-        while let Some(job) = rx.recv().await {
-            core.replication_begin().await;
-            replies.push(job(&mut core).await);
-            while replies.len() < MAX_BATCH
-                && let Ok(job) = rx.try_recv()
-            {
-                replies.push(job(&mut core).await);
-            }
-            core.replication_end().await;
-            core.flush();
-            for reply in replies.drain(..) {
-                reply();
-            }
+        while let Some(first) = rx.recv().await {
+            core.run_batch(first, &mut rx).await;
         }
         tracing::debug!("state writer stopped");
     });
@@ -426,9 +455,12 @@ impl StateHandle {
         let job: Job = Box::new(move |core| {
             Box::pin(async move {
                 let result = f(core).await;
-                Box::new(move || {
-                    let _ = tx.send(result);
-                }) as Reply
+                Done {
+                    ok: result.is_ok(),
+                    reply: Box::new(move |failed: Option<Error>| {
+                        let _ = tx.send(failed.map_or(result, Err));
+                    }),
+                }
             })
         });
         self.jobs.send(job).await.map_err(|_| Error::Stopped)?;

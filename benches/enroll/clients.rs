@@ -1,0 +1,200 @@
+//! The simulated nodes: each one a task that enrolls (connect, register,
+//! open its map stream, first map), follows its stream, and after a server
+//! restart reconnects with the same keys and waits for its full map again.
+//! Tasks report what they see as [`Event`]s; they keep only peer ids.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use ts_control::PeerUpdate;
+use ts_keys::NodePublicKey;
+use url::Url;
+
+use crate::client::{STEP_TIMEOUT, SimNode};
+
+/// How long a node keeps trying to reconnect to a restarting server.
+const RECONNECT_FOR: Duration = Duration::from_secs(300);
+
+/// What one node task reports, tagged with its index.
+#[derive(Debug)]
+pub enum Event {
+    /// Enrolled: the first map arrived on its stream.
+    First,
+    /// Enrollment failed.
+    Failed(usize, String),
+    /// Its stream lists every peer it should.
+    Converged,
+    /// The newcomer showed up in its stream.
+    Seen(Instant),
+    /// Its stream ended: its own node id and peer count until then.
+    Down(usize, i64, usize),
+    /// Streaming again after a reconnect: its node id and full peer count.
+    Back(usize, i64, usize),
+}
+
+/// One node's job.
+pub struct Node {
+    pub idx: usize,
+    pub url: Url,
+    pub key: String,
+    /// Peers its stream must list to count as converged.
+    pub expect: usize,
+    pub newcomer: NodePublicKey,
+    pub zstd: bool,
+    /// Set when the bench is over: a stream that ends then is not redialled.
+    pub stop: Arc<AtomicBool>,
+}
+
+impl Node {
+    /// Enrolls (holding `permit` until the first map), then follows the
+    /// stream for as long as the task lives.
+    pub async fn run(self, permit: OwnedSemaphorePermit, events: mpsc::UnboundedSender<Event>) {
+        let mut sim = SimNode::new(&self.url, &format!("bench{}", self.idx));
+        let enrolled = async {
+            sim.connect().await?;
+            sim.register_ts(&self.key).await?;
+            sim.updates_compressed(self.zstd).await
+        }
+        .await;
+        let mut updates = match enrolled {
+            Ok(u) => u,
+            Err(e) => {
+                let _ = events.send(Event::Failed(self.idx, format!("{e:#}")));
+                return;
+            }
+        };
+        let mut permit = Some(permit);
+        let mut peers: HashSet<i64> = HashSet::new();
+        let mut me = 0i64;
+        let (mut converged, mut seen, mut back) = (false, false, true);
+        loop {
+            while let Some(u) = updates.next().await {
+                let now = Instant::now();
+                if let Some(n) = &u.node {
+                    me = n.id;
+                    if permit.take().is_some() {
+                        let _ = events.send(Event::First);
+                    }
+                }
+                let fresh = match u.peer_update {
+                    Some(PeerUpdate::Full(list)) => {
+                        peers = list.iter().map(|p| p.id).collect();
+                        if !back {
+                            back = true;
+                            let _ = events.send(Event::Back(self.idx, me, peers.len()));
+                        }
+                        list
+                    }
+                    Some(PeerUpdate::Delta { upsert, remove, .. }) => {
+                        for id in remove {
+                            peers.remove(&id);
+                        }
+                        peers.extend(upsert.iter().map(|p| p.id));
+                        upsert
+                    }
+                    None => Vec::new(),
+                };
+                if !seen && fresh.iter().any(|p| p.node_key == self.newcomer) {
+                    seen = true;
+                    let _ = events.send(Event::Seen(now));
+                }
+                if !converged && peers.len() >= self.expect {
+                    converged = true;
+                    let _ = events.send(Event::Converged);
+                }
+            }
+            if self.stop.load(Ordering::Relaxed) {
+                return;
+            }
+            let _ = events.send(Event::Down(self.idx, me, peers.len()));
+            back = false;
+            match self.reconnect(&mut sim).await {
+                Ok(u) => updates = u,
+                Err(e) => {
+                    let _ = events.send(Event::Failed(self.idx, format!("{e:#}")));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Dials until the server answers again, then reopens the map stream
+    /// (the node is registered: no new registration, as a real client).
+    async fn reconnect(&self, sim: &mut SimNode) -> anyhow::Result<crate::client::Updates> {
+        let give_up = Instant::now() + RECONNECT_FOR;
+        // Spread the redials a little, as real clients' backoff does.
+        let pause = Duration::from_millis(100 + (self.idx % 100) as u64);
+        loop {
+            let attempt = async {
+                sim.connect().await?;
+                sim.updates_compressed(self.zstd).await
+            };
+            match tokio::time::timeout(STEP_TIMEOUT, attempt).await {
+                Ok(Ok(u)) => return Ok(u),
+                Ok(Err(e)) if Instant::now() > give_up => return Err(e),
+                Err(_) if Instant::now() > give_up => anyhow::bail!("reconnect timed out"),
+                _ => tokio::time::sleep(pause).await,
+            }
+        }
+    }
+}
+
+/// Everything the node tasks reported so far.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub first: usize,
+    pub converged: usize,
+    pub seen: Vec<Instant>,
+    /// Per node that went down: (node id, peers) before, and after.
+    pub down: HashMap<usize, (i64, usize)>,
+    pub back: HashMap<usize, (i64, usize)>,
+}
+
+impl Tally {
+    fn add(&mut self, ev: Event) -> anyhow::Result<()> {
+        match ev {
+            Event::First => self.first += 1,
+            Event::Failed(i, e) => anyhow::bail!("node {i}: {e}"),
+            Event::Converged => self.converged += 1,
+            Event::Seen(at) => self.seen.push(at),
+            Event::Down(i, id, peers) => {
+                self.down.insert(i, (id, peers));
+            }
+            Event::Back(i, id, peers) => {
+                self.back.insert(i, (id, peers));
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes events until `done` holds, within `within`.
+    pub async fn until(
+        &mut self,
+        rx: &mut mpsc::UnboundedReceiver<Event>,
+        within: Duration,
+        what: &str,
+        done: impl Fn(&Tally) -> bool,
+    ) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + within;
+        while !done(self) {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(ev)) => self.add(ev)?,
+                Ok(None) => anyhow::bail!("{what}: every node task ended"),
+                Err(_) => anyhow::bail!(
+                    "{what}: not within {within:?} (first maps {}, converged {}, seen {}, \
+                     down {}, back {})",
+                    self.first,
+                    self.converged,
+                    self.seen.len(),
+                    self.down.len(),
+                    self.back.len()
+                ),
+            }
+        }
+        Ok(())
+    }
+}

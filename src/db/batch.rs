@@ -1,0 +1,249 @@
+//! One write transaction for a whole batch of the state writer's jobs.
+//!
+//! Committing every job on its own costs one fsync each; the writer instead
+//! runs every job queued when it wakes inside [`scope`], where [`write_tx!`]
+//! does not BEGIN/COMMIT but opens a savepoint on the batch's transaction:
+//!
+//! ```text
+//! BEGIN                      -- lazily, at the batch's first write
+//!   SAVEPOINT job            -- per job ([`job_start`] / [`job_end`])
+//!     SAVEPOINT op … RELEASE op          -- per write_tx!: all or nothing
+//!     SAVEPOINT op … ROLLBACK TO op      -- a refused or failed write
+//!   RELEASE job | ROLLBACK TO job        -- the job succeeded | failed
+//! COMMIT                     -- [`commit`], before any caller hears back
+//! ```
+//!
+//! A job that fails is rolled back to its own savepoint and the others stay
+//! committed. Only a failure the transaction itself cannot survive (a
+//! ROLLBACK TO that fails, e.g. SQLite rolled everything back on an I/O
+//! error, or a failed COMMIT) fails the batch as a whole; the writer then
+//! fails every job in it, so nothing is acknowledged that is not durable.
+//!
+//! The batch lives in a task-local: `Db` methods take `&self` and are also
+//! called outside the writer, where each write stays its own transaction.
+
+use std::cell::RefCell;
+use std::future::Future;
+
+use sqlx::{Pool, Postgres, Sqlite};
+
+use super::transaction::{Engine, WriteTx};
+use super::{Error, Result};
+
+tokio::task_local! {
+    static BATCH: RefCell<Slot>;
+}
+
+/// The batch's open transaction, on whichever engine the database uses.
+pub(super) enum Open {
+    Sqlite(WriteTx<Sqlite>),
+    Postgres(WriteTx<Postgres>),
+}
+
+impl Open {
+    async fn exec(&mut self, sql: &'static str) -> Result<()> {
+        match self {
+            Open::Sqlite(tx) => tx.exec(sql).await,
+            Open::Postgres(tx) => tx.exec(sql).await,
+        }
+    }
+
+    /// Ends the transaction: commits if `ok`, otherwise rolls back. A
+    /// connection that saw a failure is closed rather than pooled.
+    async fn finish(self, ok: bool, doubtful: bool) -> Result<()> {
+        match self {
+            Open::Sqlite(tx) => tx.end(ok, doubtful).await,
+            Open::Postgres(tx) => tx.end(ok, doubtful).await,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Slot {
+    /// Out of the slot while a `write_tx!` body runs on it.
+    tx: Option<Open>,
+    /// The current job has its savepoint.
+    job_open: bool,
+    /// A statement failed in this batch: the connection is closed at the
+    /// end instead of going back to the pool.
+    doubtful: bool,
+    /// Why the transaction cannot go on; every later write fails with it.
+    broken: Option<String>,
+}
+
+/// Engines that can hold a batch.
+pub(super) trait Batched: Engine + Sized {
+    fn wrap(tx: WriteTx<Self>) -> Open;
+    fn unwrap(open: Open) -> WriteTx<Self>;
+}
+
+impl Batched for Sqlite {
+    fn wrap(tx: WriteTx<Self>) -> Open {
+        Open::Sqlite(tx)
+    }
+    fn unwrap(open: Open) -> WriteTx<Self> {
+        match open {
+            Open::Sqlite(tx) => tx,
+            Open::Postgres(_) => unreachable!("one database per batch"),
+        }
+    }
+}
+
+impl Batched for Postgres {
+    fn wrap(tx: WriteTx<Self>) -> Open {
+        Open::Postgres(tx)
+    }
+    fn unwrap(open: Open) -> WriteTx<Self> {
+        match open {
+            Open::Postgres(tx) => tx,
+            Open::Sqlite(_) => unreachable!("one database per batch"),
+        }
+    }
+}
+
+/// Runs `f` (the writer's batch) with writes going to one transaction.
+pub async fn scope<F: Future>(f: F) -> F::Output {
+    BATCH.scope(RefCell::new(Slot::default()), f).await
+}
+
+fn with<T>(f: impl FnOnce(&mut Slot) -> T) -> Option<T> {
+    BATCH.try_with(|s| f(&mut s.borrow_mut())).ok()
+}
+
+fn broken() -> Error {
+    let why = with(|s| s.broken.clone()).flatten().unwrap_or_default();
+    Error::Aborted(why)
+}
+
+/// Inside a batch: the batch's transaction (begun if this is its first
+/// write) with a savepoint for this write. Outside one: `None`.
+pub(super) async fn enter<DB: Batched>(pool: &Pool<DB>) -> Result<Option<WriteTx<DB>>> {
+    let Some(state) = with(|s| (s.broken.is_some(), s.tx.take(), s.job_open)) else {
+        return Ok(None);
+    };
+    let (is_broken, held, job_open) = state;
+    if is_broken {
+        if let Some(tx) = held {
+            with(|s| s.tx = Some(tx));
+        }
+        return Err(broken());
+    }
+    let mut tx = match held {
+        Some(open) => DB::unwrap(open),
+        None => WriteTx::begin(pool).await?,
+    };
+    let started = async {
+        if !job_open {
+            tx.exec("SAVEPOINT job").await?;
+        }
+        tx.exec("SAVEPOINT op").await
+    }
+    .await;
+    if let Err(e) = started {
+        with(|s| {
+            s.broken = Some(e.to_string());
+            s.doubtful = true;
+            s.tx = Some(DB::wrap(tx));
+        });
+        return Err(e);
+    }
+    with(|s| s.job_open = true);
+    Ok(Some(tx))
+}
+
+/// Ends a write begun by [`enter`]: releases its savepoint, or rolls back
+/// to it on failure, and hands the transaction back to the batch.
+pub(super) async fn leave<DB: Batched, T>(mut tx: WriteTx<DB>, result: Result<T>) -> Result<T> {
+    let end = match &result {
+        Ok(_) => tx.exec("RELEASE op").await,
+        Err(_) => match tx.exec("ROLLBACK TO op").await {
+            Ok(()) => tx.exec("RELEASE op").await,
+            Err(e) => Err(e),
+        },
+    };
+    let refusal = matches!(
+        result,
+        Err(Error::NotFound(_) | Error::Conflict(_) | Error::KeyAlreadyUsed)
+    );
+    with(|s| {
+        if result.is_err() && !refusal {
+            s.doubtful = true;
+        }
+        if let Err(e) = &end {
+            s.doubtful = true;
+            s.broken = Some(e.to_string());
+        }
+        s.tx = Some(DB::wrap(tx));
+    });
+    match end {
+        Ok(()) => result,
+        // The write may have been applied and cannot be undone alone.
+        Err(e) => Err(result.err().unwrap_or(e)),
+    }
+}
+
+/// Marks the start of a job: its first write takes a savepoint.
+pub fn job_start() {
+    with(|s| s.job_open = false);
+}
+
+/// Ends a job: keeps its writes if `ok`, otherwise undoes them. Fails when
+/// the batch's transaction cannot go on.
+pub async fn job_end(ok: bool) -> Result<()> {
+    let Some((tx, open)) = with(|s| (s.tx.take(), std::mem::take(&mut s.job_open))) else {
+        return Ok(());
+    };
+    let Some(mut tx) = tx else {
+        return if with(|s| s.broken.is_some()) == Some(true) {
+            Err(broken())
+        } else {
+            Ok(())
+        };
+    };
+    let end = match (open, ok) {
+        (false, _) => Ok(()),
+        (true, true) => tx.exec("RELEASE job").await,
+        (true, false) => match tx.exec("ROLLBACK TO job").await {
+            Ok(()) => tx.exec("RELEASE job").await,
+            Err(e) => Err(e),
+        },
+    };
+    with(|s| {
+        if let Err(e) = &end {
+            s.doubtful = true;
+            s.broken = Some(e.to_string());
+        }
+        s.tx = Some(tx);
+    });
+    match with(|s| s.broken.is_some()) {
+        Some(true) => Err(broken()),
+        _ => Ok(()),
+    }
+}
+
+/// Commits the batch (if it wrote anything). On `Err` nothing of it is
+/// durable and every job in it must be reported failed.
+pub async fn commit() -> Result<()> {
+    let Some((tx, broken_why, doubtful)) = with(|s| {
+        (
+            s.tx.take(),
+            s.broken.take(),
+            std::mem::take(&mut s.doubtful),
+        )
+    }) else {
+        return Ok(());
+    };
+    let Some(tx) = tx else {
+        return match broken_why {
+            Some(why) => Err(Error::Aborted(why)),
+            None => Ok(()),
+        };
+    };
+    match broken_why {
+        Some(why) => {
+            let _ = tx.finish(false, true).await;
+            Err(Error::Aborted(why))
+        }
+        None => tx.finish(true, doubtful).await,
+    }
+}
