@@ -213,6 +213,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     cs.ssh_checks = Some(ssh_checks.clone());
     cs.self_signed_relay = self_signed_relay;
     cs.timeouts = public.timeouts;
+    cs.batch_change_delay = config.batch_change_delay;
     admin.registrations().set_ttl(config.login.register_ttl);
     let mut auth_flows = crate::auth::AuthFlows::new(&server_url, admin.registrations().clone());
     if config.oidc.is_some() {

@@ -90,6 +90,12 @@ pub struct Overrides {
     pub listen_addr: Option<SocketAddr>,
 }
 
+/// Default `tuning.batch_change_delay`. Short enough that one change
+/// reaches clients at once and a burst within a tenth of a second; long
+/// enough that an enrollment wave costs each stream a few frames, not one
+/// per join (`benches/enroll`).
+pub const DEFAULT_BATCH_CHANGE_DELAY: Duration = Duration::from_millis(50);
+
 /// The validated server configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -110,6 +116,9 @@ pub struct Config {
     pub derp: Derp,
     pub tls: Tls,
     pub ephemeral_node_inactivity_timeout: Duration,
+    /// `tuning.batch_change_delay`: least time between two delta frames on
+    /// one map stream; what changes meanwhile is sent merged.
+    pub batch_change_delay: Duration,
     pub log: Log,
     pub policy: Policy,
     /// The whois/authorize API (clawscale extension).

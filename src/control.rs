@@ -52,6 +52,9 @@ pub struct ControlState {
     /// Map keep-alive period (plus jitter); well inside the client's 120 s
     /// watchdog.
     pub keepalive: Duration,
+    /// Least time between two delta frames on one map stream
+    /// (`tuning.batch_change_delay`); changes in between are merged.
+    pub batch_change_delay: Duration,
     /// The embedded relay is advertised with the self-signed certificate
     /// clawscale generated, which clients before 1.82 cannot verify.
     pub self_signed_relay: bool,
@@ -78,6 +81,7 @@ impl ControlState {
             noise_public,
             metrics,
             keepalive: Duration::from_secs(50),
+            batch_change_delay: crate::config::DEFAULT_BATCH_CHANGE_DELAY,
             self_signed_relay: false,
             timeouts: crate::limits::Timeouts::default(),
             challenges: None,

@@ -4,6 +4,7 @@
 //! [`Store`] so `postgres.rs` runs them against PostgreSQL too.
 
 use std::net::IpAddr;
+use std::time::{Duration, Instant};
 
 use ipnet::{Ipv4Net, Ipv6Net};
 use ts_control::NodeStatus;
@@ -323,4 +324,64 @@ fn node_public(n: &SimNode) -> clawscale::types::NodePublic {
 #[tokio::test]
 async fn restart_keeps_nodes_sqlite() -> anyhow::Result<()> {
     restart_keeps_nodes(Store::Sqlite).await
+}
+
+/// `tuning.batch_change_delay`: a burst of joins reaches an open stream
+/// merged into at most two frames per gap, and the first change after a
+/// quiet spell is sent at once, not held for the gap.
+#[tokio::test]
+async fn a_burst_of_joins_is_merged_and_a_lone_change_is_not_held() -> anyhow::Result<()> {
+    const GAP: Duration = Duration::from_secs(3);
+    const JOINS: usize = 8;
+    let dir = tempfile::tempdir()?;
+    let mut cfg = crate::server::config(dir.path(), &Store::Sqlite);
+    cfg.batch_change_delay = GAP;
+    let srv = TestServer::start_with(cfg).await?;
+    let user = srv.create_user("alice").await?;
+    let key = srv.key(user, true).await?;
+    let mut a = SimNode::new(&srv.url, "alpha");
+    let mut sa = a.enroll(&key).await?;
+
+    // Each join is a registration, a map request and a presence change:
+    // three changes per node, sent one by one that would be many frames.
+    let started = Instant::now();
+    let mut others = Vec::new();
+    for i in 0..JOINS {
+        let mut n = SimNode::new(&srv.url, &format!("n{i}"));
+        let s = n.enroll(&key).await?;
+        others.push((n, s));
+    }
+    let enrolled = started.elapsed();
+    sa.wait_until(WAIT, |m| {
+        m.peers.len() == JOINS && m.peers.values().all(|p| is_online(&p.status))
+    })
+    .await?;
+    // The first frame waits out the gap after the full map; whatever came
+    // in while it was sent makes at most one more per gap.
+    let bound = 1 + enrolled.as_millis().div_ceil(GAP.as_millis()) as usize;
+    assert!(
+        sa.deltas <= bound,
+        "{} delta frames for {JOINS} joins within {enrolled:?} (at most {bound})",
+        sa.deltas
+    );
+
+    // Quiet for longer than the gap: a deletion goes out at once.
+    tokio::time::sleep(GAP + Duration::from_millis(500)).await;
+    let gone = others[0]
+        .1
+        .netmap
+        .me
+        .as_ref()
+        .map(|m| m.id)
+        .expect("own node");
+    let t0 = Instant::now();
+    srv.state
+        .delete_node(clawscale::types::NodeId(gone))
+        .await?;
+    sa.wait_until(WAIT, |m| !m.peers.contains_key(&gone))
+        .await?;
+    let took = t0.elapsed();
+    assert!(took < GAP / 2, "a lone change waited {took:?}");
+    srv.stop().await;
+    Ok(())
 }

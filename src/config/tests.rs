@@ -294,7 +294,6 @@ fn every_unsupported_setting_is_named_in_a_warning() {
         "taildrop.enabled",
         "auto_update.enabled",
         "tuning.notifier_send_timeout",
-        "tuning.batch_change_delay",
         "tuning.node_mapsession_buffered_chan_size",
         "tuning.batcher_workers",
         "tuning.register_cache_max_entries",

@@ -91,6 +91,7 @@ pub(super) fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config, 
     let audit = admin::audit(&raw.audit, &data_dir)?;
     let cli = admin::cli(&raw.cli)?;
     let login = login::build(&raw)?;
+    let batch_change_delay = login::batch_change_delay(&raw)?;
     let oidc = super::oidc::build(raw.oidc.as_ref())?;
     admin::grpc_tls(&raw, grpc_listen_addr.is_some(), &tls)?;
 
@@ -112,6 +113,7 @@ pub(super) fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config, 
         derp,
         tls,
         ephemeral_node_inactivity_timeout,
+        batch_change_delay,
         log,
         policy,
         whois,

@@ -135,14 +135,33 @@ async fn run_stream(
     // Drop what was merged so far *before* reading the World: all of it is in
     // that World, and anything published later stays in the mailbox.
     let _ = session.take();
-    let world = cs.state.world();
-    let full = build_full(&world, node, &mut sent, cs.state.now()).ok_or("node removed")?;
+    // The World is dropped once the map is built: a stream that held on
+    // to it kept that generation's compiled policy (O(nodes)) alive for
+    // as long as it stayed open, so idle memory grew as nodes².
+    let full = {
+        let world = cs.state.world();
+        build_full(&world, node, &mut sent, cs.state.now()).ok_or("node removed")?
+    };
     send(full, "full").await?;
+    let mut last_frame = tokio::time::Instant::now();
 
     let mut next_keepalive = tokio::time::Instant::now() + keepalive_interval(cs.keepalive);
     loop {
         tokio::select! {
             _ = session.notified() => {
+                // A burst (an enrollment wave, presence flapping) reaches a
+                // stream as one frame per `batch_change_delay`: the first
+                // change after a quiet spell goes out at once, later ones
+                // merge in the mailbox until the gap has passed. Without
+                // this every stream built, compressed and sent one frame
+                // per join, and every client decoded them all.
+                let due = last_frame + cs.batch_change_delay;
+                if due > tokio::time::Instant::now() {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(due) => {}
+                        _ = tx.closed() => return Err("client gone"),
+                    }
+                }
                 let change = session.take();
                 if change.is_empty() {
                     continue;
@@ -151,6 +170,7 @@ async fn run_stream(
                 match build_delta(&world, node, &change, &mut sent, cs.state.now()) {
                     Delta::Frame(resp) => {
                         send(*resp, "delta").await?;
+                        last_frame = tokio::time::Instant::now();
                         next_keepalive = tokio::time::Instant::now() + keepalive_interval(cs.keepalive);
                     }
                     Delta::Nothing => {}

@@ -1,4 +1,5 @@
-//! `node.expiry`, `node.require_approval`, `tuning.register_cache_expiration`.
+//! `node.expiry`, `node.require_approval`, `tuning.register_cache_expiration`,
+//! `tuning.batch_change_delay`.
 
 use super::*;
 use crate::config::login::Login;
@@ -46,4 +47,32 @@ fn bad_values_name_their_key() {
     );
     assert!(error_of("node:\n  require_approval: maybe\n").contains("require_approval"));
     assert!(error_of("node:\n  requires_approval: true\n").contains("requires_approval"));
+}
+
+#[test]
+fn batch_change_delay_is_read_bounded_and_defaulted() {
+    assert_eq!(
+        load_str("").unwrap().batch_change_delay,
+        crate::config::DEFAULT_BATCH_CHANGE_DELAY
+    );
+    let c = load_str("tuning:\n  batch_change_delay: 200ms\n").unwrap();
+    assert_eq!(c.batch_change_delay, Duration::from_millis(200));
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert_eq!(
+        load_str("tuning:\n  batch_change_delay: 0s\n")
+            .unwrap()
+            .batch_change_delay,
+        Duration::ZERO
+    );
+    // Headscale's example sets 1s.
+    assert_eq!(
+        load_str(HEADSCALE_FULL).unwrap().batch_change_delay,
+        Duration::from_secs(1)
+    );
+    for bad in ["11s", "soon"] {
+        let e = load_str(&format!("tuning:\n  batch_change_delay: {bad}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("tuning.batch_change_delay"), "{bad}: {e}");
+    }
 }

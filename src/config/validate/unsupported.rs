@@ -113,7 +113,7 @@ pub(super) fn collect(raw: &RawConfig, warnings: &mut Vec<String>) {
         .tuning
         .set_keys()
         .into_iter()
-        .filter(|k| *k != "register_cache_expiration")
+        .filter(|k| !["register_cache_expiration", "batch_change_delay"].contains(k))
     {
         warn(&format!("tuning.{key}"), "Headscale performance tuning");
     }
