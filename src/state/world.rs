@@ -7,7 +7,7 @@
 
 use std::collections::HashSet;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use imbl::{HashMap, OrdMap, OrdSet};
 
@@ -82,8 +82,9 @@ pub type Services = Arc<Vec<(String, Vec<IpAddr>)>>;
 
 #[derive(Debug)]
 struct ServicesCache {
-    /// Held (not just its address) so the pointer cannot be reused.
-    policy: Arc<PolicyState>,
+    /// Held weakly (the allocation, so its address cannot be reused) and
+    /// not strongly: a replaced compiled policy must be freed at once.
+    policy: Weak<PolicyState>,
     services: Services,
 }
 
@@ -127,7 +128,7 @@ impl World {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         if let Some(c) = cache.as_ref()
-            && Arc::ptr_eq(&c.policy, &self.policy)
+            && std::ptr::eq(c.policy.as_ptr(), Arc::as_ptr(&self.policy))
         {
             return c.services.clone();
         }
@@ -141,7 +142,7 @@ impl World {
         list.sort_by(|a, b| a.0.cmp(&b.0));
         let services = Arc::new(list);
         *cache = Some(ServicesCache {
-            policy: self.policy.clone(),
+            policy: Arc::downgrade(&self.policy),
             services: services.clone(),
         });
         services

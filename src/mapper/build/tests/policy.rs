@@ -164,3 +164,22 @@ fn check_rules_delegate_to_this_servers_url() {
         "https://ctl.example.com/machine/ssh/action/$SRC_NODE_ID/to/$DST_NODE_ID?local_user=$LOCAL_USER"
     );
 }
+
+/// What a session remembers does not keep a replaced compiled policy
+/// alive: the policy is recompiled with every batch of node changes, and
+/// idle sessions each pinning the one they last saw held O(nodes)
+/// generations of an O(nodes) structure.
+#[test]
+fn a_session_does_not_keep_a_replaced_policy_alive() {
+    let mut w = three();
+    install(&mut w, ALICE_TO_SRV);
+    let mut sent = SentState::default();
+    build_full(&w, NodeId(1), &mut sent, now()).unwrap();
+    let old = Arc::downgrade(&w.policy);
+    install(&mut w, BOTH_TO_SRV);
+    assert!(old.upgrade().is_none(), "the session pins the old policy");
+    // Still told apart from the policy that replaced it: the next delta
+    // re-derives DNS rather than trusting a stale pointer.
+    let r = build_full(&w, NodeId(1), &mut sent, now()).unwrap();
+    assert!(r.dns_config.is_some());
+}
