@@ -4,8 +4,8 @@
 //! one after another against that server in the hub namespace; reported are
 //! each `up` time, the time from the first `up` until every client lists
 //! every other (full mesh), the server's CPU time and RSS, the CPU time of
-//! its PostgreSQL backends, and the CPU both spend in an idle window after
-//! the mesh.
+//! its PostgreSQL backends, the CPU both spend in an idle window after the
+//! mesh, and the path of one ping from the first client to the last.
 //!
 //! Ignored by default (it measures, it proves nothing new). Environment:
 //! `SIDE_BY_SIDE_NODES` (default 20), `SIDE_BY_SIDE_SERVERS` (default
@@ -220,6 +220,7 @@ fn measure(who: Contender, n: usize, idle: Duration) -> String {
             ups[i].as_secs_f64()
         );
     }
+    let last_up_done = Instant::now();
     for (i, c) in clients.iter().enumerate() {
         wait_for(&format!("node{i} to list every peer"), MESH, || {
             let seen = c.status()?.peers.len();
@@ -229,6 +230,9 @@ fn measure(who: Contender, n: usize, idle: Duration) -> String {
         });
     }
     let mesh = started.elapsed();
+    // The part of `mesh` after the last `up` returned: how long the last
+    // join took to reach every stream (plus one status poll per client).
+    let settle = mesh.saturating_sub(last_up_done.duration_since(started));
     let cpu = (sys::cpu_time(&pid) - cpu_before).as_secs_f64();
     let db_cpu = backends.since(&db_before);
     let rss = sys::rss(&pid).map_or(0, |r| r.current_kib);
@@ -242,20 +246,29 @@ fn measure(who: Contender, n: usize, idle: Duration) -> String {
     let idle_cpu = (sys::cpu_time(&pid) - idle_cpu_before).as_secs_f64();
     let idle_db_cpu = backends.since(&idle_db_before);
 
+    // Listing peers is not a working mesh: the first client must reach the
+    // last over the tailnet (any path: DERP through the server's relay, or
+    // direct).
+    let last = clients[n - 1].status().expect("last client's status");
+    let last_ip = last.tailscale_ips.first().expect("last client has an IP");
+    let pong = clients[0].wait_ping(last_ip, MESH, |_| true);
+
     let mut sorted = ups;
     sorted.sort();
     format!(
         "bench side-by-side server={} db={} nodes={n} up_p50_s={:.3} up_max_s={:.3} \
-         mesh_s={:.2} server_cpu_s={cpu:.2} db_cpu_s={} server_rss_kib={rss} \
-         idle_s={} idle_server_cpu_s={idle_cpu:.2} idle_db_cpu_s={} load={load}",
+         mesh_s={:.2} settle_s={:.2} server_cpu_s={cpu:.2} db_cpu_s={} server_rss_kib={rss} \
+         idle_s={} idle_server_cpu_s={idle_cpu:.2} idle_db_cpu_s={} ping={} load={load}",
         who.name(),
         who.db(),
         percentile(&sorted, 50),
         percentile(&sorted, 100),
         mesh.as_secs_f64(),
+        settle.as_secs_f64(),
         secs(db_cpu),
         idle.as_secs(),
         secs(idle_db_cpu),
+        if pong.is_derp() { "derp" } else { "direct" },
     )
 }
 
