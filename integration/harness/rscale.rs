@@ -15,7 +15,7 @@
 //! the hub's bridge inside the test namespaces.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -188,14 +188,9 @@ impl Drop for Rscale {
         if std::thread::panicking() {
             self.dump_log();
         }
-        if let Some(mut child) = self.child.take() {
-            // rscale shuts down gracefully only on SIGINT; SIGTERM's default
-            // action ends it, which is all a throwaway server needs.
-            let status = child.terminate(Duration::from_secs(10));
-            if let Ok(mut f) = OpenOptions::new().append(true).open(&self.log_path) {
-                let _ = writeln!(f, "=== harness: rscale stopped: {status:?} ===");
-            }
-        }
+        // OwnedChild's drop sends SIGTERM (rscale handles only SIGINT, so
+        // the default action ends it) and reaps it; the database goes after.
+        drop(self.child.take());
         drop(self.pg.take());
     }
 }
