@@ -31,6 +31,7 @@ pub mod pebble;
 pub mod pg_server;
 pub mod postgres;
 pub mod process;
+pub mod rscale;
 pub mod server;
 pub mod tailscaled;
 pub mod tmpfs;
