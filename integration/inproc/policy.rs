@@ -6,7 +6,7 @@
 use clawscale::config::PolicyMode;
 
 use crate::WAIT;
-use crate::client::SimNode;
+use crate::client::{MapStream, SimNode};
 use crate::server::{Store, TestServer, config};
 
 /// Nothing is allowed: an explicit empty rule set denies everything.
@@ -20,6 +20,21 @@ const ALICE_TO_BOB: &str = r#"{
   ],
 }"#;
 
+/// Deny-all in force, then alice's "alpha" and bob's "bravo" enrolled with
+/// their streams open.
+async fn alice_and_bob_denied(
+    srv: &TestServer,
+) -> anyhow::Result<(SimNode, MapStream, SimNode, MapStream)> {
+    srv.state.set_policy(DENY_ALL.into()).await?;
+    let alice = srv.create_user("alice").await?;
+    let bob = srv.create_user("bob").await?;
+    let mut a = SimNode::new(&srv.url, "alpha");
+    let sa = a.enroll(&srv.key(alice, false).await?).await?;
+    let mut b = SimNode::new(&srv.url, "bravo");
+    let sb = b.enroll(&srv.key(bob, false).await?).await?;
+    Ok((a, sa, b, sb))
+}
+
 pub async fn database_policy_reaches_streams_and_survives_restart(
     store: Store,
 ) -> anyhow::Result<()> {
@@ -27,13 +42,7 @@ pub async fn database_policy_reaches_streams_and_survives_restart(
     let mut cfg = config(dir.path(), &store);
     cfg.policy.mode = PolicyMode::Database;
     let srv = TestServer::start_with(cfg.clone()).await?;
-    srv.state.set_policy(DENY_ALL.into()).await?;
-    let alice = srv.create_user("alice").await?;
-    let bob = srv.create_user("bob").await?;
-    let mut a = SimNode::new(&srv.url, "alpha");
-    let mut sa = a.enroll(&srv.key(alice, false).await?).await?;
-    let mut b = SimNode::new(&srv.url, "bravo");
-    let mut sb = b.enroll(&srv.key(bob, false).await?).await?;
+    let (mut a, mut sa, mut b, mut sb) = alice_and_bob_denied(&srv).await?;
     sa.wait_until(WAIT, |m| m.me.is_some()).await?;
     sb.wait_until(WAIT, |m| m.me.is_some()).await?;
     assert!(
@@ -92,13 +101,7 @@ async fn open_streams_do_not_keep_a_replaced_policy_alive() -> anyhow::Result<()
     let mut cfg = config(dir.path(), &Store::Sqlite);
     cfg.policy.mode = PolicyMode::Database;
     let srv = TestServer::start_with(cfg).await?;
-    srv.state.set_policy(DENY_ALL.into()).await?;
-    let alice = srv.create_user("alice").await?;
-    let bob = srv.create_user("bob").await?;
-    let mut a = SimNode::new(&srv.url, "alpha");
-    let mut sa = a.enroll(&srv.key(alice, false).await?).await?;
-    let mut b = SimNode::new(&srv.url, "bravo");
-    let mut sb = b.enroll(&srv.key(bob, false).await?).await?;
+    let (_a, mut sa, _b, mut sb) = alice_and_bob_denied(&srv).await?;
     let old = std::sync::Arc::downgrade(&srv.state.world().policy);
     srv.state.set_policy(ALICE_TO_BOB.into()).await?;
     sa.wait_until(WAIT, |m| m.peer_named("bravo").is_some())
