@@ -14,10 +14,38 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
+use crate::policy::compile::Compiled;
+use crate::state::World;
 use crate::state::change::Change;
 use crate::types::NodeId;
 
 pub type SessionId = u64;
+
+/// Who sees whom in the Worlds before and after a change; only built when
+/// both have a compiled policy (without one every node sees every node).
+struct Seen<'w> {
+    before: &'w Compiled,
+    after: &'w Compiled,
+}
+
+impl<'w> Seen<'w> {
+    fn of(before: &'w World, after: &'w World) -> Option<Self> {
+        Some(Seen {
+            before: before.policy.compiled.as_ref()?,
+            after: after.policy.compiled.as_ref()?,
+        })
+    }
+
+    /// Whether `me` sees `peer` in either World; a node one of them does
+    /// not know counts as seeing everything (nothing is withheld in doubt).
+    fn either(&self, me: NodeId, peer: NodeId) -> bool {
+        let sees = |c: &Compiled| {
+            c.node_shared(me.0 as u64)
+                .is_none_or(|o| o.peers.contains_key(&(peer.0 as u64)))
+        };
+        sees(self.after) || sees(self.before)
+    }
+}
 
 /// One stream's mailbox.
 #[derive(Debug)]
@@ -39,13 +67,24 @@ impl Session {
         self.notify.notified().await
     }
 
-    fn push(&self, change: &Change) {
+    fn push(&self, change: &Change, seen: Option<&Seen>) {
         // Of the nodes whose policy output moved, a session reads only
         // whether its own is one: keeping just that makes fan-out cost
         // O(sessions × node changes), not O(sessions × affected nodes).
         let mut mine = change.clone_without_policy();
         if change.policy.contains(&self.node) {
             mine.policy.insert(self.node);
+        }
+        if let Some(seen) = seen {
+            // Nodes this one sees neither before nor after the change are
+            // nothing to it: under a policy a join in one team then wakes
+            // that team's streams, not every stream.
+            let me = self.node;
+            let keep = |id: &NodeId| *id == me || seen.either(me, *id);
+            mine.upserted.retain(keep);
+            mine.removed.retain(keep);
+            mine.routes.retain(keep);
+            mine.patched.retain(|id, _| keep(id));
         }
         if mine.is_empty() {
             return;
@@ -132,7 +171,22 @@ impl Sessions {
         }
         let sessions: Vec<Arc<Session>> = self.lock().by_id.values().cloned().collect();
         for s in sessions {
-            s.push(change);
+            s.push(change, None);
+        }
+    }
+
+    /// As [`Sessions::dispatch`] for a change that took `before` to
+    /// `after`: under a policy each session gets only the nodes it sees
+    /// in either World (visibility is symmetric and is all a delta sends
+    /// about a peer), and is not woken when that leaves nothing.
+    pub fn dispatch_between(&self, change: &Change, before: &World, after: &World) {
+        if change.is_empty() {
+            return;
+        }
+        let seen = Seen::of(before, after);
+        let sessions: Vec<Arc<Session>> = self.lock().by_id.values().cloned().collect();
+        for s in sessions {
+            s.push(change, seen.as_ref());
         }
     }
 
@@ -146,7 +200,7 @@ impl Sessions {
             .cloned()
             .collect();
         for s in sessions {
-            s.push(change);
+            s.push(change, None);
         }
     }
 

@@ -142,7 +142,7 @@ impl Core {
         self.world = Arc::new(next);
         self.published = self.world.clone();
         self.publisher.send_replace(self.world.clone());
-        self.sessions.dispatch(&change);
+        self.sessions.dispatch_between(&change, &base, &self.world);
     }
 
     /// A mutable copy of the current World to build the next one from:

@@ -183,3 +183,28 @@ fn a_session_does_not_keep_a_replaced_policy_alive() {
     let r = build_full(&w, NodeId(1), &mut sent, now()).unwrap();
     assert!(r.dns_config.is_some());
 }
+
+/// Under a policy a change reaches only the streams of nodes that see the
+/// changed node (before or after), and its own: bob, who sees nobody, is
+/// not woken when the server he may not reach changes.
+#[tokio::test]
+async fn a_change_reaches_only_the_streams_that_see_it() {
+    use crate::mapper::sessions::Sessions;
+    let mut w = three();
+    install(&mut w, ALICE_TO_SRV);
+    let s = Sessions::new();
+    let (alice, bob, srv) = (s.open(NodeId(1)), s.open(NodeId(2)), s.open(NodeId(3)));
+    s.dispatch_between(&Change::upsert(NodeId(3)), &w, &w);
+    assert_eq!(alice.take().upserted, [NodeId(3)].into());
+    assert_eq!(srv.take().upserted, [NodeId(3)].into(), "its own node");
+    assert!(bob.take().is_empty(), "bob does not see the server");
+    let woke = tokio::time::timeout(std::time::Duration::from_millis(50), bob.notified()).await;
+    assert!(woke.is_err(), "bob woken for nothing");
+
+    // Seen before or after counts: once bob may reach the server too, a
+    // change between the two Worlds reaches him.
+    let before = w.clone();
+    install(&mut w, BOTH_TO_SRV);
+    s.dispatch_between(&Change::upsert(NodeId(3)), &before, &w);
+    assert_eq!(bob.take().upserted, [NodeId(3)].into());
+}
