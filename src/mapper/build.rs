@@ -10,6 +10,7 @@
 //! `DERP` string below 111, a DERP map without certificate pins below 115.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 use std::sync::{Arc, Weak};
 
 use chrono::{DateTime, Utc};
@@ -90,6 +91,12 @@ pub struct SentDns {
     settings: Arc<Settings>,
     policy: Weak<PolicyState>,
     me: Arc<Node>,
+    /// What the config took from the policy and the other nodes: the
+    /// published services and, with certificates on, this node's caps.
+    /// A new policy generation (every batch of joins) mostly leaves these
+    /// equal, and comparing them is much cheaper than rebuilding the config.
+    published: Vec<(String, Vec<IpAddr>)>,
+    caps: Option<CapMap>,
     config: DnsConfig,
 }
 
@@ -335,16 +342,28 @@ fn dns_now(world: &World, me: &Arc<Node>, sent: &mut SentState, full: bool) -> O
     {
         return full.then(|| d.config.clone());
     }
+    let published = world.published_services();
+    let caps = (world.settings.certs != Certs::Off).then(|| certs::policy_caps(world, me));
+    if let Some(d) = &mut sent.dns
+        && Arc::ptr_eq(&d.settings, &world.settings)
+        && Arc::ptr_eq(&d.me, me)
+        && d.published == published
+        && d.caps == caps
+    {
+        d.policy = Arc::downgrade(&world.policy);
+        return full.then(|| d.config.clone());
+    }
     let mut config = world.dns_config();
-    if world.settings.certs != Certs::Off {
-        let caps = certs::policy_caps(world, me);
-        config.cert_domains = certs::cert_domains(world, me, &caps);
+    if let Some(caps) = &caps {
+        config.cert_domains = certs::cert_domains(world, me, caps);
     }
     let changed = sent.dns.as_ref().is_none_or(|d| d.config != config);
     sent.dns = Some(SentDns {
         settings: world.settings.clone(),
         policy: Arc::downgrade(&world.policy),
         me: me.clone(),
+        published,
+        caps,
         config: config.clone(),
     });
     (full || changed).then_some(config)

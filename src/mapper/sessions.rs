@@ -8,7 +8,7 @@
 //! here ever waits on a client, and nothing is dropped: a slow session just
 //! merges more into its pending change.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -21,29 +21,63 @@ use crate::types::NodeId;
 
 pub type SessionId = u64;
 
-/// Who sees whom in the Worlds before and after a change; only built when
-/// both have a compiled policy (without one every node sees every node).
+/// Who sees the nodes of one change, in the Worlds before and after it;
+/// only built when both have a compiled policy (without one every node
+/// sees every node). Computed once per change from the rules' node sets,
+/// so each session's check is a lookup, and no node output is computed
+/// for a session that has nothing to do.
 struct Seen<'w> {
+    /// Per changed node, who sees it before or after; `None`: neither
+    /// World knows it, so nothing is withheld.
+    viewers: HashMap<NodeId, Option<HashSet<NodeId>>>,
     before: &'w Compiled,
     after: &'w Compiled,
 }
 
 impl<'w> Seen<'w> {
-    fn of(before: &'w World, after: &'w World) -> Option<Self> {
+    fn of(change: &Change, before: &'w World, after: &'w World) -> Option<Self> {
+        let sides = [
+            before.policy.compiled.as_ref()?,
+            after.policy.compiled.as_ref()?,
+        ];
+        let ids = change
+            .upserted
+            .iter()
+            .chain(&change.removed)
+            .chain(&change.routes)
+            .chain(change.patched.keys());
+        let mut viewers = HashMap::new();
+        for &id in ids {
+            viewers.entry(id).or_insert_with(|| {
+                let mut known = false;
+                let mut set = HashSet::new();
+                for c in sides {
+                    if let Some(v) = c.viewers(id.0 as u64) {
+                        known = true;
+                        set.extend(v.into_iter().map(|p| NodeId(p as i64)));
+                    }
+                }
+                known.then_some(set)
+            });
+        }
+        let [before, after] = sides;
         Some(Seen {
-            before: before.policy.compiled.as_ref()?,
-            after: after.policy.compiled.as_ref()?,
+            viewers,
+            before,
+            after,
         })
     }
 
-    /// Whether `me` sees `peer` in either World; a node one of them does
-    /// not know counts as seeing everything (nothing is withheld in doubt).
+    /// Whether `me` sees `peer` in either World. A node one World does not
+    /// know counts as seeing everything there (nothing withheld in doubt).
     fn either(&self, me: NodeId, peer: NodeId) -> bool {
-        let sees = |c: &Compiled| {
-            c.node_shared(me.0 as u64)
-                .is_none_or(|o| o.peers.contains_key(&(peer.0 as u64)))
-        };
-        sees(self.after) || sees(self.before)
+        let id = me.0 as u64;
+        if !self.before.knows(id) || !self.after.knows(id) {
+            return true;
+        }
+        self.viewers
+            .get(&peer)
+            .is_none_or(|v| v.as_ref().is_none_or(|v| v.contains(&me)))
     }
 }
 
@@ -183,7 +217,7 @@ impl Sessions {
         if change.is_empty() {
             return;
         }
-        let seen = Seen::of(before, after);
+        let seen = Seen::of(change, before, after);
         let sessions: Vec<Arc<Session>> = self.lock().by_id.values().cloned().collect();
         for s in sessions {
             s.push(change, seen.as_ref());

@@ -71,6 +71,26 @@ impl Compiled {
         Some(self.inner.output_ref(i))
     }
 
+    /// Whether node `id` is in this policy's topology.
+    pub fn knows(&self, id: u64) -> bool {
+        self.inner.index.contains_key(&id)
+    }
+
+    /// The nodes that see node `id` (its own peers: visibility is
+    /// symmetric), or `None` when `id` is not in this topology. Read from
+    /// the rules' node sets, so no node output is computed for it.
+    pub fn viewers(&self, id: u64) -> Option<Vec<u64>> {
+        let i = *self.inner.index.get(&id)?;
+        let nodes = &self.inner.topo.nodes;
+        Some(
+            self.inner
+                .visible(i)
+                .iter()
+                .filter_map(|p| nodes.get(p).map(|n| n.id))
+                .collect(),
+        )
+    }
+
     /// Computes every node's output now (they are otherwise computed on
     /// first `node()`), e.g. before a full netmap push. Sequential on
     /// purpose: the work is allocation-bound, and two threads measured

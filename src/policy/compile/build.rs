@@ -159,6 +159,7 @@ impl Inner {
             no_ipv4,
             outputs: (0..n).map(|_| OnceLock::new()).collect(),
             ssh: OnceLock::new(),
+            self_srcs: Default::default(),
         };
         inner.exit_viewers = (0..n).map(|p| inner.exit_viewers_of(p)).collect();
         inner.route_viewers = (0..n)

@@ -4,6 +4,7 @@
 //! whose precomputed destination set holds the node are visited.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 
@@ -24,21 +25,34 @@ fn internet_text() -> &'static Vec<String> {
 
 impl Inner {
     /// Sources of rule `ri` among `d`'s user's devices (`autogroup:self`),
-    /// memoised per source group in `memo` (many rules share one).
-    fn self_src(&self, ri: usize, d: usize, memo: &mut Vec<(usize, IpSet)>) -> IpSet {
+    /// with their text; shared by the user's devices (see `self_srcs`).
+    fn self_src(&self, ri: usize, d: usize) -> (IpSet, Arc<Vec<String>>) {
         let g = self.rules[ri].src;
-        if let Some((_, s)) = memo.iter().find(|(x, _)| *x == g) {
-            return s.clone();
+        // Only a user's untagged devices share it (a tagged one has none).
+        let n = &self.topo.nodes[d];
+        let key = n.user.filter(|_| n.tags.is_empty()).map(|u| (g, u));
+        if let Some(k) = key
+            && let Some(hit) = self.cache().get(&k)
+        {
+            return hit.clone();
         }
         let src = self.src_set(ri);
-        let s = IpSet::from_addrs(
+        let set = IpSet::from_addrs(
             self.same_user_nodes(d)
                 .iter()
                 .flat_map(|&m| node_ips(&self.topo.nodes[m]))
                 .filter(|a| src.contains(*a)),
         );
-        memo.push((g, s.clone()));
-        s
+        let out = (set.clone(), Arc::new(set.to_strings()));
+        if let Some(k) = key {
+            self.cache().insert(k, out.clone());
+        }
+        out
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<(usize, u64), (IpSet, Arc<Vec<String>>)>> {
+        // A poisoned cache only lost an insert: its entries stay valid.
+        self.self_srcs.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Does destination `di` of rule `ri` apply to node `d`, and as what?
@@ -102,7 +116,6 @@ impl Inner {
             .collect();
         let user_node = self.user_node(d);
         let mut out: Vec<RuleOut> = Vec::new();
-        let mut memo = Vec::new();
         for (ri, rule) in self.doc.rules.iter().enumerate() {
             let cr = &self.rules[ri];
             let as_dst = cr.dst_nodes.get(d) || (cr.has_self && user_node);
@@ -141,7 +154,8 @@ impl Inner {
             }
             for (is_self, protos, dst) in groups {
                 let (src, src_text) = if is_self {
-                    (Cow::Owned(self.self_src(ri, d, &mut memo)), None)
+                    let (set, text) = self.self_src(ri, d);
+                    (Cow::Owned(set), Some(text))
                 } else {
                     (Cow::Borrowed(self.src_set(ri)), Some(self.src_text(ri)))
                 };
@@ -159,7 +173,7 @@ impl Inner {
             }
             // App part: CapGrant to (and back from) this node.
             if let Some(app) = &rule.app {
-                self.app_rules(ri, rule, app, d, &mut out, &mut memo);
+                self.app_rules(ri, rule, app, d, &mut out);
             }
         }
         out
@@ -176,7 +190,6 @@ impl Inner {
         app: &CapMap,
         d: usize,
         out: &mut Vec<RuleOut<'a>>,
-        memo: &mut Vec<(usize, IpSet)>,
     ) {
         let n = &self.topo.nodes[d];
         let own_cidrs = || -> Vec<String> {
@@ -205,7 +218,8 @@ impl Inner {
         if hit {
             // An empty source set still yields the grant (as Tailscale does).
             let (src, src_text) = if is_self {
-                (Cow::Owned(self.self_src(ri, d, memo)), None)
+                let (set, text) = self.self_src(ri, d);
+                (Cow::Owned(set), Some(text))
             } else {
                 (Cow::Borrowed(self.src_set(ri)), Some(self.src_text(ri)))
             };

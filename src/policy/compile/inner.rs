@@ -6,7 +6,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use ipnet::IpNet;
 
@@ -71,7 +71,13 @@ pub(crate) struct Inner {
     pub outputs: Vec<OnceLock<Arc<NodeOutput>>>,
     /// SSH rules resolved once for all destinations (built lazily).
     pub ssh: OnceLock<SshIndex>,
+    /// `autogroup:self` sources per (source group, user), with their text:
+    /// the same for every device of the user, so a team of k devices
+    /// renders them once per policy generation, not k times.
+    pub self_srcs: SelfSrcs,
 }
+
+pub(crate) type SelfSrcs = Mutex<HashMap<(usize, u64), (IpSet, Arc<Vec<String>>)>>;
 
 impl Inner {
     pub(crate) fn resolver(&self) -> Resolver<'_> {
