@@ -4,11 +4,10 @@
 //! whose precomputed destination set holds the node are visited.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 
-use super::inner::{Inner, RuleOut, Target, reverse_cap};
+use super::inner::{Inner, RuleOut, SelfSrcMap, Target, reverse_cap};
 use crate::policy::model::{Alias, CapMap, Ports, Rule};
 use crate::policy::resolve::alias::{internet_space, node_ips};
 use crate::policy::resolve::ipset::IpSet;
@@ -50,7 +49,7 @@ impl Inner {
         out
     }
 
-    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<(usize, u64), (IpSet, Arc<Vec<String>>)>> {
+    fn cache(&self) -> std::sync::MutexGuard<'_, SelfSrcMap> {
         // A poisoned cache only lost an insert: its entries stay valid.
         self.self_srcs.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -77,7 +77,10 @@ pub(crate) struct Inner {
     pub self_srcs: SelfSrcs,
 }
 
-pub(crate) type SelfSrcs = Mutex<HashMap<(usize, u64), (IpSet, Arc<Vec<String>>)>>;
+pub(crate) type SelfSrcs = Mutex<SelfSrcMap>;
+/// (source group, user) to that user's devices among the sources, as a set
+/// and as text.
+pub(crate) type SelfSrcMap = HashMap<(usize, u64), (IpSet, Arc<Vec<String>>)>;
 
 impl Inner {
     pub(crate) fn resolver(&self) -> Resolver<'_> {
