@@ -3,6 +3,13 @@
 
 use std::process::ExitCode;
 
+/// mimalloc rather than glibc malloc: map building is allocation-bound,
+/// and with thousands of long-lived streams glibc's arenas fragmented
+/// (malloc_consolidate was the top symbol under load). The enroll bench's
+/// server uses the same allocator, so its figures are this binary's.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     clawscale::cli::main()
 }

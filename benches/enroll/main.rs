@@ -51,6 +51,11 @@ use url::Url;
 
 use clients::{Node, Tally};
 
+/// The server binary's allocator (see `src/main.rs`), so the server child
+/// measures what `clawscale serve` would.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Bound on each phase (enrollment, mesh, join, restart).
 const PHASE_TIMEOUT: Duration = Duration::from_secs(600);
 
