@@ -7,6 +7,8 @@
 //!   cargo bench --bench enroll -- [N] [--policy allow-all|team]
 //!       [--compress zstd|none] [--parallel P] [--restart]
 //! N defaults to `CLAWSCALE_BENCH_NODES` or 100.
+//! `CLAWSCALE_BENCH_SERVER_WRAP="heaptrack -o /tmp/ht"` runs the server
+//! under a profiler (its RSS and CPU figures then include the profiler's).
 //!
 //! The server runs in a child process (this binary with `--serve`, SQLite
 //! in a temp directory, a fixed 127.0.0.1 port) and the clients here, so
@@ -55,6 +57,9 @@ use clients::{Node, Tally};
 /// measures what `clawscale serve` would.
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Runs the server child under this command (see [`ServerProc::start`]).
+const WRAP_ENV: &str = "CLAWSCALE_BENCH_SERVER_WRAP";
 
 /// Bound on each phase (enrollment, mesh, join, restart).
 const PHASE_TIMEOUT: Duration = Duration::from_secs(600);
@@ -148,7 +153,14 @@ struct ServerProc {
 
 impl ServerProc {
     fn start(dir: &Path, port: u16, teams: usize) -> anyhow::Result<ServerProc> {
-        let mut child = Command::new(std::env::current_exe()?)
+        // A diagnostic wrapper such as `heaptrack -o /tmp/ht` (split on
+        // whitespace): the server runs under it, and is still found, measured
+        // and killed by its own pid.
+        let wrap = std::env::var(WRAP_ENV).unwrap_or_default();
+        let mut argv: Vec<String> = wrap.split_whitespace().map(String::from).collect();
+        argv.push(std::env::current_exe()?.display().to_string());
+        let mut child = Command::new(&argv[0])
+            .args(&argv[1..])
             .arg("--serve")
             .arg(dir)
             .args(["--port", &port.to_string(), "--teams", &teams.to_string()])
@@ -171,12 +183,13 @@ impl ServerProc {
     }
 
     fn pid(&self) -> String {
-        self.child.id().to_string()
+        self.ready.pid.to_string()
     }
 
     /// SIGKILL, as a crash or `kill -9` would.
     fn kill(mut self) -> anyhow::Result<()> {
-        self.child.kill()?;
+        let pid = rustix::process::Pid::from_raw(self.ready.pid as i32).context("server pid")?;
+        rustix::process::kill_process(pid, rustix::process::Signal::KILL)?;
         self.child.wait()?;
         Ok(())
     }

@@ -39,6 +39,9 @@ pub struct Ready {
     /// Nodes loaded from the database at start.
     pub nodes: usize,
     pub rss_kib: u64,
+    /// Its own pid: under `CLAWSCALE_BENCH_SERVER_WRAP` the child the bench
+    /// started is the wrapper, not the server.
+    pub pid: u32,
 }
 
 pub async fn serve(dir: &Path, port: u16, teams: usize) -> anyhow::Result<()> {
@@ -75,6 +78,7 @@ pub async fn serve(dir: &Path, port: u16, teams: usize) -> anyhow::Result<()> {
         mcp_key,
         nodes: world.nodes.len(),
         rss_kib: crate::sys::rss("self")?.current_kib,
+        pid: std::process::id(),
     };
     println!("ready {}", serde_json::to_string(&ready)?);
     // Serve until the bench closes our stdin.
