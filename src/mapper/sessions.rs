@@ -8,7 +8,7 @@
 //! here ever waits on a client, and nothing is dropped: a slow session just
 //! merges more into its pending change.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -23,13 +23,16 @@ pub type SessionId = u64;
 
 /// Who sees the nodes of one change, in the Worlds before and after it;
 /// only built when both have a compiled policy (without one every node
-/// sees every node). Computed once per change from the rules' node sets,
-/// so each session's check is a lookup, and no node output is computed
-/// for a session that has nothing to do.
+/// sees every node). Indexed by viewer, from the rules' node sets, once per
+/// change: a session's part is one lookup, so fan-out costs the number of
+/// (changed node, viewer) pairs, not sessions × changed nodes (10,000
+/// streams reconnecting after a restart made that quadratic).
 struct Seen<'w> {
-    /// Per changed node, who sees it before or after; `None`: neither
-    /// World knows it, so nothing is withheld.
-    viewers: HashMap<NodeId, Option<HashSet<NodeId>>>,
+    /// Per viewer, the changed nodes it sees before or after (itself
+    /// included).
+    sees: HashMap<NodeId, Vec<NodeId>>,
+    /// Changed nodes neither World knows: nothing is withheld about them.
+    unknown: Vec<NodeId>,
     before: &'w Compiled,
     after: &'w Compiled,
 }
@@ -40,44 +43,55 @@ impl<'w> Seen<'w> {
             before.policy.compiled.as_ref()?,
             after.policy.compiled.as_ref()?,
         ];
-        let ids = change
+        let ids: BTreeSet<NodeId> = change
             .upserted
             .iter()
             .chain(&change.removed)
             .chain(&change.routes)
-            .chain(change.patched.keys());
-        let mut viewers = HashMap::new();
-        for &id in ids {
-            viewers.entry(id).or_insert_with(|| {
-                let mut known = false;
-                let mut set = HashSet::new();
-                for c in sides {
-                    if let Some(v) = c.viewers(id.0 as u64) {
-                        known = true;
-                        set.extend(v.into_iter().map(|p| NodeId(p as i64)));
-                    }
+            .chain(change.patched.keys())
+            .copied()
+            .collect();
+        let (mut sees, mut unknown) = (HashMap::<NodeId, Vec<NodeId>>::new(), Vec::new());
+        for id in ids {
+            let mut viewers = HashSet::from([id]);
+            let mut known = false;
+            for c in sides {
+                if let Some(v) = c.viewers(id.0 as u64) {
+                    known = true;
+                    viewers.extend(v.into_iter().map(|p| NodeId(p as i64)));
                 }
-                known.then_some(set)
-            });
+            }
+            if !known {
+                unknown.push(id);
+                continue;
+            }
+            for v in viewers {
+                sees.entry(v).or_default().push(id);
+            }
         }
         let [before, after] = sides;
         Some(Seen {
-            viewers,
+            sees,
+            unknown,
             before,
             after,
         })
     }
 
-    /// Whether `me` sees `peer` in either World. A node one World does not
-    /// know counts as seeing everything there (nothing withheld in doubt).
-    fn either(&self, me: NodeId, peer: NodeId) -> bool {
+    /// The part of `change` for a session of `me`, or `None` when that is
+    /// all of it: a node one World does not know counts as seeing
+    /// everything there (nothing withheld in doubt).
+    fn part(&self, change: &Change, me: NodeId) -> Option<Change> {
         let id = me.0 as u64;
         if !self.before.knows(id) || !self.after.knows(id) {
-            return true;
+            return None;
         }
-        self.viewers
-            .get(&peer)
-            .is_none_or(|v| v.as_ref().is_none_or(|v| v.contains(&me)))
+        let mine = self.sees.get(&me).map(Vec::as_slice).unwrap_or(&[]);
+        if self.unknown.is_empty() {
+            return Some(change.subset(me, Some(mine)));
+        }
+        let all: Vec<NodeId> = mine.iter().chain(&self.unknown).copied().collect();
+        Some(change.subset(me, Some(&all)))
     }
 }
 
@@ -105,21 +119,13 @@ impl Session {
         // Of the nodes whose policy output moved, a session reads only
         // whether its own is one: keeping just that makes fan-out cost
         // O(sessions × node changes), not O(sessions × affected nodes).
-        let mut mine = change.clone_without_policy();
-        if change.policy.contains(&self.node) {
-            mine.policy.insert(self.node);
-        }
-        if let Some(seen) = seen {
-            // Nodes this one sees neither before nor after the change are
-            // nothing to it: under a policy a join in one team then wakes
-            // that team's streams, not every stream.
-            let me = self.node;
-            let keep = |id: &NodeId| *id == me || seen.either(me, *id);
-            mine.upserted.retain(keep);
-            mine.removed.retain(keep);
-            mine.routes.retain(keep);
-            mine.patched.retain(|id, _| keep(id));
-        }
+        // Under a policy, nodes this one sees neither before nor after the
+        // change are nothing to it either: a join in one team then wakes
+        // that team's streams, not every stream.
+        let mine = match seen.and_then(|s| s.part(change, self.node)) {
+            Some(part) => part,
+            None => change.subset(self.node, None),
+        };
         if mine.is_empty() {
             return;
         }

@@ -164,17 +164,35 @@ impl Change {
             && self.routes.is_empty()
     }
 
-    /// A copy of everything but `policy` (left empty).
-    pub fn clone_without_policy(&self) -> Change {
+    /// What of this change a session of node `me` acts on: the flags, the
+    /// node ids in `only` (all of them for `None`), and of `policy` only
+    /// whether `me` is in it (a session reads nothing else there). Built
+    /// from `only` when given, so its cost is `only`'s size, not the
+    /// change's.
+    pub fn subset(&self, me: NodeId, only: Option<&[NodeId]>) -> Change {
+        let ids = |set: &BTreeSet<NodeId>| match only {
+            None => set.clone(),
+            Some(only) => only.iter().copied().filter(|id| set.contains(id)).collect(),
+        };
         Change {
             full: self.full,
-            upserted: self.upserted.clone(),
-            removed: self.removed.clone(),
-            patched: self.patched.clone(),
+            upserted: ids(&self.upserted),
+            removed: ids(&self.removed),
+            patched: match only {
+                None => self.patched.clone(),
+                Some(only) => only
+                    .iter()
+                    .filter_map(|id| self.patched.get(id).map(|&m| (*id, m)))
+                    .collect(),
+            },
             users: self.users,
-            policy: BTreeSet::new(),
+            policy: if self.policy.contains(&me) {
+                BTreeSet::from([me])
+            } else {
+                BTreeSet::new()
+            },
             settings: self.settings,
-            routes: self.routes.clone(),
+            routes: ids(&self.routes),
         }
     }
 
