@@ -151,7 +151,9 @@ pub struct Sessions {
 #[derive(Debug, Default)]
 struct Inner {
     by_id: BTreeMap<SessionId, Arc<Session>>,
-    per_node: HashMap<NodeId, usize>,
+    /// Each node's open sessions, so a change reaches its viewers without
+    /// a walk over every session.
+    per_node: HashMap<NodeId, Vec<Arc<Session>>>,
 }
 
 impl Sessions {
@@ -172,7 +174,7 @@ impl Sessions {
         });
         let mut inner = self.lock();
         inner.by_id.insert(id, s.clone());
-        *inner.per_node.entry(node).or_default() += 1;
+        inner.per_node.entry(node).or_default().push(s.clone());
         s
     }
 
@@ -180,12 +182,12 @@ impl Sessions {
     pub fn close(&self, session: &Session) -> usize {
         let mut inner = self.lock();
         if inner.by_id.remove(&session.id).is_none() {
-            return inner.per_node.get(&session.node).copied().unwrap_or(0);
+            return inner.per_node.get(&session.node).map_or(0, Vec::len);
         }
         let left = match inner.per_node.get_mut(&session.node) {
-            Some(n) => {
-                *n -= 1;
-                *n
+            Some(v) => {
+                v.retain(|s| s.id != session.id);
+                v.len()
             }
             None => 0,
         };
@@ -196,7 +198,7 @@ impl Sessions {
     }
 
     pub fn count(&self, node: NodeId) -> usize {
-        self.lock().per_node.get(&node).copied().unwrap_or(0)
+        self.lock().per_node.get(&node).map_or(0, Vec::len)
     }
 
     pub fn total(&self) -> usize {
@@ -223,22 +225,35 @@ impl Sessions {
         if change.is_empty() {
             return;
         }
-        let seen = Seen::of(change, before, after);
-        let sessions: Vec<Arc<Session>> = self.lock().by_id.values().cloned().collect();
+        let Some(seen) = Seen::of(change, before, after) else {
+            return self.dispatch(change);
+        };
+        // Only the viewers of what changed (each node sees itself, so a
+        // created or deleted node's own sessions are among them) and the
+        // nodes whose policy output moved; everyone for World-wide changes.
+        let everyone = change.full || change.users || change.settings || !seen.unknown.is_empty();
+        let sessions: Vec<Arc<Session>> = {
+            let inner = self.lock();
+            if everyone {
+                inner.by_id.values().cloned().collect()
+            } else {
+                let nodes: BTreeSet<&NodeId> = seen.sees.keys().chain(&change.policy).collect();
+                nodes
+                    .into_iter()
+                    .filter_map(|n| inner.per_node.get(n))
+                    .flatten()
+                    .cloned()
+                    .collect()
+            }
+        };
         for s in sessions {
-            s.push(change, seen.as_ref());
+            s.push(change, Some(&seen));
         }
     }
 
     /// Sends a change to one node's sessions only.
     pub fn dispatch_to(&self, node: NodeId, change: &Change) {
-        let sessions: Vec<Arc<Session>> = self
-            .lock()
-            .by_id
-            .values()
-            .filter(|s| s.node == node)
-            .cloned()
-            .collect();
+        let sessions = self.lock().per_node.get(&node).cloned().unwrap_or_default();
         for s in sessions {
             s.push(change, None);
         }
