@@ -208,3 +208,56 @@ async fn a_change_reaches_only_the_streams_that_see_it() {
     s.dispatch_between(&Change::upsert(NodeId(3)), &before, &w);
     assert_eq!(bob.take().upserted, [NodeId(3)].into());
 }
+
+/// A node that joins or leaves is told to its own stream and to those of
+/// the nodes that see it in the World that has it; a presence patch of
+/// many nodes reaches each stream with only the nodes it sees; a change of
+/// the settings still reaches everyone.
+#[tokio::test]
+async fn joins_leaves_and_patches_reach_exactly_their_viewers() {
+    use crate::mapper::sessions::Sessions;
+    use crate::state::change::PatchMask;
+    let mut with = three();
+    install(&mut with, ALICE_TO_SRV);
+    let mut without = world(vec![node(1, 1, &[]), node(2, 2, &[])]);
+    install(&mut without, ALICE_TO_SRV);
+    let s = Sessions::new();
+    let (alice, bob, srv) = (s.open(NodeId(1)), s.open(NodeId(2)), s.open(NodeId(3)));
+
+    s.dispatch_between(&Change::upsert(NodeId(3)), &without, &with);
+    assert_eq!(
+        alice.take().upserted,
+        [NodeId(3)].into(),
+        "alice sees the newcomer"
+    );
+    assert_eq!(srv.take().upserted, [NodeId(3)].into(), "its own stream");
+    assert!(bob.take().is_empty(), "bob does not see it");
+
+    s.dispatch_between(&Change::remove(NodeId(3)), &with, &without);
+    assert_eq!(alice.take().removed, [NodeId(3)].into());
+    assert_eq!(
+        srv.take().removed,
+        [NodeId(3)].into(),
+        "its own stream hears"
+    );
+    assert!(bob.take().is_empty());
+
+    let mut patch = Change::default();
+    for id in [1, 2, 3] {
+        patch.patched.insert(NodeId(id), PatchMask::default());
+    }
+    s.dispatch_between(&patch, &with, &with);
+    let ids = |c: Change| c.patched.into_keys().collect::<Vec<_>>();
+    assert_eq!(ids(alice.take()), [NodeId(1), NodeId(3)]);
+    assert_eq!(ids(bob.take()), [NodeId(2)], "only itself");
+    assert_eq!(ids(srv.take()), [NodeId(1), NodeId(3)]);
+
+    let settings = Change {
+        settings: true,
+        ..Change::default()
+    };
+    s.dispatch_between(&settings, &with, &with);
+    for session in [&alice, &bob, &srv] {
+        assert!(session.take().settings);
+    }
+}
