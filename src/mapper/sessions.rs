@@ -25,8 +25,8 @@ pub type SessionId = u64;
 /// only built when both have a compiled policy (without one every node
 /// sees every node). Indexed by viewer, from the rules' node sets, once per
 /// change: a session's part is one lookup, so fan-out costs the number of
-/// (changed node, viewer) pairs, not sessions × changed nodes (10,000
-/// streams reconnecting after a restart made that quadratic).
+/// (changed node, viewer) pairs, not sessions × changed nodes (a mass
+/// reconnect is many batches of presence patches).
 struct Seen<'w> {
     /// Per viewer, the changed nodes it sees before or after (itself
     /// included).
