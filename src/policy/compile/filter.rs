@@ -27,9 +27,11 @@ impl Inner {
     /// with their text; shared by the user's devices (see `self_srcs`).
     fn self_src(&self, ri: usize, d: usize) -> (IpSet, Arc<Vec<String>>) {
         let g = self.rules[ri].src;
-        // Only a user's untagged devices share it (a tagged one has none).
-        let n = &self.topo.nodes[d];
-        let key = n.user.filter(|_| n.tags.is_empty()).map(|u| (g, u));
+        // Only a user's devices share it (a tagged one has none).
+        let key = self.topo.nodes[d]
+            .user
+            .filter(|_| self.user_node(d))
+            .map(|u| (g, u));
         if let Some(k) = key
             && let Some(hit) = self.cache().get(&k)
         {
