@@ -90,10 +90,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let noise_key = crate::noise::load_or_create(&config.noise_private_key_path)
         .with_context(|| "loading the Noise private key")?;
 
-    let listener = TcpListener::bind(config.listen_addr)
-        .await
+    // Bound now for its address; it listens only once everything is ready.
+    let listener = listener::Bound::new(config.listen_addr)
         .with_context(|| format!("binding {}", config.listen_addr))?;
-    let addr = listener.local_addr()?;
+    let addr = listener.local_addr();
     let server_url = settings::effective_server_url(&config.server_url, addr);
 
     let stun = match config.derp.server.as_ref().and_then(|d| d.stun_listen_addr) {
@@ -278,6 +278,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         tokio::spawn(listener::serve(l, metrics_router, None, public.clone()));
     }
 
+    let listener = listener
+        .listen()
+        .with_context(|| format!("listening on {addr}"))?;
     tokio::spawn(listener::serve(listener, app, tls_config, public.clone()));
 
     let config = Arc::new(config);

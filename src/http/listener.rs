@@ -19,7 +19,7 @@ use axum::extract::ConnectInfo;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::time::{Instant, timeout_at};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
@@ -29,6 +29,47 @@ use crate::limits::{self, Activity, Gate, Held, Timeouts, Tracked};
 
 /// TLS record type "handshake".
 const TLS_HANDSHAKE: u8 = 0x16;
+
+/// Accept queue asked of the kernel, which caps it at `net.core.somaxconn`.
+/// Tokio's default (1,024) is what `TcpListener::bind` would use.
+const BACKLOG: u32 = 1024;
+
+/// A port that is bound but not yet listening: its address is known (the
+/// server URL and DERP map need it) while connections to it are refused at
+/// once. Listening before the state is loaded let the kernel queue SYNs
+/// nobody accepted; when the queue overflowed they were dropped, and the
+/// clients sat in TCP's SYN retransmit backoff (1 s, 3 s, 7 s, ...) long
+/// after the server was ready. A refusal instead leaves the retry to the
+/// client's own backoff.
+#[derive(Debug)]
+pub struct Bound {
+    socket: TcpSocket,
+    addr: SocketAddr,
+}
+
+impl Bound {
+    /// Binds `addr` (with `SO_REUSEADDR`, as `TcpListener::bind` does, so a
+    /// restarted server gets its port back while old sockets linger).
+    pub fn new(addr: SocketAddr) -> std::io::Result<Bound> {
+        let socket = match addr {
+            SocketAddr::V4(_) => TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => TcpSocket::new_v6()?,
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        let addr = socket.local_addr()?;
+        Ok(Bound { socket, addr })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Starts accepting: from here on connections queue for [`serve`].
+    pub fn listen(self) -> std::io::Result<TcpListener> {
+        self.socket.listen(BACKLOG)
+    }
+}
 
 /// Who may connect and for how long.
 #[derive(Debug, Clone)]
@@ -126,4 +167,25 @@ where
     limits::serve_connection(conn, &activity, first_request_by, t.idle)
         .await
         .map_err(std::io::Error::other)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Until it listens, a bound port refuses connections at once rather
+    /// than queueing them (which is what left clients in SYN backoff).
+    #[tokio::test]
+    async fn a_bound_port_refuses_until_it_listens() {
+        let bound = Bound::new("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = bound.local_addr();
+        assert_ne!(addr.port(), 0);
+        let err = TcpStream::connect(addr).await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
+
+        let listener = bound.listen().unwrap();
+        let (dialed, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        let (dialed, (accepted, _)) = (dialed.unwrap(), accepted.unwrap());
+        assert_eq!(dialed.local_addr().unwrap(), accepted.peer_addr().unwrap());
+    }
 }
