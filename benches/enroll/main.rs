@@ -26,7 +26,9 @@
 //! register request to each stream that must see it decoding it), server
 //! RSS per idle connected node, restart time (SIGKILL to every stream
 //! streaming its full map again, each node with its id and peer count as
-//! before), CPU of server and clients, and the load average; the last line
+//! before; streams redial with tailscaled's backoff), CPU of server and
+//! clients in all and per phase (the sum over the cores bounds a phase's
+//! wall time when both share them), and the load average; the last line
 //! is machine-readable (`bench enroll nodes=… policy=… …`).
 
 #[allow(dead_code)]
@@ -222,6 +224,10 @@ struct Figures {
     baseline_kib: u64,
     idle_kib: u64,
     server_cpu: Duration,
+    /// CPU (server, clients) spent in one phase: with both on the same
+    /// cores, their sum over the core count bounds how fast it can be.
+    enroll_cpu: (Duration, Duration),
+    restart_cpu: Option<(Duration, Duration)>,
 }
 
 async fn run(args: &Args) -> anyhow::Result<()> {
@@ -278,6 +284,7 @@ async fn run(args: &Args) -> anyhow::Result<()> {
         .until(&mut rx, PHASE_TIMEOUT, "first maps", |t| t.first == streams)
         .await?;
     f.enroll = started.elapsed();
+    f.enroll_cpu = (sys::cpu_time(&pid), sys::cpu_time("self"));
     eprintln!("enrolled {streams} streams in {:?}", f.enroll);
     let t = Instant::now();
     tally
@@ -313,6 +320,7 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     let server = if args.restart {
         let total = streams + 1; // and the newcomer, which has no stream
         let killed = Instant::now();
+        let clients_before = sys::cpu_time("self");
         server.kill()?;
         let again = ServerProc::start(dir.path(), port, teams)?;
         if again.ready.nodes != total {
@@ -327,6 +335,10 @@ async fn run(args: &Args) -> anyhow::Result<()> {
             })
             .await?;
         f.restart = Some(killed.elapsed());
+        f.restart_cpu = Some((
+            sys::cpu_time(&again.pid()),
+            sys::cpu_time("self").saturating_sub(clients_before),
+        ));
         let differ = (0..streams)
             .filter(|i| tally.down.get(i) != tally.back.get(i))
             .count();
@@ -386,13 +398,28 @@ fn report(args: &Args, f: &Figures, streams: usize, client_cpu: Duration) {
         f.server_cpu.as_secs_f64(),
         client_cpu.as_secs_f64()
     );
+    let phase = |(server, clients): (Duration, Duration)| {
+        format!(
+            "server {:.1} s, clients {:.1} s",
+            server.as_secs_f64(),
+            clients.as_secs_f64()
+        )
+    };
+    println!("  CPU in enrollment      {}", phase(f.enroll_cpu));
+    if let Some(c) = f.restart_cpu {
+        println!("  CPU in restart         {}", phase(c));
+    }
+    let secs =
+        |d: Option<Duration>| d.map_or("-".to_string(), |d| format!("{:.1}", d.as_secs_f64()));
     let restart = f
         .restart
         .map_or("-".to_string(), |r| format!("{:.2}", r.as_secs_f64()));
     println!(
         "bench enroll nodes={} policy={policy} compress={compress} enroll_s={:.2} mesh_s={:.2} \
          join_p50_ms={:.1} join_p99_ms={:.1} join_max_ms={:.1} restart_s={restart} \
-         rss_kib_per_node={per_node:.1} server_cpu_s={:.1} client_cpu_s={:.1} load={load}",
+         rss_kib_per_node={per_node:.1} server_cpu_s={:.1} client_cpu_s={:.1} \
+         enroll_server_cpu_s={:.1} enroll_client_cpu_s={:.1} restart_server_cpu_s={} \
+         restart_client_cpu_s={} load={load}",
         args.nodes,
         f.enroll.as_secs_f64(),
         f.converge.as_secs_f64(),
@@ -400,6 +427,10 @@ fn report(args: &Args, f: &Figures, streams: usize, client_cpu: Duration) {
         ms(f.p99),
         ms(f.max),
         f.server_cpu.as_secs_f64(),
-        client_cpu.as_secs_f64()
+        client_cpu.as_secs_f64(),
+        f.enroll_cpu.0.as_secs_f64(),
+        f.enroll_cpu.1.as_secs_f64(),
+        secs(f.restart_cpu.map(|c| c.0)),
+        secs(f.restart_cpu.map(|c| c.1)),
     );
 }

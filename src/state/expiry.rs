@@ -196,9 +196,7 @@ mod tests {
                     continue;
                 }
                 let mut n = crate::whois::answer::tests::node(id, 1, "n", &[]);
-                n.expiry = rng
-                    .gen_bool(0.8)
-                    .then(|| at(now + rng.gen_range(-5..40)));
+                n.expiry = rng.gen_bool(0.8).then(|| at(now + rng.gen_range(-5..40)));
                 nodes.insert(n.id, Arc::new(n));
             }
             now += rng.gen_range(0..4);
