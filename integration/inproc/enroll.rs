@@ -385,3 +385,89 @@ async fn a_burst_of_joins_is_merged_and_a_lone_change_is_not_held() -> anyhow::R
     srv.stop().await;
     Ok(())
 }
+
+/// After a frame, a change that only says a peer went offline waits the
+/// presence gap (ten times `batch_change_delay`, at most 1 s), while a
+/// node removal waits only `batch_change_delay` and takes the pending
+/// presence with it.
+#[tokio::test]
+async fn presence_alone_waits_longer_than_other_changes() -> anyhow::Result<()> {
+    const GAP: Duration = Duration::from_millis(100);
+    const PRESENCE_GAP: Duration = Duration::from_secs(1);
+    let dir = tempfile::tempdir()?;
+    let mut cfg = crate::server::config(dir.path(), &Store::Sqlite);
+    cfg.batch_change_delay = GAP;
+    let srv = TestServer::start_with(cfg).await?;
+    let user = srv.create_user("alice").await?;
+    let key = srv.key(user, true).await?;
+    let mut a = SimNode::new(&srv.url, "alpha");
+    let mut sa = a.enroll(&key).await?;
+    let mut others = Vec::new();
+    for name in ["bravo", "charlie", "delta", "echo"] {
+        let mut n = SimNode::new(&srv.url, name);
+        let s = n.enroll(&key).await?;
+        others.push((n, s));
+    }
+    let id = |i: usize| {
+        others[i]
+            .1
+            .netmap
+            .me
+            .as_ref()
+            .map(|m| m.id)
+            .expect("own id")
+    };
+    let (bravo, charlie, delta, echo) = (id(0), id(1), id(2), id(3));
+    sa.wait_until(WAIT, |m| {
+        m.peers.len() == 4 && m.peers.values().all(|p| is_online(&p.status))
+    })
+    .await?;
+    tokio::time::sleep(PRESENCE_GAP * 2).await;
+
+    // A removal after a quiet spell goes out at once; then bravo's stream
+    // ends, which is presence alone: held until the presence gap.
+    srv.state
+        .delete_node(clawscale::types::NodeId(delta))
+        .await?;
+    sa.wait_until(WAIT, |m| !m.peers.contains_key(&delta))
+        .await?;
+    let sent = Instant::now();
+    drop(others.remove(0));
+    sa.wait_until(WAIT, |m| {
+        m.peers.get(&bravo).is_some_and(|p| !is_online(&p.status))
+    })
+    .await?;
+    let held = sent.elapsed();
+    assert!(
+        held >= PRESENCE_GAP - Duration::from_millis(100),
+        "presence alone went out after {held:?}, before the {PRESENCE_GAP:?} gap"
+    );
+
+    // Right after that frame: charlie goes offline, then echo is removed.
+    // Both go out together after the short gap, not the presence gap.
+    let sent = Instant::now();
+    drop(others.remove(0));
+    let deadline = Instant::now() + WAIT;
+    while srv
+        .state
+        .world()
+        .is_online(clawscale::types::NodeId(charlie))
+    {
+        anyhow::ensure!(Instant::now() < deadline, "charlie never went offline");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    srv.state
+        .delete_node(clawscale::types::NodeId(echo))
+        .await?;
+    sa.wait_until(WAIT, |m| {
+        !m.peers.contains_key(&echo) && m.peers.get(&charlie).is_some_and(|p| !is_online(&p.status))
+    })
+    .await?;
+    let took = sent.elapsed();
+    assert!(
+        took < PRESENCE_GAP - Duration::from_millis(200),
+        "a removal with presence pending took {took:?}"
+    );
+    srv.stop().await;
+    Ok(())
+}

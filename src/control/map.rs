@@ -154,11 +154,21 @@ async fn run_stream(
                 // change after a quiet spell goes out at once, later ones
                 // merge in the mailbox until the gap has passed. Without
                 // this every stream built, compressed and sent one frame
-                // per join, and every client decoded them all.
-                let due = last_frame + cs.batch_change_delay;
-                if due > tokio::time::Instant::now() {
+                // per join, and every client decoded them all. Presence
+                // alone waits a longer gap, cut short by anything else.
+                loop {
+                    let gap = if session.presence_only() {
+                        presence_gap(cs.batch_change_delay)
+                    } else {
+                        cs.batch_change_delay
+                    };
+                    let due = last_frame + gap;
+                    if due <= tokio::time::Instant::now() {
+                        break;
+                    }
                     tokio::select! {
-                        _ = tokio::time::sleep_until(due) => {}
+                        _ = tokio::time::sleep_until(due) => break,
+                        _ = session.notified() => {}
                         _ = tx.closed() => return Err("client gone"),
                     }
                 }
@@ -189,6 +199,17 @@ async fn run_stream(
             _ = tx.closed() => return Err("client gone"),
         }
     }
+}
+
+/// The least gap before a frame that only says who came online or went
+/// offline: ten times `batch_change_delay`, at most 1 s (500 ms by
+/// default). After a server restart every node comes back within seconds
+/// and each one's arrival is news to all its peers; at 50 ms a stream sent
+/// nearly one frame per returning peer. Nothing a client routes by waits
+/// for it: joins, removals, endpoint, key and route changes keep the
+/// short gap, and one of them arriving sends the presence with it.
+fn presence_gap(batch: Duration) -> Duration {
+    (batch * 10).min(Duration::from_secs(1))
 }
 
 /// Base period plus up to 9 s of jitter so many clients do not wake together.

@@ -110,6 +110,12 @@ impl Session {
         std::mem::take(&mut *self.lock())
     }
 
+    /// Whether what is waiting is only presence (see
+    /// [`Change::presence_only`]).
+    pub fn presence_only(&self) -> bool {
+        self.lock().presence_only()
+    }
+
     /// Resolves when something has been merged (possibly already).
     pub async fn notified(&self) {
         self.notify.notified().await

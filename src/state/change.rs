@@ -164,6 +164,25 @@ impl Change {
             && self.routes.is_empty()
     }
 
+    /// Whether all this change says is that nodes came online or went
+    /// offline: what a reconnect storm is made of, and what map streams
+    /// may hold back longer than anything else (`control::map`).
+    pub fn presence_only(&self) -> bool {
+        let online = PatchMask {
+            online: true,
+            ..PatchMask::default()
+        };
+        !self.full
+            && !self.users
+            && !self.settings
+            && self.upserted.is_empty()
+            && self.removed.is_empty()
+            && self.policy.is_empty()
+            && self.routes.is_empty()
+            && !self.patched.is_empty()
+            && self.patched.values().all(|m| *m == online)
+    }
+
     /// What of this change a session of node `me` acts on: the flags, the
     /// node ids in `only` (all of them for `None`), and of `policy` only
     /// whether `me` is in it (a session reads nothing else there). Built
