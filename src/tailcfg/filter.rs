@@ -3,13 +3,17 @@
 //! `CapGrant` carries app capabilities granted to the sources (grants `app`).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FilterRule {
+    /// Shared: every member of a team gets the same `autogroup:self`
+    /// sources, a few hundred strings each, and a copy per node was most
+    /// of its filter's memory.
     #[serde(rename = "SrcIPs")]
-    pub src_ips: Vec<String>,
+    pub src_ips: Arc<Vec<String>>,
     #[serde(rename = "DstPorts", default, skip_serializing_if = "Vec::is_empty")]
     pub dst_ports: Vec<NetPortRange>,
     #[serde(rename = "IPProto", default, skip_serializing_if = "Vec::is_empty")]
@@ -48,7 +52,7 @@ impl FilterRule {
     /// Everything from everyone: what a tailnet without a policy gets.
     pub fn allow_all() -> Self {
         FilterRule {
-            src_ips: vec!["*".into()],
+            src_ips: Arc::new(vec!["*".into()]),
             dst_ports: vec![NetPortRange {
                 ip: "*".into(),
                 ports: PortRange {
@@ -81,7 +85,7 @@ mod tests {
         let mut cm = BTreeMap::new();
         cm.insert("example.com/cap/x".to_string(), vec![serde_json::json!({})]);
         let r = FilterRule {
-            src_ips: vec!["100.64.0.1".into()],
+            src_ips: Arc::new(vec!["100.64.0.1".into()]),
             dst_ports: vec![],
             ip_proto: vec![],
             cap_grant: vec![CapGrant {

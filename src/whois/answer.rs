@@ -145,7 +145,7 @@ impl CapRules {
                 continue;
             }
             let mut src = IpSet::new();
-            for s in &r.src_ips {
+            for s in r.src_ips.iter() {
                 if s == "*" {
                     src.push_net(&"0.0.0.0/0".parse().unwrap_or_default());
                     src.push_net(&"::/0".parse().unwrap_or_default());

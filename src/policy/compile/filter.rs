@@ -283,8 +283,8 @@ impl Inner {
         let mut keys: Vec<(usize, RuleOut)> = Vec::new();
         for r in self.filter_rules(d) {
             let src_ips = || match &r.src_text {
-                Some(t) => (**t).clone(),
-                None => r.src.to_strings(),
+                Some(t) => t.clone(),
+                None => Arc::new(r.src.to_strings()),
             };
             if let Some(cm) = &r.cap_grant {
                 rules.push(FilterRule {

@@ -62,7 +62,7 @@ fn acl_to_service_restricts_to_declared_ports_and_hosts() {
         let out = c.node(host).expect("host");
         let rules = &out.packet_filter;
         assert_eq!(rules.len(), 1, "{rules:?}");
-        assert_eq!(rules[0].src_ips, vec!["100.64.0.1", "fd7a:115c:a1e0::1"]);
+        assert_eq!(*rules[0].src_ips, vec!["100.64.0.1", "fd7a:115c:a1e0::1"]);
         assert_eq!(rules[0].ip_proto, vec![6]);
         let ports: Vec<(u16, u16)> = rules[0]
             .dst_ports
@@ -260,4 +260,43 @@ fn auto_approved_routes_per_node() {
     assert_eq!(p.auto_approved_routes(&t, 1), nets(&["0.0.0.0/0", "::/0"]));
     assert!(p.auto_approved_routes(&t, 2).is_empty());
     assert!(p.auto_approved_routes(&t, 42).is_empty());
+}
+
+/// The members of one user's devices get one `autogroup:self` source list
+/// between them, not a copy each (it was most of a team member's filter
+/// memory at 100 devices per user).
+#[test]
+fn autogroup_self_sources_are_shared_between_a_users_devices() {
+    let p = Policy::parse(
+        r#"{"grants": [{"src": ["autogroup:member"], "dst": ["autogroup:self"], "ip": ["*"]}]}"#,
+    )
+    .expect("policy parses");
+    let mut t = topo();
+    t.nodes.push(node(6, Some(1), &[]));
+    t.nodes.push(node(7, Some(2), &[]));
+    let c = p.compile(&t);
+    let srcs = |id: u64| {
+        let out = c.node_arc(id).expect("node");
+        assert_eq!(out.packet_filter.len(), 1, "{:?}", out.packet_filter);
+        out.packet_filter[0].src_ips.clone()
+    };
+    let (a1, a6, b2, b7) = (srcs(1), srcs(6), srcs(2), srcs(7));
+    assert_eq!(
+        *a1,
+        vec![
+            "100.64.0.1",
+            "100.64.0.6",
+            "fd7a:115c:a1e0::1",
+            "fd7a:115c:a1e0::6"
+        ]
+    );
+    assert!(
+        std::sync::Arc::ptr_eq(&a1, &a6),
+        "alice's devices hold copies"
+    );
+    assert!(
+        std::sync::Arc::ptr_eq(&b2, &b7),
+        "bob's devices hold copies"
+    );
+    assert!(!std::sync::Arc::ptr_eq(&a1, &b2));
 }

@@ -86,7 +86,7 @@ fn a_deny_after_an_accept_closes_the_rest_of_the_host() {
                 .all(|d| (d.ports.first, d.ports.last) == (3010, 3010)),
             "{r:?}"
         );
-        assert_eq!(r.src_ips, vec!["100.64.0.1", "fd7a:115c:a1e0::1"], "{r:?}");
+        assert_eq!(*r.src_ips, vec!["100.64.0.1", "fd7a:115c:a1e0::1"], "{r:?}");
     }
     // Everything else stays reachable: the catch-all accept is below.
     assert!(c.explain(2, 5, 22, Some(6)).allowed);
