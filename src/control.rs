@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::{DefaultBodyLimit, FromRef, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
@@ -91,12 +91,28 @@ impl ControlState {
     }
 }
 
+/// What the public routes share: the control state, and the router every
+/// Noise tunnel serves, built once. Built per tunnel, its route table was
+/// several KiB of every connected node's memory.
+#[derive(Clone)]
+struct Public {
+    cs: ControlState,
+    tunnel: Router,
+}
+
+impl FromRef<Public> for ControlState {
+    fn from_ref(p: &Public) -> ControlState {
+        p.cs.clone()
+    }
+}
+
 /// Routes served on the public listener.
 pub fn public_router(cs: ControlState) -> Router {
+    let tunnel = tunnel_router(cs.clone());
     Router::new()
         .route("/key", get(key))
         .route("/ts2021", any(tunnel::upgrade))
-        .with_state(cs)
+        .with_state(Public { cs, tunnel })
 }
 
 /// Routes served inside each Noise tunnel.

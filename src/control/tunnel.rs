@@ -17,7 +17,9 @@ use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::time::Instant;
 
-use super::{ControlState, Peer, tunnel_router};
+use tower::ServiceExt;
+
+use super::{Peer, Public};
 use crate::limits::{self, Activity, Tracked};
 use crate::noise;
 use crate::types::MachinePublic;
@@ -25,7 +27,7 @@ use crate::types::MachinePublic;
 /// Same budget the client gives the whole handshake (controlhttp).
 const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-pub(super) async fn upgrade(State(cs): State<ControlState>, req: Request) -> Response {
+pub(super) async fn upgrade(State(Public { cs, tunnel }): State<Public>, req: Request) -> Response {
     let (resp, pending) = match noise::accept(req, &cs.noise_key) {
         Ok(ok) => ok,
         Err(e) => {
@@ -60,7 +62,13 @@ pub(super) async fn upgrade(State(cs): State<ControlState>, req: Request) -> Res
         tracing::debug!(machine = ?peer.machine_key, version = peer.version, "noise tunnel up");
         let t = cs.timeouts;
         let first_request_by = Instant::now() + t.read_header;
-        let router = tunnel_router(cs).layer(axum::Extension(peer));
+        // The shared router, with this tunnel's authenticated peer added
+        // to each request (what an `Extension` layer would do, without
+        // rebuilding the routes).
+        let router = tunnel.map_request(move |mut req: limits::idle::IncomingRequest| {
+            req.extensions_mut().insert(peer);
+            req
+        });
         let activity = Activity::new();
         let service = Tracked::new(
             TowerToHyperService::new(router),
