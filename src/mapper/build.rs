@@ -97,7 +97,9 @@ pub struct SentDns {
     /// equal, and comparing them is much cheaper than rebuilding the config.
     published: Vec<(String, Vec<IpAddr>)>,
     caps: Option<CapMap>,
-    config: DnsConfig,
+    /// Shared with the World's cache unless this node's `CertDomains`
+    /// made it its own.
+    config: Arc<DnsConfig>,
 }
 
 /// Result of building a delta.
@@ -340,7 +342,7 @@ fn dns_now(world: &World, me: &Arc<Node>, sent: &mut SentState, full: bool) -> O
         && std::ptr::eq(d.policy.as_ptr(), Arc::as_ptr(&world.policy))
         && Arc::ptr_eq(&d.me, me)
     {
-        return full.then(|| d.config.clone());
+        return full.then(|| (*d.config).clone());
     }
     let published = world.published_services();
     let caps = (world.settings.certs != Certs::Off).then(|| certs::policy_caps(world, me));
@@ -351,11 +353,11 @@ fn dns_now(world: &World, me: &Arc<Node>, sent: &mut SentState, full: bool) -> O
         && d.caps == caps
     {
         d.policy = Arc::downgrade(&world.policy);
-        return full.then(|| d.config.clone());
+        return full.then(|| (*d.config).clone());
     }
     let mut config = world.dns_config();
     if let Some(caps) = &caps {
-        config.cert_domains = certs::cert_domains(world, me, caps);
+        Arc::make_mut(&mut config).cert_domains = certs::cert_domains(world, me, caps);
     }
     let changed = sent.dns.as_ref().is_none_or(|d| d.config != config);
     sent.dns = Some(SentDns {
@@ -366,7 +368,7 @@ fn dns_now(world: &World, me: &Arc<Node>, sent: &mut SentState, full: bool) -> O
         caps,
         config: config.clone(),
     });
-    (full || changed).then_some(config)
+    (full || changed).then(|| (*config).clone())
 }
 
 /// The DERP map for this viewer's capability class: always in a full map;

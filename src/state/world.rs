@@ -75,10 +75,20 @@ pub struct World {
     /// shared by every World cloned from this one, valid only while the
     /// policy `Arc` is the same.
     services_cache: Arc<Mutex<Option<ServicesCache>>>,
+    dns_cache: Arc<Mutex<Option<DnsCache>>>,
 }
 
 /// `svc:NAME` → its hosts' addresses, for one `PolicyState`.
 pub type Services = Arc<Vec<(String, Vec<IpAddr>)>>;
+
+/// The DNS config of one settings and policy version (see
+/// [`World::dns_config`]); both held weakly, as in [`ServicesCache`].
+#[derive(Debug)]
+struct DnsCache {
+    settings: Weak<Settings>,
+    policy: Weak<PolicyState>,
+    config: Arc<tailcfg::DnsConfig>,
+}
 
 #[derive(Debug)]
 struct ServicesCache {
@@ -105,6 +115,7 @@ impl World {
             by_name: HashMap::default(),
             ip_floor: Floor::default(),
             services_cache: Arc::default(),
+            dns_cache: Arc::default(),
         };
         for n in nodes {
             w.put_node(Arc::new(n));
@@ -152,7 +163,28 @@ impl World {
     /// the A/AAAA extra records (all Tailscale clients serve), plus
     /// `NAME.<base_domain>` for each service ([`World::published_services`]).
     /// `CertDomains` is per node: the mapper adds it.
-    pub fn dns_config(&self) -> tailcfg::DnsConfig {
+    ///
+    /// Built once per settings and policy version and shared: every map
+    /// stream keeps the config it sent, and a copy each was several KiB of
+    /// every connected node's memory.
+    pub fn dns_config(&self) -> Arc<tailcfg::DnsConfig> {
+        let mut cache = self.dns_cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = cache.as_ref()
+            && std::ptr::eq(c.settings.as_ptr(), Arc::as_ptr(&self.settings))
+            && std::ptr::eq(c.policy.as_ptr(), Arc::as_ptr(&self.policy))
+        {
+            return c.config.clone();
+        }
+        let config = Arc::new(self.build_dns_config());
+        *cache = Some(DnsCache {
+            settings: Arc::downgrade(&self.settings),
+            policy: Arc::downgrade(&self.policy),
+            config: config.clone(),
+        });
+        config
+    }
+
+    fn build_dns_config(&self) -> tailcfg::DnsConfig {
         let mut dns = self.settings.dns.clone();
         dns.extra_records
             .retain(|r| matches!(r.r#type.as_str(), "A" | "AAAA"));

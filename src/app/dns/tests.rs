@@ -196,7 +196,7 @@ async fn serve_answers_from_live_state() {
     let host = register(&state, &tagged, 2, "mcp-host").await;
     let host_v4 = host.ipv4.unwrap().to_string();
     until(addr, &["mcp.clawql.local", "A"], &host_v4, FRESH).await;
-    let map_records = state.world().dns_config().extra_records;
+    let map_records = state.world().dns_config().extra_records.clone();
     assert!(
         map_records
             .iter()
@@ -261,7 +261,7 @@ async fn serve_answers_from_live_state() {
         .world()
         .dns_config()
         .extra_records
-        .into_iter()
+        .iter()
         .map(|r| format!("{} {}", r.name, r.r#type))
         .collect();
     assert!(

@@ -61,6 +61,10 @@ async fn changes_reach_sessions_and_survive_a_restart() {
     let (dir, db, state) = testing::temp_state_with_db(Duration::from_secs(60)).await;
     let session = state.sessions().open(crate::types::NodeId(1));
     let before = state.world().generation;
+    // One config per settings and policy version, shared by every stream.
+    let first = state.world().dns_config();
+    assert!(std::sync::Arc::ptr_eq(&first, &state.world().dns_config()));
+    assert!(first.fallback_resolvers.is_empty(), "{first:?}");
     let view = state
         .update_dns(|o| o.nameservers = Some(vec!["9.9.9.9".into()]))
         .await
