@@ -326,6 +326,23 @@ async fn restart_keeps_nodes_sqlite() -> anyhow::Result<()> {
     restart_keeps_nodes(Store::Sqlite).await
 }
 
+/// A server whose `batch_change_delay` is `gap`: a reusable key of alice's,
+/// and her node alpha enrolled with its stream open (keep the node: it
+/// holds the connection).
+async fn with_gap(
+    gap: Duration,
+) -> anyhow::Result<(tempfile::TempDir, TestServer, String, SimNode, MapStream)> {
+    let dir = tempfile::tempdir()?;
+    let mut cfg = crate::server::config(dir.path(), &Store::Sqlite);
+    cfg.batch_change_delay = gap;
+    let srv = TestServer::start_with(cfg).await?;
+    let user = srv.create_user("alice").await?;
+    let key = srv.key(user, true).await?;
+    let mut a = SimNode::new(&srv.url, "alpha");
+    let sa = a.enroll(&key).await?;
+    Ok((dir, srv, key, a, sa))
+}
+
 /// `tuning.batch_change_delay`: a burst of joins reaches an open stream
 /// merged into at most two frames per gap, and the first change after a
 /// quiet spell is sent at once, not held for the gap.
@@ -333,14 +350,7 @@ async fn restart_keeps_nodes_sqlite() -> anyhow::Result<()> {
 async fn a_burst_of_joins_is_merged_and_a_lone_change_is_not_held() -> anyhow::Result<()> {
     const GAP: Duration = Duration::from_secs(3);
     const JOINS: usize = 8;
-    let dir = tempfile::tempdir()?;
-    let mut cfg = crate::server::config(dir.path(), &Store::Sqlite);
-    cfg.batch_change_delay = GAP;
-    let srv = TestServer::start_with(cfg).await?;
-    let user = srv.create_user("alice").await?;
-    let key = srv.key(user, true).await?;
-    let mut a = SimNode::new(&srv.url, "alpha");
-    let mut sa = a.enroll(&key).await?;
+    let (_dir, srv, key, _a, mut sa) = with_gap(GAP).await?;
 
     // Each join is a registration, a map request and a presence change:
     // three changes per node, sent one by one that would be many frames.
@@ -394,14 +404,7 @@ async fn a_burst_of_joins_is_merged_and_a_lone_change_is_not_held() -> anyhow::R
 async fn presence_alone_waits_longer_than_other_changes() -> anyhow::Result<()> {
     const GAP: Duration = Duration::from_millis(100);
     const PRESENCE_GAP: Duration = Duration::from_secs(1);
-    let dir = tempfile::tempdir()?;
-    let mut cfg = crate::server::config(dir.path(), &Store::Sqlite);
-    cfg.batch_change_delay = GAP;
-    let srv = TestServer::start_with(cfg).await?;
-    let user = srv.create_user("alice").await?;
-    let key = srv.key(user, true).await?;
-    let mut a = SimNode::new(&srv.url, "alpha");
-    let mut sa = a.enroll(&key).await?;
+    let (_dir, srv, key, _a, mut sa) = with_gap(GAP).await?;
     let mut others = Vec::new();
     for name in ["bravo", "charlie", "delta", "echo"] {
         let mut n = SimNode::new(&srv.url, name);

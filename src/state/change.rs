@@ -154,14 +154,7 @@ impl Change {
     }
 
     pub fn is_empty(&self) -> bool {
-        !self.full
-            && !self.users
-            && !self.settings
-            && self.upserted.is_empty()
-            && self.removed.is_empty()
-            && self.patched.is_empty()
-            && self.policy.is_empty()
-            && self.routes.is_empty()
+        self.patches_only() && self.patched.is_empty()
     }
 
     /// Whether all this change says is that nodes came online or went
@@ -172,6 +165,13 @@ impl Change {
             online: true,
             ..PatchMask::default()
         };
+        self.patches_only()
+            && !self.patched.is_empty()
+            && self.patched.values().all(|m| *m == online)
+    }
+
+    /// Whether nothing but `patched` may be set.
+    fn patches_only(&self) -> bool {
         !self.full
             && !self.users
             && !self.settings
@@ -179,8 +179,6 @@ impl Change {
             && self.removed.is_empty()
             && self.policy.is_empty()
             && self.routes.is_empty()
-            && !self.patched.is_empty()
-            && self.patched.values().all(|m| *m == online)
     }
 
     /// What of this change a session of node `me` acts on: the flags, the
