@@ -10,7 +10,6 @@
 //! `DERP` string below 111, a DERP map without certificate pins below 115.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
 use std::sync::{Arc, Weak};
 
 use chrono::{DateTime, Utc};
@@ -91,11 +90,12 @@ pub struct SentDns {
     settings: Arc<Settings>,
     policy: Weak<PolicyState>,
     me: Arc<Node>,
-    /// What the config took from the policy and the other nodes: the
-    /// published services and, with certificates on, this node's caps.
-    /// A new policy generation (every batch of joins) mostly leaves these
-    /// equal, and comparing them is much cheaper than rebuilding the config.
-    published: Vec<(String, Vec<IpAddr>)>,
+    /// What the config was made of: the World's shared config (the same
+    /// `Arc` while its content is unchanged, see `World::dns_config`) and,
+    /// with certificates on, this node's caps. A new policy generation
+    /// (every batch of joins) mostly leaves both equal, and comparing them
+    /// is much cheaper than rebuilding this node's config.
+    base: Arc<DnsConfig>,
     caps: Option<CapMap>,
     /// Shared with the World's cache unless this node's `CertDomains`
     /// made it its own.
@@ -344,18 +344,18 @@ fn dns_now(world: &World, me: &Arc<Node>, sent: &mut SentState, full: bool) -> O
     {
         return full.then(|| (*d.config).clone());
     }
-    let published = world.published_services();
+    let base = world.dns_config();
     let caps = (world.settings.certs != Certs::Off).then(|| certs::policy_caps(world, me));
     if let Some(d) = &mut sent.dns
-        && Arc::ptr_eq(&d.settings, &world.settings)
+        && Arc::ptr_eq(&d.base, &base)
         && Arc::ptr_eq(&d.me, me)
-        && d.published == published
         && d.caps == caps
     {
+        d.settings = world.settings.clone();
         d.policy = Arc::downgrade(&world.policy);
         return full.then(|| (*d.config).clone());
     }
-    let mut config = world.dns_config();
+    let mut config = base.clone();
     if let Some(caps) = &caps {
         Arc::make_mut(&mut config).cert_domains = certs::cert_domains(world, me, caps);
     }
@@ -364,7 +364,7 @@ fn dns_now(world: &World, me: &Arc<Node>, sent: &mut SentState, full: bool) -> O
         settings: world.settings.clone(),
         policy: Arc::downgrade(&world.policy),
         me: me.clone(),
-        published,
+        base,
         caps,
         config: config.clone(),
     });

@@ -166,7 +166,9 @@ impl World {
     ///
     /// Built once per settings and policy version and shared: every map
     /// stream keeps the config it sent, and a copy each was several KiB of
-    /// every connected node's memory.
+    /// every connected node's memory. A rebuild equal to the last one
+    /// returns the same `Arc`, so streams tell an unchanged config by its
+    /// pointer across policy versions (every batch of joins makes one).
     pub fn dns_config(&self) -> Arc<tailcfg::DnsConfig> {
         let mut cache = self.dns_cache.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = cache.as_ref()
@@ -175,7 +177,11 @@ impl World {
         {
             return c.config.clone();
         }
-        let config = Arc::new(self.build_dns_config());
+        let built = self.build_dns_config();
+        let config = match cache.take() {
+            Some(old) if *old.config == built => old.config,
+            _ => Arc::new(built),
+        };
         *cache = Some(DnsCache {
             settings: Arc::downgrade(&self.settings),
             policy: Arc::downgrade(&self.policy),

@@ -85,6 +85,17 @@ async fn changes_reach_sessions_and_survive_a_restart() {
         db.dns_overrides().await.expect("read").nameservers,
         Some(vec!["9.9.9.9".to_string()])
     );
+    // A new policy version with the same DNS content keeps the same
+    // config, so streams see it unchanged by its pointer.
+    let w = state.world();
+    let cfg = w.dns_config();
+    state
+        .set_policy(r#"{"acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"]}]}"#.into())
+        .await
+        .expect("policy");
+    let after = state.world();
+    assert!(!std::ptr::eq(after.policy.as_ref(), w.policy.as_ref()));
+    assert!(std::sync::Arc::ptr_eq(&cfg, &after.dns_config()));
     drop(state);
     let again = testing::restart(&dir, db).await;
     assert_eq!(
