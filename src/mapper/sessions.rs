@@ -123,8 +123,8 @@ impl Session {
 
     fn push(&self, change: &Change, seen: Option<&Seen>) {
         // Of the nodes whose policy output moved, a session reads only
-        // whether its own is one: keeping just that makes fan-out cost
-        // O(sessions × node changes), not O(sessions × affected nodes).
+        // whether its own is one, so only that is kept (`Change::subset`):
+        // a batch's affected set can be every node.
         // Under a policy, nodes this one sees neither before nor after the
         // change are nothing to it either: a join in one team then wakes
         // that team's streams, not every stream.
