@@ -34,7 +34,7 @@ use std::sync::Arc;
 use ipnet::IpNet;
 
 pub use compile::Compiled;
-pub use compile::types::{Explanation, NodeOutput, PeerOutput};
+pub use compile::types::{Explanation, NodeOutput, PeerOutput, Peers};
 pub use model::{CapMap, PolicyError, TopoNode, TopoUser, Topology};
 pub use resolve::ipset;
 pub use syntax::hujson;

@@ -78,8 +78,9 @@ pub fn run(c: &Case, tally: &mut Tally) -> Result<(), String> {
         }
         // Peers.
         if let Some(peers) = &exp.peers {
-            let got: BTreeMap<String, (BTreeSet<String>, BTreeSet<String>)> = out
-                .peers
+            let got: BTreeMap<String, (BTreeSet<String>, BTreeSet<String>)> = compiled
+                .peer_outputs(id)
+                .unwrap_or_default()
                 .iter()
                 .map(|(pid, p)| {
                     let n = names.get(pid).map(|s| s.to_string()).unwrap_or_default();

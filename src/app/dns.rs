@@ -16,9 +16,9 @@
 //! that change nothing the zone shows (presence, endpoints) cost a cheap
 //! comparison and no rebuild.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -32,14 +32,11 @@ use crate::dns::{
     ZoneData,
 };
 use crate::http::metrics::Metrics;
-use crate::state::policy::PolicyState;
 use crate::state::{Services, StateHandle, StateReader, World};
 
 /// Pause between rebuilds: bounds rebuild work under churn, well under the
 /// one-second freshness goal.
 const COALESCE: Duration = Duration::from_millis(100);
-/// Source nodes whose reachable set the policy filter remembers.
-const VISIBILITY_CACHE: usize = 4096;
 
 /// Where the DNS server listens (both from the same bound port).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -300,7 +297,6 @@ fn is_label(s: &str) -> bool {
 /// (operators' machines) see every name. Without a policy everyone sees
 /// everyone, as in the maps.
 fn policy_filter(reader: StateReader, tailnet: Vec<IpNet>) -> Visibility {
-    let cache: Mutex<PeerCache> = Mutex::new(PeerCache::default());
     Arc::new(move |src: IpAddr, target: u64| {
         let world = reader.world();
         let Some(me) = world.node_by_ip(&src) else {
@@ -313,33 +309,11 @@ fn policy_filter(reader: StateReader, tailnet: Vec<IpNet>) -> Visibility {
         let Some(compiled) = &world.policy.compiled else {
             return true;
         };
-        let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
-        if !cache
-            .policy
-            .as_ref()
-            .is_some_and(|p| Arc::ptr_eq(p, &world.policy))
-            || cache.peers.len() >= VISIBILITY_CACHE
-        {
-            cache.policy = Some(world.policy.clone());
-            cache.peers.clear();
-        }
-        let peers = cache.peers.entry(me).or_insert_with(|| {
-            Arc::new(
-                compiled
-                    .node(me)
-                    .map(|o| o.peers.into_keys().collect())
-                    .unwrap_or_default(),
-            )
-        });
-        peers.contains(&target)
+        // Computed once per node and policy version, then shared: a lookup.
+        compiled
+            .node_shared(me)
+            .is_some_and(|o| o.peers.contains(target))
     })
-}
-
-/// Reachable-peer sets per source node, valid for one policy version.
-#[derive(Default)]
-struct PeerCache {
-    policy: Option<Arc<PolicyState>>,
-    peers: HashMap<u64, Arc<BTreeSet<u64>>>,
 }
 
 #[cfg(test)]

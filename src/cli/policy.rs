@@ -202,8 +202,9 @@ pub fn compile_json(policy: &Policy, topo: &NamedTopology) -> Value {
         let Some(out) = compiled.node(node.id) else {
             continue;
         };
-        let peers: BTreeMap<&str, Value> = out
-            .peers
+        let peers: BTreeMap<&str, Value> = compiled
+            .peer_outputs(node.id)
+            .unwrap_or_default()
             .iter()
             .map(|(id, p)| {
                 let v = json!({
@@ -214,8 +215,8 @@ pub fn compile_json(policy: &Policy, topo: &NamedTopology) -> Value {
             })
             .collect();
         let mut whois = BTreeMap::new();
-        for peer_id in out.peers.keys() {
-            let Some(peer) = topo.node(*peer_id) else {
+        for peer_id in out.peers.ids() {
+            let Some(peer) = topo.node(peer_id) else {
                 continue;
             };
             let addrs = [peer.ipv4.map(IpAddr::from), peer.ipv6.map(IpAddr::from)];

@@ -56,7 +56,7 @@ impl View {
 
     pub fn sees(&self, me: NodeId, peer: NodeId) -> bool {
         match &self.out {
-            Some(o) => o.peers.contains_key(&(peer.0 as u64)),
+            Some(o) => o.peers.contains(peer.0 as u64),
             None => me != peer,
         }
     }
@@ -66,8 +66,11 @@ impl View {
         match &self.out {
             Some(o) => o
                 .peers
-                .iter()
-                .filter_map(|(id, p)| Some((world.node(NodeId(*id as i64))?.as_ref(), p.clone())))
+                .ids()
+                .filter_map(|id| {
+                    let n = world.node(NodeId(id as i64))?;
+                    Some((n.as_ref(), routed_or_own(o, n)))
+                })
                 .collect(),
             None => world
                 .nodes
@@ -80,14 +83,19 @@ impl View {
 
     /// What `peer` may route as seen by `me` (for a peer in `visible`).
     pub fn peer_output(&self, world: &World, peer: &Node) -> PeerOutput {
-        match self
-            .out
-            .as_ref()
-            .and_then(|o| o.peers.get(&(peer.id.0 as u64)))
-        {
-            Some(o) => o.clone(),
+        match &self.out {
+            Some(o) => routed_or_own(o, peer),
             None => default_peer_output(world, peer),
         }
+    }
+}
+
+/// `peer`'s output in a compiled policy's `out`: its own addresses unless
+/// the policy says more.
+fn routed_or_own(out: &NodeOutput, peer: &Node) -> PeerOutput {
+    match out.peers.routed(peer.id.0 as u64) {
+        Some(o) => o.clone(),
+        None => PeerOutput::own(&peer.addresses()),
     }
 }
 

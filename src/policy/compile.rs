@@ -32,8 +32,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use self::inner::Inner;
-use self::types::{Explanation, NodeOutput};
+use self::types::{Explanation, NodeOutput, PeerOutput};
 use crate::policy::model::{CapMap, Doc, Topology};
+use crate::policy::resolve::alias::node_ips;
 
 /// The compiled policy for one topology; cheap to clone, `Send + Sync`.
 #[derive(Clone)]
@@ -69,6 +70,22 @@ impl Compiled {
     pub fn node_shared(&self, id: u64) -> Option<&Arc<NodeOutput>> {
         let i = *self.inner.index.get(&id)?;
         Some(self.inner.output_ref(i))
+    }
+
+    /// Node `id`'s peers, each with its full output (`NodeOutput::peers`
+    /// keeps only the outputs that are more than a peer's own addresses).
+    /// For tools and tests; the mapper reads the addresses from its World.
+    pub fn peer_outputs(&self, id: u64) -> Option<Vec<(u64, PeerOutput)>> {
+        let out = self.node_shared(id)?;
+        let inner = &self.inner;
+        let ips = |p: u64| {
+            inner
+                .index
+                .get(&p)
+                .map(|&i| node_ips(&inner.topo.nodes[i]))
+                .unwrap_or_default()
+        };
+        Some(out.peers.outputs(ips).collect())
     }
 
     /// Whether node `id` is in this policy's topology.

@@ -180,7 +180,7 @@ mod tests {
         let peers = |id: crate::types::NodeId| -> Vec<u64> {
             let w = state.world();
             let c = w.policy.compiled.as_ref().unwrap();
-            c.node(id.0 as u64).unwrap().peers.keys().copied().collect()
+            c.node(id.0 as u64).unwrap().peers.ids().collect()
         };
         assert_eq!(peers(server.node.id), [alice.node.id.0 as u64]);
 

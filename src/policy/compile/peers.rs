@@ -4,13 +4,13 @@
 //! traffic between them and the viewer is allowed, as on Tailscale's plane.
 //! Route and exit viewers are precomputed per router (`build`).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
 use ipnet::IpNet;
 
 use super::inner::Inner;
 use super::routes::is_exit_route;
-use super::types::PeerOutput;
+use super::types::{PeerOutput, Peers};
 use crate::policy::model::Alias;
 use crate::policy::resolve::alias::{internet_space, node_ips};
 use crate::policy::resolve::index::Bits;
@@ -154,8 +154,7 @@ impl Inner {
         })
     }
 
-    pub(crate) fn peers_of(&self, v: usize) -> BTreeMap<u64, PeerOutput> {
-        // Collected then bulk-built: much cheaper than one insert per peer.
+    pub(crate) fn peers_of(&self, v: usize) -> Peers {
         let mut out = Vec::new();
         let no_v4 = self.no_ipv4.get(v);
         for p in self.visible(v).iter() {
@@ -163,8 +162,10 @@ impl Inner {
                 continue;
             }
             let pn = &self.topo.nodes[p];
-            let mut allowed: Vec<IpNet> = node_ips(pn)
-                .into_iter()
+            let ips = node_ips(pn);
+            let mut allowed: Vec<IpNet> = ips
+                .iter()
+                .copied()
                 .filter(|a| !(a.is_ipv4() && (no_v4 || self.no_ipv4.get(p))))
                 .map(IpNet::from)
                 .collect();
@@ -192,12 +193,13 @@ impl Inner {
             }
             out.push((
                 pn.id,
+                ips,
                 PeerOutput {
                     allowed_ips: allowed,
                     primary_routes: primary,
                 },
             ));
         }
-        out.into_iter().collect()
+        Peers::collect(out)
     }
 }

@@ -72,11 +72,11 @@ fn acl_to_service_restricts_to_declared_ports_and_hosts() {
         assert!(ports.contains(&(443, 443)) && ports.contains(&(8443, 8443)));
         assert!(ports.iter().all(|p| *p == (443, 443) || *p == (8443, 8443)));
         // The host sees its client.
-        assert!(out.peers.contains_key(&1));
+        assert!(out.peers.contains(1));
     }
     // The client sees exactly the hosts; others see nothing.
     let alice = c.node(1).expect("alice");
-    assert_eq!(alice.peers.keys().copied().collect::<Vec<_>>(), vec![3, 5]);
+    assert_eq!(alice.peers.ids().collect::<Vec<_>>(), vec![3, 5]);
     assert!(alice.packet_filter.is_empty());
     assert!(c.node(2).expect("bob").peers.is_empty());
     assert!(c.node(4).expect("n4").packet_filter.is_empty());
@@ -299,4 +299,38 @@ fn autogroup_self_sources_are_shared_between_a_users_devices() {
         "bob's devices hold copies"
     );
     assert!(!std::sync::Arc::ptr_eq(&a1, &b2));
+}
+
+/// A peer that routes only its own addresses is kept as an id; one that
+/// routes a subnet keeps its output, and `peer_outputs` gives both in full.
+#[test]
+fn plain_peers_are_kept_as_ids_and_routers_with_their_routes() {
+    let mut t = topo();
+    let route: ipnet::IpNet = "10.1.0.0/16".parse().expect("net");
+    t.nodes[2].approved_routes = vec![route];
+    let p = policy(r#""acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"]}]"#);
+    let c = p.compile(&t);
+    let alice = c.node(1).expect("alice");
+    assert_eq!(alice.peers.ids().collect::<Vec<_>>(), vec![2, 3, 4, 5]);
+    for plain in [2, 4, 5] {
+        assert!(alice.peers.contains(plain));
+        assert_eq!(alice.peers.routed(plain), None, "n{plain} is plain");
+    }
+    let router = alice.peers.routed(3).expect("n3 routes a subnet");
+    assert_eq!(router.primary_routes, vec![route]);
+    assert!(!alice.peers.contains(1) && !alice.peers.contains(6));
+
+    let full = c.peer_outputs(1).expect("alice");
+    let by_id: std::collections::BTreeMap<u64, crate::policy::PeerOutput> =
+        full.into_iter().collect();
+    assert_eq!(by_id.len(), 4);
+    assert_eq!(by_id[&3], *router);
+    let own = |id: u64| vec![ip(&format!("100.64.0.{id}")), ip(&format!("fd7a:115c:a1e0::{id}"))];
+    for plain in [2, 4, 5] {
+        assert_eq!(by_id[&plain], crate::policy::PeerOutput::own(&own(plain)));
+        assert_eq!(
+            by_id[&plain].allowed_ips,
+            own(plain).into_iter().map(ipnet::IpNet::from).collect::<Vec<_>>()
+        );
+    }
 }

@@ -283,7 +283,7 @@ fn compiled_filters_allow_exactly_what_first_match_allows() {
                     continue;
                 }
                 assert_eq!(
-                    peers.contains_key(&bn.id),
+                    peers.contains(bn.id),
                     reach.contains(&(a.min(b), a.max(b))),
                     "case {case}: n{} sees n{}?\npolicy: {text}\ntopology: {:#?}",
                     an.id,

@@ -52,7 +52,7 @@ fn oidc_group_members_follow_the_users_groups() {
     );
     assert!(!c.explain(2, 3, 443, Some(6)).allowed, "bob is not");
     let server = c.node(3).expect("server");
-    assert!(server.peers.contains_key(&1) && !server.peers.contains_key(&2));
+    assert!(server.peers.contains(1) && !server.peers.contains(2));
 
     // Alice's next login drops the group: the recompiled policy drops her.
     let c = p.compile(&topo(&[]));

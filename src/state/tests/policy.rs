@@ -148,7 +148,7 @@ async fn the_compiled_policy_follows_joins_tag_changes_and_deletions() {
             .unwrap()
             .node(id.0 as u64)
             .unwrap();
-        out.peers.keys().copied().collect()
+        out.peers.ids().collect()
     };
     // alice's laptops reach web; web sees them back; the two laptops do not
     // see each other (no rule between them).
