@@ -8,14 +8,14 @@
 //! deletion made on A reaches the clients streaming from B within 1 s.
 
 use std::fs;
-use std::path::Path;
 use std::process::Stdio;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::replica;
 use crate::harness::{
-    ClientVersion, Db, KeyOptions, OwnedChild, PgServer, Server, Tailscaled, TailscaledOptions,
-    Topology, skip_real_clients, try_wait_for, wait_for,
+    ClientVersion, KeyOptions, OwnedChild, PgServer, Tailscaled, TailscaledOptions, Topology,
+    skip_real_clients, try_wait_for, wait_for,
 };
 
 const USER: &str = "alice";
@@ -75,27 +75,6 @@ fn haproxy(topo: &Topology, backends: &[u16]) -> Haproxy {
         _child: child,
         _dir: dir,
     }
-}
-
-/// A replica in the hub namespace on `port`, with relay region `region`;
-/// `noise` is the first replica's key file (clients know the server by it).
-fn replica(topo: &Topology, pg: &PgServer, port: u16, region: u32, noise: Option<&Path>) -> Server {
-    Server::start_with(topo, Db::Sqlite, |cfg| {
-        pg.configure(cfg);
-        let hub = topo.hub_ip();
-        cfg.set("listen_addr", format!("{hub}:{port}"))
-            .set("server_url", format!("http://{hub}:{port}"))
-            .set(
-                "derp.server.stun_listen_addr",
-                format!("{hub}:{}", port + 100),
-            )
-            .set("derp.server.region_id", region)
-            .set("derp.server.region_code", format!("r{region}"))
-            .set("derp.server.region_name", format!("replica {region}"));
-        if let Some(k) = noise {
-            cfg.set("noise.private_key_path", k.to_string_lossy());
-        }
-    })
 }
 
 fn host(i: usize) -> String {

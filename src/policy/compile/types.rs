@@ -93,7 +93,10 @@ impl Peers {
     }
 
     /// Every peer with its output, given each peer's addresses.
-    pub fn outputs<'a, F>(&'a self, mut addresses: F) -> impl Iterator<Item = (u64, PeerOutput)> + 'a
+    pub fn outputs<'a, F>(
+        &'a self,
+        mut addresses: F,
+    ) -> impl Iterator<Item = (u64, PeerOutput)> + 'a
     where
         F: FnMut(u64) -> Vec<IpAddr> + 'a,
     {

@@ -325,12 +325,20 @@ fn plain_peers_are_kept_as_ids_and_routers_with_their_routes() {
         full.into_iter().collect();
     assert_eq!(by_id.len(), 4);
     assert_eq!(by_id[&3], *router);
-    let own = |id: u64| vec![ip(&format!("100.64.0.{id}")), ip(&format!("fd7a:115c:a1e0::{id}"))];
+    let own = |id: u64| {
+        vec![
+            ip(&format!("100.64.0.{id}")),
+            ip(&format!("fd7a:115c:a1e0::{id}")),
+        ]
+    };
     for plain in [2, 4, 5] {
         assert_eq!(by_id[&plain], crate::policy::PeerOutput::own(&own(plain)));
         assert_eq!(
             by_id[&plain].allowed_ips,
-            own(plain).into_iter().map(ipnet::IpNet::from).collect::<Vec<_>>()
+            own(plain)
+                .into_iter()
+                .map(ipnet::IpNet::from)
+                .collect::<Vec<_>>()
         );
     }
 }

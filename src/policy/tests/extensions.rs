@@ -233,11 +233,7 @@ fn tailops_services_imply_a_grant_to_their_allowed_tags() {
     assert!(!c.explain(6, 7, 8080, Some(17)).allowed);
     assert!(!c.explain(1, 7, 8080, Some(6)).allowed, "an untagged node");
     assert_eq!(
-        c.node(6)
-            .expect("client")
-            .peers
-            .ids()
-            .collect::<Vec<_>>(),
+        c.node(6).expect("client").peers.ids().collect::<Vec<_>>(),
         vec![7]
     );
     assert!(c.node(1).expect("alice").peers.is_empty());

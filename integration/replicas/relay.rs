@@ -1,0 +1,176 @@
+//! Relaying across replicas with stock clients: each replica's embedded
+//! DERP server is its own region, and nodes homed on different replicas'
+//! relays carry TCP with UDP off (`TS_DEBUG_ALWAYS_USE_DERP`). A client
+//! sends to a peer through the peer's home region (and answers through the
+//! region a packet came in on), so a connection opened towards a node
+//! crosses that node's home relay. No relay-to-relay mesh is involved: the
+//! shared DERP map and each node's home region, told to every replica
+//! through the database, are enough.
+//!
+//! node0 streams from replica A and is homed on A's region; node1 streams
+//! from B, homed on B's; node2 streams from B, homed on A's. node1 opens a
+//! connection to node0 (A's relay must carry it), then node2 to node1 (B's
+//! relay must carry it); each relay's `derp_packets_relayed` counter shows
+//! it did.
+
+use std::time::Duration;
+
+use super::replica;
+use crate::harness::{
+    ClientVersion, KeyOptions, Listener, PgServer, Tailscaled, TailscaledOptions, Topology,
+    skip_real_clients, wait_for,
+};
+
+const USER: &str = "alice";
+const JOIN: Duration = Duration::from_secs(90);
+const TCP_PORT: u16 = 8000;
+/// Replica r listens on `PORTS[r]` with relay region `REGIONS[r]`.
+const PORTS: [u16; 2] = [8081, 8082];
+const REGIONS: [u32; 2] = [901, 902];
+/// Node i streams from replica `STREAM[i]` and is homed on `HOME[i]`'s
+/// relay.
+const STREAM: [usize; 3] = [0, 1, 1];
+const HOME: [usize; 3] = [0, 1, 0];
+
+fn host(i: usize) -> String {
+    format!("node{i}")
+}
+
+/// The replica's `derp_packets_relayed` counter.
+fn relayed(topo: &Topology, port: u16) -> u64 {
+    let (code, body) = topo
+        .hub()
+        .http_get(topo.hub_ip(), port, "/metrics")
+        .unwrap_or_else(|e| panic!("GET /metrics on {port}: {e}"));
+    assert_eq!(code, 200, "{body}");
+    body.lines()
+        .find_map(|l| l.strip_prefix("clawscale_derp_packets_relayed_total "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no relay counter on {port}:\n{body}"))
+}
+
+/// `from` opens a TCP connection to `to`; the packets relayed by replica
+/// `via` rise while it does.
+fn connect_through(
+    topo: &Topology,
+    nodes: &[Tailscaled],
+    ips: &[String],
+    (from, to): (usize, usize),
+    via: usize,
+) {
+    let listener = Listener::start(nodes[to].netns(), TCP_PORT);
+    let before = relayed(topo, PORTS[via]);
+    wait_for(
+        &format!("TCP from {} to {}", host(from), host(to)),
+        JOIN,
+        || listener.reached_from(&nodes[from], &ips[to], TCP_PORT),
+    );
+    let after = relayed(topo, PORTS[via]);
+    eprintln!(
+        "{} -> {}: replica {via}'s relay carried {} packets",
+        host(from),
+        host(to),
+        after - before
+    );
+    assert!(
+        after > before,
+        "{} -> {} did not cross replica {via}'s relay (region {})",
+        host(from),
+        host(to),
+        REGIONS[via]
+    );
+}
+
+#[test]
+fn nodes_homed_on_different_replicas_relay_through_each_other() {
+    if skip_real_clients() {
+        return;
+    }
+    let topo = Topology::new(3);
+    let pg = PgServer::start();
+    let a = replica(&topo, &pg, PORTS[0], REGIONS[0], None);
+    let noise = a.dir().join("data/noise_private.key");
+    let b = replica(&topo, &pg, PORTS[1], REGIONS[1], Some(&noise));
+    let servers = [&a, &b];
+    a.create_user(USER);
+    let key = a.create_preauthkey(
+        USER,
+        &KeyOptions {
+            reusable: true,
+            ..KeyOptions::default()
+        },
+    );
+    let nodes: Vec<Tailscaled> = (0..3)
+        .map(|i| {
+            let opts = TailscaledOptions {
+                version: ClientVersion::V1_96_4,
+                always_derp: true,
+                ..TailscaledOptions::default()
+            };
+            Tailscaled::start_with(topo.host(i), &host(i), opts)
+        })
+        .collect();
+    for (i, n) in nodes.iter().enumerate() {
+        n.up_ok(&servers[STREAM[i]].url(), &key, &host(i));
+        // Both relays are equally near, so the home region is set.
+        let region = REGIONS[HOME[i]].to_string();
+        let out = n.cli(&["debug", "force-prefer-derp", &region], JOIN);
+        assert!(out.success(), "force-prefer-derp {region}: {out}");
+    }
+    let ips: Vec<String> = nodes
+        .iter()
+        .map(|n| {
+            let st = n.wait_state("Running", JOIN);
+            let ip = st.self_node.and_then(|s| {
+                s.tailscale_ips
+                    .into_iter()
+                    .find(|ip| ip.parse::<std::net::Ipv4Addr>().is_ok())
+            });
+            ip.unwrap_or_else(|| panic!("{} has no IPv4 tailnet address", n.name()))
+        })
+        .collect();
+    // Every node learns every other's home region from the replica it
+    // streams from, whichever replica that node reported it to.
+    wait_for("every node to see the others' home regions", JOIN, || {
+        for n in &nodes {
+            // A netcheck applies the forced preference.
+            let _ = n.cli(&["debug", "restun"], Duration::from_secs(10));
+        }
+        for n in &nodes {
+            let st = n.status()?;
+            for other in (0..nodes.len()).filter(|o| host(*o) != n.name()) {
+                let peer = st
+                    .peer(&host(other))
+                    .ok_or_else(|| format!("{} does not list {}", n.name(), host(other)))?;
+                let want = format!("r{}", REGIONS[HOME[other]]);
+                if peer.relay != want {
+                    return Err(format!(
+                        "{} sees {} homed on {:?}, not {want}",
+                        n.name(),
+                        host(other),
+                        peer.relay
+                    ));
+                }
+            }
+        }
+        Ok(())
+    });
+
+    // node1 (on B) to node0 (homed on A), then node2 (homed on A) to node1
+    // (homed on B): neither has talked to its peer before, so each goes
+    // through the peer's home relay.
+    connect_through(&topo, &nodes, &ips, (1, 0), 0);
+    connect_through(&topo, &nodes, &ips, (2, 1), 1);
+    for n in &nodes {
+        let st = n.status().expect("status");
+        for p in st.peers.values() {
+            assert!(
+                p.cur_addr.is_empty(),
+                "{} has a direct path: {p:?}",
+                n.name()
+            );
+        }
+    }
+    drop(nodes);
+    drop((a, b)); // before their database server
+}
