@@ -14,7 +14,7 @@ use std::sync::{Arc, Weak};
 
 use chrono::{DateTime, Utc};
 
-use super::view::{self, View};
+use super::view::View;
 use crate::certs;
 use crate::policy::{CapMap, PeerOutput};
 use crate::state::change::{Change, PatchMask};
@@ -54,12 +54,15 @@ pub struct SentState {
 }
 
 impl SentState {
-    fn record_peer(&mut self, p: &Node, out: &PeerOutput) {
+    fn record_peer(&mut self, p: &Node, routes: Option<&PeerOutput>) {
         self.peers.insert(p.id);
-        if view::is_plain(p, out) {
-            self.routes.remove(&p.id);
-        } else {
-            self.routes.insert(p.id, out.clone());
+        match routes {
+            None => {
+                self.routes.remove(&p.id);
+            }
+            Some(o) => {
+                self.routes.insert(p.id, o.clone());
+            }
         }
     }
 
@@ -68,12 +71,10 @@ impl SentState {
         self.peers.remove(&id)
     }
 
-    /// Whether the client holds `out` for `p` already.
-    fn has_peer_output(&self, p: &Node, out: &PeerOutput) -> bool {
-        match self.routes.get(&p.id) {
-            Some(sent) => sent == out,
-            None => view::is_plain(p, out),
-        }
+    /// Whether the client holds `routes` for `p` already (`None`: its own
+    /// addresses, as `view::Routes`).
+    fn has_peer_routes(&self, p: &Node, routes: Option<&PeerOutput>) -> bool {
+        self.routes.get(&p.id) == routes
     }
 }
 
@@ -160,7 +161,7 @@ pub fn build_full(
         peers: (!peers.is_empty()).then(|| {
             peers
                 .iter()
-                .map(|(p, out)| peer_node(world, p, out, now, viewer))
+                .map(|(p, routes)| peer_node(world, p, routes.as_deref(), now, viewer))
                 .collect()
         }),
         peers_removed,
@@ -178,8 +179,8 @@ pub fn build_full(
     };
     sent.peers = BTreeSet::new();
     sent.routes = BTreeMap::new();
-    for (p, out) in &peers {
-        sent.record_peer(p, out);
+    for (p, routes) in &peers {
+        sent.record_peer(p, routes.as_deref());
     }
     debug_assert_eq!(sent.peers, peer_ids);
     sent.profiles = user_ids;
@@ -246,13 +247,14 @@ pub fn build_delta(
             .filter(|(p, _)| me.is_active(now) && p.is_active(now))
             .collect();
         let now_ids: BTreeSet<NodeId> = visible.iter().map(|(p, _)| p.id).collect();
-        for (p, out) in &visible {
+        for (p, routes) in &visible {
+            let routes = routes.as_deref();
             let known = sent.peers.contains(&p.id);
-            if (!known || !sent.has_peer_output(p, out)) && !change.upserted.contains(&p.id) {
+            if (!known || !sent.has_peer_routes(p, routes)) && !change.upserted.contains(&p.id) {
                 resp.peers_changed
-                    .push(peer_node(world, p, out, now, viewer));
+                    .push(peer_node(world, p, routes, now, viewer));
                 new_profiles.insert(owner_id(p));
-                sent.record_peer(p, out);
+                sent.record_peer(p, routes);
             }
         }
         let gone: Vec<NodeId> = sent.peers.difference(&now_ids).copied().collect();
@@ -270,11 +272,11 @@ pub fn build_delta(
                 continue;
             }
             if let Some(p) = world.node(*id) {
-                let out = v.peer_output(world, p);
-                if !sent.has_peer_output(p, &out) {
+                let routes = v.peer_routes(world, p);
+                if !sent.has_peer_routes(p, routes.as_deref()) {
                     resp.peers_changed
-                        .push(peer_node(world, p, &out, now, viewer));
-                    sent.record_peer(p, &out);
+                        .push(peer_node(world, p, routes.as_deref(), now, viewer));
+                    sent.record_peer(p, routes.as_deref());
                 }
             }
         }
@@ -283,14 +285,14 @@ pub fn build_delta(
         let shown = view
             .as_ref()
             .filter(|v| v.sees(self_id, *id) && me.is_active(now))
-            .and_then(|v| world.node(*id).map(|p| (p, v.peer_output(world, p))))
+            .and_then(|v| world.node(*id).map(|p| (p, v.peer_routes(world, p))))
             .filter(|(p, _)| p.is_active(now));
         match shown {
-            Some((p, out)) => {
+            Some((p, routes)) => {
                 resp.peers_changed
-                    .push(peer_node(world, p, &out, now, viewer));
+                    .push(peer_node(world, p, routes.as_deref(), now, viewer));
                 new_profiles.insert(owner_id(p));
-                sent.record_peer(p, &out);
+                sent.record_peer(p, routes.as_deref());
             }
             None => {
                 if sent.forget_peer(*id) {
@@ -432,12 +434,12 @@ fn self_node(world: &World, me: &Node, v: &View, now: DateTime<Utc>) -> tailcfg:
 fn peer_node(
     world: &World,
     p: &Node,
-    out: &PeerOutput,
+    routes: Option<&PeerOutput>,
     now: DateTime<Utc>,
     viewer: i32,
 ) -> tailcfg::Node {
     let mut n = tail_node(world, p, now, false);
-    if !view::is_plain(p, out) {
+    if let Some(out) = routes {
         n.allowed_ips = Some(out.allowed_ips.iter().map(ToString::to_string).collect());
         n.primary_routes = out.primary_routes.iter().map(ToString::to_string).collect();
     }

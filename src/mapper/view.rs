@@ -3,6 +3,7 @@
 //! policy and CapMap (with `https` as `certs` decides). Without a policy
 //! every node sees every other node and may reach it, Headscale's default.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::certs;
@@ -62,41 +63,47 @@ impl View {
     }
 
     /// The peers `me` sees, with what each may route.
-    pub fn visible<'w>(&'w self, world: &'w World, me: NodeId) -> Vec<(&'w Node, PeerOutput)> {
+    pub fn visible<'w>(&'w self, world: &'w World, me: NodeId) -> Vec<(&'w Node, Routes<'w>)> {
         match &self.out {
             Some(o) => o
                 .peers
                 .ids()
                 .filter_map(|id| {
                     let n = world.node(NodeId(id as i64))?;
-                    Some((n.as_ref(), routed_or_own(o, n)))
+                    Some((n.as_ref(), routed(o, n)))
                 })
                 .collect(),
             None => world
                 .nodes
                 .values()
                 .filter(|n| n.id != me)
-                .map(|n| (n.as_ref(), default_peer_output(world, n)))
+                .map(|n| (n.as_ref(), unless_plain(n, default_peer_output(world, n))))
                 .collect(),
         }
     }
 
     /// What `peer` may route as seen by `me` (for a peer in `visible`).
-    pub fn peer_output(&self, world: &World, peer: &Node) -> PeerOutput {
+    pub fn peer_routes<'w>(&'w self, world: &World, peer: &Node) -> Routes<'w> {
         match &self.out {
-            Some(o) => routed_or_own(o, peer),
-            None => default_peer_output(world, peer),
+            Some(o) => routed(o, peer),
+            None => unless_plain(peer, default_peer_output(world, peer)),
         }
     }
 }
 
-/// `peer`'s output in a compiled policy's `out`: its own addresses unless
-/// the policy says more.
-fn routed_or_own(out: &NodeOutput, peer: &Node) -> PeerOutput {
-    match out.peers.routed(peer.id.0 as u64) {
-        Some(o) => o.clone(),
-        None => PeerOutput::own(&peer.addresses()),
-    }
+/// What a viewer is told a peer routes beyond the peer's node: `None` when
+/// that is only its own addresses, the common case, which then costs no
+/// allocation and nothing remembered per session.
+pub type Routes<'w> = Option<Cow<'w, PeerOutput>>;
+
+/// `peer`'s routes in a compiled policy's `out`, borrowed from it.
+fn routed<'w>(out: &'w NodeOutput, peer: &Node) -> Routes<'w> {
+    let o = out.peers.routed(peer.id.0 as u64)?;
+    (!is_plain(peer, o)).then_some(Cow::Borrowed(o))
+}
+
+fn unless_plain(peer: &Node, out: PeerOutput) -> Routes<'static> {
+    (!is_plain(peer, &out)).then_some(Cow::Owned(out))
 }
 
 /// Without a policy: its addresses, the subnet routes it is the elected
