@@ -454,14 +454,7 @@ fn mixed_versions_carry_tcp(relayed: bool) {
     if relayed {
         // Both paths went through the relay, none directly.
         for n in &nodes {
-            let st = n.status().expect("status");
-            for p in st.peers.values() {
-                assert!(
-                    p.cur_addr.is_empty(),
-                    "{} has a direct path: {p:?}",
-                    n.name()
-                );
-            }
+            n.assert_only_relayed();
         }
     }
 }

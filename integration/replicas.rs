@@ -8,7 +8,28 @@ mod sqlite;
 
 use std::path::Path;
 
-use crate::harness::{Db, PgServer, Server, Topology};
+use crate::harness::{Db, KeyOptions, PgServer, Server, Topology};
+
+/// Two replicas on `ports` with relay regions `regions`; the second uses
+/// the first's Noise key, so clients know both as one server.
+fn pair(topo: &Topology, pg: &PgServer, ports: [u16; 2], regions: [u32; 2]) -> (Server, Server) {
+    let a = replica(topo, pg, ports[0], regions[0], None);
+    let noise = a.dir().join("data/noise_private.key");
+    let b = replica(topo, pg, ports[1], regions[1], Some(&noise));
+    (a, b)
+}
+
+/// Creates `user` through `server` and a reusable pre-auth key for it.
+fn user_key(server: &Server, user: &str) -> String {
+    server.create_user(user);
+    server.create_preauthkey(
+        user,
+        &KeyOptions {
+            reusable: true,
+            ..KeyOptions::default()
+        },
+    )
+}
 
 /// A replica in the hub namespace on `port`, with relay region `region`
 /// (STUN on `port + 100`); `noise` is the first replica's key file

@@ -402,6 +402,20 @@ impl Tailscaled {
         Status::parse(self.status_json()?)
     }
 
+    /// Panics if any peer has a direct path: everything went through a
+    /// DERP relay.
+    #[track_caller]
+    pub fn assert_only_relayed(&self) {
+        let st = self.status().expect("status");
+        for p in st.peers.values() {
+            assert!(
+                p.cur_addr.is_empty(),
+                "{} has a direct path: {p:?}",
+                self.name
+            );
+        }
+    }
+
     /// Waits until `BackendState` is `state` and returns that status.
     #[track_caller]
     pub fn wait_state(&self, state: &str, timeout: Duration) -> Status {

@@ -12,9 +12,9 @@ use std::process::Stdio;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::replica;
+use super::{pair, user_key};
 use crate::harness::{
-    ClientVersion, KeyOptions, OwnedChild, PgServer, Tailscaled, TailscaledOptions, Topology,
+    ClientVersion, OwnedChild, PgServer, Tailscaled, TailscaledOptions, Topology,
     skip_real_clients, try_wait_for, wait_for,
 };
 
@@ -136,20 +136,11 @@ fn clients_fail_over_between_replicas_behind_haproxy() {
     }
     let topo = Topology::new(4);
     let pg = PgServer::start();
-    let mut a = replica(&topo, &pg, 8081, 901, None);
-    let noise = a.dir().join("data/noise_private.key");
-    let b = replica(&topo, &pg, 8082, 902, Some(&noise));
+    let (mut a, b) = pair(&topo, &pg, [8081, 8082], [901, 902]);
     let _lb = haproxy(&topo, &[8081, 8082]);
     let url = format!("http://{}:{LB_PORT}", topo.hub_ip());
 
-    a.create_user(USER);
-    let key = a.create_preauthkey(
-        USER,
-        &KeyOptions {
-            reusable: true,
-            ..KeyOptions::default()
-        },
-    );
+    let key = user_key(&a, USER);
     let nodes: Vec<Tailscaled> = (0..4)
         .map(|i| {
             let opts = TailscaledOptions {

@@ -15,10 +15,10 @@
 
 use std::time::Duration;
 
-use super::replica;
+use super::{pair, user_key};
 use crate::harness::{
-    ClientVersion, KeyOptions, Listener, PgServer, Tailscaled, TailscaledOptions, Topology,
-    skip_real_clients, wait_for,
+    ClientVersion, Listener, PgServer, Tailscaled, TailscaledOptions, Topology, skip_real_clients,
+    wait_for,
 };
 
 const USER: &str = "alice";
@@ -88,18 +88,9 @@ fn nodes_homed_on_different_replicas_relay_through_each_other() {
     }
     let topo = Topology::new(3);
     let pg = PgServer::start();
-    let a = replica(&topo, &pg, PORTS[0], REGIONS[0], None);
-    let noise = a.dir().join("data/noise_private.key");
-    let b = replica(&topo, &pg, PORTS[1], REGIONS[1], Some(&noise));
+    let (a, b) = pair(&topo, &pg, PORTS, REGIONS);
     let servers = [&a, &b];
-    a.create_user(USER);
-    let key = a.create_preauthkey(
-        USER,
-        &KeyOptions {
-            reusable: true,
-            ..KeyOptions::default()
-        },
-    );
+    let key = user_key(&a, USER);
     let nodes: Vec<Tailscaled> = (0..3)
         .map(|i| {
             let opts = TailscaledOptions {
@@ -162,14 +153,7 @@ fn nodes_homed_on_different_replicas_relay_through_each_other() {
     connect_through(&topo, &nodes, &ips, (1, 0), 0);
     connect_through(&topo, &nodes, &ips, (2, 1), 1);
     for n in &nodes {
-        let st = n.status().expect("status");
-        for p in st.peers.values() {
-            assert!(
-                p.cur_addr.is_empty(),
-                "{} has a direct path: {p:?}",
-                n.name()
-            );
-        }
+        n.assert_only_relayed();
     }
     drop(nodes);
     drop((a, b)); // before their database server
