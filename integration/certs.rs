@@ -48,7 +48,7 @@ const POLICY: &str = r#"{
 
 /// `tailscale cert NAME` on `node`, written to its state directory; the
 /// chain's path on success, the CLI's output on failure.
-fn cert(node: &Tailscaled, name: &str) -> Result<std::path::PathBuf, String> {
+pub(crate) fn cert(node: &Tailscaled, name: &str) -> Result<std::path::PathBuf, String> {
     let dir = node.state_dir();
     let crt = dir.join(format!("{name}.crt"));
     let key = dir.join(format!("{name}.key"));
@@ -69,7 +69,12 @@ fn cert(node: &Tailscaled, name: &str) -> Result<std::path::PathBuf, String> {
 }
 
 /// `openssl verify` of the chain's leaf against `root`, by name.
-fn verify(ns: &Netns, root: &std::path::Path, chain: &std::path::Path, name: &str) -> String {
+pub(crate) fn verify(
+    ns: &Netns,
+    root: &std::path::Path,
+    chain: &std::path::Path,
+    name: &str,
+) -> String {
     let root = root.to_string_lossy().into_owned();
     let chain = chain.to_string_lossy().into_owned();
     let out = ns.run(
@@ -129,7 +134,8 @@ fn mcp_initialize(client: &Tailscaled, root: &std::path::Path, url: &str) -> Res
     serde_json::from_str(json.trim()).map_err(|e| format!("{e}: {text}"))
 }
 
-fn metric(topo: &Topology, server: &Server, name: &str) -> f64 {
+/// The value of `/metrics` line `name` on `server`.
+pub(crate) fn metric(topo: &Topology, server: &Server, name: &str) -> f64 {
     let (_, body) = topo
         .hub()
         .http_get(server.ip(), server.port(), "/metrics")

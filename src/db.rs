@@ -21,6 +21,7 @@
 //!
 //! May depend on: `types`. Nothing here knows about the protocol or policy.
 
+mod acme_challenges;
 mod api_keys;
 pub mod backup;
 pub mod batch;

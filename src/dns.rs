@@ -224,9 +224,12 @@ pub fn default_allow() -> Vec<IpNet> {
 pub type Visibility = Arc<dyn Fn(IpAddr, u64) -> bool + Send + Sync>;
 
 /// Live ACME DNS-01 challenge values, read on every `_acme-challenge.` query.
+#[async_trait::async_trait]
 pub trait ChallengeSource: Send + Sync {
     /// The TXT values at `owner` (lower-case, no trailing dot); empty when none.
-    fn txt(&self, owner: &str) -> Vec<String>;
+    /// Async: with replicas a value published through another replica is
+    /// read from the database.
+    async fn txt(&self, owner: &str) -> Vec<String>;
     /// Called once per response that carried challenge values.
     fn served(&self);
 }

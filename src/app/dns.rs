@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use ipnet::IpNet;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
 use crate::certs::Challenges;
 use crate::config;
@@ -83,7 +83,12 @@ pub async fn start(
     let hooks = dns::Hooks {
         visibility,
         challenges: challenges.map(|(store, metrics)| {
-            Arc::new(ChallengeAnswers { store, metrics }) as Arc<dyn dns::ChallengeSource>
+            Arc::new(ChallengeAnswers {
+                store,
+                metrics,
+                shared: state.shares_acme_challenges().then(|| state.clone()),
+                reads: Semaphore::new(SHARED_READS),
+            }) as Arc<dyn dns::ChallengeSource>
         }),
     };
     let handle = dns::serve(server_cfg, rx, hooks, std::future::pending())
@@ -102,15 +107,45 @@ pub async fn start(
     Ok(Some(addrs))
 }
 
+/// Database reads of shared challenge values in flight at most: a flood of
+/// challenge queries (each already rate-limited per source) cannot queue
+/// up reads; past it, a query gets this replica's own values.
+const SHARED_READS: usize = 8;
+/// How long a query waits for the database before answering without it.
+const SHARED_READ_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// The DNS server's view of the live ACME challenges, counting answers.
 struct ChallengeAnswers {
     store: Arc<Challenges>,
     metrics: Arc<Metrics>,
+    /// With replicas: a CA may ask this replica for a value the client
+    /// published through another, so the database is read too.
+    shared: Option<StateHandle>,
+    reads: Semaphore,
 }
 
+#[async_trait::async_trait]
 impl dns::ChallengeSource for ChallengeAnswers {
-    fn txt(&self, owner: &str) -> Vec<String> {
-        self.store.txt(owner)
+    async fn txt(&self, owner: &str) -> Vec<String> {
+        let mut values = self.store.txt(owner);
+        let Some(state) = &self.shared else {
+            return values;
+        };
+        let Ok(_permit) = self.reads.try_acquire() else {
+            return values;
+        };
+        match tokio::time::timeout(SHARED_READ_TIMEOUT, state.shared_acme_challenge(owner)).await {
+            Ok(Ok(shared)) => {
+                for v in shared {
+                    if !values.contains(&v) {
+                        values.push(v);
+                    }
+                }
+            }
+            Ok(Err(e)) => tracing::warn!(owner, error = %e, "shared ACME challenges unreadable"),
+            Err(_) => tracing::warn!(owner, "shared ACME challenges: database too slow"),
+        }
+        values
     }
 
     fn served(&self) {

@@ -5,8 +5,9 @@
 //! The tunnel's machine key must own the node key the request names (as for
 //! map and register); `certs::authorize` then limits the record to
 //! `_acme-challenge.<one of the node's CertDomains>`. The record is live in
-//! the DNS server when we answer 200: the client asks the CA to validate
-//! right away (see `certs::Challenges`).
+//! the DNS server when we answer 200 (with replicas, in the database every
+//! replica's DNS server reads): the client asks the CA to validate right
+//! away (see `certs::Challenges`).
 
 use axum::Extension;
 use axum::body::Bytes;
@@ -63,6 +64,22 @@ pub(super) async fn handler(
     };
     if let Some(store) = &cs.challenges {
         store.put(&challenge.owner, &challenge.value);
+        // With replicas the CA may ask another replica's DNS server: the
+        // value is in the database before we answer, or the client is told
+        // to try again (a 503 from the state error).
+        if let Err(e) = cs
+            .state
+            .share_acme_challenge(
+                &challenge.owner,
+                &challenge.value,
+                store.lifetime().to_std().unwrap_or_default(),
+            )
+            .await
+        {
+            cs.metrics.acme_challenge(false);
+            tracing::warn!(node = %node.id, error = %e, "could not share the ACME challenge");
+            return Err(e.into());
+        }
     }
     // For the operator's view only: the record is already live, so a
     // failure here is logged, not returned (the client would retry an order

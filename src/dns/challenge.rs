@@ -1,5 +1,6 @@
 //! Answers for `_acme-challenge.` names from the live [`ChallengeSource`]: TXT for TXT and ANY
-//! questions, NODATA (with the zone's SOA) for other types. Pure apart from the source call.
+//! questions, NODATA (with the zone's SOA) for other types. Pure apart from the source call
+//! (`owner` says whether to make it).
 
 use hickory_server::proto::op::ResponseCode;
 use hickory_server::proto::rr::rdata::TXT;
@@ -22,19 +23,25 @@ pub(super) struct ChallengeAnswer {
     pub(super) authority: Vec<Record>,
 }
 
-/// `Some` when `qname` is a challenge name in `index`'s zone with live values in `source`.
-pub(super) fn answer(
-    index: &RecordIndex,
-    source: &dyn ChallengeSource,
-    qname: &Name,
-    qtype: RecordType,
-) -> Option<ChallengeAnswer> {
+/// The owner to ask the source about (lower-case, no trailing dot), when `qname` is a
+/// challenge name in `index`'s zone.
+pub(super) fn owner(index: &RecordIndex, qname: &Name) -> Option<String> {
     let first = qname.iter().next()?;
     if !first.eq_ignore_ascii_case(LABEL) || !index.apex.zone_of(qname) {
         return None;
     }
     let owner = qname.to_lowercase().to_ascii();
-    let values = source.txt(owner.trim_end_matches('.'));
+    Some(owner.trim_end_matches('.').to_string())
+}
+
+/// `Some` when the source had live `values` for challenge name `qname` (see `owner`).
+pub(super) fn answer(
+    index: &RecordIndex,
+    source: &dyn ChallengeSource,
+    qname: &Name,
+    qtype: RecordType,
+    values: Vec<String>,
+) -> Option<ChallengeAnswer> {
     if values.is_empty() {
         return None;
     }

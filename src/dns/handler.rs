@@ -53,10 +53,19 @@ impl RequestHandler for Handler {
         }
         // Clone the Arc out so the watch lock is not held while encoding/sending.
         let index = self.index.borrow().clone();
-        let challenge = self.challenges.as_deref().and_then(|source| {
-            let q = request.queries.queries().first()?;
-            challenge::answer(&index, source, q.name(), q.query_type())
-        });
+        let challenge = match (
+            self.challenges.as_deref(),
+            request.queries.queries().first(),
+        ) {
+            (Some(source), Some(q)) => match challenge::owner(&index, q.name()) {
+                Some(owner) => {
+                    let values = source.txt(&owner).await;
+                    challenge::answer(&index, source, q.name(), q.query_type(), values)
+                }
+                None => None,
+            },
+            _ => None,
+        };
         let (rcode, edns) = match self.precheck(src, request, challenge.is_none()) {
             Ok(edns) => (None, edns),
             Err((rcode, edns)) => (Some(rcode), edns),

@@ -1,5 +1,7 @@
 //! The ACME challenges each node published (`/machine/set-dns`), for the
-//! operator's view: which names a node proved, and when.
+//! operator's view: which names a node proved, and when; and, with
+//! replicas, the challenge values themselves, shared through the database
+//! so that any replica's DNS server answers a CA.
 //!
 //! clawscale never sees the certificate itself: a CA issues it to the node
 //! right after the challenge validates. So this is evidence of an order,
@@ -9,6 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
@@ -39,5 +42,37 @@ impl StateHandle {
             })
         })
         .await
+    }
+}
+
+impl StateHandle {
+    /// With replicas: publishes challenge `value` at `owner` for `lifetime`
+    /// to the others (their DNS servers read it with
+    /// [`StateHandle::shared_acme_challenge`]). Not a World change, so it
+    /// does not go through the writer. Without replicas: nothing to do.
+    pub async fn share_acme_challenge(
+        &self,
+        owner: &str,
+        value: &str,
+        lifetime: Duration,
+    ) -> Result<()> {
+        match &self.shared {
+            Some(db) => Ok(db.put_acme_challenge(owner, value, lifetime).await?),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether challenge values are shared with other replicas.
+    pub fn shares_acme_challenges(&self) -> bool {
+        self.shared.is_some()
+    }
+
+    /// The live challenge values any replica published at `owner` (empty
+    /// without replicas).
+    pub async fn shared_acme_challenge(&self, owner: &str) -> Result<Vec<String>> {
+        match &self.shared {
+            Some(db) => Ok(db.acme_challenge_values(owner).await?),
+            None => Ok(Vec::new()),
+        }
     }
 }

@@ -96,6 +96,9 @@ pub struct StateHandle {
     clock: Arc<dyn Clock>,
     /// `policy.strict`: policies with clawscale extensions are refused.
     pub(super) policy_strict: bool,
+    /// The database, when replicas share it: state kept outside the World
+    /// that every replica must read (`certs`).
+    pub(super) shared: Option<Db>,
 }
 
 /// What a map request reports about its node.
@@ -304,6 +307,7 @@ pub async fn start(
     opts: Options,
 ) -> Result<StateHandle> {
     let replication = super::replication::Replication::open(&db, &opts.replica).await?;
+    let shared = replication.is_some().then(|| db.clone());
     let users = db.list_users().await?;
     let nodes = db.list_nodes().await?;
     let dns_overrides = db.dns_overrides().await?;
@@ -364,6 +368,7 @@ pub async fn start(
         sessions,
         clock,
         policy_strict,
+        shared,
     };
     tokio::spawn(super::expiry::watch(handle.downgrade()));
     if let Some(f) = follower {
@@ -412,6 +417,7 @@ pub(super) struct WeakState {
     sessions: Arc<Sessions>,
     clock: Arc<dyn Clock>,
     policy_strict: bool,
+    shared: Option<Db>,
 }
 
 impl WeakState {
@@ -422,6 +428,7 @@ impl WeakState {
             sessions: self.sessions.clone(),
             clock: self.clock.clone(),
             policy_strict: self.policy_strict,
+            shared: self.shared.clone(),
         })
     }
 
@@ -442,6 +449,7 @@ impl StateHandle {
             sessions: self.sessions.clone(),
             clock: self.clock.clone(),
             policy_strict: self.policy_strict,
+            shared: self.shared.clone(),
         }
     }
 

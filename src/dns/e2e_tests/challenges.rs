@@ -17,8 +17,9 @@ struct Source {
     served: AtomicUsize,
 }
 
+#[async_trait::async_trait]
 impl ChallengeSource for Source {
-    fn txt(&self, owner: &str) -> Vec<String> {
+    async fn txt(&self, owner: &str) -> Vec<String> {
         self.values
             .lock()
             .unwrap()

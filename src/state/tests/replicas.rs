@@ -356,3 +356,51 @@ async fn a_reader_behind_a_pruned_log_is_told_to_reload_everything() {
     let newest = db.latest_change().await.expect("latest");
     assert!(db.changes_since(newest).await.expect("changes").is_empty());
 }
+
+/// An ACME challenge value published through one replica is read by the
+/// other (its DNS server asks), until it expires; without replicas nothing
+/// is shared.
+#[tokio::test]
+async fn acme_challenges_published_on_one_replica_are_read_on_the_other() {
+    let Some((_pg, a, b)) = pair("acme_shared", no_poll()).await else {
+        return;
+    };
+    const OWNER: &str = "_acme-challenge.laptop.example.com";
+    assert!(a.shares_acme_challenges() && b.shares_acme_challenges());
+    assert!(b.shared_acme_challenge(OWNER).await.unwrap().is_empty());
+    a.share_acme_challenge(OWNER, "first", Duration::from_secs(60))
+        .await
+        .unwrap();
+    b.share_acme_challenge(OWNER, "second", Duration::from_millis(300))
+        .await
+        .unwrap();
+    // Renewing a value keeps one row.
+    a.share_acme_challenge(OWNER, "first", Duration::from_secs(60))
+        .await
+        .unwrap();
+    let read = b.shared_acme_challenge(OWNER).await.unwrap();
+    assert_eq!(read.len(), 2, "{read:?}");
+    assert!(read.contains(&"first".into()) && read.contains(&"second".into()));
+    assert!(
+        b.shared_acme_challenge("_acme-challenge.other.example.com")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(a.shared_acme_challenge(OWNER).await.unwrap(), ["first"]);
+
+    let (_dir, single) = crate::state::testing::temp_state(Duration::from_secs(60)).await;
+    assert!(!single.shares_acme_challenges());
+    single
+        .share_acme_challenge(OWNER, "first", Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(
+        single
+            .shared_acme_challenge(OWNER)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
