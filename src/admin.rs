@@ -167,9 +167,11 @@ impl Admin {
                 log.record_nowait(event_entry(&event, clock.now()));
             }
         });
+        let registrations = Registrations::default();
+        registrations.share_through(state.clone());
         Ok(Admin(Arc::new(Inner {
             keys: KeyCache::new(state.clone()),
-            registrations: Registrations::default(),
+            registrations,
             clients: oauth::cache::ClientCache::new(state.clone()),
             token_key,
             state,

@@ -108,10 +108,12 @@ impl AuthFlows {
 
     /// Starts an interactive login for `input`; returns the auth URL the
     /// client shows.
-    pub fn begin(&self, input: RegisterInput) -> Result<String, crate::admin::Error> {
+    pub async fn begin(&self, input: RegisterInput) -> Result<String, crate::admin::Error> {
         let id = AuthId::generate();
         let machine = input.machine_key;
         let verdict = self.registrations.insert(id.clone(), Some(input))?;
+        // With replicas, any of them may decide it (a failure drops it).
+        self.registrations.share(&id).await?;
         let ttl = self.registrations.ttl();
         let mut waiting = self.lock();
         // Waiters whose registration expired are never followed up.

@@ -41,8 +41,10 @@ impl Admin {
                 .state()
                 .oidc_login(profile, preferred_name, input, expiry)
                 .await?;
+            let verdict = Verdict::Approved(Some(login.node.clone()));
+            self.registrations().settled_here(id, &verdict).await;
             if let Ok(p) = self.registrations().take(id) {
-                let _ = p.verdict.send(Verdict::Approved(Some(login.node.clone())));
+                let _ = p.verdict.send(verdict);
             }
             let after = snapshot::node(&login.node);
             Ok(Done::new(login).after(after))

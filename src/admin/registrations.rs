@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
@@ -20,7 +20,9 @@ use rand::RngCore;
 use tokio::sync::oneshot;
 
 use super::{Admin, Caller, Done, Error, Mutation, NodeInfo, Resource, Result, snapshot};
-use crate::state::{PendingOwner, RegisterInput};
+use crate::state::{PendingOwner, RegisterInput, StateHandle};
+
+mod shared;
 use crate::types::{DnsLabel, MachinePublic, Node, NodeId, NodePublic, UserId};
 
 /// How long a registration waits for an operator (Headscale's default
@@ -96,6 +98,8 @@ pub struct Registrations {
     pending: Arc<Mutex<HashMap<AuthId, Pending>>>,
     /// How long an entry lives, in milliseconds (set once at start-up).
     ttl_ms: Arc<AtomicU64>,
+    /// With replicas: the state whose database shares requests (`shared`).
+    shared: Arc<OnceLock<StateHandle>>,
 }
 
 impl Default for Registrations {
@@ -103,6 +107,7 @@ impl Default for Registrations {
         Registrations {
             pending: Arc::default(),
             ttl_ms: Arc::new(AtomicU64::new(TTL.as_millis() as u64)),
+            shared: Arc::default(),
         }
     }
 }
@@ -236,23 +241,25 @@ impl Admin {
     /// Takes the pending registration `id` (it is single-use), enrols its
     /// machine for `owner` and releases the waiting client.
     async fn complete(&self, id: &AuthId, owner: PendingOwner) -> Result<Done<NodeInfo>> {
-        let p = self.registrations().take(id)?;
-        let Some(input) = p.registration else {
-            let _ = p.verdict.send(Verdict::Rejected(
-                "auth session is not a node registration".into(),
-            ));
+        let regs = self.registrations();
+        let mut claimed = regs.claim(id).await?;
+        let Some(input) = claimed.registration.take() else {
+            let refusal = Verdict::Rejected("auth session is not a node registration".into());
+            claimed.settle(regs, refusal).await;
             return Err(Error::InvalidArgument(format!(
                 "auth session {id} is not a node registration"
             )));
         };
         match self.state().register_pending(input, owner).await {
             Ok(node) => {
-                let _ = p.verdict.send(Verdict::Approved(Some(node.clone())));
+                claimed
+                    .settle(regs, Verdict::Approved(Some(node.clone())))
+                    .await;
                 let done = self.node_done(node.id).await?;
                 Ok(done.object(format!("node:{}", node.id)))
             }
             Err(e) => {
-                let _ = p.verdict.send(Verdict::Rejected(e.to_string()));
+                claimed.settle(regs, Verdict::Rejected(e.to_string())).await;
                 Err(e.into())
             }
         }
@@ -266,7 +273,8 @@ impl Admin {
         self.mutate(caller, m, async {
             let machine = self
                 .registrations()
-                .peek(id)
+                .peek_any(id)
+                .await?
                 .ok_or_else(|| {
                     Error::NotFound(format!("no pending auth session for auth id {id}"))
                 })?
@@ -286,8 +294,11 @@ impl Admin {
                 d.after = done.after;
                 return Ok(d);
             }
-            let p = self.registrations().take(id)?;
-            let _ = p.verdict.send(Verdict::Approved(None));
+            let regs = self.registrations();
+            regs.claim(id)
+                .await?
+                .settle(regs, Verdict::Approved(None))
+                .await;
             Ok(Done::new(()))
         })
         .await
@@ -297,10 +308,9 @@ impl Admin {
     pub async fn reject_auth(&self, caller: &Caller, id: &AuthId) -> Result<()> {
         let m = Mutation::new(Resource::Registrations, "auth.reject").on(object(id));
         self.mutate(caller, m, async {
-            let p = self.registrations().take(id)?;
-            let _ = p
-                .verdict
-                .send(Verdict::Rejected("auth request rejected".into()));
+            let regs = self.registrations();
+            let refusal = Verdict::Rejected("auth request rejected".into());
+            regs.claim(id).await?.settle(regs, refusal).await;
             Ok(Done::new(()))
         })
         .await

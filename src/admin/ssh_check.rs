@@ -37,6 +37,7 @@ impl Admin {
             Mutation::new(Resource::Registrations, "ssh_check.hold").on(object(Some(id), &what));
         self.mutate(&caller, m, async {
             let rx = self.registrations().insert(id.clone(), None)?;
+            self.registrations().share(id).await?;
             Ok(Done::new(rx).after(what))
         })
         .await
@@ -94,7 +95,9 @@ impl Admin {
                 Some(None) => {}
             }
             let p = self.registrations().take(id)?;
-            let _ = p.verdict.send(Verdict::Vouched(user));
+            let verdict = Verdict::Vouched(user);
+            self.registrations().settled_here(id, &verdict).await;
+            let _ = p.verdict.send(verdict);
             let after = serde_json::json!({"src": src.0, "user": user.0});
             Ok(Done::new(()).after(after))
         })

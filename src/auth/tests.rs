@@ -37,7 +37,7 @@ fn id_of(url: &str) -> AuthId {
 #[tokio::test]
 async fn a_followup_waits_for_the_decision_of_its_own_machine_only() {
     let f = flows();
-    let url = f.begin(input(1, "a")).unwrap();
+    let url = f.begin(input(1, "a")).await.unwrap();
     assert!(
         url.starts_with("http://ctl.example:8080/register/cskey-authreq-"),
         "{url}"
@@ -80,7 +80,7 @@ fn send(f: &AuthFlows, id: &AuthId, v: Verdict) {
 async fn an_abandoned_wait_can_be_resumed_and_logins_expire() {
     let f = flows();
     f.registrations().set_ttl(Duration::from_millis(400));
-    let url = f.begin(input(1, "a")).unwrap();
+    let url = f.begin(input(1, "a")).await.unwrap();
     // The client's connection drops mid-wait: the login stays pending.
     let _ = tokio::time::timeout(
         Duration::from_millis(50),
@@ -111,7 +111,10 @@ async fn get(f: &AuthFlows, path: &str) -> (StatusCode, String) {
 #[tokio::test]
 async fn the_page_shows_the_command_escaped_and_404s_unknown_ids() {
     let f = flows();
-    let url = f.begin(input(1, "<script>alert(1)</script>")).unwrap();
+    let url = f
+        .begin(input(1, "<script>alert(1)</script>"))
+        .await
+        .unwrap();
     let id = id_of(&url);
     let (status, page) = get(&f, &format!("/register/{id}")).await;
     assert_eq!(status, StatusCode::OK);

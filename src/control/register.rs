@@ -75,7 +75,7 @@ pub(super) async fn handler(
     };
     let resp = match outcome {
         RegisterOutcome::NeedsLogin(why) => match &cs.auth {
-            Some(flows) => match flows.begin(input) {
+            Some(flows) => match flows.begin(input).await {
                 Ok(url) => {
                     cs.metrics.registration("auth_url");
                     tracing::info!(machine = ?peer.machine_key, %url, "interactive login started");

@@ -1,0 +1,253 @@
+//! Pending requests across replicas (PostgreSQL): a request is also stored
+//! in the database when it starts (`share`), a decision claims it there
+//! first, whichever replica makes it (`claim`), and the verdict is written
+//! back and announced (`Claimed::settle`). The replica whose client waits
+//! hands announced verdicts to that client (`follow`); it also looks every
+//! [`POLL`] and after a reconnect, so a lost notification only delays.
+//! Without replicas every step is local and immediate.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use super::{AuthId, Pending, Registrations, Verdict};
+use crate::admin::{Error, Result};
+use crate::state::auth_requests::SharedVerdict;
+use crate::state::{RegisterInput, StateHandle};
+
+/// Look for verdicts unasked this often while requests wait here.
+const POLL: Duration = Duration::from_secs(5);
+/// Wait before reconnecting a lost listener.
+const RETRY: Duration = Duration::from_millis(500);
+/// How long a verdict naming a node waits for that node to reach this
+/// replica's World (it follows the database within milliseconds).
+const NODE_ARRIVAL: Duration = Duration::from_secs(5);
+
+/// How a request is named in the database: its auth id is a bearer value.
+pub(super) fn hash(id: &AuthId) -> String {
+    hex::encode(Sha256::digest(id.as_str().as_bytes()))
+}
+
+/// A request taken for a decision.
+pub(in crate::admin) struct Claimed {
+    id: AuthId,
+    /// Its waiter, when the client waits on this replica.
+    local: Option<Pending>,
+    /// What it registers (`None`: a request that only needs a verdict).
+    pub(in crate::admin) registration: Option<RegisterInput>,
+}
+
+impl Claimed {
+    /// Gives the verdict to the waiting client, here or (through the
+    /// database) on its replica.
+    pub(in crate::admin) async fn settle(self, regs: &Registrations, verdict: Verdict) {
+        if let Some(state) = regs.shared() {
+            let shared = match &verdict {
+                Verdict::Approved(node) => SharedVerdict::Approved(node.as_ref().map(|n| n.id)),
+                Verdict::Vouched(user) => SharedVerdict::Vouched(*user),
+                Verdict::Rejected(m) => SharedVerdict::Rejected(m.clone()),
+            };
+            if let Err(e) = state.decide_request(&hash(&self.id), &shared).await {
+                // A client waiting elsewhere times out and logs in again.
+                tracing::warn!(id = %self.id, error = %e, "could not store a verdict");
+            }
+        }
+        if let Some(p) = self.local {
+            let _ = p.verdict.send(verdict);
+        }
+    }
+}
+
+impl Registrations {
+    /// Shares requests through `state`'s database from now on, and starts
+    /// handing verdicts given on other replicas to clients waiting here.
+    pub fn share_through(&self, state: StateHandle) {
+        if !state.shares_requests() || self.shared.set(state.clone()).is_err() {
+            return;
+        }
+        tokio::spawn(follow(self.clone(), state));
+    }
+
+    pub(super) fn shared(&self) -> Option<&StateHandle> {
+        self.shared.get()
+    }
+
+    /// With replicas, stores pending request `id` in the database so any
+    /// replica may decide it; if that fails the request is dropped here
+    /// too (its client is told to try again).
+    pub async fn share(&self, id: &AuthId) -> std::result::Result<(), Error> {
+        let Some(state) = self.shared() else {
+            return Ok(());
+        };
+        let Some(registration) = self.peek(id) else {
+            return Err(Error::NotFound(format!(
+                "no pending auth session for auth id {id}"
+            )));
+        };
+        let stored = state
+            .share_request(&hash(id), registration.as_ref(), self.ttl())
+            .await;
+        stored.map_err(|e| {
+            self.forget(id);
+            Error::from(e)
+        })
+    }
+
+    /// What pending request `id` would register (as `peek`), here or, with
+    /// replicas, wherever its client waits.
+    pub(in crate::admin) async fn peek_any(
+        &self,
+        id: &AuthId,
+    ) -> Result<Option<Option<RegisterInput>>> {
+        if let Some(local) = self.peek(id) {
+            return Ok(Some(local));
+        }
+        match self.shared() {
+            Some(state) => Ok(state.peek_request(&hash(id)).await?),
+            None => Ok(None),
+        }
+    }
+
+    /// Takes request `id` for a decision: from this replica's store, or
+    /// (with replicas) from the database when its client waits elsewhere.
+    /// Once only, across all replicas.
+    pub(in crate::admin) async fn claim(&self, id: &AuthId) -> Result<Claimed> {
+        let Some(state) = self.shared() else {
+            let p = self.take(id)?;
+            let registration = p.registration.clone();
+            return Ok(Claimed {
+                id: id.clone(),
+                local: Some(p),
+                registration,
+            });
+        };
+        // The database first: if it cannot be reached, nothing is taken.
+        let Some(stored) = state.claim_request(&hash(id)).await? else {
+            return Err(Error::NotFound(format!(
+                "no pending auth session for auth id {id}"
+            )));
+        };
+        let local = self.take(id).ok();
+        let registration = match &local {
+            Some(p) => p.registration.clone(),
+            None => stored,
+        };
+        Ok(Claimed {
+            id: id.clone(),
+            local,
+            registration,
+        })
+    }
+
+    /// Marks a request decided here without `claim` (a login completed on
+    /// this replica) as decided in the database too, so no other replica
+    /// decides it again.
+    pub(in crate::admin) async fn settled_here(&self, id: &AuthId, verdict: &Verdict) {
+        let Some(state) = self.shared() else {
+            return;
+        };
+        let h = hash(id);
+        let result = match state.claim_request(&h).await {
+            Ok(Some(_)) => {
+                let shared = match verdict {
+                    Verdict::Approved(node) => SharedVerdict::Approved(node.as_ref().map(|n| n.id)),
+                    Verdict::Vouched(user) => SharedVerdict::Vouched(*user),
+                    Verdict::Rejected(m) => SharedVerdict::Rejected(m.clone()),
+                };
+                state.decide_request(&h, &shared).await
+            }
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            tracing::warn!(%id, error = %e, "could not mark a request decided");
+        }
+    }
+
+    /// The requests waiting here, by database name.
+    fn waiting_hashes(&self) -> Vec<(String, AuthId)> {
+        let ttl = self.ttl();
+        self.lock()
+            .iter()
+            .filter(|(_, p)| p.since.elapsed() < ttl && !p.verdict.is_closed())
+            .map(|(id, _)| (hash(id), id.clone()))
+            .collect()
+    }
+}
+
+/// Hands verdicts stored by other replicas to the clients waiting here.
+async fn follow(regs: Registrations, state: StateHandle) {
+    loop {
+        let mut listener = match state.listen_verdicts().await {
+            Ok(Some(l)) => l,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "verdict listener down; retrying");
+                tokio::time::sleep(RETRY).await;
+                continue;
+            }
+        };
+        // Whatever was announced while no one listened.
+        deliver(&regs, &state).await;
+        loop {
+            match tokio::time::timeout(POLL, listener.recv()).await {
+                Ok(Ok(_)) | Err(_) => deliver(&regs, &state).await,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "verdict listener lost; reconnecting");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+async fn deliver(regs: &Registrations, state: &StateHandle) {
+    let waiting = regs.waiting_hashes();
+    if waiting.is_empty() {
+        return;
+    }
+    let hashes: Vec<String> = waiting.iter().map(|(h, _)| h.clone()).collect();
+    let verdicts = match state.request_verdicts(&hashes).await {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read verdicts");
+            return;
+        }
+    };
+    for (h, v) in verdicts {
+        let Some((_, id)) = waiting.iter().find(|(w, _)| *w == h) else {
+            continue;
+        };
+        let Ok(p) = regs.take(id) else {
+            continue;
+        };
+        let verdict = match v {
+            SharedVerdict::Approved(Some(node)) => match arrived(state, node).await {
+                Some(n) => Verdict::Approved(Some(n)),
+                None => Verdict::Rejected("the registered node did not reach this server".into()),
+            },
+            SharedVerdict::Approved(None) => Verdict::Approved(None),
+            SharedVerdict::Vouched(user) => Verdict::Vouched(user),
+            SharedVerdict::Rejected(m) => Verdict::Rejected(m),
+        };
+        let _ = p.verdict.send(verdict);
+    }
+}
+
+/// Node `id` once this replica's World has it.
+async fn arrived(state: &StateHandle, id: crate::types::NodeId) -> Option<Arc<crate::types::Node>> {
+    let start = Instant::now();
+    loop {
+        if let Some(n) = state.world().node(id) {
+            return Some(n.clone());
+        }
+        if start.elapsed() > NODE_ARRIVAL {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests;

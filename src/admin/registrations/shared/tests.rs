@@ -1,0 +1,140 @@
+//! Two replicas on one PostgreSQL database, each with its own operations
+//! (`Admin`): a client waits on A while an operator decides on B, once.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::admin::audit::Audit;
+use crate::admin::{Admin, AuthId, Caller, Error, TokenKey, Transport};
+use crate::auth::{AuthFlows, FollowupOutcome};
+use crate::db::testing::PgTemp;
+use crate::state::{RegisterInput, ReplicaOptions, StateHandle};
+use crate::types::{MachinePublic, NodePublic};
+
+fn input(machine: u8, hostname: &str) -> RegisterInput {
+    RegisterInput {
+        machine_key: MachinePublic([machine; 32]),
+        node_key: NodePublic([machine; 32]),
+        old_node_key: None,
+        auth_key: None,
+        expiry: None,
+        hostinfo: json!({ "Hostname": hostname }),
+        ephemeral: false,
+        version: 133,
+    }
+}
+
+async fn replica(pg: &PgTemp, name: &str) -> (StateHandle, Admin) {
+    let state = crate::state::testing::replica(
+        pg.db_named(name).await,
+        ReplicaOptions {
+            poll: Duration::from_secs(3600),
+            ..Default::default()
+        },
+    )
+    .await;
+    let admin = Admin::start(
+        state.clone(),
+        Audit::open(None).unwrap(),
+        TokenKey::random(),
+    )
+    .await
+    .expect("admin");
+    (state, admin)
+}
+
+fn operator() -> Caller {
+    Caller::local(Some(0), Transport::Grpc)
+}
+
+/// Starts an interactive login on `flows` and waits for its outcome in a
+/// task: the login's id and the waiting task.
+async fn login(
+    flows: &AuthFlows,
+    machine: u8,
+) -> (AuthId, tokio::task::JoinHandle<FollowupOutcome>) {
+    let url = flows.begin(input(machine, "laptop")).await.expect("begin");
+    let id = AuthId::parse(url.rsplit('/').next().unwrap()).unwrap();
+    let flows = flows.clone();
+    let wait = tokio::spawn(async move { flows.follow(&url, MachinePublic([machine; 32])).await });
+    (id, wait)
+}
+
+async fn outcome(wait: tokio::task::JoinHandle<FollowupOutcome>) -> FollowupOutcome {
+    // The notification arrives within milliseconds; the safety poll (5 s)
+    // is not what this waits for.
+    tokio::time::timeout(Duration::from_secs(2), wait)
+        .await
+        .expect("the waiting client heard within 2 s")
+        .expect("task")
+}
+
+#[tokio::test]
+async fn a_request_waiting_on_one_replica_is_decided_on_the_other_once() {
+    let Some(pg) = PgTemp::create("shared_requests").await else {
+        return;
+    };
+    let (a_state, a) = replica(&pg, "replica_a").await;
+    let (_b_state, b) = replica(&pg, "replica_b").await;
+    a_state.create_user("alice", "", "").await.expect("user");
+    let flows = AuthFlows::new("http://a.example", a.registrations().clone());
+    let op = operator();
+
+    // Registered on B for the client waiting on A.
+    let (id, wait) = login(&flows, 1).await;
+    let info = loop {
+        // B's World learns of alice through the database.
+        match b.register_pending(&op, &id, "alice").await {
+            Err(Error::NotFound(m)) if m.contains("alice") => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            other => break other.expect("B registers A's login"),
+        }
+    };
+    match outcome(wait).await {
+        FollowupOutcome::Registered(node) => assert_eq!(node.id, info.node.id),
+        other => panic!("A's client: {other:?}"),
+    }
+    // Once: neither replica decides it again.
+    for admin in [&a, &b] {
+        let again = admin.register_pending(&op, &id, "alice").await;
+        assert!(matches!(again, Err(Error::NotFound(_))), "{again:?}");
+    }
+
+    // Rejected on B.
+    let (id, wait) = login(&flows, 2).await;
+    b.reject_auth(&op, &id).await.expect("B rejects");
+    match outcome(wait).await {
+        FollowupOutcome::Failed(m) => assert!(m.contains("rejected"), "{m}"),
+        other => panic!("A's client: {other:?}"),
+    }
+
+    // Approving a new machine is refused without using the request up,
+    // on B as on A; registering it then works.
+    let (id, wait) = login(&flows, 3).await;
+    let refused = b.approve_auth(&op, &id).await;
+    assert!(
+        matches!(refused, Err(Error::FailedPrecondition(_))),
+        "{refused:?}"
+    );
+    b.register_pending(&op, &id, "alice")
+        .await
+        .expect("still pending");
+    assert!(matches!(
+        outcome(wait).await,
+        FollowupOutcome::Registered(_)
+    ));
+
+    // Decided on A, where the client waits: B cannot decide it after.
+    let (id, wait) = login(&flows, 4).await;
+    a.reject_auth(&op, &id).await.expect("A rejects");
+    assert!(matches!(outcome(wait).await, FollowupOutcome::Failed(_)));
+    let late = b.register_pending(&op, &id, "alice").await;
+    assert!(matches!(late, Err(Error::NotFound(_))), "{late:?}");
+
+    // An unknown id is unknown everywhere.
+    let unknown = AuthId::generate();
+    let r = b.reject_auth(&op, &unknown).await;
+    assert!(matches!(r, Err(Error::NotFound(_))), "{r:?}");
+}
