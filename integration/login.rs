@@ -22,13 +22,13 @@ const JOIN: Duration = Duration::from_secs(60);
 const USER: &str = "alice";
 
 /// An interactive `tailscale up` running in the background.
-struct PendingUp {
+pub(crate) struct PendingUp {
     child: OwnedChild,
     out: PathBuf,
 }
 
 impl PendingUp {
-    fn start(ts: &Tailscaled, server: &Server, host: &str, extra: &[&str]) -> PendingUp {
+    pub(crate) fn start(ts: &Tailscaled, server: &Server, host: &str, extra: &[&str]) -> PendingUp {
         static SEQ: AtomicU32 = AtomicU32::new(0);
         let n = SEQ.fetch_add(1, Ordering::Relaxed);
         let out = ts.state_dir().join(format!("up-{n}.log"));
@@ -52,7 +52,7 @@ impl PendingUp {
 
     /// The auth id of the URL the client printed, after checking the URL
     /// points at this server's register page.
-    fn auth_id(&mut self, server: &Server) -> String {
+    pub(crate) fn auth_id(&mut self, server: &Server) -> String {
         let prefix = format!("{}/register/", server.url());
         wait_for("the client to print its login URL", JOIN, || {
             let text = self.output();
@@ -68,7 +68,7 @@ impl PendingUp {
         })
     }
 
-    fn wait_exit(&mut self, timeout: Duration) -> (ExitStatus, String) {
+    pub(crate) fn wait_exit(&mut self, timeout: Duration) -> (ExitStatus, String) {
         let status = wait_for("`tailscale up` to exit", timeout, || {
             self.child.exited().ok_or_else(|| self.output())
         });
@@ -112,6 +112,19 @@ fn login(
     extra: &[&str],
     decide: &[&str],
 ) -> Vec<String> {
+    login_decided_on(server, server, ts, host, extra, decide)
+}
+
+/// As `login`, with the client logging in through `server` and the
+/// operator's command run against `decider` (another replica).
+pub(crate) fn login_decided_on(
+    server: &Server,
+    decider: &Server,
+    ts: &Tailscaled,
+    host: &str,
+    extra: &[&str],
+    decide: &[&str],
+) -> Vec<String> {
     let mut up = PendingUp::start(ts, server, host, extra);
     let id = up.auth_id(server);
     assert!(id.starts_with("cskey-authreq-"), "{id}");
@@ -128,7 +141,7 @@ fn login(
     let args: Vec<String> = decide.iter().map(|a| a.replace("{}", &id)).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let t0 = Instant::now();
-    server.cli_ok(&args);
+    decider.cli_ok(&args);
     let cli = t0.elapsed();
     time_to_state(ts, "Running", JOIN);
     let running = t0.elapsed();

@@ -3,6 +3,7 @@
 
 mod certs;
 mod failover;
+mod login;
 mod postgres;
 mod relay;
 mod sqlite;
