@@ -8,6 +8,8 @@
 //! (`tuning.register_cache_expiration`, [`TTL`] by default), are used at
 //! most once (a decision removes them), and at most [`MAX_PENDING`] are
 //! kept, so unauthenticated clients cannot grow the store without bound.
+//! With replicas the store is also kept in the database, so that any
+//! replica may decide a request (`shared`).
 
 use std::collections::HashMap;
 use std::fmt;
