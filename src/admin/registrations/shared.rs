@@ -29,6 +29,15 @@ pub(super) fn hash(id: &AuthId) -> String {
     hex::encode(Sha256::digest(id.as_str().as_bytes()))
 }
 
+/// A verdict as the database keeps it (a node by its id).
+fn stored(verdict: &Verdict) -> SharedVerdict {
+    match verdict {
+        Verdict::Approved(node) => SharedVerdict::Approved(node.as_ref().map(|n| n.id)),
+        Verdict::Vouched(user) => SharedVerdict::Vouched(*user),
+        Verdict::Rejected(m) => SharedVerdict::Rejected(m.clone()),
+    }
+}
+
 /// A request taken for a decision.
 pub(in crate::admin) struct Claimed {
     id: AuthId,
@@ -43,12 +52,10 @@ impl Claimed {
     /// database) on its replica.
     pub(in crate::admin) async fn settle(self, regs: &Registrations, verdict: Verdict) {
         if let Some(state) = regs.shared() {
-            let shared = match &verdict {
-                Verdict::Approved(node) => SharedVerdict::Approved(node.as_ref().map(|n| n.id)),
-                Verdict::Vouched(user) => SharedVerdict::Vouched(*user),
-                Verdict::Rejected(m) => SharedVerdict::Rejected(m.clone()),
-            };
-            if let Err(e) = state.decide_request(&hash(&self.id), &shared).await {
+            if let Err(e) = state
+                .decide_request(&hash(&self.id), &stored(&verdict))
+                .await
+            {
                 // A client waiting elsewhere times out and logs in again.
                 tracing::warn!(id = %self.id, error = %e, "could not store a verdict");
             }
@@ -149,14 +156,7 @@ impl Registrations {
         };
         let h = hash(id);
         let result = match state.claim_request(&h).await {
-            Ok(Some(_)) => {
-                let shared = match verdict {
-                    Verdict::Approved(node) => SharedVerdict::Approved(node.as_ref().map(|n| n.id)),
-                    Verdict::Vouched(user) => SharedVerdict::Vouched(*user),
-                    Verdict::Rejected(m) => SharedVerdict::Rejected(m.clone()),
-                };
-                state.decide_request(&h, &shared).await
-            }
+            Ok(Some(_)) => state.decide_request(&h, &stored(verdict)).await,
             Ok(None) => Ok(()),
             Err(e) => Err(e),
         };
