@@ -51,14 +51,13 @@ impl Claimed {
     /// Gives the verdict to the waiting client, here or (through the
     /// database) on its replica.
     pub(in crate::admin) async fn settle(self, regs: &Registrations, verdict: Verdict) {
-        if let Some(state) = regs.shared() {
-            if let Err(e) = state
+        if let Some(state) = regs.shared()
+            && let Err(e) = state
                 .decide_request(&hash(&self.id), &stored(&verdict))
                 .await
-            {
-                // A client waiting elsewhere times out and logs in again.
-                tracing::warn!(id = %self.id, error = %e, "could not store a verdict");
-            }
+        {
+            // A client waiting elsewhere times out and logs in again.
+            tracing::warn!(id = %self.id, error = %e, "could not store a verdict");
         }
         if let Some(p) = self.local {
             let _ = p.verdict.send(verdict);
