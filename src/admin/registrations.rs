@@ -360,6 +360,7 @@ impl Admin {
             // Nobody waits on a made-up machine.
             self.registrations()
                 .insert_unwatched(id.clone(), Some(input))?;
+            self.registrations().share(id).await?;
             let now = self.now();
             let node = Node {
                 id: NodeId(0),

@@ -133,6 +133,18 @@ async fn a_request_waiting_on_one_replica_is_decided_on_the_other_once() {
     let late = b.register_pending(&op, &id, "alice").await;
     assert!(matches!(late, Err(Error::NotFound(_))), "{late:?}");
 
+    // A made-up machine (Headscale's debug node) made on A is registered
+    // on B.
+    let debug = AuthId::generate();
+    a.debug_create_node(&op, "alice", &debug, "made-up", vec![])
+        .await
+        .expect("debug node");
+    let made = b
+        .register_pending(&op, &debug, "alice")
+        .await
+        .expect("B registers it");
+    assert_eq!(made.node.hostname, "made-up");
+
     // An unknown id is unknown everywhere.
     let unknown = AuthId::generate();
     let r = b.reject_auth(&op, &unknown).await;
