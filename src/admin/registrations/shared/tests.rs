@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::admin::audit::Audit;
+use crate::admin::registrations::Verdict;
 use crate::admin::{Admin, AuthId, Caller, Error, TokenKey, Transport};
 use crate::auth::{AuthFlows, FollowupOutcome};
 use crate::db::testing::PgTemp;
@@ -144,6 +145,20 @@ async fn a_request_waiting_on_one_replica_is_decided_on_the_other_once() {
         .await
         .expect("B registers it");
     assert_eq!(made.node.hostname, "made-up");
+
+    // A request that only needs a verdict (an SSH check held on A) is
+    // approved on B.
+    let check = AuthId::generate();
+    let verdict = a.registrations().insert(check.clone(), None).expect("hold");
+    a.registrations().share(&check).await.expect("shared");
+    b.approve_auth(&op, &check)
+        .await
+        .expect("B approves the check");
+    let got = tokio::time::timeout(Duration::from_secs(2), verdict)
+        .await
+        .expect("A's waiter heard within 2 s")
+        .expect("a verdict");
+    assert!(matches!(got, Verdict::Approved(None)), "{got:?}");
 
     // An unknown id is unknown everywhere.
     let unknown = AuthId::generate();
