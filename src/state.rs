@@ -21,6 +21,7 @@ pub mod events;
 mod expiry;
 pub mod ipam;
 mod membership;
+mod memo;
 mod nodes;
 mod oauth_clients;
 mod oidc_login;

@@ -7,11 +7,12 @@
 
 use std::collections::HashSet;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 
 use imbl::{HashMap, OrdMap, OrdSet};
 
 use super::ipam::Floor;
+use super::memo::{Memo, Version};
 use super::policy::PolicyState;
 use crate::tailcfg;
 use crate::types::{MachinePublic, Node, NodeId, NodePublic, User, UserId};
@@ -71,32 +72,14 @@ pub struct World {
     by_name: HashMap<String, NodeId>,
     /// Where the sequential address allocator starts (see [`Floor`]).
     pub(super) ip_floor: Floor,
-    /// The last `services()` result with the policy it was computed for;
-    /// shared by every World cloned from this one, valid only while the
-    /// policy `Arc` is the same.
-    services_cache: Arc<Mutex<Option<ServicesCache>>>,
-    dns_cache: Arc<Mutex<Option<DnsCache>>>,
+    /// `services()` of one policy version.
+    services_cache: Memo<Version<PolicyState>, Services>,
+    /// `dns_config()` of one settings and policy version.
+    dns_cache: Memo<(Version<Settings>, Version<PolicyState>), Arc<tailcfg::DnsConfig>>,
 }
 
 /// `svc:NAME` → its hosts' addresses, for one `PolicyState`.
 pub type Services = Arc<Vec<(String, Vec<IpAddr>)>>;
-
-/// The DNS config of one settings and policy version (see
-/// [`World::dns_config`]); both held weakly, as in [`ServicesCache`].
-#[derive(Debug)]
-struct DnsCache {
-    settings: Weak<Settings>,
-    policy: Weak<PolicyState>,
-    config: Arc<tailcfg::DnsConfig>,
-}
-
-#[derive(Debug)]
-struct ServicesCache {
-    /// Held weakly (the allocation, so its address cannot be reused) and
-    /// not strongly: a replaced compiled policy must be freed at once.
-    policy: Weak<PolicyState>,
-    services: Services,
-}
 
 impl World {
     pub fn new(settings: Settings, users: Vec<User>, nodes: Vec<Node>) -> Self {
@@ -114,8 +97,8 @@ impl World {
             by_ip: HashMap::default(),
             by_name: HashMap::default(),
             ip_floor: Floor::default(),
-            services_cache: Arc::default(),
-            dns_cache: Arc::default(),
+            services_cache: Memo::default(),
+            dns_cache: Memo::default(),
         };
         for n in nodes {
             w.put_node(Arc::new(n));
@@ -134,29 +117,17 @@ impl World {
     /// addresses, sorted by name; empty without a policy. Computed once per
     /// policy version, however many sessions ask.
     pub fn services(&self) -> Services {
-        let mut cache = self
-            .services_cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = cache.as_ref()
-            && std::ptr::eq(c.policy.as_ptr(), Arc::as_ptr(&self.policy))
-        {
-            return c.services.clone();
-        }
-        let mut list = self
-            .policy
-            .compiled
-            .as_ref()
-            .map(|c| c.service_addrs())
-            .unwrap_or_default();
-        list.retain(|(_, addrs)| !addrs.is_empty());
-        list.sort_by(|a, b| a.0.cmp(&b.0));
-        let services = Arc::new(list);
-        *cache = Some(ServicesCache {
-            policy: Arc::downgrade(&self.policy),
-            services: services.clone(),
-        });
-        services
+        self.services_cache.get(Version::of(&self.policy), |_| {
+            let mut list = self
+                .policy
+                .compiled
+                .as_ref()
+                .map(|c| c.service_addrs())
+                .unwrap_or_default();
+            list.retain(|(_, addrs)| !addrs.is_empty());
+            list.sort_by(|a, b| a.0.cmp(&b.0));
+            Arc::new(list)
+        })
     }
 
     /// The `DNSConfig` every map carries: the operator's settings with only
@@ -170,24 +141,14 @@ impl World {
     /// returns the same `Arc`, so streams tell an unchanged config by its
     /// pointer across policy versions (every batch of joins makes one).
     pub fn dns_config(&self) -> Arc<tailcfg::DnsConfig> {
-        let mut cache = self.dns_cache.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = cache.as_ref()
-            && std::ptr::eq(c.settings.as_ptr(), Arc::as_ptr(&self.settings))
-            && std::ptr::eq(c.policy.as_ptr(), Arc::as_ptr(&self.policy))
-        {
-            return c.config.clone();
-        }
-        let built = self.build_dns_config();
-        let config = match cache.take() {
-            Some(old) if *old.config == built => old.config,
-            _ => Arc::new(built),
-        };
-        *cache = Some(DnsCache {
-            settings: Arc::downgrade(&self.settings),
-            policy: Arc::downgrade(&self.policy),
-            config: config.clone(),
-        });
-        config
+        let key = (Version::of(&self.settings), Version::of(&self.policy));
+        self.dns_cache.get(key, |last| {
+            let built = self.build_dns_config();
+            match last {
+                Some(old) if *old == built => old,
+                _ => Arc::new(built),
+            }
+        })
     }
 
     fn build_dns_config(&self) -> tailcfg::DnsConfig {
