@@ -86,7 +86,7 @@ pub async fn start(
             Arc::new(ChallengeAnswers {
                 store,
                 metrics,
-                shared: state.shares_acme_challenges().then(|| state.clone()),
+                shared: state.is_replicated().then(|| state.clone()),
                 reads: Semaphore::new(SHARED_READS),
             }) as Arc<dyn dns::ChallengeSource>
         }),

@@ -11,19 +11,9 @@ use tower::ServiceExt;
 
 use super::*;
 use crate::admin::registrations::Verdict;
-use crate::types::NodePublic;
 
 fn input(machine: u8, hostname: &str) -> RegisterInput {
-    RegisterInput {
-        machine_key: MachinePublic([machine; 32]),
-        node_key: NodePublic([machine; 32]),
-        old_node_key: None,
-        auth_key: None,
-        expiry: None,
-        hostinfo: serde_json::json!({ "Hostname": hostname }),
-        ephemeral: false,
-        version: 133,
-    }
+    crate::state::testing::register_input(machine, machine, None, hostname)
 }
 
 fn flows() -> AuthFlows {

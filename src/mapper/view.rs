@@ -126,7 +126,7 @@ fn default_peer_output(world: &World, n: &Node) -> PeerOutput {
 
 /// Whether a peer's output says more than "its own addresses": only such
 /// peers need their AllowedIPs remembered per session.
-pub fn is_plain(n: &Node, o: &PeerOutput) -> bool {
+fn is_plain(n: &Node, o: &PeerOutput) -> bool {
     o.primary_routes.is_empty()
         && o.allowed_ips.len() == n.addresses().len()
         && o.allowed_ips

@@ -69,11 +69,6 @@ fn decode(text: &str) -> Result<RegisterInput> {
 }
 
 impl StateHandle {
-    /// Whether pending requests are shared with other replicas.
-    pub fn shares_requests(&self) -> bool {
-        self.shared.is_some()
-    }
-
     /// Stores a pending request (`id_hash`: SHA-256 hex of its auth id)
     /// for `ttl`.
     pub async fn share_request(

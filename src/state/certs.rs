@@ -62,11 +62,6 @@ impl StateHandle {
         }
     }
 
-    /// Whether challenge values are shared with other replicas.
-    pub fn shares_acme_challenges(&self) -> bool {
-        self.shared.is_some()
-    }
-
     /// The live challenge values any replica published at `owner` (empty
     /// without replicas).
     pub async fn shared_acme_challenge(&self, owner: &str) -> Result<Vec<String>> {

@@ -5,10 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::ipam::{Ipam, Strategy};
-use super::{LoginRules, Options, Settings, StateHandle, start};
+use super::{LoginRules, Options, RegisterInput, Settings, StateHandle, start};
 use crate::clock::SystemClock;
 use crate::db::{Db, Target};
 use crate::mapper::sessions::Sessions;
+use crate::types::{MachinePublic, NodePublic};
 
 /// Starts a writer over a fresh database in a new temp dir (MagicDNS domain
 /// `clawql.local`, Tailscale's address ranges). Keep the `TempDir` alive for
@@ -155,4 +156,24 @@ async fn start_with_opts(
         replica,
     };
     start(db, settings, Sessions::new(), Arc::new(SystemClock), opts).await
+}
+
+/// A registration of machine `machine` with node key `node` (each key all
+/// that byte), with pre-auth key `key` or none (an interactive login).
+pub(crate) fn register_input(
+    machine: u8,
+    node: u8,
+    key: Option<&str>,
+    hostname: &str,
+) -> RegisterInput {
+    RegisterInput {
+        machine_key: MachinePublic([machine; 32]),
+        node_key: NodePublic([node; 32]),
+        old_node_key: None,
+        auth_key: key.map(str::to_string),
+        expiry: None,
+        hostinfo: serde_json::json!({ "Hostname": hostname }),
+        ephemeral: false,
+        version: 133,
+    }
 }

@@ -5,10 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use serde_json::json;
 
 use super::{RegisterInput, RegisterOutcome, StateHandle};
-use crate::types::{MachinePublic, Node, NodePublic, Owner, UserId};
+use crate::types::{Node, NodePublic, Owner, UserId};
 
 mod batch;
 mod durability;
@@ -31,18 +30,7 @@ async fn fixture(ephemeral_timeout: Duration) -> Fixture {
     }
 }
 
-fn input(machine: u8, node: u8, key: Option<&str>, hostname: &str) -> RegisterInput {
-    RegisterInput {
-        machine_key: MachinePublic([machine; 32]),
-        node_key: NodePublic([node; 32]),
-        old_node_key: None,
-        auth_key: key.map(str::to_string),
-        expiry: None,
-        hostinfo: json!({ "Hostname": hostname }),
-        ephemeral: false,
-        version: 133,
-    }
-}
+use super::testing::register_input as input;
 
 impl Fixture {
     async fn key(&self, reusable: bool, ephemeral: bool, tags: &[&str]) -> String {

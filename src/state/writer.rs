@@ -97,7 +97,7 @@ pub struct StateHandle {
     /// `policy.strict`: policies with clawscale extensions are refused.
     pub(super) policy_strict: bool,
     /// The database, when replicas share it: state kept outside the World
-    /// that every replica must read (`certs`).
+    /// that every replica must read (`certs`, `auth_requests`).
     pub(super) shared: Option<Db>,
 }
 
@@ -498,6 +498,12 @@ impl StateHandle {
 
     pub fn sessions(&self) -> &Arc<Sessions> {
         &self.sessions
+    }
+
+    /// Whether other replicas share this state's database: then state kept
+    /// outside the World (ACME challenges, pending requests) is shared too.
+    pub fn is_replicated(&self) -> bool {
+        self.shared.is_some()
     }
 
     pub fn now(&self) -> DateTime<Utc> {

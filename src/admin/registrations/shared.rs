@@ -69,7 +69,7 @@ impl Registrations {
     /// Shares requests through `state`'s database from now on, and starts
     /// handing verdicts given on other replicas to clients waiting here.
     pub fn share_through(&self, state: StateHandle) {
-        if !state.shares_requests() || self.shared.set(state.clone()).is_err() {
+        if !state.is_replicated() || self.shared.set(state.clone()).is_err() {
             return;
         }
         tokio::spawn(follow(self.clone(), state));

@@ -366,7 +366,7 @@ async fn acme_challenges_published_on_one_replica_are_read_on_the_other() {
         return;
     };
     const OWNER: &str = "_acme-challenge.laptop.example.com";
-    assert!(a.shares_acme_challenges() && b.shares_acme_challenges());
+    assert!(a.is_replicated() && b.is_replicated());
     assert!(b.shared_acme_challenge(OWNER).await.unwrap().is_empty());
     a.share_acme_challenge(OWNER, "first", Duration::from_secs(60))
         .await
@@ -391,7 +391,7 @@ async fn acme_challenges_published_on_one_replica_are_read_on_the_other() {
     assert_eq!(a.shared_acme_challenge(OWNER).await.unwrap(), ["first"]);
 
     let (_dir, single) = crate::state::testing::temp_state(Duration::from_secs(60)).await;
-    assert!(!single.shares_acme_challenges());
+    assert!(!single.is_replicated());
     single
         .share_acme_challenge(OWNER, "first", Duration::from_secs(60))
         .await

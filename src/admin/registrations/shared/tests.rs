@@ -3,27 +3,16 @@
 
 use std::time::Duration;
 
-use serde_json::json;
-
 use crate::admin::audit::Audit;
 use crate::admin::registrations::Verdict;
 use crate::admin::{Admin, AuthId, Caller, Error, TokenKey, Transport};
 use crate::auth::{AuthFlows, FollowupOutcome};
 use crate::db::testing::PgTemp;
 use crate::state::{RegisterInput, ReplicaOptions, StateHandle};
-use crate::types::{MachinePublic, NodePublic};
+use crate::types::MachinePublic;
 
 fn input(machine: u8, hostname: &str) -> RegisterInput {
-    RegisterInput {
-        machine_key: MachinePublic([machine; 32]),
-        node_key: NodePublic([machine; 32]),
-        old_node_key: None,
-        auth_key: None,
-        expiry: None,
-        hostinfo: json!({ "Hostname": hostname }),
-        ephemeral: false,
-        version: 133,
-    }
+    crate::state::testing::register_input(machine, machine, None, hostname)
 }
 
 async fn replica(pg: &PgTemp, name: &str) -> (StateHandle, Admin) {
