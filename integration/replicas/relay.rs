@@ -16,9 +16,10 @@
 use std::time::Duration;
 
 use super::{pair, user_key};
+use crate::certs::metric;
 use crate::harness::{
-    ClientVersion, Listener, PgServer, Tailscaled, TailscaledOptions, Topology, skip_real_clients,
-    wait_for,
+    ClientVersion, Listener, PgServer, Server, Tailscaled, TailscaledOptions, Topology,
+    skip_real_clients, wait_for,
 };
 
 const USER: &str = "alice";
@@ -36,36 +37,26 @@ fn host(i: usize) -> String {
     format!("node{i}")
 }
 
-/// The replica's `derp_packets_relayed` counter.
-fn relayed(topo: &Topology, port: u16) -> u64 {
-    let (code, body) = topo
-        .hub()
-        .http_get(topo.hub_ip(), port, "/metrics")
-        .unwrap_or_else(|e| panic!("GET /metrics on {port}: {e}"));
-    assert_eq!(code, 200, "{body}");
-    body.lines()
-        .find_map(|l| l.strip_prefix("clawscale_derp_packets_relayed_total "))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no relay counter on {port}:\n{body}"))
-}
+const RELAYED: &str = "clawscale_derp_packets_relayed_total ";
 
-/// `from` opens a TCP connection to `to`; the packets relayed by replica
-/// `via` rise while it does.
+/// `from` opens a TCP connection to `to`; the packets relayed by `via`
+/// rise while it does.
 fn connect_through(
     topo: &Topology,
+    via: (usize, &Server),
     nodes: &[Tailscaled],
     ips: &[String],
     (from, to): (usize, usize),
-    via: usize,
 ) {
+    let (via, replica) = via;
     let listener = Listener::start(nodes[to].netns(), TCP_PORT);
-    let before = relayed(topo, PORTS[via]);
+    let before = metric(topo, replica, RELAYED);
     wait_for(
         &format!("TCP from {} to {}", host(from), host(to)),
         JOIN,
         || listener.reached_from(&nodes[from], &ips[to], TCP_PORT),
     );
-    let after = relayed(topo, PORTS[via]);
+    let after = metric(topo, replica, RELAYED);
     eprintln!(
         "{} -> {}: replica {via}'s relay carried {} packets",
         host(from),
@@ -150,8 +141,8 @@ fn nodes_homed_on_different_replicas_relay_through_each_other() {
     // node1 (on B) to node0 (homed on A), then node2 (homed on A) to node1
     // (homed on B): neither has talked to its peer before, so each goes
     // through the peer's home relay.
-    connect_through(&topo, &nodes, &ips, (1, 0), 0);
-    connect_through(&topo, &nodes, &ips, (2, 1), 1);
+    connect_through(&topo, (0, &a), &nodes, &ips, (1, 0));
+    connect_through(&topo, (1, &b), &nodes, &ips, (2, 1));
     for n in &nodes {
         n.assert_only_relayed();
     }
