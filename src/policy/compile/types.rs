@@ -33,6 +33,18 @@ impl PeerOutput {
             primary_routes: Vec::new(),
         }
     }
+
+    /// Whether this is `PeerOutput::own(addresses)` (without building it:
+    /// asked once per visible peer when a node's output is computed).
+    pub fn is_own(&self, addresses: &[IpAddr]) -> bool {
+        self.primary_routes.is_empty()
+            && self.allowed_ips.len() == addresses.len()
+            && self
+                .allowed_ips
+                .iter()
+                .zip(addresses)
+                .all(|(net, a)| *net == IpNet::from(*a))
+    }
 }
 
 /// The peers one node sees. Most peers route only their own addresses, so
@@ -57,7 +69,7 @@ impl Peers {
         let mut routed = Vec::new();
         for (id, addresses, out) in peers {
             ids.push(id);
-            if out != PeerOutput::own(&addresses) {
+            if !out.is_own(&addresses) {
                 routed.push((id, out));
             }
         }

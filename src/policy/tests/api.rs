@@ -331,8 +331,10 @@ fn plain_peers_are_kept_as_ids_and_routers_with_their_routes() {
             ip(&format!("fd7a:115c:a1e0::{id}")),
         ]
     };
+    assert!(!router.is_own(&own(3)));
     for plain in [2, 4, 5] {
         assert_eq!(by_id[&plain], crate::policy::PeerOutput::own(&own(plain)));
+        assert!(by_id[&plain].is_own(&own(plain)));
         assert_eq!(
             by_id[&plain].allowed_ips,
             own(plain)
