@@ -29,10 +29,15 @@ pub(crate) struct PendingUp {
 
 impl PendingUp {
     pub(crate) fn start(ts: &Tailscaled, server: &Server, host: &str, extra: &[&str]) -> PendingUp {
+        PendingUp::start_at(ts, &server.url(), host, extra)
+    }
+
+    /// As `start`, with `url` (a load balancer's, say) as the login server.
+    pub(crate) fn start_at(ts: &Tailscaled, url: &str, host: &str, extra: &[&str]) -> PendingUp {
         static SEQ: AtomicU32 = AtomicU32::new(0);
         let n = SEQ.fetch_add(1, Ordering::Relaxed);
         let out = ts.state_dir().join(format!("up-{n}.log"));
-        let login = format!("--login-server={}", server.url());
+        let login = format!("--login-server={url}");
         let hostname = format!("--hostname={host}");
         let mut args = vec![
             "up",

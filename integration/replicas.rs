@@ -8,9 +8,16 @@ mod postgres;
 mod relay;
 mod sqlite;
 
+use std::fs;
 use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
 
-use crate::harness::{Db, KeyOptions, PgServer, Server, ServerConfig, Topology};
+use crate::harness::{Db, KeyOptions, OwnedChild, PgServer, Server, ServerConfig, Topology};
+
+/// The port haproxy listens on, in the hub namespace: the one login
+/// server URL in front of the replicas.
+const LB_PORT: u16 = 8080;
 
 /// Two replicas on `ports` with relay regions `regions`; the second uses
 /// the first's Noise key, so clients know both as one server.
@@ -74,4 +81,61 @@ fn replica(
         }
         customize(cfg);
     })
+}
+
+/// haproxy in the hub namespace, killed (by PID) on drop.
+pub(crate) struct Haproxy {
+    _child: OwnedChild,
+    _dir: tempfile::TempDir,
+}
+
+/// haproxy (TCP mode, `balance first`) on [`LB_PORT`] in front of the
+/// replicas on `backends`: every client goes to the first healthy one.
+pub(crate) fn haproxy(topo: &Topology, backends: &[u16]) -> Haproxy {
+    let found = std::process::Command::new("haproxy").arg("-v").output();
+    assert!(
+        found.is_ok_and(|o| o.status.success()),
+        "haproxy is missing: install Debian's `haproxy` (.ci/run does)"
+    );
+    let hub = topo.hub_ip();
+    let servers: String = backends
+        .iter()
+        .enumerate()
+        .map(|(i, port)| format!("    server r{i} {hub}:{port} check\n"))
+        .collect();
+    // TCP mode: the control protocol's HTTP upgrade to Noise passes through
+    // untouched. A replica is taken out when /healthz is not 200; its
+    // sessions are cut so clients reconnect to the next one.
+    let cfg = format!(
+        "global\n    maxconn 1000\n\
+         defaults\n    mode tcp\n    timeout connect 2s\n    timeout client 1h\n    \
+         timeout server 1h\n    timeout check 1s\n    retries 3\n    option redispatch\n\
+         frontend control\n    bind {hub}:{LB_PORT}\n    default_backend replicas\n\
+         backend replicas\n    balance first\n    option httpchk GET /healthz\n    \
+         default-server inter 500ms fall 2 rise 2 on-marked-down shutdown-sessions\n{servers}"
+    );
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("{}-haproxy-", topo.tag()))
+        .tempdir()
+        .expect("haproxy dir");
+    let path = dir.path().join("haproxy.cfg");
+    fs::write(&path, cfg).expect("write haproxy.cfg");
+    let check = topo.hub().run(
+        &["haproxy", "-c", "-f", &path.to_string_lossy()],
+        Duration::from_secs(30),
+    );
+    assert!(check.success(), "haproxy rejects its config:\n{check}");
+    let log = fs::File::create(dir.path().join("haproxy.log")).expect("log");
+    let mut cmd = topo.hub().command("haproxy");
+    cmd.arg("-db")
+        .arg("-f")
+        .arg(&path)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("dup"))
+        .stderr(log);
+    let child = OwnedChild::spawn(&mut cmd, "haproxy");
+    Haproxy {
+        _child: child,
+        _dir: dir,
+    }
 }
