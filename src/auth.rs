@@ -138,17 +138,30 @@ impl AuthFlows {
         else {
             return FollowupOutcome::Failed(EXPIRED.into());
         };
-        let waiter = {
+        let here = {
             let mut waiting = self.lock();
             match waiting.remove(&id) {
-                Some(w) if w.machine == machine => w,
+                Some(w) if w.machine == machine => Some(w),
                 Some(w) => {
                     // Another machine's login: leave it alone.
                     waiting.insert(id, w);
                     return FollowupOutcome::Failed(EXPIRED.into());
                 }
-                None => return FollowupOutcome::Failed(EXPIRED.into()),
+                None => None,
             }
+        };
+        let waiter = match here {
+            Some(w) => w,
+            // With replicas, a login started on another one (the client's
+            // connection moved, or that replica is gone) continues here.
+            None => match self.registrations.adopt(&id, machine).await {
+                Some((verdict, since)) => Waiter {
+                    machine,
+                    verdict,
+                    since,
+                },
+                None => return FollowupOutcome::Failed(EXPIRED.into()),
+            },
         };
         let remaining = self
             .registrations

@@ -2,11 +2,13 @@
 //! logs in through replica A (its URL names A) and waits there; the
 //! operator's `clawscale auth register` runs against replica B. The client
 //! is Running within 3 s of the command, both replicas list the node once,
-//! and a login rejected on B fails on A's client.
+//! and a login rejected on B fails on A's client. And a login survives the
+//! loss of its replica: started through haproxy on A, A killed, the client
+//! follows it up on B, where it is shown and registered.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use super::{pair, user_key};
+use super::{LB_PORT, haproxy, pair, user_key};
 use crate::harness::{ClientVersion, PgServer, Tailscaled, Topology, skip_real_clients, wait_for};
 use crate::login::login_decided_on;
 
@@ -57,5 +59,65 @@ fn a_login_waiting_on_one_replica_is_decided_on_the_other() {
     assert!(out.contains("rejected"), "{out}");
     assert!(a.nodes().iter().all(|n| n.name() != "other"));
     drop((laptop, other));
+    drop((a, b)); // before their database server
+}
+
+#[test]
+fn a_login_continues_on_the_other_replica_when_its_own_is_killed() {
+    if skip_real_clients() {
+        return;
+    }
+    let topo = Topology::new(1);
+    let pg = PgServer::start();
+    let (mut a, b) = pair(&topo, &pg, [8081, 8082], [901, 902]);
+    let _lb = haproxy(&topo, &[8081, 8082]);
+    let url = format!("http://{}:{LB_PORT}", topo.hub_ip());
+    let _ = user_key(&a, USER);
+    let laptop = Tailscaled::start(topo.host(0), "laptop", ClientVersion::V1_96_4);
+    let mut up = crate::login::PendingUp::start_at(&laptop, &url, "laptop", &[]);
+    // haproxy's `balance first`: the login starts on A, and its URL names A.
+    let id = up.auth_id(&a);
+
+    // B shows the page of a login waiting on A.
+    let (code, page) = laptop
+        .netns()
+        .http_get(b.ip(), b.port(), &format!("/register/{id}"))
+        .expect("register page on B");
+    assert_eq!(code, 200, "{page}");
+    assert!(
+        page.contains(&format!("auth register --auth-id {id}")),
+        "{page}"
+    );
+
+    a.kill();
+    let killed = Instant::now();
+    let marker = "a login started on another replica is followed up here";
+    wait_for(
+        "the client to follow its login up on B",
+        Duration::from_secs(60),
+        || {
+            if b.log().contains(marker) {
+                Ok(())
+            } else {
+                Err("not yet".to_string())
+            }
+        },
+    );
+    eprintln!(
+        "login followed up on B {:?} after kill -9 of A",
+        killed.elapsed()
+    );
+    b.cli_ok(&["auth", "register", "--auth-id", &id, "--user", USER]);
+    let decided = Instant::now();
+    // Registered within about 0.25 s; Running takes about 3 s more, as the
+    // client's netcheck gives up on the dead replica's relay region.
+    laptop.wait_state("Running", Duration::from_secs(10));
+    eprintln!("Running {:?} after the decision on B", decided.elapsed());
+    let (status, out) = up.wait_exit(Duration::from_secs(30));
+    assert!(status.success(), "`tailscale up` failed:\n{out}");
+    let nodes = b.nodes();
+    let named: Vec<_> = nodes.iter().filter(|n| n.name() == "laptop").collect();
+    assert_eq!(named.len(), 1, "{nodes:?}");
+    drop(laptop);
     drop((a, b)); // before their database server
 }

@@ -30,7 +30,8 @@ impl Admin {
         self.mutate(&caller, m, async {
             let input = self
                 .registrations()
-                .peek(id)
+                .peek_any(id)
+                .await?
                 .ok_or_else(|| {
                     Error::NotFound(format!("no pending auth session for auth id {id}"))
                 })?

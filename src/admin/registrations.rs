@@ -137,6 +137,17 @@ impl Registrations {
         id: AuthId,
         registration: Option<RegisterInput>,
     ) -> std::result::Result<oneshot::Receiver<Verdict>, Error> {
+        self.insert_since(id, registration, Instant::now())
+    }
+
+    /// As `insert`, for a request that started at `since` (one taken over
+    /// from another replica keeps its expiry).
+    fn insert_since(
+        &self,
+        id: AuthId,
+        registration: Option<RegisterInput>,
+        since: Instant,
+    ) -> std::result::Result<oneshot::Receiver<Verdict>, Error> {
         let ttl = self.ttl();
         let mut map = self.lock();
         map.retain(|_, p| p.since.elapsed() < ttl && !p.verdict.is_closed());
@@ -151,7 +162,7 @@ impl Registrations {
             Pending {
                 registration,
                 verdict: tx,
-                since: Instant::now(),
+                since,
                 _unwatched: None,
             },
         );

@@ -1,7 +1,9 @@
 //! `GET /register/{auth_id}`: the page a client's auth URL opens. Plain
 //! HTML without scripts. Without another login method it shows the command
 //! an operator runs to finish the login; an unknown or expired id gets a
-//! 404 page. Everything interpolated is escaped.
+//! 404 page. With replicas, a request whose client waits on another
+//! replica is found in the database (503 when it cannot be read).
+//! Everything interpolated is escaped.
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -20,9 +22,23 @@ pub fn router(flows: AuthFlows) -> Router {
 }
 
 async fn page(State(flows): State<AuthFlows>, Path(text): Path<String>) -> Response {
-    let pending = AuthId::parse(&text)
-        .ok()
-        .and_then(|id| flows.registrations().peek(&id).map(|r| (id, r)));
+    let regs = flows.registrations();
+    let pending = match AuthId::parse(&text) {
+        // With replicas, a request whose client waits on another one is
+        // shown (and may be decided) here too.
+        Ok(id) => match regs.peek_any(&id).await {
+            Ok(found) => found.map(|r| (id, r)),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not look up a login");
+                return html(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Login link not available",
+                    "<p>This server cannot look up the login right now. Try again shortly.</p>",
+                );
+            }
+        },
+        Err(_) => None,
+    };
     let Some((id, registration)) = pending else {
         return html(
             StatusCode::NOT_FOUND,
@@ -31,7 +47,12 @@ async fn page(State(flows): State<AuthFlows>, Path(text): Path<String>) -> Respo
              <p>Run <code>tailscale up</code> again for a new one.</p>",
         );
     };
-    if let Some(provider) = &flows.provider {
+    // An SSH check held on another replica is not known to this one's
+    // identity-provider login, so it is shown for an operator's approval.
+    let held_elsewhere = registration.is_none() && regs.peek(&id).is_none();
+    if let Some(provider) = &flows.provider
+        && !held_elsewhere
+    {
         return provider.start(&id);
     }
     let Some(registration) = registration else {

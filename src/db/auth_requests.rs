@@ -87,6 +87,32 @@ impl Db {
         })
     }
 
+    /// An unexpired request in any state (pending, taken or decided): its
+    /// registration JSON and how long it has left; `None` when unknown or
+    /// expired. For a client that follows its login up on another replica.
+    pub async fn find_auth_request(
+        &self,
+        id_hash: &str,
+    ) -> Result<Option<(Option<String>, Duration)>> {
+        let pool = self.pg_only()?;
+        let row = sqlx::query(
+            "SELECT registration, EXTRACT(EPOCH FROM expires_at - now())::float8 AS left_s \
+             FROM auth_requests WHERE id_hash = $1 AND expires_at > now()",
+        )
+        .bind(id_hash)
+        .fetch_optional(pool)
+        .await?;
+        let Some(r) = row else {
+            return Ok(None);
+        };
+        let left: f64 = r.try_get("left_s")?;
+        let left = Duration::try_from_secs_f64(left.max(0.0)).unwrap_or_default();
+        Ok(Some((
+            r.try_get::<Option<String>, _>("registration")?,
+            left,
+        )))
+    }
+
     /// Stores the verdict on a claimed request and announces it.
     pub async fn decide_auth_request(&self, v: &StoredVerdict) -> Result<()> {
         self.pg_only()?;

@@ -112,6 +112,22 @@ impl StateHandle {
         }
     }
 
+    /// An unexpired request in any state, pending or decided: what it
+    /// registers (`None`: nothing) and how long it has left; `None` when
+    /// unknown or expired, and without replicas.
+    pub async fn find_request(
+        &self,
+        id_hash: &str,
+    ) -> Result<Option<(Option<RegisterInput>, Duration)>> {
+        let Some(db) = &self.shared else {
+            return Ok(None);
+        };
+        match db.find_auth_request(id_hash).await? {
+            Some((text, left)) => Ok(Some((text.as_deref().map(decode).transpose()?, left))),
+            None => Ok(None),
+        }
+    }
+
     /// Stores the verdict on a claimed request and tells the replicas.
     pub async fn decide_request(&self, id_hash: &str, verdict: &SharedVerdict) -> Result<()> {
         let Some(db) = &self.shared else {

@@ -10,11 +10,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
+use tokio::sync::oneshot;
 
 use super::{AuthId, Pending, Registrations, Verdict};
 use crate::admin::{Error, Result};
 use crate::state::auth_requests::SharedVerdict;
 use crate::state::{RegisterInput, StateHandle};
+use crate::types::MachinePublic;
 
 /// Look for verdicts unasked this often while requests wait here.
 const POLL: Duration = Duration::from_secs(5);
@@ -102,10 +104,7 @@ impl Registrations {
 
     /// What pending request `id` would register (as `peek`), here or, with
     /// replicas, wherever its client waits.
-    pub(in crate::admin) async fn peek_any(
-        &self,
-        id: &AuthId,
-    ) -> Result<Option<Option<RegisterInput>>> {
+    pub async fn peek_any(&self, id: &AuthId) -> Result<Option<Option<RegisterInput>>> {
         if let Some(local) = self.peek(id) {
             return Ok(Some(local));
         }
@@ -164,6 +163,41 @@ impl Registrations {
         }
     }
 
+    /// With replicas: takes over a login that `machine` started on another
+    /// replica (which may be gone) and now follows up here, if it is
+    /// unexpired and that machine's. Its verdict, whether given before or
+    /// after, on any replica, reaches the returned receiver; the instant is
+    /// when the request started.
+    pub async fn adopt(
+        &self,
+        id: &AuthId,
+        machine: MachinePublic,
+    ) -> Option<(oneshot::Receiver<Verdict>, Instant)> {
+        let state = self.shared()?;
+        let h = hash(id);
+        let (registration, left) = match state.find_request(&h).await {
+            Ok(found) => found?,
+            Err(e) => {
+                // The client follows up again after a back-off.
+                tracing::warn!(error = %e, "could not look up a login started elsewhere");
+                return None;
+            }
+        };
+        // Only the machine that started a login may wait on it.
+        let registration = registration.filter(|r| r.machine_key == machine)?;
+        let age = self.ttl().saturating_sub(left);
+        let since = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
+        let verdict = self
+            .insert_since(id.clone(), Some(registration), since)
+            .ok()?;
+        // A verdict stored before the request was taken over here was
+        // announced when no one here waited for it.
+        let (regs, state, waiting) = (self.clone(), state.clone(), vec![(h, id.clone())]);
+        tokio::spawn(async move { deliver_to(&regs, &state, waiting).await });
+        tracing::info!(%id, "a login started on another replica is followed up here");
+        Some((verdict, since))
+    }
+
     /// The requests waiting here, by database name.
     fn waiting_hashes(&self) -> Vec<(String, AuthId)> {
         let ttl = self.ttl();
@@ -202,7 +236,12 @@ async fn follow(regs: Registrations, state: StateHandle) {
 }
 
 async fn deliver(regs: &Registrations, state: &StateHandle) {
-    let waiting = regs.waiting_hashes();
+    deliver_to(regs, state, regs.waiting_hashes()).await;
+}
+
+/// Hands the verdicts stored for `waiting` (database name, id) to their
+/// waiters here.
+async fn deliver_to(regs: &Registrations, state: &StateHandle, waiting: Vec<(String, AuthId)>) {
     if waiting.is_empty() {
         return;
     }

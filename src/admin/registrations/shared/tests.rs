@@ -154,3 +154,110 @@ async fn a_request_waiting_on_one_replica_is_decided_on_the_other_once() {
     let r = b.reject_auth(&op, &unknown).await;
     assert!(matches!(r, Err(Error::NotFound(_))), "{r:?}");
 }
+
+#[tokio::test]
+async fn a_login_started_on_one_replica_is_followed_up_on_the_other() {
+    let Some(pg) = PgTemp::create("adopted_requests").await else {
+        return;
+    };
+    let (a_state, a) = replica(&pg, "replica_a").await;
+    let (b_state, b) = replica(&pg, "replica_b").await;
+    a_state.create_user("alice", "", "").await.expect("user");
+    let on_a = AuthFlows::new("http://a.example", a.registrations().clone());
+    let on_b = AuthFlows::new("http://b.example", b.registrations().clone());
+    let op = operator();
+    let follow_on_b = |url: String, machine: u8| {
+        let flows = on_b.clone();
+        tokio::spawn(async move { flows.follow(&url, MachinePublic([machine; 32])).await })
+    };
+    while b_state.world().user_by_name("alice").is_none() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // The client moves to B, then the operator decides on A (where the
+    // request was started): B's waiter hears it.
+    let url = on_a.begin(input(1, "laptop")).await.expect("begin");
+    let id = AuthId::parse(url.rsplit('/').next().unwrap()).unwrap();
+    let wait = follow_on_b(url, 1);
+    while !b.registrations().contains(&id) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let info = a
+        .register_pending(&op, &id, "alice")
+        .await
+        .expect("A registers");
+    match outcome(wait).await {
+        FollowupOutcome::Registered(node) => assert_eq!(node.id, info.node.id),
+        other => panic!("the client on B: {other:?}"),
+    }
+
+    // Decided (on B) while the client was between replicas: its followup
+    // on B gets the verdict stored before it arrived.
+    let url = on_a.begin(input(2, "desktop")).await.expect("begin");
+    let id = AuthId::parse(url.rsplit('/').next().unwrap()).unwrap();
+    let info = b
+        .register_pending(&op, &id, "alice")
+        .await
+        .expect("B registers");
+    match outcome(follow_on_b(url, 2)).await {
+        FollowupOutcome::Registered(node) => assert_eq!(node.id, info.node.id),
+        other => panic!("the client on B: {other:?}"),
+    }
+
+    // Another machine cannot wait on someone's login, and trying does not
+    // use it up; an unknown one is unknown.
+    let url = on_a.begin(input(3, "phone")).await.expect("begin");
+    let id = AuthId::parse(url.rsplit('/').next().unwrap()).unwrap();
+    match outcome(follow_on_b(url.clone(), 9)).await {
+        FollowupOutcome::Failed(m) => assert!(m.contains("expired or unknown"), "{m}"),
+        other => panic!("a stranger on B: {other:?}"),
+    }
+    let unknown = format!("http://a.example/register/{}", AuthId::generate());
+    assert!(matches!(
+        outcome(follow_on_b(unknown, 3)).await,
+        FollowupOutcome::Failed(_)
+    ));
+    let wait = follow_on_b(url, 3);
+    while !b.registrations().contains(&id) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    b.reject_auth(&op, &id).await.expect("B rejects");
+    match outcome(wait).await {
+        FollowupOutcome::Failed(m) => assert!(m.contains("rejected"), "{m}"),
+        other => panic!("the client on B: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_oidc_login_finished_on_one_replica_registers_a_client_waiting_on_the_other() {
+    let Some(pg) = PgTemp::create("oidc_across").await else {
+        return;
+    };
+    let (_a_state, a) = replica(&pg, "replica_a").await;
+    let (_b_state, b) = replica(&pg, "replica_b").await;
+    let flows = AuthFlows::new("http://a.example", a.registrations().clone());
+    let (id, wait) = login(&flows, 1).await;
+    let profile = crate::db::OidcProfile {
+        identity: crate::types::OidcIdentity {
+            issuer: "https://idp.example".into(),
+            subject: "alice-sub".into(),
+        },
+        display_name: "Alice".into(),
+        email: "alice@example.com".into(),
+        profile_pic_url: String::new(),
+        groups: vec![],
+    };
+    let done = b
+        .register_oidc(&id, profile, "alice".into(), None)
+        .await
+        .expect("B finishes A's login");
+    match outcome(wait).await {
+        FollowupOutcome::Registered(node) => assert_eq!(node.id, done.node.id),
+        other => panic!("A's client: {other:?}"),
+    }
+    // Decided once: an operator cannot decide it again anywhere.
+    for admin in [&a, &b] {
+        let again = admin.reject_auth(&operator(), &id).await;
+        assert!(matches!(again, Err(Error::NotFound(_))), "{again:?}");
+    }
+}
