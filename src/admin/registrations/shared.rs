@@ -261,10 +261,21 @@ async fn deliver_to(regs: &Registrations, state: &StateHandle, waiting: Vec<(Str
             continue;
         };
         let verdict = match v {
-            SharedVerdict::Approved(Some(node)) => match arrived(state, node).await {
-                Some(n) => Verdict::Approved(Some(n)),
-                None => Verdict::Rejected("the registered node did not reach this server".into()),
-            },
+            SharedVerdict::Approved(Some(node)) => {
+                // Waited for apart: a node slow to arrive (or deleted
+                // meanwhile) holds up no other verdict.
+                let state = state.clone();
+                tokio::spawn(async move {
+                    let verdict = match arrived(&state, node).await {
+                        Some(n) => Verdict::Approved(Some(n)),
+                        None => Verdict::Rejected(
+                            "the registered node did not reach this server".into(),
+                        ),
+                    };
+                    let _ = p.verdict.send(verdict);
+                });
+                continue;
+            }
             SharedVerdict::Approved(None) => Verdict::Approved(None),
             SharedVerdict::Vouched(user) => Verdict::Vouched(user),
             SharedVerdict::Rejected(m) => Verdict::Rejected(m),

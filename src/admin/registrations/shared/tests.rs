@@ -8,6 +8,7 @@ use crate::admin::registrations::Verdict;
 use crate::admin::{Admin, AuthId, Caller, Error, TokenKey, Transport};
 use crate::auth::{AuthFlows, FollowupOutcome};
 use crate::db::testing::PgTemp;
+use crate::state::auth_requests::SharedVerdict;
 use crate::state::{RegisterInput, ReplicaOptions, StateHandle};
 use crate::types::MachinePublic;
 
@@ -259,5 +260,44 @@ async fn an_oidc_login_finished_on_one_replica_registers_a_client_waiting_on_the
     for admin in [&a, &b] {
         let again = admin.reject_auth(&operator(), &id).await;
         assert!(matches!(again, Err(Error::NotFound(_))), "{again:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_verdict_whose_node_never_arrives_holds_up_no_other() {
+    let Some(pg) = PgTemp::create("slow_verdicts").await else {
+        return;
+    };
+    let (a_state, a) = replica(&pg, "replica_a").await;
+    let (b_state, b) = replica(&pg, "replica_b").await;
+    a_state.create_user("alice", "", "").await.expect("user");
+    while b_state.world().user_by_name("alice").is_none() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let flows = AuthFlows::new("http://a.example", a.registrations().clone());
+    let (ghost, ghost_wait) = login(&flows, 1).await;
+    let (id, wait) = login(&flows, 2).await;
+    // An approval naming a node A will never see (deleted at once, say),
+    // decided first.
+    let h = super::hash(&ghost);
+    assert!(b_state.claim_request(&h).await.expect("claim").is_some());
+    let missing = SharedVerdict::Approved(Some(crate::types::NodeId(424_242)));
+    b_state.decide_request(&h, &missing).await.expect("decide");
+    let info = b
+        .register_pending(&operator(), &id, "alice")
+        .await
+        .expect("B registers");
+    match outcome(wait).await {
+        FollowupOutcome::Registered(node) => assert_eq!(node.id, info.node.id),
+        other => panic!("A's client: {other:?}"),
+    }
+    // The other gives up once the node has had its time to arrive.
+    let late = tokio::time::timeout(Duration::from_secs(10), ghost_wait)
+        .await
+        .expect("the ghost's client heard within 10 s")
+        .expect("task");
+    match late {
+        FollowupOutcome::Failed(m) => assert!(m.contains("did not reach"), "{m}"),
+        other => panic!("the ghost's client: {other:?}"),
     }
 }
