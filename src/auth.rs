@@ -19,6 +19,7 @@
 //! an SSH login until the control server vouches for the person.
 //!
 //! May depend on: `admin` (the pending-request store and the audit trail),
+//! `api::problem` (the HTTP status of an operation's error),
 //! `state`, `policy` (via `state`), `tailcfg`, `types`.
 
 pub mod html;

@@ -21,6 +21,7 @@ use super::flows::{FLOW_TTL, Flow, Flows};
 use super::provider::Provider;
 use super::{CALLBACK_PATH, page};
 use crate::admin::{Admin, AuthId, Error as AdminError};
+use crate::api::problem::status_of;
 use crate::auth::ssh_check::{NotVouched, SshChecks};
 use crate::config::{self, PkceMethod};
 
@@ -246,17 +247,20 @@ async fn finish(login: &Login, headers: &HeaderMap, q: Callback) -> Response {
             );
             page::logged_in(done.user.login_name(), done.node.given_name.as_str())
         }
-        Err(AdminError::Conflict(why)) => refused(StatusCode::CONFLICT, &why),
-        Err(AdminError::NotFound(_)) => refused(
-            StatusCode::NOT_FOUND,
-            "this login has expired or was already used; run `tailscale up` again",
-        ),
         Err(e) => {
-            tracing::warn!(error = %e, "OIDC login could not register the node");
-            refused(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the device could not be registered; see the server log",
-            )
+            // The status every HTTP transport gives this kind of error.
+            let status = status_of(&e);
+            let why = match &e {
+                AdminError::NotFound(_) => {
+                    "this login has expired or was already used; run `tailscale up` again"
+                        .to_string()
+                }
+                other => other.public_message(),
+            };
+            if status.is_server_error() {
+                tracing::warn!(error = %e, "OIDC login could not register the node");
+            }
+            refused(status, &why)
         }
     }
 }

@@ -471,4 +471,18 @@ async fn unknown_or_used_auth_ids_do_not_start_a_login() {
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
 
+#[tokio::test]
+async fn a_login_for_a_request_that_registers_nothing_is_a_client_error() {
+    let t = setup("").await;
+    // Pending, but with nothing to register (and no SSH check holds it).
+    let id = AuthId::generate();
+    let regs = t.fx.admin.registrations();
+    regs.insert_unwatched(id.clone(), None).unwrap();
+    let s = t.begin(id).await;
+    let (status, body) = t.login(&s, &t.good_token(&s)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("not a node registration"), "{body}");
+    assert_eq!(t.nodes(), 0);
+}
+
 mod ssh_check;
