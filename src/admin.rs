@@ -158,6 +158,9 @@ impl Admin {
         audit: audit::Audit,
         token_key: TokenKey,
     ) -> Result<Admin> {
+        // With replicas the trail is kept in the database too, before any
+        // line (an event's included) is written.
+        audit.share_through(state.clone());
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         state.set_event_sink(tx).await?;
         let log = audit.clone();
@@ -265,6 +268,10 @@ impl Admin {
         self.read(caller, Resource::Audit)?;
         self.0.audit.query(q).await.map_err(|e| match e {
             audit::Error::Disabled => Error::FailedPrecondition(e.to_string()),
+            audit::Error::Database(m) => {
+                tracing::error!(error = %m, "audit query failed");
+                Error::Unavailable(error::DATABASE_UNAVAILABLE.into())
+            }
             other => Error::Internal(other.to_string()),
         })
     }

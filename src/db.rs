@@ -23,6 +23,7 @@
 
 mod acme_challenges;
 mod api_keys;
+pub mod audit_log;
 pub mod auth_requests;
 pub mod backup;
 pub mod batch;

@@ -11,6 +11,7 @@
 //! `mapper::sessions`, `clock`.
 
 mod api_keys;
+pub mod audit_log;
 pub mod auth_requests;
 mod batch;
 pub mod certs;

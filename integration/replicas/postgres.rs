@@ -2,6 +2,8 @@
 //! a write through either is listed by the other within a second, a replica
 //! killed with SIGKILL catches up when it starts again, and losing the
 //! database makes both answer 503 and refuse writes until it is back.
+//! Each answers `clawscale audit list` with the other's lines too, even
+//! after the other's audit file is gone.
 
 use std::time::{Duration, Instant};
 
@@ -36,6 +38,18 @@ fn lists(server: &Server, name: &str, within: Duration) -> Duration {
         panic!("{e} within {within:?}");
     }
     start.elapsed()
+}
+
+/// The users whose creation `server`'s audit trail lists.
+fn audited_users(server: &Server) -> Vec<String> {
+    let out = server.cli_ok(&["audit", "list", "--object", "user", "-o", "json"]);
+    let entries: Vec<Value> = serde_json::from_str(out.stdout.trim())
+        .unwrap_or_else(|e| panic!("audit list -o json: {e}\n{out}"));
+    entries
+        .iter()
+        .filter(|e| e["action"] == "user.create" && e["result"] == "ok")
+        .filter_map(|e| e["after"]["name"].as_str().map(str::to_owned))
+        .collect()
 }
 
 fn health(server: &Server, code: u16, within: Duration) {
@@ -89,5 +103,12 @@ fn two_servers_on_one_postgres_database_serve_one_tailnet() {
     b.create_user("dave");
     lists(&a, "dave", Duration::from_secs(1));
     assert!(!users(&a).iter().any(|u| u == "lost"));
+
+    // One trail: each replica lists every replica's creations, even once
+    // the other's audit file is gone (as with its machine).
+    let all = ["alice", "bob", "carol", "dave"];
+    assert_eq!(audited_users(&a), all);
+    std::fs::remove_file(b.dir().join("data/audit.jsonl")).expect("B's audit file");
+    assert_eq!(audited_users(&b), all);
     drop((a, b)); // before their database server
 }

@@ -22,6 +22,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::state::StateHandle;
+
+mod shared;
+
 /// Largest `limit` a query may ask for.
 pub const MAX_QUERY_LIMIT: usize = 10_000;
 
@@ -95,11 +99,17 @@ pub enum Error {
     Disabled,
     #[error("the audit log writer has stopped")]
     Stopped,
+    /// With replicas: the shared trail could not be read.
+    #[error("the shared audit trail cannot be read: {0}")]
+    Database(String),
 }
 
 enum Job {
     Write(Entry, Option<oneshot::Sender<()>>),
     Query(Query, oneshot::Sender<Result<Vec<Entry>, Error>>),
+    /// From now on, also keep lines in (and answer from) the database that
+    /// replicas share.
+    Share(StateHandle),
 }
 
 /// Handle to the audit writer; cheap to clone.
@@ -138,6 +148,15 @@ impl Audit {
         }
     }
 
+    /// With replicas (`state` shares a database), every line written from
+    /// now on is also stored there, and queries read the whole trail from
+    /// there; without, nothing changes.
+    pub fn share_through(&self, state: StateHandle) {
+        if let (Some(tx), true) = (&self.tx, state.is_replicated()) {
+            let _ = tx.send(Job::Share(state));
+        }
+    }
+
     /// Entries matching `q`, oldest first.
     pub async fn query(&self, q: Query) -> Result<Vec<Entry>, Error> {
         let tx = self.tx.as_ref().ok_or(Error::Disabled)?;
@@ -148,8 +167,10 @@ impl Audit {
 }
 
 async fn run(mut file: LogFile, mut rx: mpsc::UnboundedReceiver<Job>) {
+    let mut shared: Option<StateHandle> = None;
     while let Some(job) = rx.recv().await {
         match job {
+            Job::Share(state) => shared = Some(state),
             Job::Write(first, done) => {
                 // Write what is queued, then one fsync for the batch.
                 let mut acks: Vec<oneshot::Sender<()>> = done.into_iter().collect();
@@ -166,8 +187,10 @@ async fn run(mut file: LogFile, mut rx: mpsc::UnboundedReceiver<Job>) {
                             query = Some((q, r));
                             break;
                         }
+                        Job::Share(state) => shared = Some(state),
                     }
                 }
+                let copy = shared.as_ref().map(|_| batch.clone());
                 let (f, result) = tokio::task::spawn_blocking(move || {
                     let r = file.append(&batch);
                     (file, r)
@@ -178,23 +201,33 @@ async fn run(mut file: LogFile, mut rx: mpsc::UnboundedReceiver<Job>) {
                 if let Err(e) = result {
                     tracing::error!(error = %e, "audit log write failed");
                 }
+                if let (Some(state), Some(batch)) = (&shared, copy) {
+                    shared::store(state, &batch).await;
+                }
                 for a in acks {
                     let _ = a.send(());
                 }
                 if let Some((q, r)) = query {
-                    file = answer(file, q, r).await;
+                    file = answer(file, shared.as_ref(), q, r).await;
                 }
             }
-            Job::Query(q, r) => file = answer(file, q, r).await,
+            Job::Query(q, r) => file = answer(file, shared.as_ref(), q, r).await,
         }
     }
 }
 
 async fn answer(
     file: LogFile,
+    shared: Option<&StateHandle>,
     q: Query,
     reply: oneshot::Sender<Result<Vec<Entry>, Error>>,
 ) -> LogFile {
+    if let Some(state) = shared
+        && let Some(result) = shared::query(state, &q).await
+    {
+        let _ = reply.send(result);
+        return file;
+    }
     let (file, result) = tokio::task::spawn_blocking(move || {
         let r = file.query(&q);
         (file, r)

@@ -92,6 +92,12 @@ async fn queries_filter_by_time_actor_and_object() {
     log.record(entry(1, "apikey:0123456789ab", "node:3")).await;
     log.record(entry(2, "apikey:0123456789ab", "node:30")).await;
     log.record_nowait(entry(3, "node:3", "node:3"));
+    check_filters(&log).await;
+}
+
+/// The queries over entries 0–3 as recorded above, wherever they were
+/// recorded.
+async fn check_filters(log: &Audit) {
     let q = |since: Option<i64>, actor: Option<&str>, object: Option<&str>| Query {
         since: since.map(|s| Utc.timestamp_opt(1_700_000_000 + s, 0).single().unwrap()),
         actor: actor.map(str::to_string),
@@ -150,6 +156,41 @@ async fn queries_filter_by_time_actor_and_object() {
         .unwrap()
         .is_empty()
     );
+}
+
+/// Two replicas on one database, each with its own file: each line is in
+/// the file of the replica that wrote it, and both answer queries with
+/// the whole trail, filtered as a file is.
+#[tokio::test]
+async fn replicas_answer_queries_with_each_others_lines() {
+    let Some(pg) = crate::db::testing::PgTemp::create("shared_audit").await else {
+        return;
+    };
+    let opts = || crate::state::ReplicaOptions {
+        poll: std::time::Duration::from_secs(3600),
+        ..Default::default()
+    };
+    let a_state = crate::state::testing::replica(pg.db_named("a").await, opts()).await;
+    let b_state = crate::state::testing::replica(pg.db_named("b").await, opts()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let a_settings = settings(&dir.path().join("a"), 1 << 20, 1);
+    let b_settings = settings(&dir.path().join("b"), 1 << 20, 1);
+    let a = Audit::open(Some(a_settings.clone())).unwrap();
+    let b = Audit::open(Some(b_settings.clone())).unwrap();
+    a.share_through(a_state);
+    b.share_through(b_state);
+    a.record(entry(0, "uid:0", "user:1")).await;
+    b.record(entry(1, "apikey:0123456789ab", "node:3")).await;
+    a.record(entry(2, "apikey:0123456789ab", "node:30")).await;
+    b.record(entry(3, "node:3", "node:3")).await;
+    check_filters(&a).await;
+    check_filters(&b).await;
+    let in_file = |s: &Settings| std::fs::read_to_string(&s.path).unwrap().lines().count();
+    assert_eq!((in_file(&a_settings), in_file(&b_settings)), (2, 2));
+    // A replica's machine is lost with its file: its lines are not.
+    drop(a);
+    std::fs::remove_file(&a_settings.path).unwrap();
+    assert_eq!(b.query(Query::default()).await.unwrap().len(), 4);
 }
 
 #[tokio::test]

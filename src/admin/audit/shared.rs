@@ -1,0 +1,51 @@
+//! With replicas, the trail is also kept in the database (`state::audit_log`):
+//! each batch of lines is stored there once it is in the file, before the
+//! operations it records are acknowledged, and queries are answered from
+//! there, so every replica sees every replica's lines.
+
+use super::{Entry, Error, MAX_QUERY_LIMIT, Query};
+use crate::state::StateHandle;
+use crate::state::audit_log::{AuditFilter, AuditRow};
+
+/// Stores `entries` in the shared trail; a failure is logged (the lines
+/// are in this replica's file either way).
+pub(super) async fn store(state: &StateHandle, entries: &[Entry]) {
+    let rows: Vec<AuditRow> = entries
+        .iter()
+        .filter_map(|e| {
+            Some(AuditRow {
+                time: e.time,
+                actor: e.actor.clone(),
+                object: e.object.clone(),
+                entry: serde_json::to_string(e).ok()?,
+            })
+        })
+        .collect();
+    if let Err(e) = state.share_audit(&rows).await {
+        tracing::error!(error = %e, lines = rows.len(),
+            "audit lines not stored in the database (they are in this replica's file)");
+    }
+}
+
+/// The shared trail's entries matching `q`, oldest first; `None` without
+/// replicas.
+pub(super) async fn query(state: &StateHandle, q: &Query) -> Option<Result<Vec<Entry>, Error>> {
+    let limit = q.limit.unwrap_or(MAX_QUERY_LIMIT).min(MAX_QUERY_LIMIT);
+    let filter = AuditFilter {
+        since: q.since,
+        actor: q.actor.clone(),
+        object: q.object.clone(),
+        limit: i64::try_from(limit).unwrap_or(i64::MAX),
+    };
+    let lines = match state.shared_audit(&filter).await {
+        Ok(lines) => lines?,
+        Err(e) => return Some(Err(Error::Database(e.to_string()))),
+    };
+    // A line another version wrote in a shape this one cannot read is
+    // skipped, as in the file.
+    let entries = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Entry>(l).ok())
+        .collect();
+    Some(Ok(entries))
+}

@@ -1,0 +1,29 @@
+//! The audit trail shared by replicas: every replica's lines in the
+//! database, so any of them answers audit queries with the whole trail and
+//! a lost machine takes none of it along. Without replicas the trail is the
+//! audit file alone (`admin::audit`) and these calls do nothing.
+
+use super::{Result, StateHandle};
+pub use crate::db::audit_log::{AuditFilter, AuditRow};
+
+impl StateHandle {
+    /// With replicas, appends `rows` to the shared trail; false without.
+    pub async fn share_audit(&self, rows: &[AuditRow]) -> Result<bool> {
+        match &self.shared {
+            Some(db) => {
+                db.append_audit(rows).await?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// With replicas, the shared trail's lines matching `f`, oldest first;
+    /// `None` without replicas.
+    pub async fn shared_audit(&self, f: &AuditFilter) -> Result<Option<Vec<String>>> {
+        match &self.shared {
+            Some(db) => Ok(Some(db.audit_lines(f).await?)),
+            None => Ok(None),
+        }
+    }
+}
