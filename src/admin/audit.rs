@@ -76,6 +76,11 @@ pub struct Query {
 }
 
 impl Query {
+    /// How many entries it asks for, capped.
+    fn limit(&self) -> usize {
+        self.limit.unwrap_or(MAX_QUERY_LIMIT).min(MAX_QUERY_LIMIT)
+    }
+
     fn matches(&self, e: &Entry) -> bool {
         self.since.is_none_or(|t| e.time >= t)
             && self.actor.as_ref().is_none_or(|a| &e.actor == a)
@@ -222,18 +227,24 @@ async fn answer(
     q: Query,
     reply: oneshot::Sender<Result<Vec<Entry>, Error>>,
 ) -> LogFile {
-    if let Some(state) = shared
-        && let Some(result) = shared::query(state, &q).await
-    {
-        let _ = reply.send(result);
-        return file;
-    }
-    let (file, result) = tokio::task::spawn_blocking(move || {
+    let others = match shared {
+        Some(state) => shared::query(state, &q).await,
+        None => None,
+    };
+    let limit = q.limit();
+    let (file, mine) = tokio::task::spawn_blocking(move || {
         let r = file.query(&q);
         (file, r)
     })
     .await
     .expect("audit reader does not panic");
+    // The file also holds what was never in the database: lines from
+    // before the trail was shared, and from offline commands (`restore`).
+    let result = match others {
+        None => mine,
+        Some(Err(e)) => Err(e),
+        Some(Ok(others)) => mine.map(|mine| shared::merge(mine, others, limit)),
+    };
     let _ = reply.send(result);
     file
 }
@@ -323,7 +334,7 @@ impl LogFile {
     }
 
     fn query(&self, q: &Query) -> Result<Vec<Entry>, Error> {
-        let limit = q.limit.unwrap_or(MAX_QUERY_LIMIT).min(MAX_QUERY_LIMIT);
+        let limit = q.limit();
         let path = &self.settings.path;
         let mut files: Vec<PathBuf> = (1..=self.settings.max_files)
             .rev()

@@ -177,7 +177,7 @@ async fn replicas_answer_queries_with_each_others_lines() {
     let b_settings = settings(&dir.path().join("b"), 1 << 20, 1);
     let a = Audit::open(Some(a_settings.clone())).unwrap();
     let b = Audit::open(Some(b_settings.clone())).unwrap();
-    a.share_through(a_state);
+    a.share_through(a_state.clone());
     b.share_through(b_state);
     a.record(entry(0, "uid:0", "user:1")).await;
     b.record(entry(1, "apikey:0123456789ab", "node:3")).await;
@@ -191,6 +191,25 @@ async fn replicas_answer_queries_with_each_others_lines() {
     drop(a);
     std::fs::remove_file(&a_settings.path).unwrap();
     assert_eq!(b.query(Query::default()).await.unwrap().len(), 4);
+
+    // A line only the file has (written before the trail was shared, or
+    // by an offline `restore`) is answered too, once, in time order.
+    let c = Audit::open(Some(settings(&dir.path().join("c"), 1 << 20, 1))).unwrap();
+    c.record(entry(9, "uid:0", "user:9")).await;
+    c.share_through(a_state);
+    c.record(entry(-1, "uid:0", "user:8")).await;
+    let ids = |v: Vec<Entry>| {
+        v.iter()
+            .map(|e| e.request_id.clone().unwrap())
+            .collect::<Vec<_>>()
+    };
+    let all = c.query(Query::default()).await.unwrap();
+    assert_eq!(ids(all), ["r-1", "r0", "r1", "r2", "r3", "r9"]);
+    let newest = Query {
+        limit: Some(2),
+        ..Query::default()
+    };
+    assert_eq!(ids(c.query(newest).await.unwrap()), ["r3", "r9"]);
 }
 
 #[tokio::test]
