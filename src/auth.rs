@@ -34,7 +34,7 @@ use std::time::Instant;
 use axum::response::Response;
 use tokio::sync::oneshot;
 
-use crate::admin::registrations::Verdict;
+use crate::admin::registrations::{Verdict, WaitingClient};
 use crate::admin::{AuthId, Registrations};
 use crate::state::RegisterInput;
 use crate::types::{MachinePublic, Node};
@@ -114,7 +114,7 @@ impl AuthFlows {
         let machine = input.machine_key;
         let verdict = self.registrations.insert(id.clone(), Some(input))?;
         // With replicas, any of them may decide it (a failure drops it).
-        self.registrations.share(&id).await?;
+        self.registrations.share(&id, None).await?;
         let ttl = self.registrations.ttl();
         let mut waiting = self.lock();
         // Waiters whose registration expired are never followed up.
@@ -155,7 +155,11 @@ impl AuthFlows {
             Some(w) => w,
             // With replicas, a login started on another one (the client's
             // connection moved, or that replica is gone) continues here.
-            None => match self.registrations.adopt(&id, machine).await {
+            None => match self
+                .registrations
+                .adopt(&id, WaitingClient::Machine(machine))
+                .await
+            {
                 Some((verdict, since)) => Waiter {
                     machine,
                     verdict,

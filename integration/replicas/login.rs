@@ -91,7 +91,7 @@ fn a_login_continues_on_the_other_replica_when_its_own_is_killed() {
 
     a.kill();
     let killed = Instant::now();
-    let marker = "a login started on another replica is followed up here";
+    let marker = "a request started on another replica is followed up here";
     wait_for(
         "the client to follow its login up on B",
         Duration::from_secs(60),

@@ -13,3 +13,9 @@ CREATE TABLE audit_log (
     entry  TEXT        NOT NULL
 );
 CREATE INDEX audit_log_time ON audit_log (time);
+
+-- What a pending request that registers nothing is about (an SSH check:
+-- its source, destination and local user, as JSON), so that a replica the
+-- waiting node reaches after its own replica is gone can tell that the
+-- node's follow-up names this check.
+ALTER TABLE auth_requests ADD COLUMN subject TEXT;

@@ -26,6 +26,7 @@ use crate::state::{PendingOwner, RegisterInput, StateHandle};
 
 mod shared;
 use crate::types::{DnsLabel, MachinePublic, Node, NodeId, NodePublic, UserId};
+pub use shared::WaitingClient;
 
 /// How long a registration waits for an operator (Headscale's default
 /// `tuning.register_cache_expiration`).
@@ -371,7 +372,7 @@ impl Admin {
             // Nobody waits on a made-up machine.
             self.registrations()
                 .insert_unwatched(id.clone(), Some(input))?;
-            self.registrations().share(id).await?;
+            self.registrations().share(id, None).await?;
             let now = self.now();
             let node = Node {
                 id: NodeId(0),

@@ -37,7 +37,10 @@ impl Admin {
             Mutation::new(Resource::Registrations, "ssh_check.hold").on(object(Some(id), &what));
         self.mutate(&caller, m, async {
             let rx = self.registrations().insert(id.clone(), None)?;
-            self.registrations().share(id).await?;
+            // Another replica the node reaches may take the check over
+            // for this login only.
+            let subject = what.to_string();
+            self.registrations().share(id, Some(&subject)).await?;
             Ok(Done::new(rx).after(what))
         })
         .await

@@ -38,7 +38,7 @@ use serde_json::{Value, json};
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
-use crate::admin::registrations::{TTL, Verdict};
+use crate::admin::registrations::{TTL, Verdict, WaitingClient};
 use crate::admin::{Actor, Admin, AuthId, Error as AdminError};
 use crate::policy::compile::ssh::CHECK_URL_BASE;
 use crate::state::StateHandle;
@@ -142,6 +142,12 @@ impl Login {
 struct Held {
     login: Login,
     outcome: watch::Receiver<Option<Outcome>>,
+}
+
+/// A check's verdict to come, and how long to wait for it.
+struct Awaited {
+    verdict: oneshot::Receiver<Verdict>,
+    within: Duration,
 }
 
 /// The SSH check service; cheap to clone.
@@ -305,10 +311,17 @@ impl SshChecks {
                 outcome: rx,
             },
         );
-        tokio::spawn(
-            self.clone()
-                .decide(id.clone(), login, period, src, verdict, tx),
-        );
+        tokio::spawn(self.clone().decide(
+            id.clone(),
+            login,
+            period,
+            src,
+            Awaited {
+                verdict,
+                within: self.0.ttl,
+            },
+            tx,
+        ));
         Ok(SshAction {
             message: format!(
                 "# clawscale: Tailscale SSH requires an additional check.\n\
@@ -328,10 +341,10 @@ impl SshChecks {
         login: Login,
         period: Duration,
         src: Arc<Node>,
-        verdict: oneshot::Receiver<Verdict>,
+        verdict: Awaited,
         tx: watch::Sender<Option<Outcome>>,
     ) {
-        let outcome = match tokio::time::timeout(self.0.ttl, verdict).await {
+        let outcome = match tokio::time::timeout(verdict.within, verdict.verdict).await {
             Ok(Ok(Verdict::Approved(_))) if may_vouch(&src, &Approver::Operator) => {
                 Outcome::Approved
             }
@@ -371,6 +384,37 @@ impl SshChecks {
         lock(&self.0.held).remove(&id);
     }
 
+    /// With replicas: holds here check `id`, which another replica opened
+    /// for `login` and whose follow-up reached this one, so that its
+    /// verdict, given on any replica before or after, reaches the node.
+    async fn take_over(
+        &self,
+        id: &AuthId,
+        login: &Login,
+        period: Duration,
+    ) -> Option<watch::Receiver<Option<Outcome>>> {
+        let subject = login.describe().to_string();
+        let regs = self.0.admin.registrations();
+        let (verdict, since) = regs.adopt(id, WaitingClient::Check(&subject)).await?;
+        let Some(src) = self.0.state.world().node(login.src).cloned() else {
+            regs.forget(id);
+            return None;
+        };
+        let (tx, rx) = watch::channel(None);
+        let held = Held {
+            login: login.clone(),
+            outcome: rx.clone(),
+        };
+        lock(&self.0.held).insert(id.clone(), held);
+        let within = self.0.ttl.saturating_sub(since.elapsed());
+        let awaited = Awaited { verdict, within };
+        tokio::spawn(
+            self.clone()
+                .decide(id.clone(), login.clone(), period, src, awaited, tx),
+        );
+        Some(rx)
+    }
+
     /// The follow-up request: the verdict on check `id`, once there is one.
     async fn follow_up(
         &self,
@@ -382,15 +426,24 @@ impl SshChecks {
         let Ok(id) = AuthId::parse(id) else {
             return Ok(reject(GONE));
         };
-        let mut outcome = {
+        let here = {
             let held = lock(&self.0.held);
             match held.get(&id) {
-                None => return Ok(reject(GONE)),
+                None => None,
                 Some(h) if h.login != login => {
                     return Err(Refusal::OtherConnection(id.to_string()));
                 }
-                Some(h) => h.outcome.clone(),
+                Some(h) => Some(h.outcome.clone()),
             }
+        };
+        let mut outcome = match here {
+            Some(o) => o,
+            // With replicas, a check another one opened continues here
+            // (that replica is gone, or the node now talks to this one).
+            None => match self.take_over(&id, &login, period).await {
+                Some(o) => o,
+                None => return Ok(reject(GONE)),
+            },
         };
         // Dropped with the request when the client goes away; the check
         // stays for a retry of the same URL.

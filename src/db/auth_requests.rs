@@ -23,12 +23,24 @@ pub struct StoredVerdict {
     pub reason: Option<String>,
 }
 
+/// A request as [`Db::find_auth_request`] finds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundRequest {
+    /// What it registers, as JSON (`None`: a request for a verdict only).
+    pub registration: Option<String>,
+    /// What a verdict-only request is about (an SSH check's login).
+    pub subject: Option<String>,
+    /// How long until it expires.
+    pub left: Duration,
+}
+
 impl Db {
     /// Records a pending request for `ttl` and deletes long-expired ones.
     pub async fn put_auth_request(
         &self,
         id_hash: &str,
         registration: Option<&str>,
+        subject: Option<&str>,
         ttl: Duration,
     ) -> Result<()> {
         self.pg_only()?;
@@ -37,11 +49,12 @@ impl Db {
                 .execute(&mut *c)
                 .await?;
             sqlx::query(
-                "INSERT INTO auth_requests (id_hash, registration, expires_at) \
-                 VALUES ($1, $2, now() + make_interval(secs => $3))",
+                "INSERT INTO auth_requests (id_hash, registration, subject, expires_at) \
+                 VALUES ($1, $2, $3, now() + make_interval(secs => $4))",
             )
             .bind(id_hash)
             .bind(registration)
+            .bind(subject)
             .bind(ttl.as_secs_f64())
             .execute(&mut *c)
             .await?;
@@ -88,15 +101,14 @@ impl Db {
     }
 
     /// An unexpired request in any state (pending, taken or decided): its
-    /// registration JSON and how long it has left; `None` when unknown or
-    /// expired. For a client that follows its login up on another replica.
-    pub async fn find_auth_request(
-        &self,
-        id_hash: &str,
-    ) -> Result<Option<(Option<String>, Duration)>> {
+    /// registration JSON, its subject and how long it has left; `None` when
+    /// unknown or expired. For a client that follows its request up on
+    /// another replica.
+    pub async fn find_auth_request(&self, id_hash: &str) -> Result<Option<FoundRequest>> {
         let pool = self.pg_only()?;
         let row = sqlx::query(
-            "SELECT registration, EXTRACT(EPOCH FROM expires_at - now())::float8 AS left_s \
+            "SELECT registration, subject, \
+                    EXTRACT(EPOCH FROM expires_at - now())::float8 AS left_s \
              FROM auth_requests WHERE id_hash = $1 AND expires_at > now()",
         )
         .bind(id_hash)
@@ -106,11 +118,11 @@ impl Db {
             return Ok(None);
         };
         let left: f64 = r.try_get("left_s")?;
-        let left = Duration::try_from_secs_f64(left.max(0.0)).unwrap_or_default();
-        Ok(Some((
-            r.try_get::<Option<String>, _>("registration")?,
-            left,
-        )))
+        Ok(Some(FoundRequest {
+            registration: r.try_get("registration")?,
+            subject: r.try_get("subject")?,
+            left: Duration::try_from_secs_f64(left.max(0.0)).unwrap_or_default(),
+        }))
     }
 
     /// Stores the verdict on a claimed request and announces it.

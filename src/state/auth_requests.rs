@@ -24,6 +24,18 @@ pub enum SharedVerdict {
     Rejected(String),
 }
 
+/// A request another replica stored, as [`StateHandle::find_request`]
+/// finds it.
+#[derive(Debug, Clone)]
+pub struct SharedRequest {
+    /// What it registers (`None`: it only needs a verdict).
+    pub registration: Option<RegisterInput>,
+    /// What a verdict-only request is about (an SSH check's login).
+    pub subject: Option<String>,
+    /// How long until it expires.
+    pub left: Duration,
+}
+
 /// `RegisterInput` as stored. An interactive registration has no auth key
 /// (a client with one is not asked to log in), so none is kept.
 #[derive(Serialize, Deserialize)]
@@ -70,18 +82,22 @@ fn decode(text: &str) -> Result<RegisterInput> {
 
 impl StateHandle {
     /// Stores a pending request (`id_hash`: SHA-256 hex of its auth id)
-    /// for `ttl`.
+    /// for `ttl`; `subject` says what a request that registers nothing is
+    /// about.
     pub async fn share_request(
         &self,
         id_hash: &str,
         registration: Option<&RegisterInput>,
+        subject: Option<&str>,
         ttl: Duration,
     ) -> Result<()> {
         let Some(db) = &self.shared else {
             return Ok(());
         };
         let text = registration.map(encode).transpose()?;
-        Ok(db.put_auth_request(id_hash, text.as_deref(), ttl).await?)
+        Ok(db
+            .put_auth_request(id_hash, text.as_deref(), subject, ttl)
+            .await?)
     }
 
     /// Claims a pending request for a decision: what it registers
@@ -112,20 +128,20 @@ impl StateHandle {
         }
     }
 
-    /// An unexpired request in any state, pending or decided: what it
-    /// registers (`None`: nothing) and how long it has left; `None` when
+    /// An unexpired request in any state, pending or decided; `None` when
     /// unknown or expired, and without replicas.
-    pub async fn find_request(
-        &self,
-        id_hash: &str,
-    ) -> Result<Option<(Option<RegisterInput>, Duration)>> {
+    pub async fn find_request(&self, id_hash: &str) -> Result<Option<SharedRequest>> {
         let Some(db) = &self.shared else {
             return Ok(None);
         };
-        match db.find_auth_request(id_hash).await? {
-            Some((text, left)) => Ok(Some((text.as_deref().map(decode).transpose()?, left))),
-            None => Ok(None),
-        }
+        let Some(found) = db.find_auth_request(id_hash).await? else {
+            return Ok(None);
+        };
+        Ok(Some(SharedRequest {
+            registration: found.registration.as_deref().map(decode).transpose()?,
+            subject: found.subject,
+            left: found.left,
+        }))
     }
 
     /// Stores the verdict on a claimed request and tells the replicas.

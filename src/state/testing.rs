@@ -177,3 +177,16 @@ pub(crate) fn register_input(
         version: 133,
     }
 }
+
+/// Waits until `cond` holds (a replica following the database, a request
+/// reaching a store), failing the test after 5 s.
+pub(crate) async fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = tokio::time::Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{what} within 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

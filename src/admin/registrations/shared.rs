@@ -40,6 +40,15 @@ fn stored(verdict: &Verdict) -> SharedVerdict {
     }
 }
 
+/// Whom a request taken over from another replica must belong to: only
+/// its own client may wait on it.
+pub enum WaitingClient<'a> {
+    /// A login: the machine that started it.
+    Machine(MachinePublic),
+    /// An SSH check: the login it is about, as stored (`subject`).
+    Check(&'a str),
+}
+
 /// A request taken for a decision.
 pub(in crate::admin) struct Claimed {
     id: AuthId,
@@ -83,8 +92,14 @@ impl Registrations {
 
     /// With replicas, stores pending request `id` in the database so any
     /// replica may decide it; if that fails the request is dropped here
-    /// too (its client is told to try again).
-    pub async fn share(&self, id: &AuthId) -> std::result::Result<(), Error> {
+    /// too (its client is told to try again). `subject`: what a request
+    /// that registers nothing is about (an SSH check's login), so that
+    /// another replica can take it over for the node it is about.
+    pub async fn share(
+        &self,
+        id: &AuthId,
+        subject: Option<&str>,
+    ) -> std::result::Result<(), Error> {
         let Some(state) = self.shared() else {
             return Ok(());
         };
@@ -94,7 +109,7 @@ impl Registrations {
             )));
         };
         let stored = state
-            .share_request(&hash(id), registration.as_ref(), self.ttl())
+            .share_request(&hash(id), registration.as_ref(), subject, self.ttl())
             .await;
         stored.map_err(|e| {
             self.forget(id);
@@ -163,38 +178,48 @@ impl Registrations {
         }
     }
 
-    /// With replicas: takes over a login that `machine` started on another
-    /// replica (which may be gone) and now follows up here, if it is
-    /// unexpired and that machine's. Its verdict, whether given before or
-    /// after, on any replica, reaches the returned receiver; the instant is
-    /// when the request started.
+    /// With replicas: takes over a request started on another replica
+    /// (which may be gone) that its client now follows up here, if it is
+    /// unexpired and `owner`'s. Its verdict, whether given before or after,
+    /// on any replica, reaches the returned receiver; the instant is when
+    /// the request started.
     pub async fn adopt(
         &self,
         id: &AuthId,
-        machine: MachinePublic,
+        owner: WaitingClient<'_>,
     ) -> Option<(oneshot::Receiver<Verdict>, Instant)> {
         let state = self.shared()?;
         let h = hash(id);
-        let (registration, left) = match state.find_request(&h).await {
+        let found = match state.find_request(&h).await {
             Ok(found) => found?,
             Err(e) => {
                 // The client follows up again after a back-off.
-                tracing::warn!(error = %e, "could not look up a login started elsewhere");
+                tracing::warn!(error = %e, "could not look up a request started elsewhere");
                 return None;
             }
         };
-        // Only the machine that started a login may wait on it.
-        let registration = registration.filter(|r| r.machine_key == machine)?;
-        let age = self.ttl().saturating_sub(left);
+        let belongs = match owner {
+            WaitingClient::Machine(m) => found
+                .registration
+                .as_ref()
+                .is_some_and(|r| r.machine_key == m),
+            WaitingClient::Check(subject) => {
+                found.registration.is_none() && found.subject.as_deref() == Some(subject)
+            }
+        };
+        if !belongs {
+            return None;
+        }
+        let age = self.ttl().saturating_sub(found.left);
         let since = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
         let verdict = self
-            .insert_since(id.clone(), Some(registration), since)
+            .insert_since(id.clone(), found.registration, since)
             .ok()?;
         // A verdict stored before the request was taken over here was
         // announced when no one here waited for it.
         let (regs, state, waiting) = (self.clone(), state.clone(), vec![(h, id.clone())]);
         tokio::spawn(async move { deliver_to(&regs, &state, waiting).await });
-        tracing::info!(%id, "a login started on another replica is followed up here");
+        tracing::info!(%id, "a request started on another replica is followed up here");
         Some((verdict, since))
     }
 

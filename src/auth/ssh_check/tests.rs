@@ -11,6 +11,8 @@ use crate::admin::{NewPreAuthKey, NewUser};
 use crate::state::{RegisterInput, RegisterOutcome};
 use crate::types::NodePublic;
 
+mod replicas;
+
 /// alice may log in as root between her own nodes after a check that
 /// counts for 1 s, and as ubuntu without one; bob has no SSH rule.
 const POLICY: &str = r#"{"ssh": [
@@ -29,13 +31,9 @@ pub(crate) struct Net {
     pub b1: Arc<Node>,
 }
 
-async fn node(fx: &Fixture, user: UserId, seed: u8) -> Arc<Node> {
-    let new = NewPreAuthKey {
-        user: Some(user),
-        ..Default::default()
-    };
-    let (_, secret) = fx.admin.create_preauth_key(&local(), new).await.unwrap();
-    let input = RegisterInput {
+/// Machine `seed` registering with pre-auth key `secret`.
+fn node_input(seed: u8, secret: String) -> RegisterInput {
+    RegisterInput {
         machine_key: MachinePublic([seed; 32]),
         node_key: NodePublic([seed + 100; 32]),
         old_node_key: None,
@@ -44,8 +42,16 @@ async fn node(fx: &Fixture, user: UserId, seed: u8) -> Arc<Node> {
         hostinfo: json!({ "Hostname": format!("host{seed}") }),
         ephemeral: false,
         version: 100,
+    }
+}
+
+async fn node(fx: &Fixture, user: UserId, seed: u8) -> Arc<Node> {
+    let new = NewPreAuthKey {
+        user: Some(user),
+        ..Default::default()
     };
-    match fx.state.register(input).await.unwrap() {
+    let (_, secret) = fx.admin.create_preauth_key(&local(), new).await.unwrap();
+    match fx.state.register(node_input(seed, secret)).await.unwrap() {
         RegisterOutcome::Authorized { node, .. } => node,
         other => panic!("not registered: {other:?}"),
     }

@@ -9,6 +9,7 @@ use crate::admin::{Admin, AuthId, Caller, Error, TokenKey, Transport};
 use crate::auth::{AuthFlows, FollowupOutcome};
 use crate::db::testing::PgTemp;
 use crate::state::auth_requests::SharedVerdict;
+use crate::state::testing::until;
 use crate::state::{RegisterInput, ReplicaOptions, StateHandle};
 use crate::types::MachinePublic;
 
@@ -140,7 +141,7 @@ async fn a_request_waiting_on_one_replica_is_decided_on_the_other_once() {
     // approved on B.
     let check = AuthId::generate();
     let verdict = a.registrations().insert(check.clone(), None).expect("hold");
-    a.registrations().share(&check).await.expect("shared");
+    a.registrations().share(&check, None).await.expect("shared");
     b.approve_auth(&op, &check)
         .await
         .expect("B approves the check");
@@ -171,18 +172,20 @@ async fn a_login_started_on_one_replica_is_followed_up_on_the_other() {
         let flows = on_b.clone();
         tokio::spawn(async move { flows.follow(&url, MachinePublic([machine; 32])).await })
     };
-    while b_state.world().user_by_name("alice").is_none() {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    until("B to know alice", || {
+        b_state.world().user_by_name("alice").is_some()
+    })
+    .await;
 
     // The client moves to B, then the operator decides on A (where the
     // request was started): B's waiter hears it.
     let url = on_a.begin(input(1, "laptop")).await.expect("begin");
     let id = AuthId::parse(url.rsplit('/').next().unwrap()).unwrap();
     let wait = follow_on_b(url, 1);
-    while !b.registrations().contains(&id) {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    until("B to take the login over", || {
+        b.registrations().contains(&id)
+    })
+    .await;
     let info = a
         .register_pending(&op, &id, "alice")
         .await
@@ -219,9 +222,10 @@ async fn a_login_started_on_one_replica_is_followed_up_on_the_other() {
         FollowupOutcome::Failed(_)
     ));
     let wait = follow_on_b(url, 3);
-    while !b.registrations().contains(&id) {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    until("B to take the login over", || {
+        b.registrations().contains(&id)
+    })
+    .await;
     b.reject_auth(&op, &id).await.expect("B rejects");
     match outcome(wait).await {
         FollowupOutcome::Failed(m) => assert!(m.contains("rejected"), "{m}"),
@@ -271,9 +275,10 @@ async fn a_verdict_whose_node_never_arrives_holds_up_no_other() {
     let (a_state, a) = replica(&pg, "replica_a").await;
     let (b_state, b) = replica(&pg, "replica_b").await;
     a_state.create_user("alice", "", "").await.expect("user");
-    while b_state.world().user_by_name("alice").is_none() {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    until("B to know alice", || {
+        b_state.world().user_by_name("alice").is_some()
+    })
+    .await;
     let flows = AuthFlows::new("http://a.example", a.registrations().clone());
     let (ghost, ghost_wait) = login(&flows, 1).await;
     let (id, wait) = login(&flows, 2).await;

@@ -1,0 +1,148 @@
+//! SSH checks across replicas on one PostgreSQL database: a check opened
+//! on A is taken over by B when the destination's follow-up reaches B (A
+//! is gone, or the node moved), for that login only, and gets its verdict
+//! whether it was given before or after, on either replica.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{POLICY, node_input, req};
+use crate::admin::audit::Audit;
+use crate::admin::testing::local;
+use crate::admin::{Admin, AuthId, NewPreAuthKey, NewUser, TokenKey};
+use crate::auth::ssh_check::{Request, SshChecks};
+use crate::db::testing::PgTemp;
+use crate::state::testing::until;
+use crate::state::{RegisterOutcome, ReplicaOptions, StateHandle};
+use crate::tailcfg::SshAction;
+use crate::types::Node;
+
+struct Replica {
+    state: StateHandle,
+    admin: Admin,
+    checks: SshChecks,
+}
+
+async fn replica(pg: &PgTemp, name: &str) -> Replica {
+    let opts = ReplicaOptions {
+        poll: Duration::from_secs(3600),
+        ..Default::default()
+    };
+    let state = crate::state::testing::replica(pg.db_named(name).await, opts).await;
+    let admin = Admin::start(
+        state.clone(),
+        Audit::open(None).unwrap(),
+        TokenKey::random(),
+    )
+    .await
+    .unwrap();
+    let checks = SshChecks::new(state.clone(), admin.clone());
+    Replica {
+        state,
+        admin,
+        checks,
+    }
+}
+
+impl Replica {
+    /// `req` asked by the destination's own machine.
+    async fn ask(&self, req: Request) -> SshAction {
+        let machine = self.state.world().node(req.dst).unwrap().machine_key;
+        self.checks.action(machine, req).await.expect("an answer")
+    }
+
+    /// Asks `req` in a task (a follow-up's long poll).
+    fn follow(&self, req: Request) -> tokio::task::JoinHandle<SshAction> {
+        let (state, checks) = (self.state.clone(), self.checks.clone());
+        tokio::spawn(async move {
+            let machine = state.world().node(req.dst).unwrap().machine_key;
+            checks.action(machine, req).await.expect("an answer")
+        })
+    }
+}
+
+async fn alices_node(r: &Replica, user: crate::types::UserId, seed: u8) -> Arc<Node> {
+    let new = NewPreAuthKey {
+        user: Some(user),
+        ..Default::default()
+    };
+    let (_, secret) = r.admin.create_preauth_key(&local(), new).await.unwrap();
+    match r.state.register(node_input(seed, secret)).await.unwrap() {
+        RegisterOutcome::Authorized { node, .. } => node,
+        other => panic!("not registered: {other:?}"),
+    }
+}
+
+/// A check opened on A for alice's root login from `src` to `dst`: its id
+/// and its follow-up request.
+async fn hold_on(a: &Replica, src: &Node, dst: &Node) -> (AuthId, Request) {
+    let held = a.ask(req(src, dst, "root")).await;
+    assert!(!held.accept && !held.reject, "{held:?}");
+    let id = held.hold_and_delegate.split("auth_id=").nth(1).unwrap();
+    let id = AuthId::parse(id).unwrap();
+    let mut follow = req(src, dst, "root");
+    follow.auth_id = Some(id.to_string());
+    (id, follow)
+}
+
+async fn answer(task: tokio::task::JoinHandle<SshAction>) -> SshAction {
+    tokio::time::timeout(Duration::from_secs(2), task)
+        .await
+        .expect("the follow-up answered within 2 s")
+        .expect("task")
+}
+
+#[tokio::test]
+async fn a_check_opened_on_one_replica_is_followed_up_on_the_other() {
+    let Some(pg) = PgTemp::create("ssh_check_takeover").await else {
+        return;
+    };
+    let a = replica(&pg, "replica_a").await;
+    let b = replica(&pg, "replica_b").await;
+    let alice = NewUser {
+        name: "alice".into(),
+        display_name: String::new(),
+        email: "alice@example.com".into(),
+    };
+    let alice = a.admin.create_user(&local(), alice).await.unwrap().id;
+    let laptop = alices_node(&a, alice, 1).await;
+    let server = alices_node(&a, alice, 2).await;
+    a.admin.set_policy(&local(), POLICY.into()).await.unwrap();
+    until("B to know the nodes and the policy", || {
+        let w = b.state.world();
+        w.node(server.id).is_some() && w.policy.compiled.is_some()
+    })
+    .await;
+
+    // The follow-up reaches B, which takes the check over; approved on B.
+    let (id, follow) = hold_on(&a, &laptop, &server).await;
+    // Another login naming this check (the reverse direction, asked by
+    // the laptop's own machine) does not get it.
+    let mut stranger = req(&server, &laptop, "root");
+    stranger.auth_id = Some(id.to_string());
+    let refused = answer(b.follow(stranger)).await;
+    assert!(refused.reject, "{refused:?}");
+    assert!(
+        refused.message.contains("unknown, used or expired"),
+        "{refused:?}"
+    );
+    let waiting = b.follow(follow);
+    until("B to take the check over", || {
+        b.admin.registrations().contains(&id)
+    })
+    .await;
+    b.admin
+        .approve_auth(&local(), &id)
+        .await
+        .expect("B approves");
+    let done = answer(waiting).await;
+    assert!(done.accept, "{done:?}");
+
+    // Rejected on A before the follow-up reaches B: B hands it over.
+    tokio::time::sleep(Duration::from_millis(1100)).await; // the check period
+    let (id, follow) = hold_on(&a, &laptop, &server).await;
+    a.admin.reject_auth(&local(), &id).await.expect("A rejects");
+    let done = answer(b.follow(follow)).await;
+    assert!(done.reject, "{done:?}");
+    assert!(done.message.contains("SSH check rejected"), "{done:?}");
+}
