@@ -58,7 +58,12 @@ impl PendingUp {
     /// The auth id of the URL the client printed, after checking the URL
     /// points at this server's register page.
     pub(crate) fn auth_id(&mut self, server: &Server) -> String {
-        let prefix = format!("{}/register/", server.url());
+        self.auth_id_under(&server.url())
+    }
+
+    /// As `auth_id`, for a URL under `base` (a load balancer's, say).
+    pub(crate) fn auth_id_under(&mut self, base: &str) -> String {
+        let prefix = format!("{base}/register/");
         wait_for("the client to print its login URL", JOIN, || {
             let text = self.output();
             if let Some(at) = text.find(&prefix) {

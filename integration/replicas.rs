@@ -7,6 +7,7 @@ mod login;
 mod postgres;
 mod relay;
 mod sqlite;
+mod ssh_check;
 
 use std::fs;
 use std::path::Path;

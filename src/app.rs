@@ -95,6 +95,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .with_context(|| format!("binding {}", config.listen_addr))?;
     let addr = listener.local_addr();
     let server_url = settings::effective_server_url(&config.server_url, addr);
+    // What clients log in through: auth and SSH check URLs must name it.
+    let login_url = config
+        .login_url
+        .clone()
+        .unwrap_or_else(|| server_url.clone());
 
     let stun = match config.derp.server.as_ref().and_then(|d| d.stun_listen_addr) {
         Some(a) => {
@@ -146,7 +151,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     };
     let mut derp_maps = derp_map::Loader::new(derp_map::Sources::new(&config.derp, embedded))?;
     let derp_map = derp_maps.initial().await.context("building the DERP map")?;
-    let mut world_settings = settings::world_settings(&config, derp_map, &server_url);
+    let mut world_settings = settings::world_settings(&config, derp_map, &login_url);
     world_settings.dns.extra_records = extra_records::initial(&config.dns)?;
     let sessions = Sessions::new();
     let opts = state::Options {
@@ -215,7 +220,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     cs.timeouts = public.timeouts;
     cs.batch_change_delay = config.batch_change_delay;
     admin.registrations().set_ttl(config.login.register_ttl);
-    let mut auth_flows = crate::auth::AuthFlows::new(&server_url, admin.registrations().clone());
+    let mut auth_flows = crate::auth::AuthFlows::new(&login_url, admin.registrations().clone());
     if config.oidc.is_some() {
         auth_flows.provider = Some(Arc::new(crate::auth::oidc::StartPage));
     }

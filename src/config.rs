@@ -101,6 +101,11 @@ pub const DEFAULT_BATCH_CHANGE_DELAY: Duration = Duration::from_millis(50);
 pub struct Config {
     /// URL clients use to reach this server (no trailing slash).
     pub server_url: String,
+    /// The URL clients log in through when it is not `server_url` (no
+    /// trailing slash): with replicas, the load balancer's, while each
+    /// replica's `server_url` names the replica itself (its relay's
+    /// address). Auth URLs and SSH check URLs name it.
+    pub login_url: Option<String>,
     pub listen_addr: SocketAddr,
     /// Extra listener for `/metrics`; `/metrics` is served on `listen_addr` too.
     pub metrics_listen_addr: Option<SocketAddr>,

@@ -89,7 +89,7 @@ pub fn build(c: &Case, ids: &BTreeMap<String, u64>, policy: Policy, compiled: Co
         dns: Default::default(),
         domain: "example.ts.net".into(),
         certs: Default::default(),
-        server_url: String::new(),
+        login_url: String::new(),
     };
     let mut w = World::new(settings, users, nodes);
     w.policy = Arc::new(PolicyState {

@@ -3,12 +3,13 @@
 //! operator's `clawscale auth register` runs against replica B. The client
 //! is Running within 3 s of the command, both replicas list the node once,
 //! and a login rejected on B fails on A's client. And a login survives the
-//! loss of its replica: started through haproxy on A, A killed, the client
-//! follows it up on B, where it is shown and registered.
+//! loss of its replica: started through haproxy on A (the URL names
+//! haproxy, the replicas' `login_url`), A killed, the client follows it up
+//! on B, where it is shown and registered.
 
 use std::time::{Duration, Instant};
 
-use super::{LB_PORT, haproxy, pair, user_key};
+use super::{LB_PORT, haproxy, pair, pair_with, user_key};
 use crate::harness::{ClientVersion, PgServer, Tailscaled, Topology, skip_real_clients, wait_for};
 use crate::login::login_decided_on;
 
@@ -69,14 +70,17 @@ fn a_login_continues_on_the_other_replica_when_its_own_is_killed() {
     }
     let topo = Topology::new(1);
     let pg = PgServer::start();
-    let (mut a, b) = pair(&topo, &pg, [8081, 8082], [901, 902]);
-    let _lb = haproxy(&topo, &[8081, 8082]);
     let url = format!("http://{}:{LB_PORT}", topo.hub_ip());
+    let (mut a, b) = pair_with(&topo, &pg, [8081, 8082], [901, 902], |_, cfg| {
+        cfg.set("login_url", url.clone());
+    });
+    let _lb = haproxy(&topo, &[8081, 8082]);
     let _ = user_key(&a, USER);
     let laptop = Tailscaled::start(topo.host(0), "laptop", ClientVersion::V1_96_4);
     let mut up = crate::login::PendingUp::start_at(&laptop, &url, "laptop", &[]);
-    // haproxy's `balance first`: the login starts on A, and its URL names A.
-    let id = up.auth_id(&a);
+    // haproxy's `balance first`: the login starts on A; its URL names the
+    // balancer (`login_url`).
+    let id = up.auth_id_under(&url);
 
     // B shows the page of a login waiting on A.
     let (code, page) = laptop

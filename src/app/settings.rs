@@ -147,9 +147,9 @@ pub(super) fn embedded_region(
 const NONE: &str = "none";
 
 /// The settings every map carries, with `derp_map` as the DERP map.
-pub(super) fn world_settings(config: &Config, derp_map: DerpMap, server_url: &str) -> Settings {
+pub(super) fn world_settings(config: &Config, derp_map: DerpMap, login_url: &str) -> Settings {
     Settings {
-        server_url: server_url.to_string(),
+        login_url: login_url.to_string(),
         base_domain: config.dns.base_domain.clone(),
         derp_map: DerpMaps::new(derp_map),
         dns: dns_config(config),

@@ -226,11 +226,12 @@ impl SshChecks {
                 .map_err(|e| Refusal::Unavailable(e.to_string()))?;
             return Ok(accept(left));
         }
-        let base = match world.settings.server_url.as_str() {
+        // People open the page through the URL they log in with.
+        let pages = match world.settings.login_url.as_str() {
             "" => CHECK_URL_BASE,
             url => url,
         };
-        self.hold(base, login, period, src).await
+        self.hold(pages, login, period, src).await
     }
 
     /// The source node of the SSH login check `id` is about, while the
@@ -287,10 +288,10 @@ impl SshChecks {
     }
 
     /// Opens a pending request for `login` and answers with where to
-    /// authenticate and where to wait.
+    /// authenticate (a page under `pages`) and where to wait.
     async fn hold(
         &self,
-        base: &str,
+        pages: &str,
         login: Login,
         period: Duration,
         src: Arc<Node>,
@@ -303,7 +304,8 @@ impl SshChecks {
             .await
             .map_err(|e| Refusal::Unavailable(e.to_string()))?;
         let (tx, rx) = watch::channel(None);
-        let follow = follow_url(base, &login, &id);
+        // Fetched over Noise only as an https:// URL (see CHECK_URL_BASE).
+        let follow = follow_url(CHECK_URL_BASE, &login, &id);
         lock(&self.0.held).insert(
             id.clone(),
             Held {
@@ -326,7 +328,7 @@ impl SshChecks {
             message: format!(
                 "# clawscale: Tailscale SSH requires an additional check.\n\
                  # To authenticate, visit: {}\n",
-                super::register_url(base, &id)
+                super::register_url(pages, &id)
             ),
             hold_and_delegate: follow,
             ..Default::default()

@@ -61,7 +61,7 @@ fn world(certs: Certs) -> World {
         dns: Default::default(),
         domain: "clawql.local".into(),
         certs,
-        server_url: String::new(),
+        login_url: String::new(),
     };
     let alice = User {
         id: UserId(1),

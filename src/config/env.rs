@@ -22,6 +22,10 @@ pub(super) const VARS: &[(&str, &str, Setter)] = &[
         raw.server_url = Some(v);
         Ok(())
     }),
+    ("CLAWSCALE_LOGIN_URL", "login_url", |raw, _, v| {
+        raw.login_url = Some(v);
+        Ok(())
+    }),
     ("CLAWSCALE_LISTEN_ADDR", "listen_addr", |raw, _, v| {
         raw.listen_addr = v;
         Ok(())

@@ -60,6 +60,9 @@ pub(super) struct RawConfig {
     /// clawscale extension: base for every default file path.
     pub data_dir: Option<PathBuf>,
     pub server_url: Option<String>,
+    /// clawscale extension: the URL clients use as `--login-server` when it
+    /// is not `server_url` (replicas behind a load balancer).
+    pub login_url: Option<String>,
     #[serde(default = "default_listen_addr")]
     pub listen_addr: String,
     pub metrics_listen_addr: Option<String>,

@@ -495,10 +495,21 @@ fn listen_addr_override_drives_derived_defaults() {
 }
 
 #[test]
+fn login_url_is_optional_and_must_be_a_url() {
+    let c = load_str("server_url: https://r1.example\n").unwrap();
+    assert_eq!(c.login_url, None);
+    let c = load_str("server_url: https://r1.example\nlogin_url: https://lb.example/\n").unwrap();
+    assert_eq!(c.login_url.as_deref(), Some("https://lb.example"));
+    let e = error_of("login_url: lb.example\n");
+    assert!(e.contains("login_url") && e.contains("http://"), "{e}");
+}
+
+#[test]
 fn environment_overrides_file_and_flags_override_environment() {
     let yaml = "server_url: https://file.example\nlog: {level: warn}\n";
     let vars = [
         ("CLAWSCALE_SERVER_URL", "https://env.example/"),
+        ("CLAWSCALE_LOGIN_URL", "https://lb.example/"),
         ("CLAWSCALE_LISTEN_ADDR", "127.0.0.1:7000"),
         ("CLAWSCALE_METRICS_LISTEN_ADDR", "127.0.0.1:7001"),
         ("CLAWSCALE_GRPC_LISTEN_ADDR", "127.0.0.1:7002"),
@@ -515,6 +526,7 @@ fn environment_overrides_file_and_flags_override_environment() {
     assert_eq!(vars.len(), env::VARS.len(), "every variable is exercised");
     let c = with_env(yaml, &Overrides::default(), &vars).unwrap();
     assert_eq!(c.server_url, "https://env.example");
+    assert_eq!(c.login_url.as_deref(), Some("https://lb.example"));
     assert_eq!(c.listen_addr, addr("127.0.0.1:7000"));
     assert_eq!(c.metrics_listen_addr, Some(addr("127.0.0.1:7001")));
     assert_eq!(c.grpc_listen_addr, Some(addr("127.0.0.1:7002")));

@@ -63,6 +63,20 @@ pub(super) fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config, 
         )
     })?;
 
+    let login_url = match raw.login_url.as_deref().map(str::trim) {
+        Some(url) if !url.is_empty() => {
+            let url = url.trim_end_matches('/').to_string();
+            if parse::url_host(&url).is_none() {
+                return Err(invalid(
+                    "login_url",
+                    format!("{url:?} is not an http:// or https:// URL with a host"),
+                ));
+            }
+            Some(url)
+        }
+        _ => None,
+    };
+
     let metrics_listen_addr =
         optional_addr("metrics_listen_addr", raw.metrics_listen_addr.as_deref())?;
     let grpc_listen_addr = optional_addr("grpc_listen_addr", raw.grpc_listen_addr.as_deref())?;
@@ -99,6 +113,7 @@ pub(super) fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config, 
 
     Ok(Config {
         server_url,
+        login_url,
         listen_addr,
         metrics_listen_addr,
         grpc_listen_addr,

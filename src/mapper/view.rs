@@ -7,7 +7,6 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::certs;
-use crate::policy::compile::ssh::set_check_base_url;
 use crate::policy::{CapMap, NodeOutput, PeerOutput};
 use crate::state::World;
 use crate::tailcfg::{FilterRule, SshPolicy};
@@ -33,16 +32,9 @@ impl View {
         match out {
             Some(o) => View {
                 filter: o.packet_filter.clone(),
-                ssh: o.ssh_policy.clone().map(|mut p| {
-                    // The compiled policy is shared by every server; `check`
-                    // rules get this server's URL here. Clients send the
-                    // request over their Noise channel whatever the host, so
-                    // this is for people reading a netmap.
-                    if !world.settings.server_url.is_empty() {
-                        set_check_base_url(&mut p, &world.settings.server_url);
-                    }
-                    p
-                }),
+                // `check` rules keep Tailscale's `https://unused/…` URL
+                // (`ssh::CHECK_URL_BASE` says why).
+                ssh: o.ssh_policy.clone(),
                 cap_map: certs::map_caps(world.settings.certs, o.cap_map.clone()),
                 out: Some(o),
             },

@@ -136,7 +136,7 @@ async fn start_with_opts(
         dns: Default::default(),
         domain: "clawql.local".into(),
         certs: Default::default(),
-        server_url: String::new(),
+        login_url: String::new(),
     };
     let opts = Options {
         ipam: Ipam {

@@ -31,10 +31,12 @@ pub struct Settings {
     pub domain: String,
     /// Who may get HTTPS certificates for tailnet names (`dns.certs`).
     pub certs: Certs,
-    /// The URL clients reach this server at (`server_url`, no trailing
-    /// `/`); empty in tests that do not serve. SSH `check` rules delegate
-    /// to it and point people at its pages.
-    pub server_url: String,
+    /// The URL clients log in through (`login_url`, else `server_url`; no
+    /// trailing `/`); empty in tests that do not serve. SSH `check` rules
+    /// delegate to it (tailscaled sends that request over its Noise channel
+    /// only when the URL is its login server's) and point people at its
+    /// pages.
+    pub login_url: String,
 }
 
 /// `dns.certs`: which nodes get `CertDomains` and the `https` capability.

@@ -354,7 +354,7 @@ fn zone_data_drops_what_the_index_cannot_hold() {
         },
         domain: "clawql.local".into(),
         certs: Default::default(),
-        server_url: String::new(),
+        login_url: String::new(),
     };
     let mut w = World::new(settings, vec![], vec![]);
     w.generation = 42;
@@ -397,7 +397,7 @@ fn only_zone_relevant_changes_count_as_new_inputs() {
         dns: Default::default(),
         domain: "clawql.local".into(),
         certs: Default::default(),
-        server_url: String::new(),
+        login_url: String::new(),
     };
     let w0 = Arc::new(World::new(settings, vec![], vec![node.clone()]));
     let mut w1 = (*w0).clone();

@@ -209,7 +209,7 @@ fn schema_is_read_off_the_raw_types() {
     assert!(matches!(field(&oidc, "pkce"), Shape::Struct(_)));
     assert_eq!(
         top.len(),
-        36,
+        37,
         "top-level keys: {:?}",
         top.iter().map(|(n, _)| n).collect::<Vec<_>>()
     );

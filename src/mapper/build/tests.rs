@@ -58,7 +58,7 @@ fn world(nodes: Vec<Node>) -> World {
         dns: Default::default(),
         domain: "clawql.local".into(),
         certs: Default::default(),
-        server_url: String::new(),
+        login_url: String::new(),
     };
     World::new(settings, vec![user(1, "alice"), user(2, "bob")], nodes)
 }

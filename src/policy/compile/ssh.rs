@@ -24,9 +24,12 @@ use crate::policy::model::{Alias, Doc, SshRule, Topology, localpart_domain};
 use crate::policy::resolve::alias::{Resolver, node_ips};
 use crate::tailcfg::{SshAction, SshPolicy, SshPrincipal, SshRule as WireRule};
 
-/// Base URL `check` rules are compiled with. The compiled policy is shared
-/// by every server instance, so the real base URL is put in at send time
-/// with [`set_check_base_url`].
+/// Base URL `check` rules delegate to, as Tailscale's control plane sends
+/// it: tailscaled fetches an `https://` URL over its Noise channel to its
+/// login server, whatever the host. An `http://` one it fetches in the
+/// clear from that address, which after a reconnect is not the Noise
+/// channel at all (measured with 1.96.4 behind a balancer: 404s from the
+/// server's public port).
 pub const CHECK_URL_BASE: &str = "https://unused";
 
 /// Path (with tailscaled's `$VAR` placeholders) a `check` rule delegates to.
@@ -40,22 +43,6 @@ pub const DEFAULT_CHECK_PERIOD: Duration = Duration::from_secs(12 * 3600);
 /// The full placeholder URL emitted by the compiler.
 pub const CHECK_URL: &str =
     "https://unused/machine/ssh/action/$SRC_NODE_ID/to/$DST_NODE_ID?local_user=$LOCAL_USER";
-
-/// Hold-and-delegate URL for a server reachable at `base` (no trailing `/`).
-pub fn check_url(base: &str) -> String {
-    format!("{}{CHECK_URL_PATH}", base.trim_end_matches('/'))
-}
-
-/// Point every `check` rule of `policy` at the server at `base`
-/// (e.g. `https://ctl.example.com`): the server calls this on the
-/// NodeOutput's policy before sending it, once it serves the check flow.
-pub fn set_check_base_url(policy: &mut SshPolicy, base: &str) {
-    for r in &mut policy.rules {
-        if !r.action.hold_and_delegate.is_empty() {
-            r.action.hold_and_delegate = check_url(base);
-        }
-    }
-}
 
 fn accept_action() -> SshAction {
     SshAction {
@@ -488,20 +475,14 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn check_wire_shape_and_base_url() {
+    fn check_wire_shape_and_url() {
         let ssh = json!([{"action": "check", "src": ["thor@example.org"], "dst": ["tag:server"],
             "users": ["root"], "acceptEnv": ["GIT_*"]}]);
         let r = rules(ssh, 4);
         let want = json!([{"principals": [{"nodeIP": "100.64.0.2"}], "sshUsers": {"root": "root"},
             "action": {"holdAndDelegate": CHECK_URL}, "acceptEnv": ["GIT_*"]}]);
         assert_eq!(serde_json::to_value(&r).expect("serialises"), want);
-        let mut p = SshPolicy { rules: r };
-        set_check_base_url(&mut p, "https://ctl.example.com/");
-        assert_eq!(
-            p.rules[0].action.hold_and_delegate,
-            "https://ctl.example.com/machine/ssh/action/$SRC_NODE_ID/to/$DST_NODE_ID?local_user=$LOCAL_USER"
-        );
-        assert_eq!(check_url(CHECK_URL_BASE), CHECK_URL);
+        assert_eq!(format!("{CHECK_URL_BASE}{CHECK_URL_PATH}"), CHECK_URL);
     }
 
     #[test]

@@ -71,7 +71,7 @@ pub(crate) fn world() -> World {
         dns: Default::default(),
         domain: "clawql.local".into(),
         certs: Default::default(),
-        server_url: String::new(),
+        login_url: String::new(),
     };
     let mut w = World::new(
         settings,

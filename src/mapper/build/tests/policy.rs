@@ -149,9 +149,9 @@ fn a_joining_node_reaches_only_sessions_that_may_see_it() {
 }
 
 #[test]
-fn check_rules_delegate_to_this_servers_url() {
+fn check_rules_delegate_over_noise_as_tailscale_does() {
     let mut w = three();
-    Arc::make_mut(&mut w.settings).server_url = "https://ctl.example.com".into();
+    Arc::make_mut(&mut w.settings).login_url = "https://ctl.example.com".into();
     install(
         &mut w,
         r#"{"tagOwners": {"tag:srv": ["alice@example.com"]},
@@ -161,7 +161,8 @@ fn check_rules_delegate_to_this_servers_url() {
     let rules = r.ssh_policy.unwrap().rules;
     assert_eq!(
         rules[0].action.hold_and_delegate,
-        "https://ctl.example.com/machine/ssh/action/$SRC_NODE_ID/to/$DST_NODE_ID?local_user=$LOCAL_USER"
+        "https://unused/machine/ssh/action/$SRC_NODE_ID/to/$DST_NODE_ID?local_user=$LOCAL_USER",
+        "an https:// URL, whatever login_url is: tailscaled sends it over Noise"
     );
 }
 
