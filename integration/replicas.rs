@@ -42,6 +42,22 @@ fn pair_with(
     (a, b)
 }
 
+/// Kills replica `a` and waits until `b` has taken over a request its
+/// client follows up (`what` says whose); returns how long after the kill.
+fn kill_and_await_takeover(a: &mut Server, b: &Server, what: &str) -> Duration {
+    a.kill();
+    let killed = std::time::Instant::now();
+    let marker = "a request started on another replica is followed up here";
+    crate::harness::wait_for(what, Duration::from_secs(60), || {
+        if b.log().contains(marker) {
+            Ok(())
+        } else {
+            Err("not yet".to_owned())
+        }
+    });
+    killed.elapsed()
+}
+
 /// Creates `user` through `server` and a reusable pre-auth key for it.
 fn user_key(server: &Server, user: &str) -> String {
     server.create_user(user);

@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{LB_PORT, haproxy, pair, pair_with, user_key};
+use super::{LB_PORT, haproxy, kill_and_await_takeover, pair, pair_with, user_key};
 use crate::harness::{ClientVersion, PgServer, Tailscaled, Topology, skip_real_clients, wait_for};
 use crate::login::login_decided_on;
 
@@ -93,24 +93,8 @@ fn a_login_continues_on_the_other_replica_when_its_own_is_killed() {
         "{page}"
     );
 
-    a.kill();
-    let killed = Instant::now();
-    let marker = "a request started on another replica is followed up here";
-    wait_for(
-        "the client to follow its login up on B",
-        Duration::from_secs(60),
-        || {
-            if b.log().contains(marker) {
-                Ok(())
-            } else {
-                Err("not yet".to_string())
-            }
-        },
-    );
-    eprintln!(
-        "login followed up on B {:?} after kill -9 of A",
-        killed.elapsed()
-    );
+    let took = kill_and_await_takeover(&mut a, &b, "the client to follow its login up on B");
+    eprintln!("login followed up on B {took:?} after kill -9 of A");
     b.cli_ok(&["auth", "register", "--auth-id", &id, "--user", USER]);
     let decided = Instant::now();
     // Registered within about 0.25 s; Running takes about 3 s more, as the

@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{LB_PORT, haproxy, pair_with};
+use super::{LB_PORT, haproxy, kill_and_await_takeover, pair_with};
 use crate::harness::{
     ClientVersion, KeyOptions, PgServer, Tailscaled, Topology, skip_real_clients, wait_for,
 };
@@ -84,24 +84,8 @@ fn an_ssh_check_continues_on_the_other_replica_when_its_own_is_killed() {
         "{}",
         ssh.stderr()
     );
-    a.kill();
-    let killed = Instant::now();
-    let marker = "a request started on another replica is followed up here";
-    wait_for(
-        "the server's follow-up to be taken over by B",
-        Duration::from_secs(60),
-        || {
-            if b.log().contains(marker) {
-                Ok(())
-            } else {
-                Err("not yet".to_owned())
-            }
-        },
-    );
-    eprintln!(
-        "SSH check taken over by B {:?} after kill -9 of A",
-        killed.elapsed()
-    );
+    let took = kill_and_await_takeover(&mut a, &b, "the server's follow-up to be taken over by B");
+    eprintln!("SSH check taken over by B {took:?} after kill -9 of A");
     b.cli_ok(&["auth", "approve", "--auth-id", &id]);
     let decided = Instant::now();
     let (ok, out, err) = ssh.finish(AFTER_VERDICT);
