@@ -189,6 +189,11 @@ impl Registrations {
         owner: WaitingClient<'_>,
     ) -> Option<(oneshot::Receiver<Verdict>, Instant)> {
         let state = self.shared()?;
+        if self.contains(id) {
+            // Pending here already: an earlier follow-up of its client
+            // still holds the wait (it is put back when that one ends).
+            return None;
+        }
         let h = hash(id);
         let found = match state.find_request(&h).await {
             Ok(found) => found?,

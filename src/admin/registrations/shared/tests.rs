@@ -231,6 +231,21 @@ async fn a_login_started_on_one_replica_is_followed_up_on_the_other() {
         FollowupOutcome::Failed(m) => assert!(m.contains("rejected"), "{m}"),
         other => panic!("the client on B: {other:?}"),
     }
+
+    // A second follow-up on the replica where the first one still waits
+    // is turned away; it does not take the request from the first.
+    let (id, first) = login(&on_a, 4).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let url = format!("http://a.example/register/{id}");
+    let second = on_a.follow(&url, MachinePublic([4; 32])).await;
+    assert!(matches!(second, FollowupOutcome::Failed(_)), "{second:?}");
+    a.register_pending(&op, &id, "alice")
+        .await
+        .expect("A registers");
+    assert!(matches!(
+        outcome(first).await,
+        FollowupOutcome::Registered(_)
+    ));
 }
 
 #[tokio::test]
