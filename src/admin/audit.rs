@@ -155,7 +155,7 @@ impl Audit {
 
     /// With replicas (`state` shares a database), every line written from
     /// now on is also stored there, and queries read the whole trail from
-    /// there; without, nothing changes.
+    /// there and this file together; without, nothing changes.
     pub fn share_through(&self, state: StateHandle) {
         if let (Some(tx), true) = (&self.tx, state.is_replicated()) {
             let _ = tx.send(Job::Share(state));
