@@ -6,7 +6,8 @@
 //! banner and approves it over REST (`POST /api/v1/auth/approve` with an
 //! API key), and the command runs. A second login within `checkPeriod`
 //! (OpenSSH again, then `tailscale ssh`) goes through without a prompt; a rejected check makes ssh fail. The
-//! destination runs 1.96.4, and 1.78.1 for the approve path.
+//! destination runs 1.96.4, and 1.78.1 for the approve path. The server is
+//! HTTPS with a test CA the clients trust, so 1.78.1 can use the relay.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -18,8 +19,8 @@ use crate::harness::bins::client_bins;
 use crate::harness::netns::CLEAN_PATH;
 use crate::harness::process::{OwnedChild, run};
 use crate::harness::{
-    ClientVersion, Db, KeyOptions, Netns, Server, Tailscaled, Topology, skip_real_clients,
-    try_wait_for, wait_for,
+    CONTROL_PORT, ClientVersion, Db, KeyOptions, Netns, Server, Tailscaled, TailscaledOptions,
+    TestCa, Topology, skip_real_clients, try_wait_for, wait_for,
 };
 
 const JOIN: Duration = Duration::from_secs(90);
@@ -120,10 +121,13 @@ impl Ssh {
     }
 }
 
-/// `POST /api/v1/auth/{verb}` for `id` with an API key, by curl from `ns`.
-fn decide(ns: &Netns, url: &str, key: &str, verb: &str, id: &str) {
+/// `POST /api/v1/auth/{verb}` for `id` with an API key, by curl from `ns`
+/// (trusting the test CA `ca`).
+fn decide(ns: &Netns, url: &str, ca: &Path, key: &str, verb: &str, id: &str) {
     let mut cmd = ns.command("curl");
     cmd.args(["-sS", "-w", "\n%{http_code}", "-X", "POST"])
+        .arg("--cacert")
+        .arg(ca)
         .arg(format!("{url}/api/v1/auth/{verb}"))
         .args(["-H", &format!("Authorization: Bearer {key}")])
         .args(["-H", "Content-Type: application/json"])
@@ -165,9 +169,20 @@ fn ssh_check_holds_the_login_until_approved_and_remembers_it() {
     let dir = tempfile::tempdir().expect("temp dir");
     let policy_path = dir.path().join("policy.hujson");
     std::fs::write(&policy_path, POLICY).expect("write policy");
+    // HTTPS with a certificate the clients trust: 1.78.1 checks the relay's
+    // certificate against its trust store, so only then may it relay. Without
+    // a relay the laptop's only path to it was direct UDP, which under a
+    // loaded full run once failed to form within ssh's 30 s.
+    let ca = TestCa::issue(dir.path(), topo.hub_ip().into());
     let server = Server::start_with(&topo, Db::Sqlite, |cfg| {
-        cfg.set("policy.mode", "file");
-        cfg.set("policy.path", policy_path.to_string_lossy().to_string());
+        cfg.set("policy.mode", "file")
+            .set("policy.path", policy_path.to_string_lossy().to_string())
+            .set(
+                "server_url",
+                format!("https://{}:{CONTROL_PORT}", topo.hub_ip()),
+            )
+            .set("tls_cert_path", ca.cert_pem.to_string_lossy())
+            .set("tls_key_path", ca.key_pem.to_string_lossy());
     });
     server.cli_ok(&["users", "create", "alice", "--email", "alice@example.com"]);
     let out = server.cli_ok(&["apikeys", "create", "--scope", "admin", "-o", "json"]);
@@ -182,9 +197,17 @@ fn ssh_check_holds_the_login_until_approved_and_remembers_it() {
     let laptop_key = server.create_preauthkey("alice", &KeyOptions::default());
 
     let url = server.url();
-    let laptop = Tailscaled::start(topo.host(0), "laptop", ClientVersion::V1_96_4);
-    let new = Tailscaled::start(topo.host(1), "srv-new", ClientVersion::V1_96_4);
-    let old = Tailscaled::start(topo.host(2), "srv-old", ClientVersion::V1_78_1);
+    let trusting = |version| TailscaledOptions {
+        version,
+        env: vec![(
+            "SSL_CERT_FILE".to_owned(),
+            ca.ca_pem.to_string_lossy().into_owned(),
+        )],
+        ..TailscaledOptions::default()
+    };
+    let laptop = Tailscaled::start_with(topo.host(0), "laptop", trusting(ClientVersion::V1_96_4));
+    let new = Tailscaled::start_with(topo.host(1), "srv-new", trusting(ClientVersion::V1_96_4));
+    let old = Tailscaled::start_with(topo.host(2), "srv-old", trusting(ClientVersion::V1_78_1));
     std::thread::scope(|s| {
         s.spawn(|| laptop.up_ok(&url, &laptop_key, "laptop"));
         for (n, name) in [(&new, "srv-new"), (&old, "srv-old")] {
@@ -217,7 +240,7 @@ fn ssh_check_holds_the_login_until_approved_and_remembers_it() {
         ssh.stderr()
     );
     let t1 = Instant::now();
-    decide(admin_ns, &url, &api_key, "approve", &id);
+    decide(admin_ns, &url, &ca.ca_pem, &api_key, "approve", &id);
     let (ok, out, err) = ssh.finish(AFTER_VERDICT);
     assert!(
         ok && out.trim() == "ok",
@@ -252,7 +275,7 @@ fn ssh_check_holds_the_login_until_approved_and_remembers_it() {
     // makes ssh fail.
     let mut refused = Ssh::start(&laptop, &new_ip, "nobody", dir.path(), "reject");
     let id = refused.auth_id();
-    decide(admin_ns, &url, &api_key, "reject", &id);
+    decide(admin_ns, &url, &ca.ca_pem, &api_key, "reject", &id);
     let (ok, out, err) = refused.finish(AFTER_VERDICT);
     assert!(
         !ok && !out.contains("ok"),
@@ -263,11 +286,22 @@ fn ssh_check_holds_the_login_until_approved_and_remembers_it() {
     // 4. A 1.78.1 destination follows the same flow.
     let mut old_ssh = Ssh::start(&laptop, &old_ip, "root", dir.path(), "old");
     let id = old_ssh.auth_id();
-    decide(admin_ns, &url, &api_key, "approve", &id);
+    decide(admin_ns, &url, &ca.ca_pem, &api_key, "approve", &id);
     let (ok, out, err) = old_ssh.finish(AFTER_VERDICT);
     assert!(
         ok && out.trim() == "ok",
         "1.78.1 destination: {out:?} {err}"
+    );
+    // It reached the relay (its fallback path), which is why the server
+    // has a certificate it trusts.
+    let log = old.log();
+    assert!(
+        log.contains("derp-999 connected"),
+        "1.78.1 never reached the relay"
+    );
+    assert!(
+        !log.contains("x509"),
+        "1.78.1 refused the relay's certificate"
     );
 
     // Every verdict is in the audit trail.
