@@ -52,30 +52,11 @@ pub(super) fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config, 
         Some(addr) => addr,
         None => parse::socket_addr("listen_addr", &raw.listen_addr)?,
     };
-    let server_url = match raw.server_url.as_deref().map(str::trim) {
-        Some(url) if !url.is_empty() => url.trim_end_matches('/').to_string(),
-        _ => url_for(listen_addr),
-    };
-    let server_host = parse::url_host(&server_url).ok_or_else(|| {
-        invalid(
-            "server_url",
-            format!("{server_url:?} is not an http:// or https:// URL with a host"),
-        )
-    })?;
-
-    let login_url = match raw.login_url.as_deref().map(str::trim) {
-        Some(url) if !url.is_empty() => {
-            let url = url.trim_end_matches('/').to_string();
-            if parse::url_host(&url).is_none() {
-                return Err(invalid(
-                    "login_url",
-                    format!("{url:?} is not an http:// or https:// URL with a host"),
-                ));
-            }
-            Some(url)
-        }
-        _ => None,
-    };
+    let server_url = optional_url("server_url", raw.server_url.as_deref())?
+        .unwrap_or_else(|| url_for(listen_addr));
+    let server_host = parse::url_host(&server_url)
+        .ok_or_else(|| invalid("server_url", format!("{server_url:?} has no host")))?;
+    let login_url = optional_url("login_url", raw.login_url.as_deref())?;
 
     let metrics_listen_addr =
         optional_addr("metrics_listen_addr", raw.metrics_listen_addr.as_deref())?;
@@ -152,6 +133,21 @@ fn optional_addr(key: &str, text: Option<&str>) -> Result<Option<SocketAddr>, Er
     match text.map(str::trim) {
         Some(text) if !text.is_empty() => parse::socket_addr(key, text).map(Some),
         _ => Ok(None),
+    }
+}
+
+/// An http(s) URL with a host, without a trailing `/`; `None` when unset.
+fn optional_url(key: &str, text: Option<&str>) -> Result<Option<String>, Error> {
+    let url = match text.map(str::trim) {
+        Some(url) if !url.is_empty() => url.trim_end_matches('/').to_string(),
+        _ => return Ok(None),
+    };
+    match parse::url_host(&url) {
+        Some(_) => Ok(Some(url)),
+        None => Err(invalid(
+            key,
+            format!("{url:?} is not an http:// or https:// URL with a host"),
+        )),
     }
 }
 

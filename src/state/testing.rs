@@ -88,6 +88,15 @@ pub(crate) async fn restart(_dir: &tempfile::TempDir, db: Db) -> StateHandle {
     .expect("state writer")
 }
 
+/// Replication options for tests: no safety poll, so only notifications
+/// and reconnects bring a replica up to date.
+pub(crate) fn no_poll() -> super::ReplicaOptions {
+    super::ReplicaOptions {
+        poll: Duration::from_secs(3600),
+        ..Default::default()
+    }
+}
+
 /// A writer over `db` (PostgreSQL: one replica among others on it), with
 /// `replica` as the replication options.
 pub(crate) async fn replica(db: Db, replica: super::ReplicaOptions) -> StateHandle {

@@ -166,12 +166,9 @@ async fn replicas_answer_queries_with_each_others_lines() {
     let Some(pg) = crate::db::testing::PgTemp::create("shared_audit").await else {
         return;
     };
-    let opts = || crate::state::ReplicaOptions {
-        poll: std::time::Duration::from_secs(3600),
-        ..Default::default()
-    };
-    let a_state = crate::state::testing::replica(pg.db_named("a").await, opts()).await;
-    let b_state = crate::state::testing::replica(pg.db_named("b").await, opts()).await;
+    use crate::state::testing::{no_poll, replica};
+    let a_state = replica(pg.db_named("a").await, no_poll()).await;
+    let b_state = replica(pg.db_named("b").await, no_poll()).await;
     let dir = tempfile::tempdir().unwrap();
     let a_settings = settings(&dir.path().join("a"), 1 << 20, 1);
     let b_settings = settings(&dir.path().join("b"), 1 << 20, 1);

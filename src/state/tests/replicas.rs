@@ -11,6 +11,7 @@ use sqlx::Connection;
 
 use super::input;
 use crate::db::testing::PgTemp;
+use crate::state::testing::no_poll;
 use crate::state::{RegisterOutcome, ReplicaOptions, StateHandle, World};
 use crate::types::Node;
 
@@ -69,14 +70,6 @@ async fn enrol(s: &StateHandle, i: u8, key: &str, hostname: &str) -> std::sync::
     match s.register(input(i, i, Some(key), hostname)).await {
         Ok(RegisterOutcome::Authorized { node, .. }) => node,
         other => panic!("registration of {hostname} on a replica: {other:?}"),
-    }
-}
-
-/// No safety poll during the test: only notifications and reconnects.
-fn no_poll() -> ReplicaOptions {
-    ReplicaOptions {
-        poll: Duration::from_secs(3600),
-        ..Default::default()
     }
 }
 
@@ -293,11 +286,10 @@ async fn a_dead_replicas_nodes_go_offline_and_its_relay_leaves_the_derp_map() {
         ..Default::default()
     };
     let opts = |id: i32| ReplicaOptions {
-        poll: Duration::from_secs(3600),
         heartbeat: Duration::from_millis(200),
         timeout: Duration::from_secs(1),
         derp_region: Some(region(id)),
-        ..Default::default()
+        ..no_poll()
     };
     let a = crate::state::testing::replica(pg.db_named("replica_a").await, opts(901)).await;
     let b = crate::state::testing::replica(pg.db_named("replica_b").await, opts(902)).await;

@@ -9,8 +9,8 @@ use crate::admin::{Admin, AuthId, Caller, Error, TokenKey, Transport};
 use crate::auth::{AuthFlows, FollowupOutcome};
 use crate::db::testing::PgTemp;
 use crate::state::auth_requests::SharedVerdict;
-use crate::state::testing::until;
-use crate::state::{RegisterInput, ReplicaOptions, StateHandle};
+use crate::state::testing::{no_poll, until};
+use crate::state::{RegisterInput, StateHandle};
 use crate::types::MachinePublic;
 
 fn input(machine: u8, hostname: &str) -> RegisterInput {
@@ -18,14 +18,7 @@ fn input(machine: u8, hostname: &str) -> RegisterInput {
 }
 
 async fn replica(pg: &PgTemp, name: &str) -> (StateHandle, Admin) {
-    let state = crate::state::testing::replica(
-        pg.db_named(name).await,
-        ReplicaOptions {
-            poll: Duration::from_secs(3600),
-            ..Default::default()
-        },
-    )
-    .await;
+    let state = crate::state::testing::replica(pg.db_named(name).await, no_poll()).await;
     let admin = Admin::start(
         state.clone(),
         Audit::open(None).unwrap(),

@@ -12,8 +12,8 @@ use crate::admin::testing::local;
 use crate::admin::{Admin, AuthId, NewPreAuthKey, NewUser, TokenKey};
 use crate::auth::ssh_check::{Request, SshChecks};
 use crate::db::testing::PgTemp;
-use crate::state::testing::until;
-use crate::state::{RegisterOutcome, ReplicaOptions, StateHandle};
+use crate::state::testing::{no_poll, until};
+use crate::state::{RegisterOutcome, StateHandle};
 use crate::tailcfg::SshAction;
 use crate::types::Node;
 
@@ -24,11 +24,7 @@ struct Replica {
 }
 
 async fn replica(pg: &PgTemp, name: &str) -> Replica {
-    let opts = ReplicaOptions {
-        poll: Duration::from_secs(3600),
-        ..Default::default()
-    };
-    let state = crate::state::testing::replica(pg.db_named(name).await, opts).await;
+    let state = crate::state::testing::replica(pg.db_named(name).await, no_poll()).await;
     let admin = Admin::start(
         state.clone(),
         Audit::open(None).unwrap(),
