@@ -495,16 +495,6 @@ fn listen_addr_override_drives_derived_defaults() {
 }
 
 #[test]
-fn login_url_is_optional_and_must_be_a_url() {
-    let c = load_str("server_url: https://r1.example\n").unwrap();
-    assert_eq!(c.login_url, None);
-    let c = load_str("server_url: https://r1.example\nlogin_url: https://lb.example/\n").unwrap();
-    assert_eq!(c.login_url.as_deref(), Some("https://lb.example"));
-    let e = error_of("login_url: lb.example\n");
-    assert!(e.contains("login_url") && e.contains("http://"), "{e}");
-}
-
-#[test]
 fn environment_overrides_file_and_flags_override_environment() {
     let yaml = "server_url: https://file.example\nlog: {level: warn}\n";
     let vars = [

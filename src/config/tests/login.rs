@@ -1,5 +1,5 @@
 //! `node.expiry`, `node.require_approval`, `tuning.register_cache_expiration`,
-//! `tuning.batch_change_delay`.
+//! `tuning.batch_change_delay`, `login_url`.
 
 use super::*;
 use crate::config::login::Login;
@@ -75,4 +75,14 @@ fn batch_change_delay_is_read_bounded_and_defaulted() {
             .to_string();
         assert!(e.contains("tuning.batch_change_delay"), "{bad}: {e}");
     }
+}
+
+#[test]
+fn login_url_is_optional_and_must_be_a_url() {
+    let c = load_str("server_url: https://r1.example\n").unwrap();
+    assert_eq!(c.login_url, None);
+    let c = load_str("server_url: https://r1.example\nlogin_url: https://lb.example/\n").unwrap();
+    assert_eq!(c.login_url.as_deref(), Some("https://lb.example"));
+    let e = error_of("login_url: lb.example\n");
+    assert!(e.contains("login_url") && e.contains("http://"), "{e}");
 }
