@@ -36,8 +36,12 @@ const WRITE_RETAIN: usize = 4 * 1024;
 /// An established TS2021 connection over `T`.
 ///
 /// Written bytes are sealed at once (so the nonce counter always matches
-/// what was accepted) and sent opportunistically; `flush` makes sure they
-/// reached `T`. HTTP/2 (hyper, via `hyper_util::rt::TokioIo`) runs on top.
+/// what was accepted) and reach `T` on `flush`, or earlier once
+/// [`WRITE_HIGH_WATER`] bytes wait. HTTP/2 (hyper, via
+/// `hyper_util::rt::TokioIo`) runs on top; it writes a frame's header and
+/// payload as separate slices and flushes after each batch of frames, so
+/// vectored writes share a record and a flush shares one socket write
+/// (Go's HTTP/2 server coalesces the same way through its `bufio.Writer`).
 pub struct NoiseStream<T> {
     io: T,
     opener: Opener,
@@ -212,12 +216,38 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for NoiseStream<T> {
         if let Err(e) = this.queue(&buf[..n]) {
             return Poll::Ready(Err(this.fail_write(e.into())));
         }
-        // Once sealed the bytes are ours to deliver, so report them written
-        // even if the socket is busy; the rest goes out on the next call.
-        if let Poll::Ready(Err(e)) = this.poll_drain(cx, 0) {
-            return Poll::Ready(Err(e));
-        }
+        // Once sealed the bytes are ours to deliver: they go out on flush.
         Poll::Ready(Ok(n))
+    }
+
+    /// Seals the slices together: an HTTP/2 frame header and its payload
+    /// become one record instead of a 9-byte record and another.
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let Some(first) = bufs.iter().position(|b| !b.is_empty()) else {
+            return self.poll_write(cx, &[]);
+        };
+        let bufs = &bufs[first..];
+        if bufs.len() == 1 {
+            return self.poll_write(cx, &bufs[0]);
+        }
+        let total = bufs.iter().map(|b| b.len()).sum::<usize>().min(MAX_ACCEPT);
+        let mut joined = Vec::with_capacity(total);
+        for b in bufs {
+            let take = b.len().min(total - joined.len());
+            joined.extend_from_slice(&b[..take]);
+            if joined.len() == total {
+                break;
+            }
+        }
+        self.poll_write(cx, &joined)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -83,13 +83,34 @@ async fn write_randomly<W: AsyncWrite + Unpin>(mut w: W, data: Vec<u8>, seed: u6
     let mut off = 0;
     while off < data.len() {
         let n = rng.gen_range(0..=12_000).min(data.len() - off);
-        w.write_all(&data[off..off + n]).await.unwrap();
+        if rng.gen_ratio(1, 2) {
+            w.write_all(&data[off..off + n]).await.unwrap();
+        } else {
+            write_all_vectored(&mut w, &data[off..off + n], &mut rng).await;
+        }
         if rng.gen_ratio(1, 3) {
             w.flush().await.unwrap();
         }
         off += n;
     }
     w.shutdown().await.unwrap();
+}
+
+/// Writes `data` as HTTP/2 does: several slices per call (cut at random
+/// points), going on after a partial write.
+async fn write_all_vectored<W: AsyncWrite + Unpin>(w: &mut W, mut data: &[u8], rng: &mut StdRng) {
+    while !data.is_empty() {
+        let a = rng.gen_range(0..=data.len());
+        let b = rng.gen_range(a..=data.len());
+        let bufs = [
+            io::IoSlice::new(&data[..a]),
+            io::IoSlice::new(&data[a..b]),
+            io::IoSlice::new(&data[b..]),
+        ];
+        let n = w.write_vectored(&bufs).await.unwrap();
+        assert!(n > 0, "a vectored write with data in it wrote nothing");
+        data = &data[n..];
+    }
 }
 
 async fn read_randomly<R: AsyncRead + Unpin>(mut r: R, seed: u64) -> Vec<u8> {
@@ -308,8 +329,10 @@ impl AsyncWrite for FailOnce {
 async fn a_failed_write_poisons_all_later_writes() {
     let (ka, _) = key_pair();
     let mut s = NoiseStream::new(FailOnce(false), &ka);
+    // Sealed and accepted; the socket is only tried on flush.
+    assert_eq!(s.write(b"one").await.unwrap(), 3);
     assert_eq!(
-        s.write(b"one").await.unwrap_err().kind(),
+        s.flush().await.unwrap_err().kind(),
         io::ErrorKind::BrokenPipe
     );
     assert_eq!(
@@ -366,4 +389,70 @@ async fn an_idle_stream_keeps_no_large_buffers() {
     assert!(idle.is_err(), "no data was sent");
     assert_eq!(b.rbuf.capacity(), 0);
     assert_eq!(b.plain.capacity(), 0);
+}
+
+/// Counts the writes that reach the socket.
+#[derive(Default)]
+struct Counting {
+    writes: Vec<Vec<u8>>,
+}
+
+impl AsyncWrite for Counting {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.writes.push(buf.to_vec());
+        Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[tokio::test]
+async fn a_frame_header_and_payload_share_a_record_and_a_flush_one_socket_write() {
+    let (ka, kb) = key_pair();
+    let mut s = NoiseStream::new(Counting::default(), &ka);
+    assert!(s.is_write_vectored(), "hyper/h2 only pass slices when told");
+    // Two HTTP/2 DATA frames as h2 hands them over: 9-byte header, payload.
+    let (head, body) = (pattern(9, 1), pattern(500, 2));
+    for _ in 0..2 {
+        let bufs = [io::IoSlice::new(&head), io::IoSlice::new(&body)];
+        assert_eq!(s.write_vectored(&bufs).await.unwrap(), 509);
+    }
+    assert!(
+        s.get_ref().writes.is_empty(),
+        "nothing is sent before a flush"
+    );
+    s.flush().await.unwrap();
+    let writes = &s.get_ref().writes;
+    assert_eq!(writes.len(), 1, "one socket write per flush");
+    assert_eq!(
+        frames(&writes[0]),
+        vec![(4, 3 + 509 + 16), (4, 3 + 509 + 16)]
+    );
+    let mut r = NoiseStream::new(&writes[0][..], &kb);
+    let mut got = Vec::new();
+    r.read_to_end(&mut got).await.unwrap();
+    assert_eq!(got, [&head[..], &body[..], &head[..], &body[..]].concat());
+}
+
+#[tokio::test]
+async fn a_vectored_write_takes_at_most_one_bounded_batch() {
+    let (ka, _) = key_pair();
+    let mut s = NoiseStream::new(Counting::default(), &ka);
+    let big = pattern(MAX_ACCEPT, 5);
+    let bufs = [
+        io::IoSlice::new(&[]),
+        io::IoSlice::new(b"head"),
+        io::IoSlice::new(&big),
+    ];
+    assert_eq!(s.write_vectored(&bufs).await.unwrap(), MAX_ACCEPT);
+    let empty = [io::IoSlice::new(&[]), io::IoSlice::new(&[])];
+    assert_eq!(s.write_vectored(&empty).await.unwrap(), 0);
 }
