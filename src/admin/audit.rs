@@ -113,8 +113,8 @@ enum Job {
     Write(Entry, Option<oneshot::Sender<()>>),
     Query(Query, oneshot::Sender<Result<Vec<Entry>, Error>>),
     /// From now on, also keep lines in (and answer from) the database that
-    /// replicas share.
-    Share(StateHandle),
+    /// replicas share, trimming it every so often.
+    Share(StateHandle, std::time::Duration),
 }
 
 /// Handle to the audit writer; cheap to clone.
@@ -157,8 +157,12 @@ impl Audit {
     /// now on is also stored there, and queries read the whole trail from
     /// there and this file together; without, nothing changes.
     pub fn share_through(&self, state: StateHandle) {
+        self.share_pruning_every(state, shared::PRUNE_EVERY);
+    }
+
+    fn share_pruning_every(&self, state: StateHandle, every: std::time::Duration) {
         if let (Some(tx), true) = (&self.tx, state.is_replicated()) {
-            let _ = tx.send(Job::Share(state));
+            let _ = tx.send(Job::Share(state, every));
         }
     }
 
@@ -172,10 +176,10 @@ impl Audit {
 }
 
 async fn run(mut file: LogFile, mut rx: mpsc::UnboundedReceiver<Job>) {
-    let mut shared: Option<StateHandle> = None;
+    let mut shared: Option<shared::Shared> = None;
     while let Some(job) = rx.recv().await {
         match job {
-            Job::Share(state) => shared = Some(state),
+            Job::Share(state, every) => shared = Some(shared::Shared::new(state, every)),
             Job::Write(first, done) => {
                 // Write what is queued, then one fsync for the batch.
                 let mut acks: Vec<oneshot::Sender<()>> = done.into_iter().collect();
@@ -192,10 +196,13 @@ async fn run(mut file: LogFile, mut rx: mpsc::UnboundedReceiver<Job>) {
                             query = Some((q, r));
                             break;
                         }
-                        Job::Share(state) => shared = Some(state),
+                        Job::Share(state, every) => {
+                            shared = Some(shared::Shared::new(state, every));
+                        }
                     }
                 }
                 let copy = shared.as_ref().map(|_| batch.clone());
+                let budget = file.budget();
                 let (f, result) = tokio::task::spawn_blocking(move || {
                     let r = file.append(&batch);
                     (file, r)
@@ -206,17 +213,19 @@ async fn run(mut file: LogFile, mut rx: mpsc::UnboundedReceiver<Job>) {
                 if let Err(e) = result {
                     tracing::error!(error = %e, "audit log write failed");
                 }
-                if let (Some(state), Some(batch)) = (&shared, copy) {
-                    shared::store(state, &batch).await;
+                if let (Some(shared), Some(batch)) = (&mut shared, copy) {
+                    shared.store(&batch, budget).await;
                 }
                 for a in acks {
                     let _ = a.send(());
                 }
                 if let Some((q, r)) = query {
-                    file = answer(file, shared.as_ref(), q, r).await;
+                    file = answer(file, shared.as_ref().map(|s| &s.state), q, r).await;
                 }
             }
-            Job::Query(q, r) => file = answer(file, shared.as_ref(), q, r).await,
+            Job::Query(q, r) => {
+                file = answer(file, shared.as_ref().map(|s| &s.state), q, r).await;
+            }
         }
     }
 }
@@ -277,6 +286,14 @@ impl LogFile {
             file,
             size,
         })
+    }
+
+    /// Bytes of lines this replica's files keep at most (the current file
+    /// and `max_files` rotated ones): the shared trail keeps as much.
+    fn budget(&self) -> u64 {
+        self.settings
+            .max_size
+            .saturating_mul(u64::from(self.settings.max_files) + 1)
     }
 
     fn io(&self, source: std::io::Error) -> Error {

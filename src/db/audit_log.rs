@@ -51,6 +51,31 @@ impl Db {
         Ok(())
     }
 
+    /// Deletes the oldest lines beyond the newest `budget` bytes of line
+    /// text; returns how many went. The table's on-disk size bounds the
+    /// text it holds, so a table smaller than `budget` is not scanned.
+    pub async fn prune_audit(&self, budget: u64) -> Result<u64> {
+        let pool = self.pg_only()?;
+        let budget = i64::try_from(budget).unwrap_or(i64::MAX);
+        let size: i64 = sqlx::query_scalar("SELECT pg_table_size('audit_log')")
+            .fetch_one(pool)
+            .await?;
+        if size <= budget {
+            return Ok(0);
+        }
+        let done = sqlx::query(
+            "DELETE FROM audit_log WHERE id <= ( \
+               SELECT id FROM ( \
+                 SELECT id, SUM(octet_length(entry)) OVER (ORDER BY id DESC) AS newer \
+                 FROM audit_log) s \
+               WHERE newer > $1 ORDER BY id DESC LIMIT 1)",
+        )
+        .bind(budget)
+        .execute(pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// The newest `f.limit` lines matching `f`, oldest first.
     pub async fn audit_lines(&self, f: &AuditFilter) -> Result<Vec<String>> {
         let pool = self.pg_only()?;

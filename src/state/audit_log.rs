@@ -18,6 +18,15 @@ impl StateHandle {
         }
     }
 
+    /// With replicas, deletes the shared trail's oldest lines beyond the
+    /// newest `budget` bytes; returns how many went (0 without replicas).
+    pub async fn prune_shared_audit(&self, budget: u64) -> Result<u64> {
+        match &self.shared {
+            Some(db) => Ok(db.prune_audit(budget).await?),
+            None => Ok(0),
+        }
+    }
+
     /// With replicas, the shared trail's lines matching `f`, oldest first;
     /// `None` without replicas.
     pub async fn shared_audit(&self, f: &AuditFilter) -> Result<Option<Vec<String>>> {

@@ -5,14 +5,64 @@
 //! every replica's lines and its own that never reached the database.
 
 use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use super::{Entry, Error, Query};
 use crate::state::StateHandle;
 use crate::state::audit_log::{AuditFilter, AuditRow};
 
+/// How often a replica trims the shared trail to its budget.
+pub(super) const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// The shared trail as one replica's writer uses it.
+pub(super) struct Shared {
+    pub state: StateHandle,
+    prune_every: Duration,
+    last_prune: Option<Instant>,
+    pruning: Arc<AtomicBool>,
+}
+
+impl Shared {
+    pub fn new(state: StateHandle, prune_every: Duration) -> Shared {
+        Shared {
+            state,
+            prune_every,
+            last_prune: None,
+            pruning: Arc::default(),
+        }
+    }
+
+    /// Stores `entries`, then, at most once per `prune_every`, trims the
+    /// trail to the newest `budget` bytes in the background: the files
+    /// are bounded by rotation, the table by this. Any replica may trim;
+    /// the deletion is the same whoever runs it.
+    pub async fn store(&mut self, entries: &[Entry], budget: u64) {
+        store(&self.state, entries).await;
+        if self
+            .last_prune
+            .is_some_and(|t| t.elapsed() < self.prune_every)
+            || self.pruning.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        self.last_prune = Some(Instant::now());
+        let (state, pruning) = (self.state.clone(), self.pruning.clone());
+        tokio::spawn(async move {
+            match state.prune_shared_audit(budget).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(lines = n, budget, "oldest shared audit lines deleted"),
+                Err(e) => tracing::warn!(error = %e, "the shared audit trail was not trimmed"),
+            }
+            pruning.store(false, Ordering::Release);
+        });
+    }
+}
+
 /// Stores `entries` in the shared trail; a failure is logged (the lines
 /// are in this replica's file either way).
-pub(super) async fn store(state: &StateHandle, entries: &[Entry]) {
+async fn store(state: &StateHandle, entries: &[Entry]) {
     let rows: Vec<AuditRow> = entries
         .iter()
         .filter_map(|e| {

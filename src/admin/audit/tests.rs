@@ -230,3 +230,67 @@ async fn unreadable_lines_are_skipped() {
     let all = log.query(Query::default()).await.unwrap();
     assert_eq!(all.len(), 1);
 }
+
+#[tokio::test]
+async fn the_shared_trail_keeps_as_much_as_one_replicas_files() {
+    let Some(pg) = crate::db::testing::PgTemp::create("shared_audit_prune").await else {
+        return;
+    };
+    use crate::state::audit_log::AuditFilter;
+    use crate::state::testing::{no_poll, replica};
+    let a_state = replica(pg.db_named("a").await, no_poll()).await;
+    let b_state = replica(pg.db_named("b").await, no_poll()).await;
+    let dir = tempfile::tempdir().unwrap();
+    // A current file and one rotated: 2,000 bytes of lines.
+    let (max_size, max_files) = (1_000, 1);
+    let budget = 2_000;
+    let a = Audit::open(Some(settings(&dir.path().join("a"), max_size, max_files))).unwrap();
+    a.share_pruning_every(a_state.clone(), std::time::Duration::ZERO);
+    let len = |i: i64| {
+        serde_json::to_string(&entry(i, "uid:0", "user:1"))
+            .unwrap()
+            .len()
+    };
+    let table = || async {
+        let all = AuditFilter {
+            limit: 10_000,
+            ..AuditFilter::default()
+        };
+        b_state.shared_audit(&all).await.unwrap().unwrap()
+    };
+    let mut last = 0;
+    for i in 0..30 {
+        a.record(entry(i, "uid:0", "user:1")).await;
+        last = i;
+    }
+    // Trimming runs beside the writes: one more line starts another pass
+    // once the last one has finished.
+    for _ in 0..200 {
+        if table().await.iter().map(String::len).sum::<usize>() <= budget {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        last += 1;
+        a.record(entry(last, "uid:0", "user:1")).await;
+    }
+    let kept = table().await;
+    let bytes: usize = kept.iter().map(String::len).sum();
+    assert!(bytes <= budget, "{bytes} bytes kept, budget {budget}");
+    let oldest_kept = last + 1 - kept.len() as i64;
+    assert!(
+        bytes + len(oldest_kept - 1) > budget,
+        "only lines beyond the budget go ({} kept, {bytes} bytes)",
+        kept.len()
+    );
+    let ids: Vec<String> = kept
+        .iter()
+        .map(|l| {
+            serde_json::from_str::<Entry>(l)
+                .unwrap()
+                .request_id
+                .unwrap()
+        })
+        .collect();
+    let newest: Vec<String> = (oldest_kept..=last).map(|i| format!("r{i}")).collect();
+    assert_eq!(ids, newest, "the newest lines are kept, in order");
+}
