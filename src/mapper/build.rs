@@ -14,6 +14,9 @@ use std::sync::{Arc, Weak};
 
 use chrono::{DateTime, Utc};
 
+mod peers;
+
+use self::peers::peers_moved;
 use super::view::View;
 use crate::certs;
 use crate::policy::{CapMap, PeerOutput};
@@ -241,25 +244,16 @@ pub fn build_delta(
             sent.ssh = v.ssh.clone();
         }
         // Peers the policy now shows, hides, or lets route differently.
-        let visible: Vec<_> = v
-            .visible(world, self_id)
-            .into_iter()
-            .filter(|(p, _)| me.is_active(now) && p.is_active(now))
-            .collect();
-        let now_ids: BTreeSet<NodeId> = visible.iter().map(|(p, _)| p.id).collect();
-        for (p, routes) in &visible {
+        let (shown, gone) = peers_moved(world, v, me, sent, change, now);
+        for (p, routes) in &shown {
             let routes = routes.as_deref();
-            let known = sent.peers.contains(&p.id);
-            if (!known || !sent.has_peer_routes(p, routes)) && !change.upserted.contains(&p.id) {
-                resp.peers_changed
-                    .push(peer_node(world, p, routes, now, viewer));
-                new_profiles.insert(owner_id(p));
-                sent.record_peer(p, routes);
-            }
+            resp.peers_changed
+                .push(peer_node(world, p, routes, now, viewer));
+            new_profiles.insert(owner_id(p));
+            sent.record_peer(p, routes);
         }
-        let gone: Vec<NodeId> = sent.peers.difference(&now_ids).copied().collect();
         for id in gone {
-            if !change.upserted.contains(&id) && sent.forget_peer(id) {
+            if sent.forget_peer(id) {
                 resp.peers_removed.push(id.0);
             }
         }

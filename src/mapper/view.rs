@@ -74,6 +74,29 @@ impl View {
         }
     }
 
+    /// The ids of the peers `me` sees, ascending, without looking a node
+    /// up: a delta compares them with what the client holds.
+    pub fn peer_ids<'w>(
+        &'w self,
+        world: &'w World,
+        me: NodeId,
+    ) -> Box<dyn Iterator<Item = NodeId> + 'w> {
+        match &self.out {
+            Some(o) => Box::new(o.peers.ids().map(|id| NodeId(id as i64))),
+            None => Box::new(world.nodes.keys().copied().filter(move |id| *id != me)),
+        }
+    }
+
+    /// Whether `peer` (seen by `me`) is a plain peer here: it routes its
+    /// own addresses only, so the client's copy needs no `AllowedIPs`
+    /// check. Decided without the node for most peers.
+    pub fn plainly_own(&self, peer: NodeId) -> bool {
+        match &self.out {
+            Some(o) => o.peers.routed(peer.0 as u64).is_none(),
+            None => false,
+        }
+    }
+
     /// What `peer` may route as seen by `me` (for a peer in `visible`).
     pub fn peer_routes<'w>(&'w self, world: &World, peer: &Node) -> Routes<'w> {
         match &self.out {

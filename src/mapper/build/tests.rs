@@ -301,4 +301,5 @@ fn approval_and_expiry_move_whole_maps_in_deltas() {
 mod capver;
 mod certs;
 mod dns;
+mod equivalence;
 mod policy;
