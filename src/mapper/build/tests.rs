@@ -51,16 +51,19 @@ fn user(id: i64, name: &str) -> User {
     }
 }
 
-fn world(nodes: Vec<Node>) -> World {
-    let settings = Settings {
+fn settings() -> Settings {
+    Settings {
         base_domain: "clawql.local".into(),
         derp_map: Default::default(),
         dns: Default::default(),
         domain: "clawql.local".into(),
         certs: Default::default(),
         login_url: String::new(),
-    };
-    World::new(settings, vec![user(1, "alice"), user(2, "bob")], nodes)
+    }
+}
+
+fn world(nodes: Vec<Node>) -> World {
+    World::new(settings(), vec![user(1, "alice"), user(2, "bob")], nodes)
 }
 
 fn frame(d: Delta) -> MapResponse {

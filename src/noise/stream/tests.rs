@@ -302,33 +302,16 @@ async fn bytes_read_before_the_stream_existed_are_used() {
     assert_eq!(got, b"earlylater");
 }
 
-/// Fails its first write, then would accept anything.
-struct FailOnce(bool);
-
-impl AsyncWrite for FailOnce {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-        b: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        if !self.0 {
-            self.0 = true;
-            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
-        }
-        Poll::Ready(Ok(b.len()))
-    }
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-}
-
 #[tokio::test]
 async fn a_failed_write_poisons_all_later_writes() {
     let (ka, _) = key_pair();
-    let mut s = NoiseStream::new(FailOnce(false), &ka);
+    let mut s = NoiseStream::new(
+        Socket {
+            fail_first: true,
+            ..Socket::default()
+        },
+        &ka,
+    );
     // Sealed and accepted; the socket is only tried on flush.
     assert_eq!(s.write(b"one").await.unwrap(), 3);
     assert_eq!(
@@ -391,18 +374,23 @@ async fn an_idle_stream_keeps_no_large_buffers() {
     assert_eq!(b.plain.capacity(), 0);
 }
 
-/// Counts the writes that reach the socket.
+/// A socket that records each write it gets, failing the first one when
+/// told to.
 #[derive(Default)]
-struct Counting {
+struct Socket {
+    fail_first: bool,
     writes: Vec<Vec<u8>>,
 }
 
-impl AsyncWrite for Counting {
+impl AsyncWrite for Socket {
     fn poll_write(
         mut self: Pin<&mut Self>,
         _: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if std::mem::take(&mut self.fail_first) {
+            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        }
         self.writes.push(buf.to_vec());
         Poll::Ready(Ok(buf.len()))
     }
@@ -417,7 +405,7 @@ impl AsyncWrite for Counting {
 #[tokio::test]
 async fn a_frame_header_and_payload_share_a_record_and_a_flush_one_socket_write() {
     let (ka, kb) = key_pair();
-    let mut s = NoiseStream::new(Counting::default(), &ka);
+    let mut s = NoiseStream::new(Socket::default(), &ka);
     assert!(s.is_write_vectored(), "hyper/h2 only pass slices when told");
     // Two HTTP/2 DATA frames as h2 hands them over: 9-byte header, payload.
     let (head, body) = (pattern(9, 1), pattern(500, 2));
@@ -445,7 +433,7 @@ async fn a_frame_header_and_payload_share_a_record_and_a_flush_one_socket_write(
 #[tokio::test]
 async fn a_vectored_write_takes_at_most_one_bounded_batch() {
     let (ka, _) = key_pair();
-    let mut s = NoiseStream::new(Counting::default(), &ka);
+    let mut s = NoiseStream::new(Socket::default(), &ka);
     let big = pattern(MAX_ACCEPT, 5);
     let bufs = [
         io::IoSlice::new(&[]),

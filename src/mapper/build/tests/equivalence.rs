@@ -10,11 +10,11 @@ use std::sync::Arc;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::{node, now, user};
+use super::{node, now, settings, user};
 use crate::mapper::build::{Delta, SentState, build_delta, build_full};
+use crate::state::World;
 use crate::state::change::Change;
 use crate::state::policy::{PolicyState, accept};
-use crate::state::{Settings, World};
 use crate::tailcfg::{MapResponse, Node as WireNode};
 use crate::types::{Node, NodeId};
 
@@ -46,16 +46,8 @@ const POLICIES: [&str; 3] = [
 const TAGS: [&[&str]; 3] = [&[], &["tag:srv"], &["tag:router"]];
 
 fn world_of(nodes: &BTreeMap<i64, Node>, policy: &str) -> World {
-    let settings = Settings {
-        base_domain: "clawql.local".into(),
-        derp_map: Default::default(),
-        dns: Default::default(),
-        domain: "clawql.local".into(),
-        certs: Default::default(),
-        login_url: String::new(),
-    };
     let users = vec![user(1, "alice"), user(2, "bob"), user(3, "carol")];
-    let mut w = World::new(settings, users, nodes.values().cloned().collect());
+    let mut w = World::new(settings(), users, nodes.values().cloned().collect());
     // Online, so routers are elected primary for their subnet.
     w.online = nodes.keys().map(|id| NodeId(*id)).collect();
     w.reelect(now());
