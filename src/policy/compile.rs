@@ -172,7 +172,8 @@ impl Compiled {
     /// Same policy, changed topology (nodes upserted/removed): the new state
     /// and the ids whose `NodeOutput` may differ. Outputs of other nodes are
     /// carried over, not recomputed.
-    pub fn update(&self, topo: &Topology, changed: &[u64]) -> (Compiled, BTreeSet<u64>) {
+    /// Takes the topology by value: it becomes the new state's own.
+    pub fn update(&self, topo: Topology, changed: &[u64]) -> (Compiled, BTreeSet<u64>) {
         let (inner, affected) = incr::update(&self.inner, topo, changed);
         (
             Compiled {

@@ -239,7 +239,7 @@ impl Core {
         if changed.is_empty() {
             return;
         }
-        let (compiled, affected) = compiled.update(&topology(next), &changed);
+        let (compiled, affected) = compiled.update(topology(next), &changed);
         change.policy.extend(
             affected
                 .into_iter()

@@ -24,8 +24,8 @@ use crate::policy::model::{Alias, Topology};
 use crate::policy::resolve::alias::Resolver;
 
 /// The state for `topo` and the ids whose output may differ from `old`'s.
-pub(crate) fn update(old: &Inner, topo: &Topology, changed: &[u64]) -> (Inner, BTreeSet<u64>) {
-    let new = Inner::build(old.source.clone(), Arc::new(topo.clone()));
+pub(crate) fn update(old: &Inner, topo: Topology, changed: &[u64]) -> (Inner, BTreeSet<u64>) {
+    let new = Inner::build(old.source.clone(), Arc::new(topo));
     // Deny rules are subtracted per topology: when what they leave of the
     // accepts changes, rendered address sets may change anywhere.
     let lowered_moved = !Arc::ptr_eq(&old.doc, &new.doc) && old.doc.rules != new.doc.rules;

@@ -145,7 +145,7 @@ fn random_updates(text: &str, seed: u64) -> (usize, usize) {
         if rng.below(5) == 0 {
             named.clear();
         }
-        let (next, changed) = cur.update(&t2, &named);
+        let (next, changed) = cur.update(t2.clone(), &named);
         let fresh = policy.compile(&t2);
         for n in &t2.nodes {
             let got = next.node(n.id);
