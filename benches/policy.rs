@@ -198,7 +198,7 @@ fn main() {
             let id = n as u64 + 1;
             t2.nodes.push(user_node(n + 1, id));
             let t = Instant::now();
-            let (c2, changed) = c.update(&t2, &[id]);
+            let (c2, changed) = c.update(t2, &[id]);
             let join = t.elapsed();
             for id in &changed {
                 black_box(c2.node_arc(*id));
