@@ -62,6 +62,17 @@ fn settings() -> Settings {
     }
 }
 
+/// Puts the policy `text` in force in `w`, compiled for its nodes.
+fn install(w: &mut World, text: &str) {
+    let (policy, compiled) = crate::state::policy::accept(text, w).expect("policy accepted");
+    w.policy = Arc::new(crate::state::policy::PolicyState {
+        text: Some(text.into()),
+        policy: Some(policy),
+        compiled: Some(compiled),
+        updated_at: None,
+    });
+}
+
 fn world(nodes: Vec<Node>) -> World {
     World::new(settings(), vec![user(1, "alice"), user(2, "bob")], nodes)
 }

@@ -2,11 +2,10 @@
 
 use std::sync::Arc;
 
-use super::{frame, node, now, world};
+use super::{frame, install, node, now, world};
 use crate::certs::HTTPS;
 use crate::mapper::build::{SentState, build_delta, build_full};
 use crate::state::change::Change;
-use crate::state::policy::{PolicyState, accept};
 use crate::state::{Certs, Settings, World};
 use crate::types::{DnsLabel, NodeId};
 
@@ -16,16 +15,6 @@ const POLICY: &str = r#"{
   "nodeAttrs": [{"target": ["tag:off"], "attr": ["disable-https"]}],
   "acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"]}],
 }"#;
-
-fn install(w: &mut World, text: &str) {
-    let (policy, compiled) = accept(text, w).expect("policy accepted");
-    w.policy = Arc::new(PolicyState {
-        text: Some(text.into()),
-        policy: Some(policy),
-        compiled: Some(compiled),
-        updated_at: None,
-    });
-}
 
 fn with_certs(w: &mut World, certs: Certs) {
     let mut s: Settings = (*w.settings).clone();

@@ -3,10 +3,9 @@
 
 use std::sync::Arc;
 
-use super::{frame, node, now, world};
+use super::{frame, install, node, now, world};
 use crate::mapper::build::{Delta, SentState, build_delta, build_full};
 use crate::state::change::Change;
-use crate::state::policy::{PolicyState, accept};
 use crate::state::{Settings, World};
 use crate::tailcfg::DnsRecord;
 use crate::types::NodeId;
@@ -16,16 +15,6 @@ const MCP_SERVICE: &str = r#"{
   "services": {"svc:mcp": {"hosts": ["tag:mcp"], "ports": ["tcp:443"]}},
   "acls": [{"action": "accept", "src": ["alice@example.com"], "dst": ["svc:mcp:443"]}],
 }"#;
-
-fn install(w: &mut World, text: &str) {
-    let (policy, compiled) = accept(text, w).expect("policy accepted");
-    w.policy = Arc::new(PolicyState {
-        text: Some(text.into()),
-        policy: Some(policy),
-        compiled: Some(compiled),
-        updated_at: None,
-    });
-}
 
 fn rec(name: &str, kind: &str, value: &str) -> DnsRecord {
     DnsRecord {

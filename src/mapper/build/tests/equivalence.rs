@@ -4,17 +4,14 @@
 //! fresh full map would give it. Every change names every node as
 //! policy-moved, so each session takes the policy path of `build_delta`.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use std::collections::BTreeMap;
 
-use super::{node, now, settings, user};
+use super::{install, node, now, settings, user};
 use crate::mapper::build::{Delta, SentState, build_delta, build_full};
 use crate::state::World;
 use crate::state::change::Change;
-use crate::state::policy::{PolicyState, accept};
 use crate::tailcfg::{MapResponse, Node as WireNode};
 use crate::types::{Node, NodeId};
 
@@ -51,13 +48,7 @@ fn world_of(nodes: &BTreeMap<i64, Node>, policy: &str) -> World {
     // Online, so routers are elected primary for their subnet.
     w.online = nodes.keys().map(|id| NodeId(*id)).collect();
     w.reelect(now());
-    let (p, compiled) = accept(policy, &w).expect("policy accepted");
-    w.policy = Arc::new(PolicyState {
-        text: Some(policy.into()),
-        policy: Some(p),
-        compiled: Some(compiled),
-        updated_at: None,
-    });
+    install(&mut w, policy);
     w
 }
 
@@ -78,11 +69,13 @@ fn apply(held: &mut Held, r: &MapResponse) {
     }
 }
 
-fn fresh(w: &World, id: i64) -> Held {
-    let r = build_full(w, NodeId(id), &mut SentState::default(), now()).unwrap();
+/// A new session for node `id`: what it was sent and what its client holds.
+fn fresh(w: &World, id: i64) -> (SentState, Held) {
+    let mut sent = SentState::default();
+    let r = build_full(w, NodeId(id), &mut sent, now()).unwrap();
     let mut held = Held::new();
     apply(&mut held, &r);
-    held
+    (sent, held)
 }
 
 #[test]
@@ -98,13 +91,13 @@ fn deltas_leave_every_client_with_what_a_full_map_gives() {
             let ids: Vec<i64> = nodes.keys().copied().collect();
             let pick = |rng: &mut StdRng| ids[rng.gen_range(0..ids.len())];
             let mut change = Change::default();
-            match rng.gen_range(0..6) {
-                _ if ids.len() < 3 => {
-                    let n = node(next_id, rng.gen_range(1..=3), TAGS[rng.gen_range(0..3)]);
-                    change.upserted.insert(n.id);
-                    nodes.insert(next_id, n);
-                    next_id += 1;
-                }
+            // Joins until there are a few nodes, and while under 30.
+            let op = if ids.len() < 3 {
+                0
+            } else {
+                rng.gen_range(0..6)
+            };
+            match op {
                 0 | 1 if ids.len() < 30 => {
                     let n = node(next_id, rng.gen_range(1..=3), TAGS[rng.gen_range(0..3)]);
                     change.upserted.insert(n.id);
@@ -160,18 +153,12 @@ fn deltas_leave_every_client_with_what_a_full_map_gives() {
                     .count();
                 assert_eq!(
                     *held,
-                    fresh(&w, *id),
+                    fresh(&w, *id).1,
                     "seed {seed} step {step}: node {id} after {change:?}"
                 );
             }
             for id in nodes.keys() {
-                sessions.entry(*id).or_insert_with(|| {
-                    let mut sent = SentState::default();
-                    let r = build_full(&w, NodeId(*id), &mut sent, now()).unwrap();
-                    let mut held = Held::new();
-                    apply(&mut held, &r);
-                    (sent, held)
-                });
+                sessions.entry(*id).or_insert_with(|| fresh(&w, *id));
             }
         }
     }

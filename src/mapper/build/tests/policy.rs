@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::{frame, node, now, world};
+use super::{frame, install, node, now, world};
 use crate::mapper::build::{Delta, SentState, build_delta, build_full};
 use crate::state::World;
 use crate::state::change::Change;
@@ -21,16 +21,6 @@ const BOTH_TO_SRV: &str = r#"{
   "tagOwners": {"tag:srv": ["alice@example.com"]},
   "acls": [{"action": "accept", "src": ["alice@example.com", "bob@example.com"], "dst": ["tag:srv:22"]}],
 }"#;
-
-fn install(w: &mut World, text: &str) {
-    let (policy, compiled) = accept(text, w).expect("policy accepted");
-    w.policy = Arc::new(PolicyState {
-        text: Some(text.into()),
-        policy: Some(policy),
-        compiled: Some(compiled),
-        updated_at: None,
-    });
-}
 
 fn three() -> World {
     // 1: alice's laptop, 2: bob's laptop, 3: tag:srv
