@@ -227,12 +227,11 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for NoiseStream<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let Some(first) = bufs.iter().position(|b| !b.is_empty()) else {
-            return self.poll_write(cx, &[]);
-        };
-        let bufs = &bufs[first..];
-        if bufs.len() == 1 {
-            return self.poll_write(cx, &bufs[0]);
+        let mut filled = bufs.iter().filter(|b| !b.is_empty());
+        match (filled.next(), filled.next()) {
+            (None, _) => return self.poll_write(cx, &[]),
+            (Some(only), None) => return self.poll_write(cx, only),
+            _ => {}
         }
         let total = bufs.iter().map(|b| b.len()).sum::<usize>().min(MAX_ACCEPT);
         let mut joined = Vec::with_capacity(total);
