@@ -10,7 +10,9 @@
 //! `aud`/`iss`, expired, nonce) are in `src/auth/oidc/tests.rs`.
 
 mod clients;
-mod idp;
+pub(crate) mod idp;
+
+pub(crate) use clients::sign_in_from;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -23,7 +25,7 @@ use crate::harness::loopback::free_port;
 use crate::harness::{Db, Server, skip_real_clients};
 use idp::{CLIENT_ID, CLIENT_SECRET, Idp};
 
-fn accounts(alice_groups: &[&str]) -> Value {
+pub(crate) fn accounts(alice_groups: &[&str]) -> Value {
     json!({
         "alice": {"email": "alice@example.com", "name": "Alice", "groups": alice_groups},
         "bob": {"email": "bob@example.com", "groups": []},
@@ -49,10 +51,10 @@ fn attr<'a>(html: &'a str, attr: &str) -> Option<&'a str> {
     Some(&html[start..start + len])
 }
 
-struct Answer {
-    status: StatusCode,
-    url: String,
-    body: String,
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    pub(crate) url: String,
+    pub(crate) body: String,
 }
 
 async fn answer(r: reqwest::Response) -> Answer {

@@ -4,6 +4,7 @@
 mod certs;
 mod failover;
 mod login;
+mod oidc;
 mod postgres;
 mod relay;
 mod sqlite;

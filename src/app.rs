@@ -245,8 +245,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .merge(whois_router)
         .merge(api_router);
     if let Some(oidc) = &config.oidc {
+        // The provider sends the browser back to where people log in:
+        // with replicas, the balancer, so any replica may take the
+        // callback (logins in progress are shared) and one redirect URI
+        // serves them all.
         let routes =
-            crate::auth::oidc::router(oidc.clone(), &config.server_url, admin.clone(), ssh_checks)
+            crate::auth::oidc::router(oidc.clone(), &login_url, &state, admin.clone(), ssh_checks)
                 .context("setting up OpenID Connect login")?;
         app = app.merge(routes);
     }

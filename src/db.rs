@@ -32,6 +32,7 @@ mod dns_settings;
 mod import;
 mod nodes;
 mod oauth_clients;
+mod oidc_flows;
 mod policies;
 mod preauth_keys;
 pub mod process_lock;

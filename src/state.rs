@@ -25,6 +25,7 @@ mod membership;
 mod memo;
 mod nodes;
 mod oauth_clients;
+mod oidc_flows;
 mod oidc_login;
 pub mod policy;
 mod preauth_keys;

@@ -47,7 +47,7 @@ const POLICY: &str = r#"// svc:mcp for the identity provider's mcp-admins group
 
 /// Signs in as `who` from a browser inside `ns` (its own thread, moved
 /// into the namespace, with its own runtime and cookie jar).
-fn sign_in_from(ns: &Netns, url: String, who: &'static str) -> Answer {
+pub(crate) fn sign_in_from(ns: &Netns, url: String, who: &'static str) -> Answer {
     let path = format!("/var/run/netns/{}", ns.name());
     std::thread::spawn(move || {
         let f = fs::File::open(&path).expect("open namespace");

@@ -37,6 +37,21 @@ pub(crate) async fn fixture() -> Fixture {
     }
 }
 
+/// Replica `name` on the test database `pg` (no safety poll), with its
+/// own operations auditing nowhere.
+pub(crate) async fn replica(pg: &crate::db::testing::PgTemp, name: &str) -> (StateHandle, Admin) {
+    let db = pg.db_named(name).await;
+    let state = crate::state::testing::replica(db, crate::state::testing::no_poll()).await;
+    let admin = Admin::start(
+        state.clone(),
+        Audit::open(None).unwrap(),
+        super::TokenKey::random(),
+    )
+    .await
+    .expect("admin");
+    (state, admin)
+}
+
 impl Fixture {
     /// Every audit line so far (written lines are on disk once the
     /// mutation returned; events may lag, see `wait_audit`).

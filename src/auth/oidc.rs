@@ -31,6 +31,7 @@ use axum::Router;
 use crate::admin::{Admin, AuthId};
 use crate::auth::ssh_check::SshChecks;
 use crate::config;
+use crate::state::StateHandle;
 
 pub use claims::{Person, Refusal};
 
@@ -51,17 +52,20 @@ impl crate::auth::LoginProvider for StartPage {
     }
 }
 
-/// The callback path registered at the identity provider, under `server_url`.
+/// The callback path registered at the identity provider, under `login_url`
+/// (else `server_url`).
 pub const CALLBACK_PATH: &str = "/oidc/callback";
 
 /// The OIDC routes for `cfg`, completing registrations through `admin`
-/// and passing the SSH checks `checks` holds.
+/// and passing the SSH checks `checks` holds; logins in progress are
+/// shared through `state` when it has replicas.
 pub fn router(
     cfg: config::Oidc,
-    server_url: &str,
+    login_url: &str,
+    state: &StateHandle,
     admin: Admin,
     checks: SshChecks,
 ) -> anyhow::Result<Router> {
-    let login = routes::Login::new(cfg, server_url, admin, checks)?;
+    let login = routes::Login::new(cfg, login_url, state, admin, checks)?;
     Ok(routes::router(Arc::new(login)))
 }

@@ -47,12 +47,7 @@ async fn page(State(flows): State<AuthFlows>, Path(text): Path<String>) -> Respo
              <p>Run <code>tailscale up</code> again for a new one.</p>",
         );
     };
-    // An SSH check held on another replica is not known to this one's
-    // identity-provider login, so it is shown for an operator's approval.
-    let held_elsewhere = registration.is_none() && regs.peek(&id).is_none();
-    if let Some(provider) = &flows.provider
-        && !held_elsewhere
-    {
+    if let Some(provider) = &flows.provider {
         return provider.start(&id);
     }
     let Some(registration) = registration else {

@@ -250,7 +250,10 @@ impl SshChecks {
         id: &AuthId,
         identity: &OidcIdentity,
     ) -> Result<(Arc<User>, Arc<Node>), NotVouched> {
-        let src = self.source_of(id).ok_or(NotVouched::Gone)?;
+        let src = match self.source_of(id) {
+            Some(src) => src,
+            None => self.source_elsewhere(id).await?,
+        };
         let world = self.0.state.world();
         let src = world.node(src).cloned().ok_or(NotVouched::Gone)?;
         let user = world
@@ -276,6 +279,25 @@ impl SshChecks {
             Err(AdminError::NotFound(_)) => Err(NotVouched::Gone),
             Err(e) => Err(NotVouched::Unavailable(e.to_string())),
         }
+    }
+
+    /// With replicas: the source node of check `id` held on another
+    /// replica, read from what it stored about the login.
+    async fn source_elsewhere(&self, id: &AuthId) -> Result<NodeId, NotVouched> {
+        let subject = self
+            .0
+            .admin
+            .registrations()
+            .subject_elsewhere(id)
+            .await
+            .map_err(|e| NotVouched::Unavailable(e.to_string()))?
+            .ok_or(NotVouched::Gone)?;
+        let what: Value = serde_json::from_str(&subject)
+            .map_err(|e| NotVouched::Unavailable(format!("stored check unreadable: {e}")))?;
+        what["src"]
+            .as_i64()
+            .map(NodeId)
+            .ok_or_else(|| NotVouched::Unavailable("stored check names no source".into()))
     }
 
     /// How much longer an earlier passed check of `login` counts, if it

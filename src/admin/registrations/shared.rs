@@ -129,6 +129,19 @@ impl Registrations {
         }
     }
 
+    /// With replicas: what the request `id`, which registers nothing and
+    /// whose client waits on another replica, is about (its `subject`: an
+    /// SSH check's login). `None` for anything else, and without replicas.
+    pub async fn subject_elsewhere(&self, id: &AuthId) -> Result<Option<String>> {
+        let Some(state) = self.shared() else {
+            return Ok(None);
+        };
+        let found = state.find_request(&hash(id)).await?;
+        Ok(found
+            .filter(|f| f.registration.is_none())
+            .and_then(|f| f.subject))
+    }
+
     /// Takes request `id` for a decision: from this replica's store, or
     /// (with replicas) from the database when its client waits elsewhere.
     /// Once only, across all replicas.

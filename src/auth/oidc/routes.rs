@@ -24,6 +24,7 @@ use crate::admin::{Admin, AuthId, Error as AdminError};
 use crate::api::problem::status_of;
 use crate::auth::ssh_check::{NotVouched, SshChecks};
 use crate::config::{self, PkceMethod};
+use crate::state::StateHandle;
 
 /// The cookie binding a login to the browser that started it: a callback
 /// must come from the same browser, so a login link cannot be finished by
@@ -44,21 +45,22 @@ pub struct Login {
 impl Login {
     pub fn new(
         cfg: config::Oidc,
-        server_url: &str,
+        login_url: &str,
+        state: &StateHandle,
         admin: Admin,
         checks: SshChecks,
     ) -> anyhow::Result<Login> {
         let redirect = RedirectUrl::new(format!(
             "{}{CALLBACK_PATH}",
-            server_url.trim_end_matches('/')
+            login_url.trim_end_matches('/')
         ))?;
         Ok(Login {
             provider: Provider::new(&cfg, redirect)?,
             cfg,
-            flows: Flows::default(),
+            flows: Flows::new(state),
             admin,
             checks,
-            secure_cookie: server_url.starts_with("https://"),
+            secure_cookie: login_url.starts_with("https://"),
         })
     }
 }
@@ -79,12 +81,24 @@ async fn start(State(login): State<Arc<Login>>, Path(auth_id): Path<String>) -> 
     let Ok(id) = AuthId::parse(&auth_id) else {
         return refused(StatusCode::BAD_REQUEST, "this login link is malformed");
     };
-    if !login.admin.registrations().contains(&id) {
-        return refused(
-            StatusCode::NOT_FOUND,
-            "this login link has expired or was already used; run `tailscale up` again",
-        );
-    }
+    // With replicas the machine (or the SSH check) may wait on another
+    // one: its request is then read from the database.
+    let check = match login.admin.registrations().peek_any(&id).await {
+        Ok(Some(registration)) => registration.is_none(),
+        Ok(None) => {
+            return refused(
+                StatusCode::NOT_FOUND,
+                "this login link has expired or was already used; run `tailscale up` again",
+            );
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not look up a login");
+            return refused(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "this login cannot be looked up now; try again shortly",
+            );
+        }
+    };
     let client = match login.provider.client().await {
         Ok(c) => c,
         Err(e) => {
@@ -118,14 +132,25 @@ async fn start(State(login): State<Arc<Login>>, Path(auth_id): Path<String>) -> 
         None => None,
     };
     let (url, state, nonce) = req.url();
-    if !login
+    match login
         .flows
-        .insert(state.secret().clone(), Flow::new(id, nonce, verifier))
+        .insert(state.secret(), Flow::new(id, check, nonce, verifier))
+        .await
     {
-        return refused(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too many logins in progress; try again later",
-        );
+        Ok(true) => {}
+        Ok(false) => {
+            return refused(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many logins in progress; try again later",
+            );
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not record an OIDC login");
+            return refused(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the login cannot be started now; try again shortly",
+            );
+        }
     }
     let cookie = format!(
         "{COOKIE}={}; Path=/oidc; HttpOnly; SameSite=Lax; Max-Age={}{}",
@@ -179,15 +204,25 @@ async fn finish(login: &Login, headers: &HeaderMap, q: Callback) -> Response {
     let Some(state) = q.state else {
         return refused(StatusCode::BAD_REQUEST, "the login response has no state");
     };
-    let Some(flow) = login.flows.take(&state) else {
-        return refused(
-            StatusCode::BAD_REQUEST,
-            "unknown, expired or already used login state; run `tailscale up` again",
-        );
+    let flow = match login.flows.take(&state).await {
+        Ok(Some(flow)) => flow,
+        Ok(None) => {
+            return refused(
+                StatusCode::BAD_REQUEST,
+                "unknown, expired or already used login state; run `tailscale up` again",
+            );
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read an OIDC login");
+            return refused(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the login cannot be finished now; run `tailscale up` again shortly",
+            );
+        }
     };
     // A login for a held SSH check is refused with that page (the
     // person is not registering a device).
-    let for_check = login.checks.source_of(&flow.auth_id).is_some();
+    let for_check = flow.check;
     let refuse = |status: StatusCode, why: &str| {
         if for_check {
             tracing::info!(%status, reason = why, "OIDC login for an SSH check refused");

@@ -162,26 +162,87 @@ fn input(seed: u8) -> RegisterInput {
     }
 }
 
-async fn setup(extra_yaml: &str) -> Setup {
-    let fx = fixture().await;
-    let idp = TestIdp::start().await;
+/// The OIDC settings for a login at `idp`, with PKCE, plus `extra_yaml`.
+fn config(idp: &TestIdp, extra_yaml: &str) -> crate::config::Oidc {
     let yaml = format!(
         "oidc:\n  issuer: {}\n  client_id: {CLIENT_ID}\n  client_secret: s3cret\n  \
          pkce: {{enabled: true}}\n{extra_yaml}",
         idp.issuer
     );
-    let cfg = crate::config::Config::from_yaml(&yaml, &Default::default())
+    crate::config::Config::from_yaml(&yaml, &Default::default())
         .unwrap()
         .oidc
-        .unwrap();
+        .unwrap()
+}
+
+async fn setup(extra_yaml: &str) -> Setup {
+    let fx = fixture().await;
+    let idp = TestIdp::start().await;
+    let cfg = config(&idp, extra_yaml);
     let checks = SshChecks::new(fx.state.clone(), fx.admin.clone());
-    let app = super::router(cfg, "http://127.0.0.1:9", fx.admin.clone(), checks.clone()).unwrap();
+    let app = super::router(
+        cfg,
+        "http://127.0.0.1:9",
+        &fx.state,
+        fx.admin.clone(),
+        checks.clone(),
+    )
+    .unwrap();
     Setup {
         fx,
         idp,
         app,
         checks,
     }
+}
+
+/// Starts a login at `app` for the pending request `id` in a fresh
+/// browser.
+async fn begin(app: &Router, idp: &TestIdp, id: AuthId) -> Started {
+    let r = app
+        .clone()
+        .oneshot(
+            Request::get(format!("/oidc/start/{id}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert!(r.status().is_redirection(), "{}", r.status());
+    let location = r.headers()[header::LOCATION].to_str().unwrap();
+    let url = url::Url::parse(location).unwrap();
+    assert!(location.starts_with(&format!("{}/auth?", idp.issuer)));
+    let q: BTreeMap<_, _> = url.query_pairs().into_owned().collect();
+    assert_eq!(q["code_challenge_method"], "S256");
+    assert_eq!(q["redirect_uri"], "http://127.0.0.1:9/oidc/callback");
+    let cookie = r.headers()[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    Started {
+        id,
+        state: q["state"].clone(),
+        nonce: q["nonce"].clone(),
+        cookie,
+    }
+}
+
+async fn callback(app: &Router, state: &str, cookie: Option<&str>) -> (StatusCode, String) {
+    let mut req = Request::get(format!("/oidc/callback?code=c0de&state={state}"));
+    if let Some(c) = cookie {
+        req = req.header(header::COOKIE, c);
+    }
+    let r = app
+        .clone()
+        .oneshot(req.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = r.status();
+    let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+    (status, String::from_utf8_lossy(&body).into_owned())
 }
 
 impl Setup {
@@ -214,52 +275,11 @@ impl Setup {
 
     /// Starts a login for the pending request `id` in a fresh browser.
     async fn begin(&self, id: AuthId) -> Started {
-        let r = self
-            .app
-            .clone()
-            .oneshot(
-                Request::get(format!("/oidc/start/{id}"))
-                    .body(Body::empty())
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
-        assert!(r.status().is_redirection(), "{}", r.status());
-        let location = r.headers()[header::LOCATION].to_str().unwrap();
-        let url = url::Url::parse(location).unwrap();
-        assert!(location.starts_with(&format!("{}/auth?", self.idp.issuer)));
-        let q: BTreeMap<_, _> = url.query_pairs().into_owned().collect();
-        assert_eq!(q["code_challenge_method"], "S256");
-        assert_eq!(q["redirect_uri"], "http://127.0.0.1:9/oidc/callback");
-        let cookie = r.headers()[header::SET_COOKIE]
-            .to_str()
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_string();
-        Started {
-            id,
-            state: q["state"].clone(),
-            nonce: q["nonce"].clone(),
-            cookie,
-        }
+        begin(&self.app, &self.idp, id).await
     }
 
     async fn callback(&self, state: &str, cookie: Option<&str>) -> (StatusCode, String) {
-        let mut req = Request::get(format!("/oidc/callback?code=c0de&state={state}"));
-        if let Some(c) = cookie {
-            req = req.header(header::COOKIE, c);
-        }
-        let r = self
-            .app
-            .clone()
-            .oneshot(req.body(Body::empty()).unwrap())
-            .await
-            .unwrap();
-        let status = r.status();
-        let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
-        (status, String::from_utf8_lossy(&body).into_owned())
+        callback(&self.app, state, cookie).await
     }
 
     /// Logs in with `token`; returns the callback's answer.
@@ -472,17 +492,24 @@ async fn unknown_or_used_auth_ids_do_not_start_a_login() {
 }
 
 #[tokio::test]
-async fn a_login_for_a_request_that_registers_nothing_is_a_client_error() {
+async fn a_login_for_a_request_that_registers_nothing_and_no_check_holds_is_refused() {
     let t = setup("").await;
-    // Pending, but with nothing to register (and no SSH check holds it).
+    // Pending, but with nothing to register (and no SSH check holds it):
+    // the login is for a check, which is not there to pass.
     let id = AuthId::generate();
     let regs = t.fx.admin.registrations();
     regs.insert_unwatched(id.clone(), None).unwrap();
-    let s = t.begin(id).await;
+    let s = t.begin(id.clone()).await;
     let (status, body) = t.login(&s, &t.good_token(&s)).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    assert!(body.contains("not a node registration"), "{body}");
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(body.contains("SSH login not approved"), "{body}");
+    assert!(
+        body.contains("unknown, already decided or expired"),
+        "{body}"
+    );
     assert_eq!(t.nodes(), 0);
+    assert!(regs.contains(&id), "nothing was decided");
 }
 
+mod replicas;
 mod ssh_check;

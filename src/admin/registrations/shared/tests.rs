@@ -3,30 +3,18 @@
 
 use std::time::Duration;
 
-use crate::admin::audit::Audit;
 use crate::admin::registrations::Verdict;
-use crate::admin::{Admin, AuthId, Caller, Error, TokenKey, Transport};
+use crate::admin::testing::replica;
+use crate::admin::{AuthId, Caller, Error, Transport};
 use crate::auth::{AuthFlows, FollowupOutcome};
 use crate::db::testing::PgTemp;
+use crate::state::RegisterInput;
 use crate::state::auth_requests::SharedVerdict;
-use crate::state::testing::{no_poll, until};
-use crate::state::{RegisterInput, StateHandle};
+use crate::state::testing::until;
 use crate::types::MachinePublic;
 
 fn input(machine: u8, hostname: &str) -> RegisterInput {
     crate::state::testing::register_input(machine, machine, None, hostname)
-}
-
-async fn replica(pg: &PgTemp, name: &str) -> (StateHandle, Admin) {
-    let state = crate::state::testing::replica(pg.db_named(name).await, no_poll()).await;
-    let admin = Admin::start(
-        state.clone(),
-        Audit::open(None).unwrap(),
-        TokenKey::random(),
-    )
-    .await
-    .expect("admin");
-    (state, admin)
 }
 
 fn operator() -> Caller {

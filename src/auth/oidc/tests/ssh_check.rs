@@ -18,7 +18,7 @@ use crate::types::{Node, OidcIdentity, UserId};
 
 /// alice's devices check root logins between each other; so do the
 /// tagged `ci` and `srv` (tagged sources may only reach tagged devices).
-const POLICY: &str = r#"{
+pub(super) const POLICY: &str = r#"{
   "tagOwners": {"tag:ci": ["alice@example.com"], "tag:srv": ["alice@example.com"]},
   "ssh": [
     {"action": "check", "src": ["alice@example.com"], "dst": ["alice@example.com"],

@@ -7,12 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{POLICY, node_input, req};
-use crate::admin::audit::Audit;
 use crate::admin::testing::local;
-use crate::admin::{Admin, AuthId, NewPreAuthKey, NewUser, TokenKey};
+use crate::admin::{Admin, AuthId, NewPreAuthKey, NewUser};
 use crate::auth::ssh_check::{Request, SshChecks};
 use crate::db::testing::PgTemp;
-use crate::state::testing::{no_poll, until};
+use crate::state::testing::until;
 use crate::state::{RegisterOutcome, StateHandle};
 use crate::tailcfg::SshAction;
 use crate::types::Node;
@@ -24,14 +23,7 @@ struct Replica {
 }
 
 async fn replica(pg: &PgTemp, name: &str) -> Replica {
-    let state = crate::state::testing::replica(pg.db_named(name).await, no_poll()).await;
-    let admin = Admin::start(
-        state.clone(),
-        Audit::open(None).unwrap(),
-        TokenKey::random(),
-    )
-    .await
-    .unwrap();
+    let (state, admin) = crate::admin::testing::replica(pg, name).await;
     let checks = SshChecks::new(state.clone(), admin.clone());
     Replica {
         state,
