@@ -128,10 +128,9 @@ impl Flows {
     pub async fn insert(&self, state: &str, flow: Flow) -> state::Result<bool> {
         if let Some(shared) = &self.shared {
             let sealed = seal(state, &flow)?;
-            let stored = shared
+            return shared
                 .share_oidc_flow(&lookup_hash(state), &sealed, FLOW_TTL, MAX_PENDING)
-                .await?;
-            return Ok(stored.unwrap_or(false));
+                .await;
         }
         let mut map = self.lock();
         map.retain(|_, f| f.since.elapsed() < FLOW_TTL);
