@@ -8,14 +8,84 @@
 
 use std::time::Duration;
 
-use super::{LB_PORT, haproxy, pair_with};
+use super::{Haproxy, LB_PORT, haproxy, pair_with};
 use crate::harness::{
-    ClientVersion, KeyOptions, PgServer, Tailscaled, Topology, skip_real_clients, wait_for,
+    ClientVersion, KeyOptions, PgServer, Server, ServerConfig, Tailscaled, Topology,
+    skip_real_clients, wait_for,
 };
 use crate::oidc::idp::{CLIENT_ID, CLIENT_SECRET, Idp};
-use crate::oidc::{accounts, sign_in_from};
+use crate::oidc::{Answer, accounts, sign_in_from};
 
 const IDP_PORT: u16 = 9443;
+
+/// Two replicas logging people in at `oidc-provider`, behind haproxy
+/// (`balance first`: clients stream from A), with `login_url` and the one
+/// redirect URI the provider knows naming haproxy.
+struct OidcReplicas {
+    a: Server,
+    b: Server,
+    /// The balancer's URL.
+    lb: String,
+    _proxy: Haproxy,
+    _idp: Idp,
+}
+
+impl OidcReplicas {
+    fn start(topo: &Topology, pg: &PgServer, customize: impl Fn(&mut ServerConfig)) -> Self {
+        let hub = topo.hub_ip();
+        let lb = format!("http://{hub}:{LB_PORT}");
+        let (a, b) = pair_with(topo, pg, [8081, 8082], [901, 902], |_, cfg| {
+            cfg.set("login_url", lb.clone());
+            cfg.set("oidc.issuer", format!("http://{hub}:{IDP_PORT}"));
+            cfg.set("oidc.client_id", CLIENT_ID);
+            cfg.set("oidc.client_secret", CLIENT_SECRET);
+            cfg.set("oidc.scope", ["openid", "email", "profile", "groups"]);
+            cfg.set("oidc.pkce.enabled", true);
+            customize(cfg);
+        });
+        let proxy = haproxy(topo, &[8081, 8082]);
+        let idp = Idp::start(
+            Some(topo.hub()),
+            hub,
+            IDP_PORT,
+            &format!("{lb}/oidc/callback"),
+            &accounts(&[]),
+        );
+        OidcReplicas {
+            a,
+            b,
+            lb,
+            _proxy: proxy,
+            _idp: idp,
+        }
+    }
+
+    /// `tailscale up` on `node` through the balancer (its login waits on
+    /// A); alice signs in from the page under `page_base`, and the client
+    /// runs. Returns the browser's last answer.
+    fn log_in(&self, topo: &Topology, node: &Tailscaled, page_base: &str) -> Answer {
+        let mut up = crate::login::PendingUp::start_at(node, &self.lb, node.name(), &[]);
+        let id = up.auth_id_under(&self.lb);
+        let done = sign_in_from(topo.hub(), format!("{page_base}/register/{id}"), "alice");
+        if done.status != reqwest::StatusCode::OK {
+            self.a.dump_log();
+            self.b.dump_log();
+            panic!(
+                "alice's login failed: {} {} {}",
+                done.status, done.url, done.body
+            );
+        }
+        node.wait_state("Running", Duration::from_secs(30));
+        let (status, out) = up.wait_exit(Duration::from_secs(30));
+        assert!(status.success(), "`tailscale up` failed:\n{out}");
+        done
+    }
+
+    /// Replica B's own URL (not through the balancer).
+    fn b_url(&self) -> String {
+        format!("http://{}:{}", self.b.ip(), self.b.port())
+    }
+}
 
 #[test]
 fn an_oidc_login_started_on_one_replica_is_finished_on_the_other() {
@@ -23,51 +93,18 @@ fn an_oidc_login_started_on_one_replica_is_finished_on_the_other() {
         return;
     }
     let topo = Topology::new(1);
-    let hub = topo.hub_ip();
     let pg = PgServer::start();
-    let lb = format!("http://{hub}:{LB_PORT}");
-    let (a, b) = pair_with(&topo, &pg, [8081, 8082], [901, 902], |_, cfg| {
-        cfg.set("login_url", lb.clone());
-        cfg.set("oidc.issuer", format!("http://{hub}:{IDP_PORT}"));
-        cfg.set("oidc.client_id", CLIENT_ID);
-        cfg.set("oidc.client_secret", CLIENT_SECRET);
-        cfg.set("oidc.scope", ["openid", "email", "profile", "groups"]);
-        cfg.set("oidc.pkce.enabled", true);
-    });
-    let _lb = haproxy(&topo, &[8081, 8082]);
-    // One redirect URI for all replicas: the balancer's.
-    let _idp = Idp::start(
-        Some(topo.hub()),
-        hub,
-        IDP_PORT,
-        &format!("{lb}/oidc/callback"),
-        &accounts(&[]),
-    );
+    let r = OidcReplicas::start(&topo, &pg, |_| {});
     let laptop = Tailscaled::start(topo.host(0), "laptop", ClientVersion::V1_96_4);
-    let mut up = crate::login::PendingUp::start_at(&laptop, &lb, "laptop", &[]);
-    // haproxy's `balance first`: the client and its login wait on A.
-    let id = up.auth_id_under(&lb);
-
-    let on_b = format!("http://{}:{}/register/{id}", b.ip(), b.port());
-    let done = sign_in_from(topo.hub(), on_b, "alice");
-    if done.status != reqwest::StatusCode::OK {
-        a.dump_log();
-        b.dump_log();
-        panic!(
-            "alice's login failed: {} {} {}",
-            done.status, done.url, done.body
-        );
-    }
+    // The client's login waits on A; the browser opens it on B.
+    let done = r.log_in(&topo, &laptop, &r.b_url());
     assert!(
-        done.url.starts_with(&format!("{lb}/oidc/callback")),
+        done.url.starts_with(&format!("{}/oidc/callback", r.lb)),
         "the provider sent the browser back through the balancer: {}",
         done.url
     );
     assert!(done.body.contains("alice@example.com"), "{}", done.body);
-    laptop.wait_state("Running", Duration::from_secs(30));
-    let (status, out) = up.wait_exit(Duration::from_secs(30));
-    assert!(status.success(), "`tailscale up` failed:\n{out}");
-    for server in [&a, &b] {
+    for server in [&r.a, &r.b] {
         wait_for(
             "both replicas to list alice's node once",
             Duration::from_secs(5),
@@ -82,15 +119,8 @@ fn an_oidc_login_started_on_one_replica_is_finished_on_the_other() {
         );
     }
     drop(laptop);
-    drop((a, b)); // before their database server
+    drop(r); // before their database server
 }
-
-const CHECK_POLICY: &str = r#"{
-  "tagOwners": {"tag:server": ["alice@example.com"]},
-  "acls": [{"action": "accept", "src": ["alice@example.com"], "dst": ["tag:server:22"]}],
-  "ssh": [{"action": "check", "src": ["alice@example.com"], "dst": ["tag:server"],
-           "users": ["root"], "checkPeriod": "1h"}]
-}"#;
 
 /// alice's OpenSSH login to a tagged server (both 1.96.4) is held by a
 /// `check` on replica A; she opens the check's page on replica B, which
@@ -106,41 +136,20 @@ fn an_ssh_check_held_on_one_replica_is_passed_by_signing_in_on_the_other() {
     }
     crate::ssh_check::assert_ssh_client();
     let topo = Topology::new(2);
-    let hub = topo.hub_ip();
     let pg = PgServer::start();
     let dir = tempfile::tempdir().expect("temp dir");
     let policy = dir.path().join("policy.hujson");
-    std::fs::write(&policy, CHECK_POLICY).expect("write policy");
-    let lb = format!("http://{hub}:{LB_PORT}");
-    let (a, b) = pair_with(&topo, &pg, [8081, 8082], [901, 902], |_, cfg| {
+    // alice may SSH to tag:server as root after a check.
+    std::fs::write(&policy, super::ssh_check::POLICY).expect("write policy");
+    let r = OidcReplicas::start(&topo, &pg, |cfg| {
         cfg.set("policy.mode", "file")
-            .set("policy.path", policy.to_string_lossy().to_string())
-            .set("login_url", lb.clone());
-        cfg.set("oidc.issuer", format!("http://{hub}:{IDP_PORT}"));
-        cfg.set("oidc.client_id", CLIENT_ID);
-        cfg.set("oidc.client_secret", CLIENT_SECRET);
-        cfg.set("oidc.scope", ["openid", "email", "profile", "groups"]);
-        cfg.set("oidc.pkce.enabled", true);
+            .set("policy.path", policy.to_string_lossy().to_string());
     });
-    let _lb = haproxy(&topo, &[8081, 8082]);
-    let _idp = Idp::start(
-        Some(topo.hub()),
-        hub,
-        IDP_PORT,
-        &format!("{lb}/oidc/callback"),
-        &accounts(&[]),
-    );
     // alice's laptop, enrolled by her login (which makes her user).
     let laptop = Tailscaled::start(topo.host(0), "laptop", ClientVersion::V1_96_4);
-    let mut up = crate::login::PendingUp::start_at(&laptop, &lb, "laptop", &[]);
-    let id = up.auth_id_under(&lb);
-    let done = sign_in_from(topo.hub(), format!("{lb}/register/{id}"), "alice");
-    assert_eq!(done.status, reqwest::StatusCode::OK, "{}", done.body);
-    laptop.wait_state("Running", Duration::from_secs(30));
-    let (status, out) = up.wait_exit(Duration::from_secs(30));
-    assert!(status.success(), "`tailscale up` failed:\n{out}");
+    r.log_in(&topo, &laptop, &r.lb);
 
-    let key = a.create_preauthkey(
+    let key = r.a.create_preauthkey(
         "alice",
         &KeyOptions {
             tags: vec!["tag:server".into()],
@@ -148,7 +157,7 @@ fn an_ssh_check_held_on_one_replica_is_passed_by_signing_in_on_the_other() {
         },
     );
     let server = Tailscaled::start(topo.host(1), "srv", ClientVersion::V1_96_4);
-    let out = server.up_with(&lb, &key, "srv", &["--ssh"]);
+    let out = server.up_with(&r.lb, &key, "srv", &["--ssh"]);
     assert!(out.success(), "tailscale up --ssh:\n{out}");
     let st = server.wait_state("Running", Duration::from_secs(90));
     let ip = st
@@ -170,11 +179,10 @@ fn an_ssh_check_held_on_one_replica_is_passed_by_signing_in_on_the_other() {
     // Held on A (haproxy sends every connection there); signed in on B.
     let mut ssh = crate::ssh_check::Ssh::start(&laptop, &ip, "root", dir.path(), "oidc");
     let id = ssh.auth_id();
-    let on_b = format!("http://{}:{}/register/{id}", b.ip(), b.port());
-    let passed = sign_in_from(topo.hub(), on_b, "alice");
+    let passed = sign_in_from(topo.hub(), format!("{}/register/{id}", r.b_url()), "alice");
     if !(passed.status == reqwest::StatusCode::OK && passed.body.contains("SSH login approved")) {
-        a.dump_log();
-        b.dump_log();
+        r.a.dump_log();
+        r.b.dump_log();
         panic!("alice's sign-in on B: {} {}", passed.status, passed.body);
     }
     let (ok, out, err) = ssh.finish(crate::ssh_check::AFTER_VERDICT);
@@ -183,5 +191,5 @@ fn an_ssh_check_held_on_one_replica_is_passed_by_signing_in_on_the_other() {
         "checked login failed: {out:?} {err}"
     );
     drop((laptop, server));
-    drop((a, b)); // before their database server
+    drop(r); // before their database server
 }

@@ -17,7 +17,7 @@ use crate::ssh_check::{AFTER_VERDICT, Ssh, assert_ssh_client};
 
 const JOIN: Duration = Duration::from_secs(90);
 
-const POLICY: &str = r#"{
+pub(super) const POLICY: &str = r#"{
   "tagOwners": {"tag:server": ["alice@example.com"]},
   "acls": [{"action": "accept", "src": ["alice@example.com"], "dst": ["tag:server:22"]}],
   "ssh": [{"action": "check", "src": ["alice@example.com"], "dst": ["tag:server"],
