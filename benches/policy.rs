@@ -10,7 +10,12 @@
 //! - `join update`: `Compiled::update` for one new user device (outputs
 //!   of all nodes materialised beforehand, as in a running server);
 //! - `join +outputs`: update plus `node_arc()` for every changed node;
-//! - `changed`: how many nodes the join affects.
+//! - `changed`: how many nodes the join affects;
+//! - `step rebuilt` / `step shared`: the server's per-batch policy step
+//!   for that join, making the next topology and then `Compiled::update`:
+//!   with every node built anew (as the state writer did before) and with
+//!   the compiled topology's nodes shared and only the new one added
+//!   (`Topology::with_nodes`, what it does now).
 //!
 //! Each figure is the best of `RUNS` runs (the build machine is shared).
 
@@ -79,7 +84,7 @@ fn topology(nodes: usize) -> Topology {
             n
         })
         .collect();
-    Topology { users, nodes }
+    Topology::new(users, nodes)
 }
 
 fn policy(rules: usize) -> Policy {
@@ -178,13 +183,21 @@ fn ms(d: Duration) -> f64 {
 
 fn main() {
     println!(
-        "{:>6} {:>6} {:>11} {:>13} {:>12} {:>14} {:>8}",
-        "nodes", "rules", "compile ms", "+all outputs", "join update", "join +outputs", "changed"
+        "{:>6} {:>6} {:>11} {:>13} {:>12} {:>14} {:>8} {:>13} {:>12}",
+        "nodes",
+        "rules",
+        "compile ms",
+        "+all outputs",
+        "join update",
+        "join +outputs",
+        "changed",
+        "step rebuilt",
+        "step shared"
     );
     for &(n, r) in &[(1000, 100), (1000, 1000), (5000, 100), (5000, 1000)] {
         let p = policy(r);
         let topo = topology(n);
-        let mut best = [Duration::MAX; 4];
+        let mut best = [Duration::MAX; 6];
         let mut changed_n = 0;
         for _ in 0..RUNS {
             let t = Instant::now();
@@ -196,7 +209,7 @@ fn main() {
 
             let mut t2 = topo.clone();
             let id = n as u64 + 1;
-            t2.nodes.push(user_node(n + 1, id));
+            t2.nodes.push(user_node(n + 1, id).into());
             let t = Instant::now();
             let (c2, changed) = c.update(t2, &[id]);
             let join = t.elapsed();
@@ -205,17 +218,37 @@ fn main() {
             }
             let join_out = t.elapsed();
             changed_n = changed.len();
-            for (b, x) in best.iter_mut().zip([compile, all, join, join_out]) {
+            drop(c2);
+
+            let id = n as u64 + 1;
+            let t = Instant::now();
+            let mut rebuilt = Topology::new(
+                topo.users.clone(),
+                topo.nodes.iter().map(|x| (**x).clone()).collect(),
+            );
+            rebuilt.nodes.push(user_node(n + 1, id).into());
+            black_box(c.update(rebuilt, &[id]));
+            let step_rebuilt = t.elapsed();
+            let t = Instant::now();
+            let shared =
+                c.topology()
+                    .with_nodes(topo.users.clone(), vec![user_node(n + 1, id)], &[]);
+            black_box(c.update(shared, &[id]));
+            let step_shared = t.elapsed();
+            let figures = [compile, all, join, join_out, step_rebuilt, step_shared];
+            for (b, x) in best.iter_mut().zip(figures) {
                 *b = (*b).min(x);
             }
         }
         println!(
-            "{n:>6} {r:>6} {:>11.1} {:>13.1} {:>12.2} {:>14.2} {:>8}",
+            "{n:>6} {r:>6} {:>11.1} {:>13.1} {:>12.2} {:>14.2} {:>8} {:>13.2} {:>12.2}",
             ms(best[0]),
             ms(best[1]),
             ms(best[2]),
             ms(best[3]),
-            changed_n
+            changed_n,
+            ms(best[4]),
+            ms(best[5])
         );
     }
 }

@@ -147,7 +147,7 @@ impl Case {
                 primary_routes: primaries.get(name.as_str()).cloned(),
             });
         }
-        (Topology { users, nodes }, ids)
+        (Topology::new(users, nodes), ids)
     }
 }
 

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 use ipnet::IpNet;
 use serde::Deserialize;
@@ -77,7 +78,7 @@ impl NamedTopology {
                 ),
                 _ => None,
             };
-            t.topology.nodes.push(TopoNode {
+            t.topology.nodes.push(Arc::new(TopoNode {
                 id,
                 name: name.clone(),
                 hostname: n.hostname.clone().unwrap_or_else(|| name.clone()),
@@ -88,7 +89,7 @@ impl NamedTopology {
                 routable_ips: n.routable_ips.clone().unwrap_or_default(),
                 approved_routes: n.approved_routes.clone().unwrap_or_default(),
                 primary_routes: n.primary_routes.clone(),
-            });
+            }));
             t.ids.insert(name.clone(), id);
             t.names.insert(id, name.clone());
         }
@@ -121,7 +122,11 @@ impl NamedTopology {
     }
 
     pub fn node(&self, id: u64) -> Option<&TopoNode> {
-        self.topology.nodes.iter().find(|n| n.id == id)
+        self.topology
+            .nodes
+            .iter()
+            .find(|n| n.id == id)
+            .map(|n| &**n)
     }
 
     /// Whois login: the owner's login, or Tailscale's tagged-devices user.
@@ -174,7 +179,7 @@ impl NamedTopology {
                 let v6 =
                     std::net::Ipv6Addr::from((0xfd7a_115c_a1e0u128 << 80) | u128::from(next_ip));
                 next_ip += 1;
-                t.topology.nodes.push(TopoNode {
+                t.topology.nodes.push(Arc::new(TopoNode {
                     id,
                     name: name.clone(),
                     hostname: name.clone(),
@@ -185,7 +190,7 @@ impl NamedTopology {
                     routable_ips: vec![],
                     approved_routes: vec![],
                     primary_routes: None,
-                });
+                }));
                 t.ids.insert(name.clone(), id);
                 t.names.insert(id, name);
             };

@@ -169,6 +169,12 @@ impl Compiled {
         services::addrs(&self.inner.doc, &self.inner.topo)
     }
 
+    /// The topology this was compiled for, as given (before routes the
+    /// policy auto-approves are added).
+    pub fn topology(&self) -> &Topology {
+        &self.inner.input
+    }
+
     /// Same policy, changed topology (nodes upserted/removed): the new state
     /// and the ids whose `NodeOutput` may differ. Outputs of other nodes are
     /// carried over, not recomputed.

@@ -43,7 +43,11 @@ pub enum PolicyStore {
 pub fn topology(w: &World) -> Topology {
     Topology {
         users: w.users.values().map(|u| topo_user(u)).collect(),
-        nodes: w.nodes.values().map(|n| topo_node(w, n)).collect(),
+        nodes: w
+            .nodes
+            .values()
+            .map(|n| Arc::new(topo_node(w, n)))
+            .collect(),
     }
 }
 
@@ -53,7 +57,7 @@ pub fn topology(w: &World) -> Topology {
 pub fn topology_of(users: &[User], nodes: &[Node]) -> Topology {
     Topology {
         users: users.iter().map(topo_user).collect(),
-        nodes: nodes.iter().map(unelected_node).collect(),
+        nodes: nodes.iter().map(|n| Arc::new(unelected_node(n))).collect(),
     }
 }
 
@@ -183,10 +187,10 @@ impl Core {
         let id = if n.id.0 > 0 { n.id.0 as u64 } else { u64::MAX };
         let mut topo = topology(&self.world);
         topo.nodes.retain(|t| t.id != id);
-        topo.nodes.push(TopoNode {
+        topo.nodes.push(Arc::new(TopoNode {
             id,
             ..topo_node(&self.world, &n)
-        });
+        }));
         let mut changed = false;
         for r in policy.auto_approved_routes(&topo, id) {
             if !n.approved_routes.contains(&r) {
@@ -222,24 +226,45 @@ impl Core {
             });
             return;
         }
-        let changed: Vec<u64> = change
+        // The named nodes, compared with what the policy was compiled for
+        // (not `old`: a policy installed earlier in the batch was compiled
+        // for the World at that point).
+        let before = compiled.topology();
+        let mut upserts = Vec::new();
+        let mut removed = Vec::new();
+        let named: std::collections::BTreeSet<_> = change
             .upserted
             .iter()
             .chain(change.removed.iter())
             .chain(change.routes.iter())
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .filter(|id| {
-                let before = old.node(**id).map(|n| topo_node(old, n));
-                let after = next.node(**id).map(|n| topo_node(next, n));
-                before != after
-            })
-            .map(|id| id.0 as u64)
             .collect();
-        if changed.is_empty() {
+        for id in named {
+            let was = before.node(id.0 as u64);
+            match next.node(*id).map(|n| topo_node(next, n)) {
+                Some(now) if was.is_none_or(|w| **w != now) => upserts.push(now),
+                Some(_) => {}
+                None if was.is_some() => removed.push(id.0 as u64),
+                None => {}
+            }
+        }
+        if upserts.is_empty() && removed.is_empty() {
             return;
         }
-        let (compiled, affected) = compiled.update(topology(next), &changed);
+        let changed: Vec<u64> = upserts
+            .iter()
+            .map(|n| n.id)
+            .chain(removed.iter().copied())
+            .collect();
+        let users = if change.users {
+            next.users.values().map(|u| topo_user(u)).collect()
+        } else {
+            before.users.clone()
+        };
+        // Only the changed nodes are built; the others are shared with the
+        // compiled topology, so a batch costs its changes, not every node.
+        let topo = before.with_nodes(users, upserts, &removed);
+        debug_assert_eq!(topo, topology(next), "a node change the batch did not name");
+        let (compiled, affected) = compiled.update(topo, &changed);
         change.policy.extend(
             affected
                 .into_iter()

@@ -82,7 +82,7 @@ fn user_set(c: &Inner, u: u64) -> IpSet {
             .nodes
             .iter()
             .filter(|n| n.tags.is_empty() && n.user == Some(u))
-            .flat_map(node_ips),
+            .flat_map(|n| node_ips(n)),
     )
 }
 

@@ -18,6 +18,7 @@ use crate::policy::resolve::ipset::IpSet;
 
 impl Inner {
     pub(crate) fn build(doc: Arc<Doc>, topo: Arc<Topology>) -> Inner {
+        let input = topo.clone();
         let topo = auto_approve(&doc, topo);
         // From here on the rules are deny-free; `source` keeps them as
         // written (for `explain` and recompiles).
@@ -149,6 +150,7 @@ impl Inner {
             doc: doc.clone(),
             source,
             topo: topo.clone(),
+            input,
             index,
             facts,
             groups,

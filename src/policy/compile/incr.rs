@@ -32,6 +32,8 @@ pub(crate) fn update(old: &Inner, topo: Topology, changed: &[u64]) -> (Inner, BT
     let mut everyone = old.topo.users != new.topo.users || lowered_moved;
 
     // The caller names what changed; also catch anything it did not name.
+    // Nodes shared with the old topology compare by pointer (`Arc`'s `Eq`),
+    // so this costs little when the caller built `topo` by `with_nodes`.
     let mut xs: BTreeSet<u64> = changed.iter().copied().collect();
     for n in &new.topo.nodes {
         match old.index.get(&n.id) {

@@ -55,6 +55,9 @@ pub(crate) struct Inner {
     pub source: Arc<Doc>,
     /// The topology with auto-approved routes applied.
     pub topo: Arc<Topology>,
+    /// The topology as given (the same `Arc` as `topo` when nothing was
+    /// auto-approved): what the next topology is derived from.
+    pub input: Arc<Topology>,
     pub index: HashMap<u64, usize>,
     pub facts: Facts,
     pub groups: Vec<SrcGroup>,

@@ -33,13 +33,14 @@ pub(crate) fn auto_approve(doc: &Doc, topo: Arc<Topology>) -> Arc<Topology> {
     if extra.is_empty() {
         return topo;
     }
-    // Unique when called from compile/update: no copy then.
+    // The caller keeps the topology as given, so this copies the node
+    // list (pointers) and then only the nodes that gain a route.
     let mut topo = topo;
     let t = Arc::make_mut(&mut topo);
     for (i, routes) in extra {
         for route in routes {
             if !t.nodes[i].approved_routes.contains(&route) {
-                t.nodes[i].approved_routes.push(route);
+                Arc::make_mut(&mut t.nodes[i]).approved_routes.push(route);
             }
         }
     }

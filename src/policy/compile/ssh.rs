@@ -338,20 +338,20 @@ pub(crate) mod tests {
             ipv6: (id == 1).then(|| "fd7a:115c:a1e0::1".parse().expect("static")),
             ..Default::default()
         };
-        Topology {
-            users: vec![
+        Topology::new(
+            vec![
                 user(1, "odin", "example.com"),
                 user(2, "thor", "example.org"),
                 user(3, "freya", "example.com"),
             ],
-            nodes: vec![
+            vec![
                 node(1, "bulbasaur", Some(1), None),
                 node(2, "ivysaur", Some(2), None),
                 node(3, "venusaur", Some(3), None),
                 node(4, "beedrill", None, Some("tag:server")),
                 node(5, "kakuna", None, Some("tag:prod")),
             ],
-        }
+        )
     }
 
     /// The SSH rules node `id` gets for a policy whose `ssh` is `ssh`.
@@ -543,7 +543,8 @@ pub(crate) mod tests {
             ssh_of(&t),
             json!([["accept", ["100.64.0.2"], {"root": "root"}]])
         );
-        t.nodes[1].ipv4 = Some(std::net::Ipv4Addr::new(100, 64, 9, 9));
+        std::sync::Arc::make_mut(&mut t.nodes[1]).ipv4 =
+            Some(std::net::Ipv4Addr::new(100, 64, 9, 9));
         assert_eq!(
             ssh_of(&t),
             json!([["accept", ["100.64.9.9"], {"root": "root"}]])

@@ -2,13 +2,58 @@
 //! addresses, tags and routes, as the control plane knows them.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 use ipnet::IpNet;
 
-#[derive(Debug, Clone, Default)]
+/// Nodes are shared (`Arc`): the topology after a change is the one
+/// before with the changed nodes replaced, so a batch of joins costs its
+/// joins, not a copy of every node.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Topology {
     pub users: Vec<TopoUser>,
-    pub nodes: Vec<TopoNode>,
+    pub nodes: Vec<Arc<TopoNode>>,
+}
+
+impl Topology {
+    pub fn new(users: Vec<TopoUser>, nodes: Vec<TopoNode>) -> Topology {
+        Topology {
+            users,
+            nodes: nodes.into_iter().map(Arc::new).collect(),
+        }
+    }
+
+    /// Node `id`, in a topology whose nodes are sorted by id.
+    pub fn node(&self, id: u64) -> Option<&Arc<TopoNode>> {
+        debug_assert!(self.nodes.is_sorted_by_key(|n| n.id));
+        let i = self.nodes.binary_search_by_key(&id, |n| n.id).ok()?;
+        Some(&self.nodes[i])
+    }
+
+    /// This topology (nodes sorted by id) with `upserts` put in place of
+    /// the nodes with their ids (or added) and the nodes `removed` gone;
+    /// every other node is shared, not copied.
+    pub fn with_nodes(
+        &self,
+        users: Vec<TopoUser>,
+        upserts: Vec<TopoNode>,
+        removed: &[u64],
+    ) -> Topology {
+        debug_assert!(self.nodes.is_sorted_by_key(|n| n.id));
+        let mut nodes = self.nodes.clone();
+        for &id in removed {
+            if let Ok(i) = nodes.binary_search_by_key(&id, |n| n.id) {
+                nodes.remove(i);
+            }
+        }
+        for n in upserts {
+            match nodes.binary_search_by_key(&n.id, |x| x.id) {
+                Ok(i) => nodes[i] = Arc::new(n),
+                Err(i) => nodes.insert(i, Arc::new(n)),
+            }
+        }
+        Topology { users, nodes }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

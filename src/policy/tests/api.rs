@@ -27,16 +27,16 @@ fn topo() -> Topology {
         login: format!("{name}@example.com"),
         groups: vec![],
     };
-    Topology {
-        users: vec![user(1, "alice"), user(2, "bob")],
-        nodes: vec![
+    Topology::new(
+        vec![user(1, "alice"), user(2, "bob")],
+        vec![
             node(1, Some(1), &[]),
             node(2, Some(2), &[]),
             node(3, None, &["tag:mcp-server"]),
             node(4, None, &["tag:other"]),
             node(5, None, &["tag:mcp-server"]),
         ],
-    }
+    )
 }
 
 const HEAD: &str = r#"
@@ -254,8 +254,10 @@ fn auto_approved_routes_per_node() {
             .map(|s| s.parse().expect("net"))
             .collect::<Vec<ipnet::IpNet>>()
     };
-    t.nodes[2].routable_ips = nets(&["10.1.0.0/16", "192.168.0.0/24", "0.0.0.0/0"]);
-    t.nodes[0].routable_ips = nets(&["0.0.0.0/0", "::/0", "10.2.0.0/16"]);
+    std::sync::Arc::make_mut(&mut t.nodes[2]).routable_ips =
+        nets(&["10.1.0.0/16", "192.168.0.0/24", "0.0.0.0/0"]);
+    std::sync::Arc::make_mut(&mut t.nodes[0]).routable_ips =
+        nets(&["0.0.0.0/0", "::/0", "10.2.0.0/16"]);
     assert_eq!(p.auto_approved_routes(&t, 3), nets(&["10.1.0.0/16"]));
     assert_eq!(p.auto_approved_routes(&t, 1), nets(&["0.0.0.0/0", "::/0"]));
     assert!(p.auto_approved_routes(&t, 2).is_empty());
@@ -272,8 +274,8 @@ fn autogroup_self_sources_are_shared_between_a_users_devices() {
     )
     .expect("policy parses");
     let mut t = topo();
-    t.nodes.push(node(6, Some(1), &[]));
-    t.nodes.push(node(7, Some(2), &[]));
+    t.nodes.push(node(6, Some(1), &[]).into());
+    t.nodes.push(node(7, Some(2), &[]).into());
     let c = p.compile(&t);
     let srcs = |id: u64| {
         let out = c.node_arc(id).expect("node");
@@ -307,7 +309,7 @@ fn autogroup_self_sources_are_shared_between_a_users_devices() {
 fn plain_peers_are_kept_as_ids_and_routers_with_their_routes() {
     let mut t = topo();
     let route: ipnet::IpNet = "10.1.0.0/16".parse().expect("net");
-    t.nodes[2].approved_routes = vec![route];
+    std::sync::Arc::make_mut(&mut t.nodes[2]).approved_routes = vec![route];
     let p = policy(r#""acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"]}]"#);
     let c = p.compile(&t);
     let alice = c.node(1).expect("alice");

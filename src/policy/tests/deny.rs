@@ -56,7 +56,7 @@ fn topology(rng: &mut Rng) -> Topology {
             n
         })
         .collect();
-    Topology { users, nodes }
+    Topology::new(users, nodes)
 }
 
 fn pick<'a>(rng: &mut Rng, v: &[&'a str]) -> &'a str {

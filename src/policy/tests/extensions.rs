@@ -30,9 +30,9 @@ fn topo() -> Topology {
         login: format!("{name}@example.com"),
         groups: vec![],
     };
-    Topology {
-        users: vec![user(1, "alice"), user(2, "bob"), user(3, "carol")],
-        nodes: vec![
+    Topology::new(
+        vec![user(1, "alice"), user(2, "bob"), user(3, "carol")],
+        vec![
             node(1, Some(1), &[]),
             node(2, Some(2), &[]),
             node(3, None, &["tag:mcp-host", "tag:server"]),
@@ -41,7 +41,7 @@ fn topo() -> Topology {
             node(6, None, &["tag:systemmanager-client"]),
             node(7, None, &["tag:systemmanager-server"]),
         ],
-    }
+    )
 }
 
 const HEAD: &str = r#"

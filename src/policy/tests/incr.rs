@@ -109,7 +109,7 @@ fn random_updates(text: &str, seed: u64) -> (usize, usize) {
         nodes: vec![],
     };
     for _ in 0..20 {
-        topo.nodes.push(random_node(&mut rng, next_id));
+        topo.nodes.push(random_node(&mut rng, next_id).into());
         next_id += 1;
     }
     let mut cur = policy.compile(&topo);
@@ -125,7 +125,7 @@ fn random_updates(text: &str, seed: u64) -> (usize, usize) {
         let mut named = Vec::new();
         match rng.below(4) {
             0 => {
-                t2.nodes.push(random_node(&mut rng, next_id));
+                t2.nodes.push(random_node(&mut rng, next_id).into());
                 named.push(next_id);
                 next_id += 1;
             }
@@ -136,7 +136,7 @@ fn random_updates(text: &str, seed: u64) -> (usize, usize) {
             _ if !t2.nodes.is_empty() => {
                 let i = rng.below(t2.nodes.len() as u64) as usize;
                 let id = t2.nodes[i].id;
-                t2.nodes[i] = random_node(&mut rng, id);
+                t2.nodes[i] = random_node(&mut rng, id).into();
                 named.push(id);
             }
             _ => {}

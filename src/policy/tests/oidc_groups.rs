@@ -22,17 +22,17 @@ fn topo(alice_groups: &[&str]) -> Topology {
         ipv4: Some(Ipv4Addr::new(100, 64, 0, id as u8)),
         ..Default::default()
     };
-    Topology {
-        users: vec![
+    Topology::new(
+        vec![
             user(1, "alice", alice_groups),
             user(2, "bob", &["developers"]),
         ],
-        nodes: vec![
+        vec![
             node(1, Some(1), &[]),
             node(2, Some(2), &[]),
             node(3, None, &["tag:mcp-server"]),
         ],
-    }
+    )
 }
 
 const POLICY: &str = r#"{

@@ -315,21 +315,21 @@ fn ssh_tests_name_single_hosts() {
 }
 
 fn topo() -> Topology {
-    Topology {
-        users: vec![TopoUser {
+    Topology::new(
+        vec![TopoUser {
             id: 1,
             name: "ops".into(),
             login: "ops@example.com".into(),
             groups: vec![],
         }],
-        nodes: vec![TopoNode {
+        vec![TopoNode {
             id: 1,
             name: "laptop".into(),
             user: Some(1),
             ipv4: Some("100.64.0.1".parse().expect("ip")),
             ..Default::default()
         }],
-    }
+    )
 }
 
 #[test]

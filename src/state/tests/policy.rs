@@ -247,3 +247,34 @@ async fn auto_approvers_approve_advertised_routes_at_registration_and_later() {
     req.hostinfo = json!({"Hostname": "laptop", "RoutableIPs": ["10.3.0.0/16"]});
     assert!(f.authorized(req).await.approved_routes.is_empty());
 }
+
+#[tokio::test]
+async fn a_join_rebuilds_only_its_own_node_of_the_compiled_topology() {
+    let f = with_policy().await;
+    let plain = f.key(true, false, &[]).await;
+    let laptop = f.authorized(input(1, 1, Some(&plain), "laptop")).await;
+    let other = f.authorized(input(2, 2, Some(&plain), "other")).await;
+    let before = f.state.world().policy.compiled.clone().expect("compiled");
+
+    let joined = f.authorized(input(3, 3, Some(&plain), "phone")).await;
+    f.state
+        .set_tags(other.id, vec![])
+        .await
+        .expect("no-op tags");
+    let w = f.state.world();
+    let after = w.policy.compiled.as_ref().expect("compiled");
+    // What the policy was compiled for is the World's topology...
+    assert_eq!(*after.topology(), crate::state::policy::topology(&w));
+    // ...with the nodes the join did not touch shared, not rebuilt.
+    for id in [laptop.id, other.id] {
+        let (a, b) = (
+            before.topology().node(id.0 as u64),
+            after.topology().node(id.0 as u64),
+        );
+        assert!(
+            std::sync::Arc::ptr_eq(a.expect("before"), b.expect("after")),
+            "node {id} was rebuilt"
+        );
+    }
+    assert!(after.topology().node(joined.id.0 as u64).is_some());
+}
