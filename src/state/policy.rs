@@ -247,19 +247,26 @@ impl Core {
                 None => {}
             }
         }
-        if upserts.is_empty() && removed.is_empty() {
+        // A user renamed with the same login (one with an e-mail) changes
+        // no selector, but the topology must still say what the World does.
+        let renamed = change
+            .users
+            .then(|| {
+                next.users
+                    .values()
+                    .map(|u| topo_user(u))
+                    .collect::<Vec<_>>()
+            })
+            .filter(|users| *users != before.users);
+        if upserts.is_empty() && removed.is_empty() && renamed.is_none() {
             return;
         }
+        let users = renamed.unwrap_or_else(|| before.users.clone());
         let changed: Vec<u64> = upserts
             .iter()
             .map(|n| n.id)
             .chain(removed.iter().copied())
             .collect();
-        let users = if change.users {
-            next.users.values().map(|u| topo_user(u)).collect()
-        } else {
-            before.users.clone()
-        };
         // Only the changed nodes are built; the others are shared with the
         // compiled topology, so a batch costs its changes, not every node.
         let topo = before.with_nodes(users, upserts, &removed);

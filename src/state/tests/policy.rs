@@ -278,3 +278,29 @@ async fn a_join_rebuilds_only_its_own_node_of_the_compiled_topology() {
     }
     assert!(after.topology().node(joined.id.0 as u64).is_some());
 }
+
+#[tokio::test]
+async fn renaming_a_user_whose_login_stays_reaches_the_compiled_topology() {
+    let f = with_policy().await;
+    // With an e-mail the login is the e-mail, so a rename changes no
+    // selector, yet the topology must still name the user as the World does.
+    let carol = f
+        .state
+        .create_user("carol", "Carol", "carol@example.com")
+        .await
+        .expect("user");
+    f.state
+        .rename_user(carol.id, "caroline")
+        .await
+        .expect("rename");
+    let w = f.state.world();
+    let compiled = w.policy.compiled.as_ref().expect("compiled");
+    assert_eq!(*compiled.topology(), crate::state::policy::topology(&w));
+    assert!(
+        compiled
+            .topology()
+            .users
+            .iter()
+            .any(|u| u.name == "caroline")
+    );
+}
