@@ -25,10 +25,10 @@ fn topology() -> Topology {
         approved_routes: if id == 3 { vec!["10.0.0.0/8".parse().unwrap()] } else { vec![] },
         primary_routes: None,
     };
-    Topology {
+    Topology::new(
         users,
-        nodes: vec![node(1, Some(1), &[]), node(2, Some(2), &[]), node(3, None, &["tag:router"])],
-    }
+        vec![node(1, Some(1), &[]), node(2, Some(2), &[]), node(3, None, &["tag:router"])],
+    )
 }
 
 fuzz_target!(|data: &[u8]| {
