@@ -46,11 +46,28 @@ impl Admin {
         .await
     }
 
-    /// Records a verdict that no operator gave: `action` is
-    /// `ssh_check.remembered` (an earlier check still counts; actor: the
-    /// destination node) or `ssh_check.expire` (nobody decided in time;
-    /// actor: the server).
-    pub async fn ssh_check_verdict(
+    /// Records that node `dst` let a login in on an earlier check that
+    /// still counts (`ssh_check.remembered`).
+    pub async fn ssh_check_remembered(&self, dst: NodeId, what: Value) -> Result<()> {
+        self.ssh_check_line(Actor::Node(dst), "ssh_check.remembered", None, what)
+            .await
+    }
+
+    /// Records, with the server as the actor, that nobody decided check
+    /// `id` in time (`ssh_check.expire`), once across replicas: a check
+    /// taken over by another replica runs out on both, and the one that
+    /// does not claim it first writes nothing (`Ok(false)`).
+    pub async fn ssh_check_expire(&self, id: &AuthId, what: Value) -> Result<bool> {
+        if !self.registrations().expired(id).await? {
+            return Ok(false);
+        }
+        self.ssh_check_line(Actor::System, "ssh_check.expire", Some(id), what)
+            .await?;
+        Ok(true)
+    }
+
+    /// A line for a verdict that no operator gave.
+    async fn ssh_check_line(
         &self,
         actor: Actor,
         action: &'static str,

@@ -39,7 +39,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
 use crate::admin::registrations::{TTL, Verdict, WaitingClient};
-use crate::admin::{Actor, Admin, AuthId, Error as AdminError};
+use crate::admin::{Admin, AuthId, Error as AdminError};
 use crate::policy::compile::ssh::CHECK_URL_BASE;
 use crate::state::StateHandle;
 use crate::tailcfg::SshAction;
@@ -216,12 +216,7 @@ impl SshChecks {
         if let Some(left) = self.passed_for(&login) {
             self.0
                 .admin
-                .ssh_check_verdict(
-                    Actor::Node(login.dst),
-                    "ssh_check.remembered",
-                    None,
-                    login.describe(),
-                )
+                .ssh_check_remembered(login.dst, login.describe())
                 .await
                 .map_err(|e| Refusal::Unavailable(e.to_string()))?;
             return Ok(accept(left));
@@ -381,16 +376,7 @@ impl SshChecks {
             Ok(Err(_)) | Err(_) => Outcome::Expired,
         };
         if outcome == Outcome::Expired {
-            let r = self
-                .0
-                .admin
-                .ssh_check_verdict(
-                    Actor::System,
-                    "ssh_check.expire",
-                    Some(&id),
-                    login.describe(),
-                )
-                .await;
+            let r = self.0.admin.ssh_check_expire(&id, login.describe()).await;
             if let Err(e) = r {
                 tracing::warn!(auth_id = %id, error = %e, "could not record an expired SSH check");
             }

@@ -83,6 +83,24 @@ impl Db {
         })
     }
 
+    /// Takes a pending request for good once a replica's wait for its
+    /// verdict ran out: `true` for the first replica to do so (it records
+    /// the expiry), `false` when another did or a decision claimed it.
+    pub async fn expire_auth_request(&self, id_hash: &str) -> Result<bool> {
+        self.pg_only()?;
+        write_tx!(self, |c| {
+            // No `expires_at` filter: the row is at (or just past) it.
+            let row = sqlx::query(
+                "UPDATE auth_requests SET state = 'taken' \
+                 WHERE id_hash = $1 AND state = 'pending' RETURNING id_hash",
+            )
+            .bind(id_hash)
+            .fetch_optional(&mut *c)
+            .await?;
+            Ok(row.is_some())
+        })
+    }
+
     /// A pending, unexpired request's registration JSON (`Some(None)` for
     /// a request without one); `None` when it is not pending.
     pub async fn peek_auth_request(&self, id_hash: &str) -> Result<Option<Option<String>>> {

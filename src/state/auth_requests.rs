@@ -115,6 +115,16 @@ impl StateHandle {
         }
     }
 
+    /// Claims a request whose wait ran out, for recording its expiry:
+    /// `false` when another replica did, or a decision claimed it first.
+    /// Without replicas: `true`, the one waiter is here.
+    pub async fn expire_request(&self, id_hash: &str) -> Result<bool> {
+        match &self.shared {
+            Some(db) => Ok(db.expire_auth_request(id_hash).await?),
+            None => Ok(true),
+        }
+    }
+
     /// What a pending, unclaimed request registers (`Some(None)`:
     /// nothing), or `None` when it is not pending; `None` without replicas.
     pub async fn peek_request(&self, id_hash: &str) -> Result<Option<Option<RegisterInput>>> {

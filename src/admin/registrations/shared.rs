@@ -173,6 +173,18 @@ impl Registrations {
         })
     }
 
+    /// Forgets request `id`, whose wait here ran out, and says whether
+    /// this replica is the one to record its expiry: with replicas, a
+    /// request taken over elsewhere runs out there too, and only the first
+    /// replica to claim it in the database records it.
+    pub(in crate::admin) async fn expired(&self, id: &AuthId) -> Result<bool> {
+        self.forget(id);
+        match self.shared() {
+            Some(state) => Ok(state.expire_request(&hash(id)).await?),
+            None => Ok(true),
+        }
+    }
+
     /// Marks a request decided here without `claim` (a login completed on
     /// this replica) as decided in the database too, so no other replica
     /// decides it again.

@@ -3,12 +3,14 @@
 //! is gone, or the node moved), for that login only, and gets its verdict
 //! whether it was given before or after, on either replica.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::{POLICY, node_input, req};
+use crate::admin::audit::{self, Audit};
 use crate::admin::testing::local;
-use crate::admin::{Admin, AuthId, NewPreAuthKey, NewUser};
+use crate::admin::{Admin, AuthId, NewPreAuthKey, NewUser, TokenKey};
 use crate::auth::ssh_check::{Request, SshChecks};
 use crate::db::testing::PgTemp;
 use crate::state::testing::until;
@@ -25,6 +27,30 @@ struct Replica {
 async fn replica(pg: &PgTemp, name: &str) -> Replica {
     let (state, admin) = crate::admin::testing::replica(pg, name).await;
     let checks = SshChecks::new(state.clone(), admin.clone());
+    Replica {
+        state,
+        admin,
+        checks,
+    }
+}
+
+/// As `replica`, auditing to a file under `dir` (and so, with replicas,
+/// to the shared trail), with checks and the store expiring after `ttl`.
+async fn audited_replica(pg: &PgTemp, name: &str, dir: &Path, ttl: Duration) -> Replica {
+    let state =
+        crate::state::testing::replica(pg.db_named(name).await, crate::state::testing::no_poll())
+            .await;
+    let log = Audit::open(Some(audit::Settings {
+        path: dir.join(format!("{name}.jsonl")),
+        max_size: 1 << 20,
+        max_files: 1,
+    }))
+    .unwrap();
+    let admin = Admin::start(state.clone(), log, TokenKey::random())
+        .await
+        .unwrap();
+    admin.registrations().set_ttl(ttl);
+    let checks = SshChecks::with_ttl(state.clone(), admin.clone(), ttl);
     Replica {
         state,
         admin,
@@ -133,4 +159,61 @@ async fn a_check_opened_on_one_replica_is_followed_up_on_the_other() {
     let done = answer(b.follow(follow)).await;
     assert!(done.reject, "{done:?}");
     assert!(done.message.contains("SSH check rejected"), "{done:?}");
+}
+
+/// A check taken over by B runs out on both replicas (A still holds its
+/// own wait); the trail they share records the expiry once.
+#[tokio::test]
+async fn a_check_running_out_on_two_replicas_is_audited_once() {
+    let Some(pg) = PgTemp::create("ssh_check_expire_once").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let ttl = Duration::from_millis(1500);
+    let a = audited_replica(&pg, "replica_a", dir.path(), ttl).await;
+    let b = audited_replica(&pg, "replica_b", dir.path(), ttl).await;
+    let alice = NewUser {
+        name: "alice".into(),
+        display_name: String::new(),
+        email: "alice@example.com".into(),
+    };
+    let alice = a.admin.create_user(&local(), alice).await.unwrap().id;
+    let laptop = alices_node(&a, alice, 1).await;
+    let server = alices_node(&a, alice, 2).await;
+    a.admin.set_policy(&local(), POLICY.into()).await.unwrap();
+    until("B to know the nodes and the policy", || {
+        let w = b.state.world();
+        w.node(server.id).is_some() && w.policy.compiled.is_some()
+    })
+    .await;
+
+    let (id, follow) = hold_on(&a, &laptop, &server).await;
+    let waiting = b.follow(follow);
+    until("B to take the check over", || {
+        b.admin.registrations().contains(&id)
+    })
+    .await;
+    let done = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("the follow-up answered within the TTL")
+        .unwrap();
+    assert!(done.reject && done.message.contains("expired"), "{done:?}");
+    // A's wait ran out at the same moment as B's; give its line (if it
+    // were written) time to reach the trail.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let object = format!("registration:{id}");
+    for r in [&a, &b] {
+        let lines = r
+            .admin
+            .audit(&local(), audit::Query::default())
+            .await
+            .unwrap();
+        let expired: Vec<_> = lines
+            .iter()
+            .filter(|e| e.action == "ssh_check.expire")
+            .collect();
+        assert_eq!(expired.len(), 1, "{expired:#?}");
+        assert_eq!(expired[0].actor, "system");
+        assert_eq!(expired[0].object.as_deref(), Some(&*object));
+    }
 }
