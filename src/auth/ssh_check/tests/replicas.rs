@@ -87,6 +87,26 @@ async fn alices_node(r: &Replica, user: crate::types::UserId, seed: u8) -> Arc<N
     }
 }
 
+/// Alice's laptop and server, made on A, with the check policy, once B
+/// knows them too.
+async fn alices_laptop_and_server(a: &Replica, b: &Replica) -> (Arc<Node>, Arc<Node>) {
+    let alice = NewUser {
+        name: "alice".into(),
+        display_name: String::new(),
+        email: "alice@example.com".into(),
+    };
+    let alice = a.admin.create_user(&local(), alice).await.unwrap().id;
+    let laptop = alices_node(a, alice, 1).await;
+    let server = alices_node(a, alice, 2).await;
+    a.admin.set_policy(&local(), POLICY.into()).await.unwrap();
+    until("B to know the nodes and the policy", || {
+        let w = b.state.world();
+        w.node(server.id).is_some() && w.policy.compiled.is_some()
+    })
+    .await;
+    (laptop, server)
+}
+
 /// A check opened on A for alice's root login from `src` to `dst`: its id
 /// and its follow-up request.
 async fn hold_on(a: &Replica, src: &Node, dst: &Node) -> (AuthId, Request) {
@@ -113,20 +133,7 @@ async fn a_check_opened_on_one_replica_is_followed_up_on_the_other() {
     };
     let a = replica(&pg, "replica_a").await;
     let b = replica(&pg, "replica_b").await;
-    let alice = NewUser {
-        name: "alice".into(),
-        display_name: String::new(),
-        email: "alice@example.com".into(),
-    };
-    let alice = a.admin.create_user(&local(), alice).await.unwrap().id;
-    let laptop = alices_node(&a, alice, 1).await;
-    let server = alices_node(&a, alice, 2).await;
-    a.admin.set_policy(&local(), POLICY.into()).await.unwrap();
-    until("B to know the nodes and the policy", || {
-        let w = b.state.world();
-        w.node(server.id).is_some() && w.policy.compiled.is_some()
-    })
-    .await;
+    let (laptop, server) = alices_laptop_and_server(&a, &b).await;
 
     // The follow-up reaches B, which takes the check over; approved on B.
     let (id, follow) = hold_on(&a, &laptop, &server).await;
@@ -172,20 +179,7 @@ async fn a_check_running_out_on_two_replicas_is_audited_once() {
     let ttl = Duration::from_millis(1500);
     let a = audited_replica(&pg, "replica_a", dir.path(), ttl).await;
     let b = audited_replica(&pg, "replica_b", dir.path(), ttl).await;
-    let alice = NewUser {
-        name: "alice".into(),
-        display_name: String::new(),
-        email: "alice@example.com".into(),
-    };
-    let alice = a.admin.create_user(&local(), alice).await.unwrap().id;
-    let laptop = alices_node(&a, alice, 1).await;
-    let server = alices_node(&a, alice, 2).await;
-    a.admin.set_policy(&local(), POLICY.into()).await.unwrap();
-    until("B to know the nodes and the policy", || {
-        let w = b.state.world();
-        w.node(server.id).is_some() && w.policy.compiled.is_some()
-    })
-    .await;
+    let (laptop, server) = alices_laptop_and_server(&a, &b).await;
 
     let (id, follow) = hold_on(&a, &laptop, &server).await;
     let waiting = b.follow(follow);
