@@ -223,7 +223,7 @@ fn main() {
             let id = n as u64 + 1;
             let t = Instant::now();
             let mut rebuilt = Topology::new(
-                topo.users.clone(),
+                topo.users.to_vec(),
                 topo.nodes.iter().map(|x| (**x).clone()).collect(),
             );
             rebuilt.nodes.push(user_node(n + 1, id).into());

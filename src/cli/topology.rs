@@ -93,20 +93,21 @@ impl NamedTopology {
             t.ids.insert(name.clone(), id);
             t.names.insert(id, name.clone());
         }
-        t.topology.users = f
-            .users
-            .iter()
-            .map(|u| TopoUser {
-                id: u.id,
-                name: u.name.clone(),
-                login: if u.email.is_empty() {
-                    u.name.clone()
-                } else {
-                    u.email.clone()
-                },
-                groups: u.groups.clone(),
-            })
-            .collect();
+        t.topology.users = Arc::new(
+            f.users
+                .iter()
+                .map(|u| TopoUser {
+                    id: u.id,
+                    name: u.name.clone(),
+                    login: if u.email.is_empty() {
+                        u.name.clone()
+                    } else {
+                        u.email.clone()
+                    },
+                    groups: u.groups.clone(),
+                })
+                .collect(),
+        );
         Ok(t)
     }
 
@@ -194,7 +195,7 @@ impl NamedTopology {
         for (i, login) in logins.iter().enumerate() {
             let uid = i as u64 + 1;
             let local = login.split('@').next().unwrap_or(login);
-            t.topology.users.push(TopoUser {
+            Arc::make_mut(&mut t.topology.users).push(TopoUser {
                 id: uid,
                 name: local.to_string(),
                 login: login.clone(),

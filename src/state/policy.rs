@@ -42,7 +42,7 @@ pub enum PolicyStore {
 /// The topology the policy engine compiles against.
 pub fn topology(w: &World) -> Topology {
     Topology {
-        users: w.users.values().map(|u| topo_user(u)).collect(),
+        users: Arc::new(w.users.values().map(|u| topo_user(u)).collect()),
         nodes: w
             .nodes
             .values()
@@ -56,7 +56,7 @@ pub fn topology(w: &World) -> Topology {
 /// elected yet, so the engine picks primaries itself.
 pub fn topology_of(users: &[User], nodes: &[Node]) -> Topology {
     Topology {
-        users: users.iter().map(topo_user).collect(),
+        users: Arc::new(users.iter().map(topo_user).collect()),
         nodes: nodes.iter().map(|n| Arc::new(unelected_node(n))).collect(),
     }
 }
@@ -257,11 +257,11 @@ impl Core {
                     .map(|u| topo_user(u))
                     .collect::<Vec<_>>()
             })
-            .filter(|users| *users != before.users);
+            .filter(|users| *users != *before.users);
         if upserts.is_empty() && removed.is_empty() && renamed.is_none() {
             return;
         }
-        let users = renamed.unwrap_or_else(|| before.users.clone());
+        let users = renamed.map_or_else(|| before.users.clone(), Arc::new);
         let changed: Vec<u64> = upserts
             .iter()
             .map(|n| n.id)

@@ -251,7 +251,7 @@ fn check_period(rule: &SshRule) -> Option<Duration> {
 fn localparts(topo: &Topology, users: &[String]) -> BTreeMap<u64, String> {
     let mut m = BTreeMap::new();
     for dom in users.iter().filter_map(|u| localpart_domain(u)) {
-        for u in &topo.users {
+        for u in topo.users.iter() {
             if let Some((local, d)) = u.login.rsplit_once('@')
                 && d.eq_ignore_ascii_case(dom)
             {

@@ -6,19 +6,20 @@ use std::sync::Arc;
 
 use ipnet::IpNet;
 
-/// Nodes are shared (`Arc`): the topology after a change is the one
-/// before with the changed nodes replaced, so a batch of joins costs its
-/// joins, not a copy of every node.
+/// Nodes and the user list are shared (`Arc`): the topology after a
+/// change is the one before with the changed nodes replaced, so a batch
+/// of joins costs its joins, not a copy of every node and user, and an
+/// unchanged user list compares equal by pointer.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Topology {
-    pub users: Vec<TopoUser>,
+    pub users: Arc<Vec<TopoUser>>,
     pub nodes: Vec<Arc<TopoNode>>,
 }
 
 impl Topology {
     pub fn new(users: Vec<TopoUser>, nodes: Vec<TopoNode>) -> Topology {
         Topology {
-            users,
+            users: Arc::new(users),
             nodes: nodes.into_iter().map(Arc::new).collect(),
         }
     }
@@ -35,7 +36,7 @@ impl Topology {
     /// every other node is shared, not copied.
     pub fn with_nodes(
         &self,
-        users: Vec<TopoUser>,
+        users: Arc<Vec<TopoUser>>,
         upserts: Vec<TopoNode>,
         removed: &[u64],
     ) -> Topology {

@@ -87,7 +87,7 @@ fn update_matches_fresh_compile_with_denies() {
 /// node outputs in all).
 fn random_updates(text: &str, seed: u64) -> (usize, usize) {
     let policy = Policy::parse(text).expect("policy parses");
-    let users = [
+    let users: Vec<TopoUser> = [
         "u1@example.com",
         "u2@example.com",
         "u3@example.org",
@@ -104,10 +104,7 @@ fn random_updates(text: &str, seed: u64) -> (usize, usize) {
     .collect();
     let mut rng = Rng(seed);
     let mut next_id = 1;
-    let mut topo = Topology {
-        users,
-        nodes: vec![],
-    };
+    let mut topo = Topology::new(users, vec![]);
     for _ in 0..20 {
         topo.nodes.push(random_node(&mut rng, next_id).into());
         next_id += 1;

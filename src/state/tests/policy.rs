@@ -249,7 +249,7 @@ async fn auto_approvers_approve_advertised_routes_at_registration_and_later() {
 }
 
 #[tokio::test]
-async fn a_join_rebuilds_only_its_own_node_of_the_compiled_topology() {
+async fn a_join_rebuilds_only_its_own_node_and_no_user_of_the_compiled_topology() {
     let f = with_policy().await;
     let plain = f.key(true, false, &[]).await;
     let laptop = f.authorized(input(1, 1, Some(&plain), "laptop")).await;
@@ -277,6 +277,11 @@ async fn a_join_rebuilds_only_its_own_node_of_the_compiled_topology() {
         );
     }
     assert!(after.topology().node(joined.id.0 as u64).is_some());
+    // The users did not change: their list is shared too.
+    assert!(
+        std::sync::Arc::ptr_eq(&before.topology().users, &after.topology().users),
+        "the user list was copied"
+    );
 }
 
 #[tokio::test]
