@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Weak};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 
 mod peers;
 
@@ -174,7 +174,7 @@ pub fn build_full(
         packet_filters: Some(filters(&view.filter)),
         ssh_policy: Some(view.ssh.clone().unwrap_or_default()),
         user_profiles,
-        control_time: Some(now),
+        control_time: Some(control_time(now)),
         debug: Some(tailcfg::map::Debug {
             disable_log_tail: true,
         }),
@@ -325,8 +325,15 @@ pub fn build_delta(
     if resp.is_empty_delta() {
         return Delta::Nothing;
     }
-    resp.control_time = Some(now);
+    resp.control_time = Some(control_time(now));
     Delta::Frame(Box::new(resp))
+}
+
+/// `ControlTime` in whole seconds: clients only use it to notice a clock
+/// more than a minute off, and the deltas many streams get in the same
+/// second are then the same bytes, compressed once (`frame`).
+fn control_time(now: DateTime<Utc>) -> DateTime<Utc> {
+    now.trunc_subsecs(0)
 }
 
 /// The DNSConfig to send: always for a full map; in a delta only when the
@@ -396,7 +403,7 @@ fn farewell(world: &World, sent: &mut SentState, now: DateTime<Utc>) -> Option<B
     Some(Box::new(MapResponse {
         node: Some(node),
         peers_removed,
-        control_time: Some(now),
+        control_time: Some(control_time(now)),
         ..Default::default()
     }))
 }

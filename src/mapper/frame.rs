@@ -4,6 +4,8 @@
 //! length in the protocol).
 
 use std::cell::RefCell;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::{Arc, Mutex};
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -50,16 +52,71 @@ fn compress(json: &[u8]) -> std::io::Result<Vec<u8>> {
 
 pub fn encode(resp: &MapResponse, compression: Compression) -> std::io::Result<Bytes> {
     let json = serde_json::to_vec(resp).map_err(std::io::Error::other)?;
-    let body = match compression {
-        Compression::None => json,
-        Compression::Zstd => compress(&json)?,
-    };
+    match compression {
+        Compression::None => framed(&json),
+        Compression::Zstd => RECENT.get_or_compress(json),
+    }
+}
+
+/// `body` behind its little-endian length.
+fn framed(body: &[u8]) -> std::io::Result<Bytes> {
     let len = u32::try_from(body.len())
         .map_err(|_| std::io::Error::other("map response larger than 4 GiB"))?;
     let mut out = BytesMut::with_capacity(4 + body.len());
     out.put_u32_le(len);
-    out.put_slice(&body);
+    out.put_slice(body);
     Ok(out.freeze())
+}
+
+/// Slots of [`RECENT`].
+const SLOTS: usize = 64;
+/// Larger JSON is compressed and not kept: full maps are one node's own,
+/// and this bounds what the slots hold to a few MiB.
+const KEEP_MAX: usize = 64 * 1024;
+
+/// The zstd frames compressed last, by their JSON. A join reaches every
+/// stream that sees the newcomer in the same batch, and where it changes
+/// no stream's filter (no policy, tag-based rules) they are all sent the
+/// same delta: it is compressed once and the frame's bytes are shared.
+static RECENT: Recent = Recent::new();
+
+struct Recent {
+    /// Direct-mapped by a hash of the JSON, compared in full on a hit.
+    slots: [Mutex<Option<Arc<Kept>>>; SLOTS],
+}
+
+struct Kept {
+    json: Vec<u8>,
+    frame: Bytes,
+}
+
+impl Recent {
+    const fn new() -> Recent {
+        Recent {
+            slots: [const { Mutex::new(None) }; SLOTS],
+        }
+    }
+
+    /// The zstd frame of `json`: one compressed earlier, or a new one.
+    fn get_or_compress(&self, json: Vec<u8>) -> std::io::Result<Bytes> {
+        if json.len() > KEEP_MAX {
+            return framed(&compress(&json)?);
+        }
+        let mut h = DefaultHasher::new();
+        json.hash(&mut h);
+        let slot = &self.slots[(h.finish() % SLOTS as u64) as usize];
+        let lock = || slot.lock().unwrap_or_else(|e| e.into_inner());
+        let kept = lock().clone();
+        if let Some(k) = kept.filter(|k| k.json == json) {
+            return Ok(k.frame.clone());
+        }
+        let frame = framed(&compress(&json)?)?;
+        *lock() = Some(Arc::new(Kept {
+            json,
+            frame: frame.clone(),
+        }));
+        Ok(frame)
+    }
 }
 
 #[cfg(test)]
@@ -78,6 +135,33 @@ mod tests {
         // The reused context still makes self-contained frames.
         let again = encode(&MapResponse::keep_alive(), Compression::Zstd).unwrap();
         assert_eq!(again, f);
+    }
+
+    /// Streams sent the same delta share one compressed frame; a delta
+    /// that differs (even in the same slot) gets its own.
+    #[test]
+    fn the_same_json_is_compressed_once_and_shared() {
+        // A cache of its own: other tests encode through the shared one.
+        let recent = Recent::new();
+        let json = |name: &str| format!(r#"{{"Domain":"{name}"}}"#).into_bytes();
+        let a = recent.get_or_compress(json("team-a")).unwrap();
+        let again = recent.get_or_compress(json("team-a")).unwrap();
+        assert_eq!(a.as_ptr(), again.as_ptr(), "compressed again");
+        let decoded = |f: &Bytes| zstd::bulk::decompress(&f[4..], 1 << 10).unwrap();
+        assert_eq!(decoded(&a), json("team-a"));
+
+        // Every slot holding team-a's frame: a miss must compress anew,
+        // never hand out the frame that sits there.
+        let kept = recent.slots.iter().find_map(|s| s.lock().unwrap().clone());
+        for s in &recent.slots {
+            *s.lock().unwrap() = kept.clone();
+        }
+        let b = recent.get_or_compress(json("team-b")).unwrap();
+        assert_eq!(decoded(&b), json("team-b"));
+        assert_eq!(
+            u32::from_le_bytes(b[..4].try_into().unwrap()) as usize,
+            b.len() - 4
+        );
     }
 
     #[test]

@@ -138,6 +138,31 @@ fn a_joining_node_reaches_only_sessions_that_may_see_it() {
     );
 }
 
+/// A join that changes no filter (here: no policy, every node sees every
+/// other) sends every stream the same delta: built within one second they
+/// are the same bytes, which the encoder then compresses once.
+#[test]
+fn a_join_sends_every_stream_the_same_bytes_within_a_second() {
+    let mut w = three();
+    let mut sent: Vec<SentState> = (0..3).map(|_| SentState::default()).collect();
+    for (id, s) in (1..=3).zip(&mut sent) {
+        build_full(&w, NodeId(id), s, now()).unwrap();
+    }
+    w.put_node(Arc::new(node(4, 2, &[])));
+    let change = Change::upsert(NodeId(4));
+    let json: Vec<String> = (1..=3)
+        .zip(&mut sent)
+        .map(|(id, s)| {
+            let at = now() + chrono::Duration::milliseconds(300 * id);
+            let r = frame(build_delta(&w, NodeId(id), &change, s, at));
+            assert_eq!(r.peers_changed.len(), 1, "{r:?}");
+            serde_json::to_string(&r).unwrap()
+        })
+        .collect();
+    assert_eq!(json[0], json[1]);
+    assert_eq!(json[1], json[2]);
+}
+
 #[test]
 fn check_rules_delegate_over_noise_as_tailscale_does() {
     let mut w = three();
