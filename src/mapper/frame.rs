@@ -71,8 +71,9 @@ fn framed(body: &[u8]) -> std::io::Result<Bytes> {
 /// Slots of [`RECENT`].
 const SLOTS: usize = 64;
 /// Larger JSON is compressed and not kept: full maps are one node's own,
-/// and this bounds what the slots hold to a few MiB.
-const KEEP_MAX: usize = 64 * 1024;
+/// and this bounds what the slots hold to 2 MiB. A delta with a few dozen
+/// new peers fits.
+const KEEP_MAX: usize = 16 * 1024;
 
 /// The zstd frames compressed last, by their JSON. A join reaches every
 /// stream that sees the newcomer in the same batch, and where it changes
