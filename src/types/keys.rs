@@ -21,6 +21,15 @@ pub enum KeyError {
     Hex,
 }
 
+/// A key's 64 lower-case hex digits.
+struct HexDigits([u8; 64]);
+
+impl HexDigits {
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("hex digits are ASCII")
+    }
+}
+
 macro_rules! public_key {
     ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
         $(#[$doc])*
@@ -43,7 +52,16 @@ macro_rules! public_key {
 
             /// The key as bare lower-case hex, without prefix (DERP headers, logs).
             pub fn hex(&self) -> String {
-                hex::encode(self.0)
+                self.hex_digits().as_str().to_string()
+            }
+
+            /// The 64 hex digits, on the stack: a map names three keys for
+            /// every peer it sends, and `hex::encode` builds its string one
+            /// `char` at a time.
+            fn hex_digits(&self) -> HexDigits {
+                let mut digits = [0u8; 64];
+                hex::encode_to_slice(self.0, &mut digits).expect("64 digits for 32 bytes");
+                HexDigits(digits)
             }
 
             /// A short, log-friendly form (first 8 hex digits).
@@ -54,7 +72,8 @@ macro_rules! public_key {
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "{}{}", $prefix, hex::encode(self.0))
+                f.write_str($prefix)?;
+                f.write_str(self.hex_digits().as_str())
             }
         }
 
