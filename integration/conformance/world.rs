@@ -72,7 +72,9 @@ pub fn build(c: &Case, ids: &BTreeMap<String, u64>, policy: Policy, compiled: Co
                     .collect(),
                 endpoints: vec![],
                 home_derp: 0,
-                hostinfo: serde_json::json!({"Hostname": n.hostname, "RoutableIPs": n.routable_ips}),
+                hostinfo:
+                    serde_json::json!({"Hostname": n.hostname, "RoutableIPs": n.routable_ips})
+                        .into(),
                 expiry: None,
                 authorized: true,
                 ephemeral: false,

@@ -388,7 +388,7 @@ impl Admin {
                 approved_routes: vec![],
                 endpoints: vec![],
                 home_derp: 0,
-                hostinfo,
+                hostinfo: hostinfo.into(),
                 expiry: None,
                 ephemeral: false,
                 auth_key_id: None,

@@ -41,7 +41,7 @@ fn node(id: i64, tags: &[&str]) -> Node {
         ipv6: Some(format!("fd7a:115c:a1e0::{id}").parse().unwrap()),
         endpoints: vec![],
         home_derp: 0,
-        hostinfo: serde_json::json!({}),
+        hostinfo: serde_json::json!({}).into(),
         expiry: None,
         ephemeral: false,
         auth_key_id: None,

@@ -50,7 +50,7 @@ fn node(user: UserId, i: u8, hostinfo: serde_json::Value) -> Node {
         )),
         endpoints: vec![],
         home_derp: 0,
-        hostinfo,
+        hostinfo: hostinfo.into(),
         expiry: None,
         ephemeral: false,
         auth_key_id: None,

@@ -118,7 +118,8 @@ fn node(id: i64, user: i64, level: i64) -> Node {
             "Hostname": format!("Host-{id}.local"),
             "RoutableIPs": routes.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
             "Services": [{"Proto": "tcp", "Port": 22}],
-        }),
+        })
+        .into(),
         expiry: (id == 1).then(|| at(28, 12)),
         ephemeral: id == 3,
         auth_key_id: (id != 3).then_some(PreAuthKeyId(1)),

@@ -416,7 +416,7 @@ impl Mapper<'_> {
             approved_routes,
             endpoints: n.endpoints.clone(),
             home_derp,
-            hostinfo,
+            hostinfo: hostinfo.into(),
             expiry: n.expiry,
             ephemeral,
             auth_key_id,

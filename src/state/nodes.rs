@@ -34,12 +34,12 @@ impl StateHandle {
                         mask.derp = true;
                     }
                     let h = merge_hostinfo(&n.hostinfo, h);
-                    if h != n.hostinfo {
+                    if h != *n.hostinfo {
                         structural |= hostinfo_visible_change(&n.hostinfo, &h);
                         if let Some(name) = h.get("Hostname").and_then(|v| v.as_str()) {
                             n.hostname = name.to_string();
                         }
-                        n.hostinfo = h;
+                        n.hostinfo = h.into();
                     }
                 }
                 if u.cap_version != 0 && u.cap_version != n.cap_version {

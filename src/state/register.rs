@@ -250,7 +250,7 @@ impl Core {
                 n.tags = tags;
                 n.ephemeral = ephemeral;
                 n.auth_key_id = key.map(|k| k.id);
-                n.hostinfo = req.hostinfo.clone();
+                n.hostinfo = req.hostinfo.clone().into();
                 n.hostname = hostname;
                 n.cap_version = req.version;
                 (n, false)
@@ -281,7 +281,7 @@ impl Core {
                     ipv6,
                     endpoints: vec![],
                     home_derp: 0,
-                    hostinfo: req.hostinfo.clone(),
+                    hostinfo: req.hostinfo.clone().into(),
                     expiry,
                     ephemeral,
                     auth_key_id: key.map(|k| k.id),

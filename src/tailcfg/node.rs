@@ -1,6 +1,7 @@
 //! `tailcfg.Node` as sent to clients (self and peers).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -42,7 +43,7 @@ pub struct Node {
     #[serde(rename = "DERP", skip_serializing_if = "String::is_empty")]
     pub legacy_derp: String,
     #[serde(rename = "Hostinfo", skip_serializing_if = "Option::is_none")]
-    pub hostinfo: Option<serde_json::Value>,
+    pub hostinfo: Option<Arc<serde_json::Value>>,
     #[serde(rename = "Created", skip_serializing_if = "Option::is_none")]
     pub created: Option<DateTime<Utc>>,
     #[serde(rename = "Cap", skip_serializing_if = "is_zero_i32")]

@@ -1,6 +1,7 @@
 //! Nodes (devices) as the control plane knows them.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use ipnet::IpNet;
@@ -41,8 +42,9 @@ pub struct Node {
     /// Home DERP region from Hostinfo.NetInfo.PreferredDERP (0 = none).
     pub home_derp: i32,
     /// The client's last Hostinfo, kept as raw JSON: we store and forward it
-    /// without interpreting most fields.
-    pub hostinfo: serde_json::Value,
+    /// without interpreting most fields. Shared (`Arc`) with every map that
+    /// sends it, rather than copied per peer and stream.
+    pub hostinfo: Arc<serde_json::Value>,
     /// Node key expiry; `None` = never. In the past ⇒ logged out/expired.
     pub expiry: Option<DateTime<Utc>>,
     pub ephemeral: bool,

@@ -206,7 +206,7 @@ mod tests {
             ipv6: Some("fd7a:115c:a1e0::1".parse::<Ipv6Addr>().expect("valid")),
             endpoints: vec![],
             home_derp: 0,
-            hostinfo: serde_json::json!({}),
+            hostinfo: serde_json::json!({}).into(),
             expiry: Some(at(1_800_000_000)),
             ephemeral: true,
             auth_key_id: Some(PreAuthKeyId(11)),

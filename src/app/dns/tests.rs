@@ -381,7 +381,7 @@ fn only_zone_relevant_changes_count_as_new_inputs() {
         ipv6: None,
         endpoints: vec![],
         home_derp: 0,
-        hostinfo: json!({}),
+        hostinfo: json!({}).into(),
         expiry: None,
         ephemeral: false,
         auth_key_id: None,

@@ -26,7 +26,7 @@ fn node(id: i64, user: i64, tags: &[&str]) -> Node {
         ipv6: Some(format!("fd7a:115c:a1e0::{id}").parse().unwrap()),
         endpoints: vec![format!("10.0.0.{id}:41641")],
         home_derp: 999,
-        hostinfo: serde_json::json!({"Hostname": format!("h{id}")}),
+        hostinfo: serde_json::json!({"Hostname": format!("h{id}")}).into(),
         expiry: None,
         ephemeral: false,
         auth_key_id: None,
@@ -103,6 +103,9 @@ fn full_map_has_self_peers_profiles_and_allow_all() {
         peers[1].user, TAGGED_DEVICES_USER_ID,
         "tagged node owned by tags"
     );
+    // Hostinfo is the World's, shared, not a copy per peer and stream.
+    let hostinfo = peers[0].hostinfo.as_ref().expect("hostinfo");
+    assert!(Arc::ptr_eq(hostinfo, &w.node(NodeId(2)).unwrap().hostinfo));
     // A 1.96 viewer reads HomeDERP; the legacy string is for capver < 111.
     assert_eq!(peers[0].home_derp, 999);
     assert_eq!(peers[0].legacy_derp, "");

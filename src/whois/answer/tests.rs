@@ -27,7 +27,7 @@ pub(crate) fn node(id: i64, user: i64, name: &str, tags: &[&str]) -> Node {
         ipv6: Some(format!("fd7a:115c:a1e0::{id}").parse().unwrap()),
         endpoints: vec![format!("10.0.0.{id}:41641")],
         home_derp: 900,
-        hostinfo: serde_json::json!({"Hostname": format!("host-{name}"), "OS": "linux"}),
+        hostinfo: serde_json::json!({"Hostname": format!("host-{name}"), "OS": "linux"}).into(),
         expiry: None,
         ephemeral: false,
         auth_key_id: None,

@@ -124,7 +124,7 @@ fn old_viewer_gets_explicit_allowed_ips_in_deltas() {
 #[test]
 fn served_routes_stay_in_allowed_ips_for_every_viewer() {
     let mut router = viewer(2, V1_96);
-    router.hostinfo = serde_json::json!({"RoutableIPs": ["10.9.0.0/16"]});
+    router.hostinfo = serde_json::json!({"RoutableIPs": ["10.9.0.0/16"]}).into();
     router.approved_routes = vec!["10.9.0.0/16".parse().unwrap()];
     for capver in [V1_78, V1_96] {
         let mut w = world(vec![viewer(1, capver), router.clone()]);

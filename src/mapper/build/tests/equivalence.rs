@@ -126,7 +126,7 @@ fn deltas_leave_every_client_with_what_a_full_map_gives() {
                     } else {
                         vec![]
                     };
-                    n.hostinfo = serde_json::json!({"Hostname": n.hostname, "RoutableIPs": n.approved_routes});
+                    n.hostinfo = serde_json::json!({"Hostname": n.hostname, "RoutableIPs": n.approved_routes}).into();
                     change.upserted.insert(n.id);
                 }
                 4 => {
