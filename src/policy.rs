@@ -173,6 +173,16 @@ impl Policy {
         };
         compile::routes::auto_approved(&r, i)
     }
+
+    /// As [`Policy::auto_approved_routes`], from `node` and its owner
+    /// (`user`; none for a tagged node) alone: an approver selector reads
+    /// nothing else (its tags, addresses, owner and the owner's groups),
+    /// so a registration need not build the whole tailnet's topology.
+    pub fn auto_approved_routes_of(&self, user: Option<TopoUser>, node: TopoNode) -> Vec<IpNet> {
+        let id = node.id;
+        let topo = Topology::new(user.into_iter().collect(), vec![node]);
+        self.auto_approved_routes(&topo, id)
+    }
 }
 
 /// Convenience used by the server: ids whose outputs differ between two

@@ -79,6 +79,17 @@ fn topo_user(u: &User) -> TopoUser {
     }
 }
 
+/// The routes `n` advertises that the policy's `autoApprovers` approve in
+/// `w` (none without a policy), read from `n` and its owner alone.
+pub(super) fn auto_approved(w: &World, n: &Node) -> Vec<ipnet::IpNet> {
+    let Some(policy) = &w.policy.policy else {
+        return vec![];
+    };
+    let node = unelected_node(n);
+    let owner = node.user.and(w.user(n.user_id)).map(|u| topo_user(u));
+    policy.auto_approved_routes_of(owner, node)
+}
+
 /// `n` as the policy engine sees it in `w`; its primary routes are `w`'s
 /// HA election (`state::primary`), never the engine's own.
 fn topo_node(w: &World, n: &Node) -> TopoNode {
@@ -176,23 +187,11 @@ impl Core {
     /// approve to its approved routes, so they are stored and shown like an
     /// operator's approval (Tailscale approves them as they are advertised).
     pub(super) fn auto_approve(&self, mut n: Node) -> Node {
-        let Some(policy) = &self.world.policy.policy else {
-            return n;
-        };
         if n.routable_ips().is_empty() {
             return n;
         }
-        // A node being registered has no id yet; stand it in with one no
-        // real node has.
-        let id = if n.id.0 > 0 { n.id.0 as u64 } else { u64::MAX };
-        let mut topo = topology(&self.world);
-        topo.nodes.retain(|t| t.id != id);
-        topo.nodes.push(Arc::new(TopoNode {
-            id,
-            ..topo_node(&self.world, &n)
-        }));
         let mut changed = false;
-        for r in policy.auto_approved_routes(&topo, id) {
+        for r in auto_approved(&self.world, &n) {
             if !n.approved_routes.contains(&r) {
                 n.approved_routes.push(r);
                 changed = true;

@@ -42,9 +42,8 @@ use ipnet::IpNet;
 
 use super::World;
 use super::change::Change;
-use super::policy::topology;
+use super::policy::auto_approved;
 use super::writer::Core;
-use crate::policy::Topology;
 use crate::types::{Node, NodeId};
 
 /// The election state: who serves which subnet prefix, and who is primary.
@@ -161,10 +160,9 @@ impl Primaries {
     /// until a server connects).
     pub(super) fn of_world(w: &World, now: chrono::DateTime<chrono::Utc>) -> Primaries {
         let mut p = Primaries::default();
-        let mut topo = None;
         let mut prefixes = BTreeSet::new();
         for n in w.nodes.values() {
-            prefixes.extend(p.set_served(n.id, &served_by(w, n, &mut topo)));
+            prefixes.extend(p.set_served(n.id, &served_by(w, n)));
         }
         p.elect(
             prefixes,
@@ -182,8 +180,8 @@ fn is_exit(r: &IpNet) -> bool {
 /// The subnet routes `n` may serve in `w`: advertised, and approved by an
 /// operator or by the policy's `autoApprovers` (a policy installed after
 /// the route was advertised approves it without storing the approval, as
-/// the compiled policy does). `topo` is built once, on first need.
-fn served_by(w: &World, n: &Node, topo: &mut Option<Topology>) -> Vec<IpNet> {
+/// the compiled policy does).
+fn served_by(w: &World, n: &Node) -> Vec<IpNet> {
     let advertised: Vec<IpNet> = n
         .routable_ips()
         .into_iter()
@@ -194,11 +192,8 @@ fn served_by(w: &World, n: &Node, topo: &mut Option<Topology>) -> Vec<IpNet> {
         .filter(|r| n.approved_routes.contains(r))
         .copied()
         .collect();
-    if served.len() < advertised.len()
-        && let Some(policy) = &w.policy.policy
-    {
-        let topo = topo.get_or_insert_with(|| topology(w));
-        for r in policy.auto_approved_routes(topo, n.id.0 as u64) {
+    if served.len() < advertised.len() {
+        for r in auto_approved(w, n) {
             if advertised.contains(&r) && !served.contains(&r) {
                 served.push(r);
             }
@@ -241,13 +236,10 @@ impl Core {
             .iter()
             .filter(|(_, m)| m.online)
             .map(|(id, _)| *id);
-        let mut topo = None;
         let served: Vec<(NodeId, Vec<IpNet>)> = refresh
             .iter()
             .map(|id| {
-                let routes = next
-                    .node(*id)
-                    .map_or_else(Vec::new, |n| served_by(next, n, &mut topo));
+                let routes = next.node(*id).map_or_else(Vec::new, |n| served_by(next, n));
                 (*id, routes)
             })
             .collect();

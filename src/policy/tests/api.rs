@@ -264,6 +264,48 @@ fn auto_approved_routes_per_node() {
     assert!(p.auto_approved_routes(&t, 42).is_empty());
 }
 
+/// Read from a node and its owner alone, auto-approval is what it is in
+/// the whole tailnet, for every kind of approver selector.
+#[test]
+fn auto_approved_routes_of_one_node_match_the_whole_topology() {
+    let p = Policy::parse(
+        r#"{"groups": {"group:routers": ["bob@example.com"]},
+            "tagOwners": {"tag:mcp-server": ["alice@example.com"]},
+            "autoApprovers": {"routes": {
+                "10.1.0.0/16": ["group:routers"],
+                "10.2.0.0/16": ["alice@example.com", "tag:mcp-server"],
+                "10.3.0.0/16": ["autogroup:member"],
+                "10.6.0.0/16": ["*@example.com"]},
+              "exitNode": ["autogroup:tagged"]}}"#,
+    )
+    .expect("policy parses");
+    let mut t = topo();
+    for n in &mut t.nodes {
+        let n = std::sync::Arc::make_mut(n);
+        n.routable_ips = ["10.1.0.0/24", "10.2.0.0/24", "10.3.0.0/24", "10.6.0.0/24"]
+            .iter()
+            .chain(&["0.0.0.0/0", "10.9.0.0/24"])
+            .map(|s| s.parse().expect("net"))
+            .collect();
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for n in &t.nodes {
+        let owner = n
+            .user
+            .and_then(|u| t.users.iter().find(|x| x.id == u).cloned());
+        let whole = p.auto_approved_routes(&t, n.id);
+        assert_eq!(
+            p.auto_approved_routes_of(owner, (**n).clone()),
+            whole,
+            "node {}",
+            n.id
+        );
+        seen.insert(whole);
+    }
+    // The nodes differ in what they may route, so the comparison says something.
+    assert!(seen.len() >= 3, "{seen:?}");
+}
+
 /// The members of one user's devices get one `autogroup:self` source list
 /// between them, not a copy each (it was most of a team member's filter
 /// memory at 100 devices per user).
