@@ -56,14 +56,13 @@ impl Admin {
     /// Records, with the server as the actor, that nobody decided check
     /// `id` in time (`ssh_check.expire`), once across replicas: a check
     /// taken over by another replica runs out on both, and the one that
-    /// does not claim it first writes nothing (`Ok(false)`).
-    pub async fn ssh_check_expire(&self, id: &AuthId, what: Value) -> Result<bool> {
+    /// does not claim it first writes nothing.
+    pub async fn ssh_check_expire(&self, id: &AuthId, what: Value) -> Result<()> {
         if !self.registrations().expired(id).await? {
-            return Ok(false);
+            return Ok(());
         }
         self.ssh_check_line(Actor::System, "ssh_check.expire", Some(id), what)
-            .await?;
-        Ok(true)
+            .await
     }
 
     /// A line for a verdict that no operator gave.
