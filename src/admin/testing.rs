@@ -40,15 +40,21 @@ pub(crate) async fn fixture() -> Fixture {
 /// Replica `name` on the test database `pg` (no safety poll), with its
 /// own operations auditing nowhere.
 pub(crate) async fn replica(pg: &crate::db::testing::PgTemp, name: &str) -> (StateHandle, Admin) {
+    replica_auditing(pg, name, Audit::open(None).unwrap()).await
+}
+
+/// As `replica`, auditing to `audit` (and so, with replicas, to the
+/// shared trail too).
+pub(crate) async fn replica_auditing(
+    pg: &crate::db::testing::PgTemp,
+    name: &str,
+    audit: Audit,
+) -> (StateHandle, Admin) {
     let db = pg.db_named(name).await;
     let state = crate::state::testing::replica(db, crate::state::testing::no_poll()).await;
-    let admin = Admin::start(
-        state.clone(),
-        Audit::open(None).unwrap(),
-        super::TokenKey::random(),
-    )
-    .await
-    .expect("admin");
+    let admin = Admin::start(state.clone(), audit, super::TokenKey::random())
+        .await
+        .expect("admin");
     (state, admin)
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::{POLICY, node_input, req};
 use crate::admin::audit::{self, Audit};
 use crate::admin::testing::local;
-use crate::admin::{Admin, AuthId, NewPreAuthKey, NewUser, TokenKey};
+use crate::admin::{Admin, AuthId, NewPreAuthKey, NewUser};
 use crate::auth::ssh_check::{Request, SshChecks};
 use crate::db::testing::PgTemp;
 use crate::state::testing::until;
@@ -37,18 +37,13 @@ async fn replica(pg: &PgTemp, name: &str) -> Replica {
 /// As `replica`, auditing to a file under `dir` (and so, with replicas,
 /// to the shared trail), with checks and the store expiring after `ttl`.
 async fn audited_replica(pg: &PgTemp, name: &str, dir: &Path, ttl: Duration) -> Replica {
-    let state =
-        crate::state::testing::replica(pg.db_named(name).await, crate::state::testing::no_poll())
-            .await;
     let log = Audit::open(Some(audit::Settings {
         path: dir.join(format!("{name}.jsonl")),
         max_size: 1 << 20,
         max_files: 1,
     }))
     .unwrap();
-    let admin = Admin::start(state.clone(), log, TokenKey::random())
-        .await
-        .unwrap();
+    let (state, admin) = crate::admin::testing::replica_auditing(pg, name, log).await;
     admin.registrations().set_ttl(ttl);
     let checks = SshChecks::with_ttl(state.clone(), admin.clone(), ttl);
     Replica {
