@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use rand::Rng;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
-use ts_control::PeerUpdate;
 use ts_keys::NodePublicKey;
 use url::Url;
 
 use crate::client::{STEP_TIMEOUT, SimNode};
+use crate::decode::{self, Decode, Updates};
 
 /// How long a node keeps trying to reconnect to a restarting server.
 const RECONNECT_FOR: Duration = Duration::from_secs(300);
@@ -48,6 +48,7 @@ pub struct Node {
     pub expect: usize,
     pub newcomer: NodePublicKey,
     pub zstd: bool,
+    pub decode: Decode,
     /// Set when the bench is over: a stream that ends then is not redialled.
     pub stop: Arc<AtomicBool>,
 }
@@ -60,7 +61,7 @@ impl Node {
         let enrolled = async {
             sim.connect().await?;
             sim.register_ts(&self.key).await?;
-            sim.updates_compressed(self.zstd).await
+            self.open(&sim).await
         }
         .await;
         let mut updates = match enrolled {
@@ -77,31 +78,24 @@ impl Node {
         loop {
             while let Some(u) = updates.next().await {
                 let now = Instant::now();
-                if let Some(n) = &u.node {
-                    me = n.id;
+                if let Some(id) = u.me {
+                    me = id;
                     if permit.take().is_some() {
                         let _ = events.send(Event::First);
                     }
                 }
-                let fresh = match u.peer_update {
-                    Some(PeerUpdate::Full(list)) => {
-                        peers = list.iter().map(|p| p.id).collect();
-                        if !back {
-                            back = true;
-                            let _ = events.send(Event::Back(self.idx, me, peers.len()));
-                        }
-                        list
+                if let Some(list) = u.full {
+                    peers = list.into_iter().collect();
+                    if !back {
+                        back = true;
+                        let _ = events.send(Event::Back(self.idx, me, peers.len()));
                     }
-                    Some(PeerUpdate::Delta { upsert, remove, .. }) => {
-                        for id in remove {
-                            peers.remove(&id);
-                        }
-                        peers.extend(upsert.iter().map(|p| p.id));
-                        upsert
-                    }
-                    None => Vec::new(),
-                };
-                if !seen && fresh.iter().any(|p| p.node_key == self.newcomer) {
+                }
+                for id in u.remove {
+                    peers.remove(&id);
+                }
+                peers.extend(u.upsert);
+                if !seen && u.newcomer {
                     seen = true;
                     let _ = events.send(Event::Seen(now));
                 }
@@ -125,9 +119,13 @@ impl Node {
         }
     }
 
+    async fn open(&self, sim: &SimNode) -> anyhow::Result<Updates> {
+        decode::open(sim, self.zstd, self.decode, self.newcomer).await
+    }
+
     /// Dials until the server answers again, then reopens the map stream
     /// (the node is registered: no new registration, as a real client).
-    async fn reconnect(&self, sim: &mut SimNode) -> anyhow::Result<crate::client::Updates> {
+    async fn reconnect(&self, sim: &mut SimNode) -> anyhow::Result<Updates> {
         let give_up = Instant::now() + RECONNECT_FOR;
         let mut failures = 0;
         loop {
@@ -135,7 +133,7 @@ impl Node {
             tokio::time::sleep(backoff(failures)).await;
             let attempt = async {
                 sim.connect().await?;
-                sim.updates_compressed(self.zstd).await
+                self.open(sim).await
             };
             match tokio::time::timeout(STEP_TIMEOUT, attempt).await {
                 Ok(Ok(u)) => return Ok(u),

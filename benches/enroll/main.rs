@@ -5,7 +5,7 @@
 //!
 //! Usage (release build):
 //!   cargo bench --bench enroll -- [N] [--policy allow-all|team]
-//!       [--compress zstd|none] [--parallel P] [--restart]
+//!       [--compress zstd|none] [--decode full|ids] [--parallel P] [--restart]
 //! N defaults to `CLAWSCALE_BENCH_NODES` or 100.
 //! `CLAWSCALE_BENCH_SERVER_WRAP="heaptrack -o /tmp/ht"` runs the server
 //! under a profiler (its RSS and CPU figures then include the profiler's).
@@ -18,7 +18,8 @@
 //! Policies: `allow-all` (no policy: every node sees every other) and
 //! `team` ([`serve::TEAM_POLICY`]: 100 nodes per user, each sees its team
 //! and the shared `svc:mcp` host). Maps are asked for zstd-compressed, as
-//! real clients do, unless `--compress none`.
+//! real clients do, unless `--compress none`. Clients decode every map
+//! with `ts_control` unless `--decode ids` (see [`decode`]).
 //!
 //! Reported: enrollment wall time (connect, register, open stream, first
 //! map, P at a time), the further wait until every stream lists all the
@@ -35,6 +36,7 @@
 #[path = "../../integration/inproc/client.rs"]
 mod client;
 mod clients;
+mod decode;
 mod serve;
 #[allow(dead_code)]
 #[path = "../../integration/inproc/server.rs"]
@@ -54,6 +56,7 @@ use ts_keys::NodeState;
 use url::Url;
 
 use clients::{Node, Tally};
+use decode::Decode;
 
 /// The server binary's allocator (see `src/main.rs`), so the server child
 /// measures what `clawscale serve` would.
@@ -78,6 +81,7 @@ struct Args {
     parallel: usize,
     policy: Policy,
     zstd: bool,
+    decode: Decode,
     restart: bool,
     /// `--serve DIR --port P --teams T`: be the server child.
     serve: Option<PathBuf>,
@@ -94,6 +98,7 @@ fn parse_args() -> anyhow::Result<Args> {
         parallel: 32,
         policy: Policy::AllowAll,
         zstd: true,
+        decode: Decode::Full,
         restart: false,
         serve: None,
         port: 0,
@@ -118,6 +123,13 @@ fn parse_args() -> anyhow::Result<Args> {
                     "zstd" => true,
                     "none" => false,
                     other => bail!("unknown compression {other:?} (zstd, none)"),
+                }
+            }
+            "--decode" => {
+                a.decode = match value()?.as_str() {
+                    "full" => Decode::Full,
+                    "ids" => Decode::Ids,
+                    other => bail!("unknown decoding {other:?} (full, ids)"),
                 }
             }
             "--restart" => a.restart = true,
@@ -274,6 +286,7 @@ async fn run(args: &Args) -> anyhow::Result<()> {
             expect: expect(idx),
             newcomer: newcomer.node_keys.public,
             zstd: args.zstd,
+            decode: args.decode,
             stop: stop.clone(),
         };
         let permit = sem.clone().acquire_owned().await?;
@@ -370,8 +383,10 @@ fn report(args: &Args, f: &Figures, streams: usize, client_cpu: Duration) {
     let per_node = f.idle_kib.saturating_sub(f.baseline_kib) as f64 / streams as f64;
     let load = sys::load();
     println!(
-        "enroll bench: N={} policy={policy} compress={compress} parallel={}",
-        args.nodes, args.parallel
+        "enroll bench: N={} policy={policy} compress={compress} decode={} parallel={}",
+        args.nodes,
+        args.decode.name(),
+        args.parallel
     );
     println!(
         "  enrollment wall time   {:>10.1} ms  ({:.0} nodes/s, {streams} streams)",
@@ -415,12 +430,13 @@ fn report(args: &Args, f: &Figures, streams: usize, client_cpu: Duration) {
         .restart
         .map_or("-".to_string(), |r| format!("{:.2}", r.as_secs_f64()));
     println!(
-        "bench enroll nodes={} policy={policy} compress={compress} enroll_s={:.2} mesh_s={:.2} \
+        "bench enroll nodes={} policy={policy} compress={compress} decode={} enroll_s={:.2} mesh_s={:.2} \
          join_p50_ms={:.1} join_p99_ms={:.1} join_max_ms={:.1} restart_s={restart} \
          rss_kib_per_node={per_node:.1} server_cpu_s={:.1} client_cpu_s={:.1} \
          enroll_server_cpu_s={:.1} enroll_client_cpu_s={:.1} restart_server_cpu_s={} \
          restart_client_cpu_s={} load={load}",
         args.nodes,
+        args.decode.name(),
         f.enroll.as_secs_f64(),
         f.converge.as_secs_f64(),
         ms(f.p50),

@@ -217,6 +217,20 @@ impl SimNode {
     /// compressed, as real clients always ask (`ts_control` 0.6.1 neither
     /// asks nor decodes: frames are decompressed here before it reads them).
     pub async fn updates_compressed(&self, zstd: bool) -> anyhow::Result<Updates> {
+        let reader = self.map_frames(zstd).await?;
+        Ok(if zstd {
+            Box::pin(ts_control::client::map_stream(unzstd(reader)))
+        } else {
+            Box::pin(ts_control::client::map_stream(reader))
+        })
+    }
+
+    /// Opens the map long-poll and returns its frames as sent: a u32 LE
+    /// length, then the JSON (a zstd frame of it with `zstd`).
+    pub async fn map_frames(
+        &self,
+        zstd: bool,
+    ) -> anyhow::Result<impl tokio::io::AsyncRead + Unpin + Send + use<>> {
         let conn = self.conn()?;
         let mut req = MapRequestBuilder::new(&self.keys)
             .as_stream()
@@ -226,18 +240,13 @@ impl SimNode {
             req.compress = "zstd";
         }
         let map_url = self.url.join("machine/map")?;
-        let reader = timeout(
+        timeout(
             STEP_TIMEOUT,
             ts_control::client::send_map_request(req, &map_url, conn),
         )
         .await
         .context("map request timed out")?
-        .map_err(|e| anyhow::anyhow!("map request {}: {e}", self.hostname))?;
-        Ok(if zstd {
-            Box::pin(ts_control::client::map_stream(unzstd(reader)))
-        } else {
-            Box::pin(ts_control::client::map_stream(reader))
-        })
+        .map_err(|e| anyhow::anyhow!("map request {}: {e}", self.hostname))
     }
 
     /// Connect, register with `auth_key` through `ts_control`, open the map
