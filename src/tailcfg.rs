@@ -22,7 +22,7 @@ pub use derp_map::{CERT_PIN_PREFIX, DerpHomeParams, DerpMap, DerpNode, DerpRegio
 pub use dns::{DnsConfig, DnsRecord, Resolver};
 pub use filter::{CapGrant, FilterRule, NetPortRange, PortRange};
 pub use map::{MapRequest, MapResponse, PeerChange, UserProfile};
-pub use node::Node;
+pub use node::{Node, Peer};
 pub use register::{Login, RegisterRequest, RegisterResponse, User};
 pub use set_dns::{SetDnsRequest, SetDnsResponse};
 pub use ssh::{SshAction, SshPolicy, SshPrincipal, SshRule};

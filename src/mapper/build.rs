@@ -15,8 +15,10 @@ use std::sync::{Arc, Weak};
 use chrono::{DateTime, SubsecRound, Utc};
 
 mod peers;
+mod wire;
 
 use self::peers::peers_moved;
+use self::wire::{for_viewer, peer_node};
 use super::view::View;
 use crate::certs;
 use crate::policy::{CapMap, PeerOutput};
@@ -24,8 +26,7 @@ use crate::state::change::{Change, PatchMask};
 use crate::state::policy::PolicyState;
 use crate::state::{Certs, Settings, World};
 use crate::tailcfg::{
-    self, CAPVER_HOME_DERP, CAPVER_NIL_ALLOWED_IPS, DerpMap, DnsConfig, FilterRule, MapResponse,
-    PeerChange, SshPolicy, UserProfile,
+    self, DerpMap, DnsConfig, FilterRule, MapResponse, PeerChange, SshPolicy, UserProfile,
 };
 use crate::types::{Node, NodeId};
 
@@ -430,35 +431,6 @@ fn self_node(world: &World, me: &Node, v: &View, now: DateTime<Utc>) -> tailcfg:
         n.allowed_ips = Some(allowed);
     }
     for_viewer(n, me.cap_version)
-}
-
-fn peer_node(
-    world: &World,
-    p: &Node,
-    routes: Option<&PeerOutput>,
-    now: DateTime<Utc>,
-    viewer: i32,
-) -> tailcfg::Node {
-    let mut n = tail_node(world, p, now, false);
-    if let Some(out) = routes {
-        n.allowed_ips = Some(out.allowed_ips.iter().map(ToString::to_string).collect());
-        n.primary_routes = out.primary_routes.iter().map(ToString::to_string).collect();
-    }
-    for_viewer(n, viewer)
-}
-
-/// Gives a node the shape a viewer of capability version `viewer` reads
-/// correctly: older clients take a nil `AllowedIPs` for "route nothing"
-/// and know the home region only from the legacy `DERP` string; newer ones
-/// need neither.
-fn for_viewer(mut n: tailcfg::Node, viewer: i32) -> tailcfg::Node {
-    if viewer < CAPVER_NIL_ALLOWED_IPS && n.allowed_ips.is_none() {
-        n.allowed_ips = Some(n.addresses.clone());
-    }
-    if viewer >= CAPVER_HOME_DERP {
-        n.legacy_derp = String::new();
-    }
-    n
 }
 
 /// The `User` id clients are sent for `n`: its owner, or the tagged-devices

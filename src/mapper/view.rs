@@ -55,21 +55,21 @@ impl View {
     }
 
     /// The peers `me` sees, with what each may route.
-    pub fn visible<'w>(&'w self, world: &'w World, me: NodeId) -> Vec<(&'w Node, Routes<'w>)> {
+    pub fn visible<'w>(&'w self, world: &'w World, me: NodeId) -> Vec<(&'w Arc<Node>, Routes<'w>)> {
         match &self.out {
             Some(o) => o
                 .peers
                 .ids()
                 .filter_map(|id| {
                     let n = world.node(NodeId(id as i64))?;
-                    Some((n.as_ref(), routed(o, n)))
+                    Some((n, routed(o, n)))
                 })
                 .collect(),
             None => world
                 .nodes
                 .values()
                 .filter(|n| n.id != me)
-                .map(|n| (n.as_ref(), unless_plain(n, default_peer_output(world, n))))
+                .map(|n| (n, unless_plain(n, default_peer_output(world, n))))
                 .collect(),
         }
     }

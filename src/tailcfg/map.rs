@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{DerpMap, DnsConfig, FilterRule, Node, is_false, is_zero_i32};
+use super::{DerpMap, DnsConfig, FilterRule, Node, Peer, is_false, is_zero_i32};
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
@@ -44,9 +44,9 @@ pub struct MapResponse {
     pub derp_map: Option<DerpMap>,
     /// Full peer list; only in full maps (a non-empty list replaces all).
     #[serde(rename = "Peers", skip_serializing_if = "Option::is_none")]
-    pub peers: Option<Vec<Node>>,
+    pub peers: Option<Vec<Peer>>,
     #[serde(rename = "PeersChanged", skip_serializing_if = "Vec::is_empty")]
-    pub peers_changed: Vec<Node>,
+    pub peers_changed: Vec<Peer>,
     #[serde(rename = "PeersRemoved", skip_serializing_if = "Vec::is_empty")]
     pub peers_removed: Vec<i64>,
     #[serde(rename = "PeersChangedPatch", skip_serializing_if = "Vec::is_empty")]

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use serde_json::value::RawValue;
 
 use super::{is_false, is_zero_i32, is_zero_i64};
 
@@ -64,4 +65,61 @@ pub struct Node {
     pub expired: bool,
     #[serde(rename = "Sharer", skip_serializing_if = "is_zero_i64")]
     pub sharer: i64,
+}
+
+/// A peer as sent: the node and its JSON, serialised once. The mapper
+/// shares one `Peer` between every map and delta that lists the node
+/// unchanged (`mapper::build::wire`), so a join fanned out to a thousand
+/// streams is rendered once, not a thousand times.
+#[derive(Clone)]
+pub struct Peer(Arc<PeerWire>);
+
+struct PeerWire {
+    node: Node,
+    json: Box<RawValue>,
+}
+
+impl Peer {
+    pub fn new(node: Node) -> Peer {
+        // Every field is a string, number, bool, list, string-keyed map
+        // or JSON value: serialising cannot fail.
+        let json = serde_json::value::to_raw_value(&node).expect("a Node always serialises");
+        Peer(Arc::new(PeerWire { node, json }))
+    }
+
+    /// The same allocation (a shared render), not just equal content.
+    pub fn ptr_eq(&self, other: &Peer) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl From<Node> for Peer {
+    fn from(node: Node) -> Peer {
+        Peer::new(node)
+    }
+}
+
+impl std::ops::Deref for Peer {
+    type Target = Node;
+    fn deref(&self) -> &Node {
+        &self.0.node
+    }
+}
+
+impl PartialEq for Peer {
+    fn eq(&self, other: &Peer) -> bool {
+        self.0.node == other.0.node
+    }
+}
+
+impl std::fmt::Debug for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.node.fmt(f)
+    }
+}
+
+impl Serialize for Peer {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.json.serialize(s)
+    }
 }

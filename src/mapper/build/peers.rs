@@ -10,6 +10,8 @@
 //! the `upserted` handling; a peer whose key expires or whose approval is
 //! withdrawn is published as an upsert too (`state::expiry`).
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 
 use super::super::view::{Routes, View};
@@ -19,7 +21,7 @@ use crate::state::change::Change;
 use crate::types::{Node, NodeId};
 
 /// Peers to (re)send with what they route, and peers the client must drop.
-pub(super) type Moved<'w> = (Vec<(&'w Node, Routes<'w>)>, Vec<NodeId>);
+pub(super) type Moved<'w> = (Vec<(&'w Arc<Node>, Routes<'w>)>, Vec<NodeId>);
 
 pub(super) fn peers_moved<'w>(
     world: &'w World,
@@ -48,7 +50,7 @@ pub(super) fn peers_moved<'w>(
             Some(p) => {
                 let routes = view.peer_routes(world, p);
                 if !known || !sent.has_peer_routes(p, routes.as_deref()) {
-                    shown.push((p.as_ref(), routes));
+                    shown.push((p, routes));
                 }
             }
             None if known => gone.push(id),

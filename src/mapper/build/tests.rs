@@ -320,3 +320,4 @@ mod certs;
 mod dns;
 mod equivalence;
 mod policy;
+mod shared;

@@ -61,9 +61,9 @@ fn entry(p: &WireNode) -> (i64, (Option<Vec<String>>, Vec<String>)) {
 
 fn apply(held: &mut Held, r: &MapResponse) {
     if let Some(peers) = &r.peers {
-        *held = peers.iter().map(entry).collect();
+        *held = peers.iter().map(|p| entry(p)).collect();
     }
-    held.extend(r.peers_changed.iter().map(entry));
+    held.extend(r.peers_changed.iter().map(|p| entry(p)));
     for id in &r.peers_removed {
         held.remove(id);
     }
