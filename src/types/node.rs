@@ -111,6 +111,11 @@ impl Node {
 
     /// Approved routes the node currently advertises: what it may serve.
     pub fn served_routes(&self) -> Vec<IpNet> {
+        // Most nodes have none approved: no need to read their Hostinfo
+        // (done per peer for every map without a policy).
+        if self.approved_routes.is_empty() {
+            return Vec::new();
+        }
         let adv = self.routable_ips();
         self.approved_routes
             .iter()
