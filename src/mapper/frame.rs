@@ -200,6 +200,27 @@ mod tests {
         );
     }
 
+    /// The per-thread buffers are reused: a small frame after a large one
+    /// carries nothing of it, compressed or not.
+    #[test]
+    fn a_frame_after_a_larger_one_holds_only_its_own_json() {
+        let large = MapResponse {
+            domain: "x".repeat(100_000),
+            ..MapResponse::default()
+        };
+        for compression in [Compression::Zstd, Compression::None] {
+            encode(&large, compression).unwrap();
+            let f = encode(&MapResponse::keep_alive(), compression).unwrap();
+            let len = u32::from_le_bytes(f[..4].try_into().unwrap()) as usize;
+            assert_eq!(len, f.len() - 4);
+            let json = match compression {
+                Compression::Zstd => zstd::bulk::decompress(&f[4..], 1 << 20).unwrap(),
+                Compression::None => f[4..].to_vec(),
+            };
+            assert_eq!(json, br#"{"KeepAlive":true}"#);
+        }
+    }
+
     #[test]
     fn uncompressed_frame_is_plain_json() {
         let f = encode(&MapResponse::keep_alive(), Compression::None).unwrap();
