@@ -93,12 +93,6 @@ impl Peer {
     }
 }
 
-impl From<Node> for Peer {
-    fn from(node: Node) -> Peer {
-        Peer::new(node)
-    }
-}
-
 impl std::ops::Deref for Peer {
     type Target = Node;
     fn deref(&self) -> &Node {
