@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::alias::{Resolver, node_ips};
+use super::alias::Resolver;
 use super::ipset::IpSet;
 use crate::policy::model::alias::{member_matches, user_matches};
 use crate::policy::model::{Alias, Doc, TopoUser, Topology};
@@ -36,6 +36,9 @@ impl Bits {
         for (a, b) in self.0.iter_mut().zip(&o.0) {
             *a |= b;
         }
+    }
+    pub fn count(&self) -> usize {
+        self.0.iter().map(|w| w.count_ones() as usize).sum()
     }
     pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
         self.0.iter().enumerate().flat_map(|(w, &x)| {
@@ -83,7 +86,7 @@ impl Facts {
             own: topo
                 .nodes
                 .iter()
-                .map(|n| IpSet::from_addrs(node_ips(n)))
+                .map(|n| IpSet::of_node(n.ipv4, n.ipv6))
                 .collect(),
             subnets,
             is_exit,
@@ -261,7 +264,9 @@ mod tests {
         b.set(3);
         b.or(&a);
         assert_eq!(b.iter().count(), 4);
+        assert_eq!(b.count(), 4);
         assert_eq!(Bits::all(70).iter().count(), 70);
+        assert_eq!(Bits::all(70).count(), 70);
         let mut i = Interner::default();
         let x = i.intern(a.clone());
         let y = i.intern(a);

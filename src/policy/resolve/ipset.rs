@@ -156,6 +156,21 @@ impl IpSet {
         s
     }
 
+    /// A node's own addresses: at most one per family, so already normal,
+    /// and no more allocated than they need (one per node per compile).
+    pub fn of_node(v4: Option<Ipv4Addr>, v6: Option<Ipv6Addr>) -> Self {
+        IpSet {
+            v4: v4.map(|a| vec![(a.into(), a.into())]).unwrap_or_default(),
+            v6: v6.map(|a| vec![(a.into(), a.into())]).unwrap_or_default(),
+        }
+    }
+
+    /// Room for `v4` and `v6` more entries before `normalize`.
+    pub fn reserve(&mut self, v4: usize, v6: usize) {
+        self.v4.reserve(v4);
+        self.v6.reserve(v6);
+    }
+
     /// Adds without re-normalising; call `normalize` afterwards.
     pub fn push_net(&mut self, n: &IpNet) {
         match n {
@@ -405,6 +420,21 @@ mod tests {
             s.extend(&IpSet::parse_element(i).unwrap());
         }
         s
+    }
+
+    #[test]
+    fn a_node_set_is_the_set_of_its_addresses() {
+        let v4 = Ipv4Addr::new(100, 64, 0, 7);
+        let v6: Ipv6Addr = "fd7a:115c:a1e0::7".parse().unwrap();
+        for (a, b) in [
+            (Some(v4), Some(v6)),
+            (Some(v4), None),
+            (None, Some(v6)),
+            (None, None),
+        ] {
+            let addrs = a.map(IpAddr::V4).into_iter().chain(b.map(IpAddr::V6));
+            assert_eq!(IpSet::of_node(a, b), IpSet::from_addrs(addrs));
+        }
     }
 
     #[test]
