@@ -133,3 +133,28 @@ impl Serialize for Peer {
         self.0.json.serialize(s)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Peers compare by what is sent; a render is its node's own JSON.
+    #[test]
+    fn a_peer_is_its_json() {
+        let node = |name: &str| Node {
+            id: 7,
+            name: name.into(),
+            ..Node::default()
+        };
+        let a = Peer::new(node("a.example.ts.net."));
+        assert_eq!(a, Peer::new(node("a.example.ts.net.")));
+        assert!(!a.ptr_eq(&Peer::new(node("a.example.ts.net."))));
+        assert_ne!(a, Peer::new(node("b.example.ts.net.")));
+        assert_eq!(
+            a.json(),
+            serde_json::to_string(&node("a.example.ts.net.")).unwrap()
+        );
+        assert_eq!(serde_json::to_string(&a).unwrap(), a.json());
+        assert_eq!(format!("{a:?}"), a.json());
+    }
+}
