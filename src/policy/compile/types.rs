@@ -35,7 +35,8 @@ impl PeerOutput {
     }
 
     /// Whether this is `PeerOutput::own(addresses)` (without building it:
-    /// asked once per visible peer when a node's output is computed).
+    /// asked for each visible peer with routes or a withheld address when
+    /// a node's output is computed).
     pub fn is_own(&self, addresses: &[IpAddr]) -> bool {
         self.primary_routes.is_empty()
             && self.allowed_ips.len() == addresses.len()
@@ -61,18 +62,13 @@ pub struct Peers {
 }
 
 impl Peers {
-    /// From `(id, addresses, output)`, in any order.
-    pub fn collect(mut peers: Vec<(u64, Vec<IpAddr>, PeerOutput)>) -> Peers {
-        peers.sort_unstable_by_key(|(id, _, _)| *id);
-        peers.dedup_by_key(|(id, _, _)| *id);
-        let mut ids = Vec::with_capacity(peers.len());
-        let mut routed = Vec::new();
-        for (id, addresses, out) in peers {
-            ids.push(id);
-            if !out.is_own(&addresses) {
-                routed.push((id, out));
-            }
-        }
+    /// From every peer's id and the outputs of those that are not
+    /// `PeerOutput::own`, in any order.
+    pub(crate) fn from_parts(mut ids: Vec<u64>, mut routed: Vec<(u64, PeerOutput)>) -> Peers {
+        ids.sort_unstable();
+        ids.dedup();
+        routed.sort_unstable_by_key(|(id, _)| *id);
+        routed.dedup_by_key(|(id, _)| *id);
         Peers {
             ids: ids.into(),
             routed: routed.into(),

@@ -388,3 +388,26 @@ fn plain_peers_are_kept_as_ids_and_routers_with_their_routes() {
         );
     }
 }
+
+/// `disable-ipv4` on either side withholds the peer's IPv4 address, so
+/// such a peer is kept with its output even though it routes nothing.
+#[test]
+fn a_peer_without_its_ipv4_is_not_kept_as_plain() {
+    let p = policy(
+        r#""acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"]}],
+           "nodeAttrs": [{"target": ["tag:other"], "attr": ["disable-ipv4"]}]"#,
+    );
+    let c = p.compile(&topo());
+    let v6_only = |id: u64| vec![ipnet::IpNet::from(ip(&format!("fd7a:115c:a1e0::{id}")))];
+    let alice = c.node(1).expect("alice");
+    assert_eq!(alice.peers.routed(2), None, "bob is plain to alice");
+    let other = alice.peers.routed(4).expect("n4 has disable-ipv4");
+    assert_eq!(other.allowed_ips, v6_only(4));
+    assert!(other.primary_routes.is_empty());
+    // The viewer's own attribute withholds every peer's IPv4.
+    let n4 = c.node(4).expect("n4");
+    for id in [1, 2, 3, 5] {
+        let out = n4.peers.routed(id).expect("withheld for n4");
+        assert_eq!(out.allowed_ips, v6_only(id));
+    }
+}
