@@ -169,15 +169,16 @@ impl Inner {
             // `PeerOutput::own`: its id says it all. Most peers are; a host
             // seen by 10,000 nodes had its output rebuilt per generation
             // with two allocations per peer.
-            let v4_withheld = pn.ipv4.is_some() && (no_v4 || self.no_ipv4.get(p));
-            if pn.approved_routes.is_empty() && !v4_withheld {
+            // `disable-ipv4` on either side withholds the peer's IPv4.
+            let hide_v4 = no_v4 || self.no_ipv4.get(p);
+            if pn.approved_routes.is_empty() && !(hide_v4 && pn.ipv4.is_some()) {
                 continue;
             }
             let ips = node_ips(pn);
             let mut allowed: Vec<IpNet> = ips
                 .iter()
                 .copied()
-                .filter(|a| !(a.is_ipv4() && (no_v4 || self.no_ipv4.get(p))))
+                .filter(|a| !(a.is_ipv4() && hide_v4))
                 .map(IpNet::from)
                 .collect();
             let mut primary = Vec::new();
