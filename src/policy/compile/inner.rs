@@ -103,13 +103,7 @@ impl Inner {
             let members = g.node_bits.count();
             s.reserve(members, members);
             for i in g.node_bits.iter() {
-                let n = &self.topo.nodes[i];
-                if let Some(a) = n.ipv4 {
-                    s.push_addr(a.into());
-                }
-                if let Some(a) = n.ipv6 {
-                    s.push_addr(a.into());
-                }
+                s.append(&self.facts.own[i]);
             }
             s.normalize();
             s

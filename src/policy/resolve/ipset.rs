@@ -204,9 +204,14 @@ impl IpSet {
     }
 
     pub fn extend(&mut self, o: &IpSet) {
+        self.append(o);
+        self.normalize();
+    }
+
+    /// Adds without re-normalising; call `normalize` afterwards.
+    pub fn append(&mut self, o: &IpSet) {
         self.v4.extend_from_slice(&o.v4);
         self.v6.extend_from_slice(&o.v6);
-        self.normalize();
     }
 
     pub fn is_empty(&self) -> bool {
