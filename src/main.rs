@@ -7,6 +7,8 @@ use std::process::ExitCode;
 /// and with thousands of long-lived streams glibc's arenas fragmented
 /// (malloc_consolidate was the top symbol under load). The enroll bench's
 /// server uses the same allocator, so its figures are this binary's.
+/// Its 2.x series (see `Cargo.toml`): 3.x gave freed pages back only a
+/// second later and only once their thread allocated again.
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
