@@ -11,6 +11,7 @@
 //! `auth`, `http::error`.
 
 mod map;
+mod owner;
 mod register;
 mod set_dns;
 mod ssh_action;

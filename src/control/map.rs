@@ -20,7 +20,7 @@ use crate::mapper::frame::{self, Compression};
 use crate::mapper::sessions::Session;
 use crate::state::MapUpdate;
 use crate::tailcfg::{MIN_CAPABILITY_VERSION, MapRequest, MapResponse};
-use crate::types::{DiscoPublic, NodeId, NodePublic};
+use crate::types::{DiscoPublic, NodeId};
 
 pub(super) async fn handler(
     State(cs): State<ControlState>,
@@ -32,24 +32,7 @@ pub(super) async fn handler(
     if req.version < MIN_CAPABILITY_VERSION {
         return Err(ApiError::bad_request("client too old for clawscale"));
     }
-    let node_key: NodePublic = req
-        .node_key
-        .as_deref()
-        .unwrap_or("")
-        .parse()
-        .map_err(|e| ApiError::bad_request(format!("NodeKey: {e}")))?;
-    let world = cs.state.world();
-    let node = world
-        .node_by_node_key(&node_key)
-        .cloned()
-        .ok_or_else(|| ApiError::unauthorized("node not registered"))?;
-    // The tunnel's authenticated machine key must own the node it names.
-    if node.machine_key != peer.machine_key {
-        tracing::warn!(node = %node.id, machine = ?peer.machine_key, "map request with foreign node key");
-        return Err(ApiError::unauthorized(
-            "node key does not belong to this machine",
-        ));
-    }
+    let (_, node) = super::owner::owned_node(&cs, &peer, req.node_key.as_deref(), "map")?;
     let disco_key = match req.disco_key.as_deref() {
         None | Some("") => None,
         Some(s) => Some(

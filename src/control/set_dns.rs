@@ -18,7 +18,6 @@ use super::{ControlState, Peer};
 use crate::certs;
 use crate::http::error::ApiError;
 use crate::tailcfg::{SetDnsRequest, SetDnsResponse};
-use crate::types::NodePublic;
 
 pub(super) async fn handler(
     State(cs): State<ControlState>,
@@ -27,25 +26,9 @@ pub(super) async fn handler(
 ) -> Result<Response, ApiError> {
     let req: SetDnsRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid set-dns request: {e}")))?;
-    let node_key: NodePublic = req
-        .node_key
-        .as_deref()
-        .unwrap_or("")
-        .parse()
-        .map_err(|e| ApiError::bad_request(format!("NodeKey: {e}")))?;
-    let world = cs.state.world();
-    let node = world
-        .node_by_node_key(&node_key)
-        .cloned()
-        .ok_or_else(|| ApiError::unauthorized("node not registered"))?;
     // Every request that names a record is counted, refused ones included.
-    if node.machine_key != peer.machine_key {
-        tracing::warn!(node = %node.id, machine = ?peer.machine_key, "set-dns with foreign node key");
-        cs.metrics.acme_challenge(false);
-        return Err(ApiError::unauthorized(
-            "node key does not belong to this machine",
-        ));
-    }
+    let (world, node) = super::owner::owned_node(&cs, &peer, req.node_key.as_deref(), "set-dns")
+        .inspect_err(|_| cs.metrics.acme_challenge(false))?;
     if node.is_expired(cs.state.now()) {
         cs.metrics.acme_challenge(false);
         return Err(ApiError::unauthorized("node key expired"));
