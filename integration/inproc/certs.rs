@@ -132,6 +132,20 @@ async fn set_dns_publishes_only_the_nodes_own_challenge() -> anyhow::Result<()> 
         )
         .await?;
     assert_eq!(reply.status, 401, "{:?}", reply.body);
+    // A node key that names no node, and one that does not parse: refused
+    // and counted like the rest.
+    let named = |key: &str| {
+        let body =
+            json!({"Version": 133, "NodeKey": key, "Name": own, "Type": "TXT", "Value": VALUE});
+        Bytes::from(body.to_string())
+    };
+    let nobody = format!("nodekey:{}", "11".repeat(32));
+    let reply = alpha.post_raw("machine/set-dns", named(&nobody)).await?;
+    assert_eq!(reply.status, 401, "{:?}", reply.body);
+    let reply = alpha
+        .post_raw("machine/set-dns", named("nodekey:zz"))
+        .await?;
+    assert_eq!(reply.status, 400, "{:?}", reply.body);
     let reply = alpha
         .post_raw("machine/set-dns", Bytes::from_static(b"{not json"))
         .await?;
@@ -143,7 +157,7 @@ async fn set_dns_publishes_only_the_nodes_own_challenge() -> anyhow::Result<()> 
         "{text}"
     );
     assert!(
-        text.contains("clawscale_acme_challenges_total{result=\"refused\"} 7"),
+        text.contains("clawscale_acme_challenges_total{result=\"refused\"} 9"),
         "{text}"
     );
     assert!(
