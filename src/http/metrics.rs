@@ -24,10 +24,17 @@ pub struct WhoisLabels {
     pub code: u16,
 }
 
+/// Labels of `map_frames`, counted once per frame sent (about 1.2 million
+/// in a 10,000-node enrollment): static, so counting allocates nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct FrameLabels {
+    pub kind: &'static str,
+}
+
 #[derive(Debug, Default)]
 pub struct Metrics {
     /// Map frames written, by kind (full, delta, keepalive).
-    pub map_frames: Family<Vec<(String, String)>, Counter>,
+    pub map_frames: Family<FrameLabels, Counter>,
     /// Registration outcomes (authorized, refused, logged_out).
     pub registrations: Family<Vec<(String, String)>, Counter>,
     /// Noise handshakes completed.
@@ -69,9 +76,7 @@ impl Metrics {
     }
 
     pub fn frame(&self, kind: &'static str) {
-        self.map_frames
-            .get_or_create(&vec![("kind".into(), kind.into())])
-            .inc();
+        self.map_frames.get_or_create(&FrameLabels { kind }).inc();
     }
 
     pub fn registration(&self, outcome: &'static str) {
