@@ -96,9 +96,17 @@ pub(crate) fn local() -> Caller {
 /// that capture logs run one at a time: scoped subscribers set up and torn
 /// down concurrently on other threads can leave a callsite's cached
 /// interest without this one, and the capture would miss events.
+///
+/// A second, silent dispatcher stays registered alongside the capture:
+/// while exactly one is registered, tracing-core 0.1.36 works out a newly
+/// hit callsite's interest from the hitting thread's default (here another
+/// test's thread, which has none), caches "never" and lowers the global
+/// maximum level to OFF, so the capture stays empty (tokio-rs/tracing#3611).
+/// With two, it asks every registered dispatcher.
 pub(crate) async fn capture_logs() -> (LogCapture, CaptureGuard) {
     static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let turn = ONE_AT_A_TIME.lock().await;
+    let silent = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
     let logs = LogCapture::default();
     let sink = logs.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -111,6 +119,7 @@ pub(crate) async fn capture_logs() -> (LogCapture, CaptureGuard) {
         logs,
         CaptureGuard {
             _log: guard,
+            _silent: silent,
             _turn: turn,
         },
     )
@@ -119,6 +128,7 @@ pub(crate) async fn capture_logs() -> (LogCapture, CaptureGuard) {
 /// Keep it alive while capturing.
 pub(crate) struct CaptureGuard {
     _log: tracing::subscriber::DefaultGuard,
+    _silent: tracing::Dispatch,
     _turn: tokio::sync::MutexGuard<'static, ()>,
 }
 
