@@ -73,10 +73,20 @@ mod tests {
         // A server is listening: refuse to steal its socket.
         assert!(matches!(bind(&path, 0o660), Err(BindError::InUse(_))));
 
-        // The server is gone but its socket file remains: replace it.
+        // The server is gone but its socket file remains: replace it. A
+        // child that another test forks holds the listener's descriptor
+        // until its exec closes it, and the socket answers meanwhile; so
+        // a few tries.
         drop(live);
         assert!(path.exists());
-        let _again = bind(&path, 0o600).expect("stale socket replaced");
+        let mut tries = 0;
+        let _again = loop {
+            match bind(&path, 0o600) {
+                Err(BindError::InUse(_)) if tries < 20 => tries += 1,
+                other => break other.expect("stale socket replaced"),
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        };
         let mode = std::fs::metadata(&path)
             .expect("exists")
             .permissions()
