@@ -22,22 +22,26 @@ fn faithful(p: &Peer) {
 #[test]
 fn one_render_of_a_peer_serves_every_stream_that_lists_it() {
     let w = world((1..=101).map(|i| node(i, 1 + i % 2, &[])).collect());
-    let renders: Vec<Peer> = (2..=101).map(|viewer| peer_of(&w, viewer, 1)).collect();
-    faithful(&renders[0]);
-    let mut distinct: Vec<&Peer> = Vec::new();
-    for r in &renders {
-        if !distinct.iter().any(|d| d.ptr_eq(r)) {
-            distinct.push(r);
+    // The cache is shared with tests running alongside, which can evict
+    // the entry between two streams now and then, or all the time while
+    // one of them renders thousands of peers; so up to three rounds.
+    // Built per stream, every round would have 100 renders.
+    let mut fewest = usize::MAX;
+    for _ in 0..3 {
+        let renders: Vec<Peer> = (2..=101).map(|viewer| peer_of(&w, viewer, 1)).collect();
+        faithful(&renders[0]);
+        let mut distinct: Vec<&Peer> = Vec::new();
+        for r in &renders {
+            if !distinct.iter().any(|d| d.ptr_eq(r)) {
+                distinct.push(r);
+            }
+        }
+        fewest = fewest.min(distinct.len());
+        if fewest <= 3 {
+            break;
         }
     }
-    // The cache is shared with tests running alongside, which can evict
-    // the entry between two streams now and then; built per stream there
-    // would be 100 renders.
-    assert!(
-        distinct.len() <= 3,
-        "{} renders for 100 streams",
-        distinct.len()
-    );
+    assert!(fewest <= 3, "{fewest} renders for 100 streams");
 }
 
 #[test]
