@@ -345,7 +345,8 @@ async fn with_gap(
 
 /// `tuning.batch_change_delay`: a burst of joins reaches an open stream
 /// merged into at most two frames per gap, and the first change after a
-/// quiet spell is sent at once, not held for the gap.
+/// quiet spell is sent after the short settle time (50 ms), not held for
+/// the gap.
 #[tokio::test]
 async fn a_burst_of_joins_is_merged_and_a_lone_change_is_not_held() -> anyhow::Result<()> {
     const GAP: Duration = Duration::from_secs(3);
@@ -375,7 +376,7 @@ async fn a_burst_of_joins_is_merged_and_a_lone_change_is_not_held() -> anyhow::R
         sa.deltas
     );
 
-    // Quiet for longer than the gap: a deletion goes out at once.
+    // Quiet for longer than the gap: a deletion waits only the settle time.
     tokio::time::sleep(GAP + Duration::from_millis(500)).await;
     let gone = others[0]
         .1
@@ -427,8 +428,9 @@ async fn presence_alone_waits_longer_than_other_changes() -> anyhow::Result<()> 
     .await?;
     tokio::time::sleep(PRESENCE_GAP * 2).await;
 
-    // A removal after a quiet spell goes out at once; then bravo's stream
-    // ends, which is presence alone: held until the presence gap.
+    // A removal after a quiet spell waits only the settle time; then
+    // bravo's stream ends, which is presence alone: held until the
+    // presence gap.
     srv.state
         .delete_node(clawscale::types::NodeId(delta))
         .await?;
