@@ -369,6 +369,19 @@ fn open_file_limit_is_raised_to_the_hard_limit_and_logged() {
     );
 }
 
+/// `app::avoid_huge_pages`: the kernel reports the process's own switch in
+/// its status file (Linux 5.0+ prints the `THP_enabled` line).
+#[test]
+fn serve_turns_transparent_huge_pages_off() {
+    let server = LoopbackServer::start("1024:1024", "  max_per_ip: 8\n");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).expect("status");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("THP_enabled:"))
+        .expect("THP_enabled in /proc/PID/status");
+    assert_eq!(line.split_whitespace().nth(1), Some("0"), "{line}");
+}
+
 /// `stun.Request` for transaction 01..0c: SOFTWARE "tailnode", FINGERPRINT.
 const TAILSCALE_STUN: &str =
     "000100142112a4420102030405060708090a0b0c802200087461696c6e6f646580280004b32c370f";

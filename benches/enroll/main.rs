@@ -150,6 +150,9 @@ fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
     // Clients and server each hold one connection per node.
     sys::raise_fd_limit(2 * args.nodes as u64 + 1024)?;
+    // As `clawscale serve` does; the clients too, as they share the two
+    // cores with the server and allocate the same way.
+    clawscale::app::avoid_huge_pages();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -113,6 +113,10 @@ impl LoopbackServer {
         self.dir.path()
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("server running").pid()
+    }
+
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
