@@ -437,6 +437,12 @@ impl Heartbeat {
     /// Says this replica is alive, notices replicas that came or went, and
     /// catches up when `poll` has passed. False once the writer is gone.
     async fn tick(&mut self, f: &Follower, state: &WeakState) -> bool {
+        // A replica whose writer is gone must stop saying it is alive:
+        // otherwise its presence rows and relay outlive it for as long as
+        // its change listener happens to stay connected.
+        if state.upgrade().is_none() {
+            return false;
+        }
         self.ticks += 1;
         let beat = match f.db.heartbeat(&f.name).await {
             Ok(true) => Ok(()),
