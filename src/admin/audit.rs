@@ -203,12 +203,19 @@ async fn run(mut file: LogFile, mut rx: mpsc::UnboundedReceiver<Job>) {
                 }
                 let copy = shared.as_ref().map(|_| batch.clone());
                 let budget = file.budget();
-                let (f, result) = tokio::task::spawn_blocking(move || {
+                let joined = tokio::task::spawn_blocking(move || {
                     let r = file.append(&batch);
                     (file, r)
                 })
-                .await
-                .expect("audit writer does not panic");
+                .await;
+                let (f, result) = match joined {
+                    Ok(done) => done,
+                    // The runtime is shutting down and did not start the
+                    // write; this task is being dropped with it. (Reported
+                    // as a panic before, at the end of tests.)
+                    Err(e) if e.is_cancelled() => return,
+                    Err(e) => std::panic::resume_unwind(e.into_panic()),
+                };
                 file = f;
                 if let Err(e) = result {
                     tracing::error!(error = %e, "audit log write failed");
@@ -220,33 +227,47 @@ async fn run(mut file: LogFile, mut rx: mpsc::UnboundedReceiver<Job>) {
                     let _ = a.send(());
                 }
                 if let Some((q, r)) = query {
-                    file = answer(file, shared.as_ref().map(|s| &s.state), q, r).await;
+                    let Some(f) = answer(file, shared.as_ref().map(|s| &s.state), q, r).await
+                    else {
+                        return;
+                    };
+                    file = f;
                 }
             }
             Job::Query(q, r) => {
-                file = answer(file, shared.as_ref().map(|s| &s.state), q, r).await;
+                let Some(f) = answer(file, shared.as_ref().map(|s| &s.state), q, r).await else {
+                    return;
+                };
+                file = f;
             }
         }
     }
 }
 
+/// Answers `q` from the file (and the database when shared); gives the
+/// file back, or nothing when the runtime is shutting down.
 async fn answer(
     file: LogFile,
     shared: Option<&StateHandle>,
     q: Query,
     reply: oneshot::Sender<Result<Vec<Entry>, Error>>,
-) -> LogFile {
+) -> Option<LogFile> {
     let others = match shared {
         Some(state) => shared::query(state, &q).await,
         None => None,
     };
     let limit = q.limit();
-    let (file, mine) = tokio::task::spawn_blocking(move || {
+    let (file, mine) = match tokio::task::spawn_blocking(move || {
         let r = file.query(&q);
         (file, r)
     })
     .await
-    .expect("audit reader does not panic");
+    {
+        Ok(done) => done,
+        // Shutting down (see `run`); the reply is dropped unanswered.
+        Err(e) if e.is_cancelled() => return None,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    };
     // The file also holds what was never in the database: lines from
     // before the trail was shared, and from offline commands (`restore`).
     let result = match others {
@@ -255,7 +276,7 @@ async fn answer(
         Some(Ok(others)) => mine.map(|mine| shared::merge(mine, others, limit)),
     };
     let _ = reply.send(result);
-    file
+    Some(file)
 }
 
 /// The open log and its rotation bookkeeping.
