@@ -26,6 +26,7 @@ use crate::state::{PendingOwner, RegisterInput, StateHandle};
 
 mod shared;
 use crate::types::{DnsLabel, MachinePublic, Node, NodeId, NodePublic, UserId};
+pub(in crate::admin) use shared::Expired;
 pub use shared::WaitingClient;
 
 /// How long a registration waits for an operator (Headscale's default

@@ -10,7 +10,7 @@
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use super::registrations::Verdict;
+use super::registrations::{Expired, Verdict};
 use super::{Actor, Admin, AuthId, Caller, Done, Error, Mutation, Resource, Result};
 use crate::types::{NodeId, OidcIdentity, UserId};
 
@@ -56,13 +56,19 @@ impl Admin {
     /// Records, with the server as the actor, that nobody decided check
     /// `id` in time (`ssh_check.expire`), once across replicas: a check
     /// taken over by another replica runs out on both, and the one that
-    /// does not claim it first writes nothing.
-    pub async fn ssh_check_expire(&self, id: &AuthId, what: Value) -> Result<()> {
-        if !self.registrations().expired(id).await? {
-            return Ok(());
+    /// does not claim it first writes nothing. A decision made on another
+    /// replica just before, whose verdict had not reached this one yet,
+    /// is returned instead (its own line was written where it was made).
+    pub async fn ssh_check_expire(&self, id: &AuthId, what: Value) -> Result<Option<Verdict>> {
+        match self.registrations().expired(id).await? {
+            Expired::Here => {
+                self.ssh_check_line(Actor::System, "ssh_check.expire", Some(id), what)
+                    .await?;
+                Ok(None)
+            }
+            Expired::Elsewhere => Ok(None),
+            Expired::Decided(verdict) => Ok(Some(verdict)),
         }
-        self.ssh_check_line(Actor::System, "ssh_check.expire", Some(id), what)
-            .await
     }
 
     /// A line for a verdict that no operator gave.

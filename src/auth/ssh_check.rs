@@ -115,6 +115,19 @@ pub enum Approver {
     User(UserId),
 }
 
+/// The outcome of a verdict on a check whose source node is `src`: an
+/// approval counts only from someone who may vouch for its user.
+fn judge(v: Verdict, src: &Node) -> Outcome {
+    match v {
+        Verdict::Approved(_) if may_vouch(src, &Approver::Operator) => Outcome::Approved,
+        Verdict::Vouched(u) if may_vouch(src, &Approver::User(u)) => Outcome::Approved,
+        Verdict::Approved(_) | Verdict::Vouched(_) => {
+            Outcome::Rejected("approved by someone who may not vouch for this user".into())
+        }
+        Verdict::Rejected(why) => Outcome::Rejected(why),
+    }
+}
+
 /// Whether `approver` may vouch for the person at node `src`: an operator
 /// always may (they could grant the access anyway); a person only for a
 /// node of their own, never for a tagged one (no person owns it).
@@ -363,22 +376,19 @@ impl SshChecks {
         verdict: Awaited,
         tx: watch::Sender<Option<Outcome>>,
     ) {
-        let outcome = match tokio::time::timeout(verdict.within, verdict.verdict).await {
-            Ok(Ok(Verdict::Approved(_))) if may_vouch(&src, &Approver::Operator) => {
-                Outcome::Approved
-            }
-            Ok(Ok(Verdict::Vouched(u))) if may_vouch(&src, &Approver::User(u)) => Outcome::Approved,
-            Ok(Ok(Verdict::Approved(_) | Verdict::Vouched(_))) => {
-                Outcome::Rejected("approved by someone who may not vouch for this user".into())
-            }
-            Ok(Ok(Verdict::Rejected(why))) => Outcome::Rejected(why),
+        let mut outcome = match tokio::time::timeout(verdict.within, verdict.verdict).await {
+            Ok(Ok(v)) => judge(v, &src),
             // Timed out, or dropped by the store (its own TTL).
             Ok(Err(_)) | Err(_) => Outcome::Expired,
         };
         if outcome == Outcome::Expired {
-            let r = self.0.admin.ssh_check_expire(&id, login.describe()).await;
-            if let Err(e) = r {
-                tracing::warn!(auth_id = %id, error = %e, "could not record an expired SSH check");
+            match self.0.admin.ssh_check_expire(&id, login.describe()).await {
+                Ok(None) => {}
+                // Decided on another replica just as the wait ran out.
+                Ok(Some(v)) => outcome = judge(v, &src),
+                Err(e) => {
+                    tracing::warn!(auth_id = %id, error = %e, "could not record an expired SSH check");
+                }
             }
         }
         if outcome == Outcome::Approved && !period.is_zero() {

@@ -23,6 +23,18 @@ pub struct StoredVerdict {
     pub reason: Option<String>,
 }
 
+/// What [`Db::expire_auth_request`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// It was pending: this caller expired it (and records that).
+    Expired,
+    /// Another replica's wait ran out first (or the row is gone).
+    ExpiredElsewhere,
+    /// A decision claimed it first: its verdict is stored, or is being
+    /// written by the replica that claimed it.
+    Decided,
+}
+
 /// A request as [`Db::find_auth_request`] finds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FoundRequest {
@@ -84,20 +96,30 @@ impl Db {
     }
 
     /// Takes a pending request for good once a replica's wait for its
-    /// verdict ran out: `true` for the first replica to do so (it records
-    /// the expiry), `false` when another did or a decision claimed it.
-    pub async fn expire_auth_request(&self, id_hash: &str) -> Result<bool> {
+    /// verdict ran out, and says what it found (see [`Expiry`]).
+    pub async fn expire_auth_request(&self, id_hash: &str) -> Result<Expiry> {
         self.pg_only()?;
         write_tx!(self, |c| {
             // No `expires_at` filter: the row is at (or just past) it.
-            let row = sqlx::query(
-                "UPDATE auth_requests SET state = 'taken' \
+            let expired = sqlx::query(
+                "UPDATE auth_requests SET state = 'expired' \
                  WHERE id_hash = $1 AND state = 'pending' RETURNING id_hash",
             )
             .bind(id_hash)
             .fetch_optional(&mut *c)
             .await?;
-            Ok(row.is_some())
+            if expired.is_some() {
+                return Ok(Expiry::Expired);
+            }
+            let state: Option<String> =
+                sqlx::query_scalar("SELECT state FROM auth_requests WHERE id_hash = $1")
+                    .bind(id_hash)
+                    .fetch_optional(&mut *c)
+                    .await?;
+            Ok(match state.as_deref() {
+                Some("taken" | "approved" | "vouched" | "rejected") => Expiry::Decided,
+                _ => Expiry::ExpiredElsewhere,
+            })
         })
     }
 

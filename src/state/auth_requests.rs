@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgListener;
 
 use super::{Error, RegisterInput, Result, StateHandle};
+pub use crate::db::auth_requests::Expiry;
 use crate::db::auth_requests::StoredVerdict;
 use crate::types::{NodeId, UserId};
 
@@ -115,13 +116,13 @@ impl StateHandle {
         }
     }
 
-    /// Claims a request whose wait ran out, for recording its expiry:
-    /// `false` when another replica did, or a decision claimed it first.
-    /// Without replicas: `true`, the one waiter is here.
-    pub async fn expire_request(&self, id_hash: &str) -> Result<bool> {
+    /// Takes a request whose wait ran out, for recording its expiry: what
+    /// it found ([`Expiry`]). Without replicas: `Expired`, the one waiter
+    /// is here.
+    pub async fn expire_request(&self, id_hash: &str) -> Result<Expiry> {
         match &self.shared {
             Some(db) => Ok(db.expire_auth_request(id_hash).await?),
-            None => Ok(true),
+            None => Ok(Expiry::Expired),
         }
     }
 

@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 
 use super::{AuthId, Pending, Registrations, Verdict};
 use crate::admin::{Error, Result};
-use crate::state::auth_requests::SharedVerdict;
+use crate::state::auth_requests::{Expiry, SharedVerdict};
 use crate::state::{RegisterInput, StateHandle};
 use crate::types::MachinePublic;
 
@@ -25,6 +25,21 @@ const RETRY: Duration = Duration::from_millis(500);
 /// How long a verdict naming a node waits for that node to reach this
 /// replica's World (it follows the database within milliseconds).
 const NODE_ARRIVAL: Duration = Duration::from_secs(5);
+
+/// How long a replica whose wait ran out waits for the verdict of a
+/// decision that claimed the request just before (see `late_verdict`).
+const VERDICT_WAIT: Duration = Duration::from_secs(5);
+
+/// What became of a request whose wait here ran out.
+#[derive(Debug)]
+pub(in crate::admin) enum Expired {
+    /// It expired, and this replica records that.
+    Here,
+    /// Another replica's wait for it ran out first and recorded it.
+    Elsewhere,
+    /// A decision on another replica claimed it first: its verdict.
+    Decided(Verdict),
+}
 
 /// How a request is named in the database: its auth id is a bearer value.
 pub(super) fn hash(id: &AuthId) -> String {
@@ -173,15 +188,24 @@ impl Registrations {
         })
     }
 
-    /// Forgets request `id`, whose wait here ran out, and says whether
-    /// this replica is the one to record its expiry: with replicas, a
-    /// request taken over elsewhere runs out there too, and only the first
-    /// replica to claim it in the database records it.
-    pub(in crate::admin) async fn expired(&self, id: &AuthId) -> Result<bool> {
+    /// Forgets request `id`, whose wait here ran out, and says what became
+    /// of it. With replicas a request taken over elsewhere runs out there
+    /// too, and only the first replica to take it in the database records
+    /// the expiry; a decision that claimed it on another replica just
+    /// before (its verdict not yet delivered here) still counts.
+    pub(in crate::admin) async fn expired(&self, id: &AuthId) -> Result<Expired> {
         self.forget(id);
-        match self.shared() {
-            Some(state) => Ok(state.expire_request(&hash(id)).await?),
-            None => Ok(true),
+        let Some(state) = self.shared() else {
+            return Ok(Expired::Here);
+        };
+        let h = hash(id);
+        match state.expire_request(&h).await? {
+            Expiry::Expired => Ok(Expired::Here),
+            Expiry::ExpiredElsewhere => Ok(Expired::Elsewhere),
+            Expiry::Decided => Ok(match late_verdict(state, &h).await {
+                Some(v) => Expired::Decided(local_verdict(state, v).await),
+                None => Expired::Here,
+            }),
         }
     }
 
@@ -315,27 +339,53 @@ async fn deliver_to(regs: &Registrations, state: &StateHandle, waiting: Vec<(Str
         let Ok(p) = regs.take(id) else {
             continue;
         };
-        let verdict = match v {
-            SharedVerdict::Approved(Some(node)) => {
-                // Waited for apart: a node slow to arrive (or deleted
-                // meanwhile) holds up no other verdict.
-                let state = state.clone();
-                tokio::spawn(async move {
-                    let verdict = match arrived(&state, node).await {
-                        Some(n) => Verdict::Approved(Some(n)),
-                        None => Verdict::Rejected(
-                            "the registered node did not reach this server".into(),
-                        ),
-                    };
-                    let _ = p.verdict.send(verdict);
-                });
-                continue;
+        if matches!(v, SharedVerdict::Approved(Some(_))) {
+            // Waited for apart: a node slow to arrive (or deleted
+            // meanwhile) holds up no other verdict.
+            let state = state.clone();
+            tokio::spawn(async move {
+                let _ = p.verdict.send(local_verdict(&state, v).await);
+            });
+            continue;
+        }
+        let _ = p.verdict.send(local_verdict(state, v).await);
+    }
+}
+
+/// A stored verdict as this replica hands it out: an approval naming a
+/// node waits for that node to reach this replica's World.
+async fn local_verdict(state: &StateHandle, v: SharedVerdict) -> Verdict {
+    match v {
+        SharedVerdict::Approved(Some(node)) => match arrived(state, node).await {
+            Some(n) => Verdict::Approved(Some(n)),
+            None => Verdict::Rejected("the registered node did not reach this server".into()),
+        },
+        SharedVerdict::Approved(None) => Verdict::Approved(None),
+        SharedVerdict::Vouched(user) => Verdict::Vouched(user),
+        SharedVerdict::Rejected(m) => Verdict::Rejected(m),
+    }
+}
+
+/// The verdict of request `h`, claimed by a decision on another replica:
+/// it is written right after the claim, so this waits at most
+/// [`VERDICT_WAIT`] (`None` after that: the deciding replica died or lost
+/// the database in between).
+async fn late_verdict(state: &StateHandle, h: &str) -> Option<SharedVerdict> {
+    let start = Instant::now();
+    let hashes = [h.to_string()];
+    loop {
+        match state.request_verdicts(&hashes).await {
+            Ok(found) => {
+                if let Some((_, v)) = found.into_iter().next() {
+                    return Some(v);
+                }
             }
-            SharedVerdict::Approved(None) => Verdict::Approved(None),
-            SharedVerdict::Vouched(user) => Verdict::Vouched(user),
-            SharedVerdict::Rejected(m) => Verdict::Rejected(m),
-        };
-        let _ = p.verdict.send(verdict);
+            Err(e) => tracing::warn!(error = %e, "could not read a late verdict"),
+        }
+        if start.elapsed() > VERDICT_WAIT {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

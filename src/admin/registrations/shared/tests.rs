@@ -302,3 +302,65 @@ async fn a_verdict_whose_node_never_arrives_holds_up_no_other() {
         other => panic!("the ghost's client: {other:?}"),
     }
 }
+
+/// A check waits on A; a decision on B claims it in the database just as
+/// A's wait runs out, and writes its verdict a moment later. A's expiry
+/// must come back with that verdict, not expire the check; and a request
+/// whose wait ran out on both replicas expires once.
+#[tokio::test]
+async fn a_verdict_claimed_elsewhere_as_the_wait_runs_out_is_not_an_expiry() {
+    use super::Expired;
+
+    let Some(pg) = PgTemp::create("shared_late_verdict").await else {
+        return;
+    };
+    let (_a_state, a) = replica(&pg, "replica_a").await;
+    let (_b_state, b) = replica(&pg, "replica_b").await;
+    let hold = |regs: &crate::admin::registrations::Registrations| {
+        let id = AuthId::generate();
+        let waiter = regs.insert(id.clone(), None).expect("held");
+        (id, waiter)
+    };
+
+    let (id, _waiter) = hold(a.registrations());
+    a.registrations()
+        .share(&id, Some("check"))
+        .await
+        .expect("shared");
+    let claimed = b.registrations().claim(&id).await.expect("B claims");
+    let expiring = {
+        let regs = a.registrations().clone();
+        let id = id.clone();
+        tokio::spawn(async move { regs.expired(&id).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    claimed
+        .settle(b.registrations(), Verdict::Rejected("no".into()))
+        .await;
+    match expiring.await.expect("task").expect("expired") {
+        Expired::Decided(Verdict::Rejected(why)) => assert_eq!(why, "no"),
+        other => panic!("A expired a check B had decided: {other:?}"),
+    }
+
+    // Ran out on both (B took it over): the first records it, the other
+    // is told so, without waiting for a verdict that will not come.
+    let (id, _waiter) = hold(a.registrations());
+    a.registrations()
+        .share(&id, Some("check"))
+        .await
+        .expect("shared");
+    assert!(matches!(
+        a.registrations().expired(&id).await.expect("A"),
+        Expired::Here
+    ));
+    let start = std::time::Instant::now();
+    assert!(matches!(
+        b.registrations().expired(&id).await.expect("B"),
+        Expired::Elsewhere
+    ));
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
+}
