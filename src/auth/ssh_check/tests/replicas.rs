@@ -13,6 +13,7 @@ use crate::admin::testing::local;
 use crate::admin::{Admin, AuthId, NewPreAuthKey, NewUser};
 use crate::auth::ssh_check::{Request, SshChecks};
 use crate::db::testing::PgTemp;
+use crate::state::auth_requests::SharedVerdict;
 use crate::state::testing::until;
 use crate::state::{RegisterOutcome, StateHandle};
 use crate::tailcfg::SshAction;
@@ -205,4 +206,53 @@ async fn a_check_running_out_on_two_replicas_is_audited_once() {
         assert_eq!(expired[0].actor, "system");
         assert_eq!(expired[0].object.as_deref(), Some(&*object));
     }
+}
+
+/// A decision on another replica claims the check in the database just
+/// before A's wait runs out, and its verdict is written after: the login
+/// is let in, not refused as expired, and no expiry is recorded.
+#[tokio::test]
+async fn a_check_approved_elsewhere_as_its_wait_runs_out_lets_the_login_in() {
+    use sha2::Digest;
+
+    let Some(pg) = PgTemp::create("ssh_check_late_verdict").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let ttl = Duration::from_millis(1000);
+    let a = audited_replica(&pg, "replica_a", dir.path(), ttl).await;
+    let b = replica(&pg, "replica_b").await;
+    let (laptop, server) = alices_laptop_and_server(&a, &b).await;
+
+    let (id, follow) = hold_on(&a, &laptop, &server).await;
+    let waiting = a.follow(follow);
+    // What B's `auth approve` does first: claim the row, once.
+    let hash = hex::encode(sha2::Sha256::digest(id.as_str().as_bytes()));
+    let db = pg.db().await;
+    let claimed = sqlx::query(
+        "UPDATE auth_requests SET state = 'taken' WHERE id_hash = $1 AND state = 'pending'",
+    )
+    .bind(&hash)
+    .execute(db.postgres().unwrap())
+    .await
+    .unwrap();
+    assert_eq!(claimed.rows_affected(), 1);
+    // Then, after A's wait ran out, the verdict.
+    tokio::time::sleep(ttl + Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "answered before the verdict");
+    b.state
+        .decide_request(&hash, &SharedVerdict::Approved(None))
+        .await
+        .unwrap();
+    let done = answer(waiting).await;
+    assert!(done.accept, "{done:?}");
+    let lines = a
+        .admin
+        .audit(&local(), audit::Query::default())
+        .await
+        .unwrap();
+    assert!(
+        !lines.iter().any(|e| e.action == "ssh_check.expire"),
+        "an expiry recorded for an approved check"
+    );
 }
