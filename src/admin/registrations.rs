@@ -28,6 +28,10 @@ mod shared;
 use crate::types::{DnsLabel, MachinePublic, Node, NodeId, NodePublic, UserId};
 pub(in crate::admin) use shared::Expired;
 pub use shared::WaitingClient;
+/// How a request is named in the database, for tests that act on it as
+/// another replica would.
+#[cfg(test)]
+pub(crate) use shared::hash as request_hash;
 
 /// How long a registration waits for an operator (Headscale's default
 /// `tuning.register_cache_expiration`).

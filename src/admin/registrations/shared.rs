@@ -42,7 +42,7 @@ pub(in crate::admin) enum Expired {
 }
 
 /// How a request is named in the database: its auth id is a bearer value.
-pub(super) fn hash(id: &AuthId) -> String {
+pub(crate) fn hash(id: &AuthId) -> String {
     hex::encode(Sha256::digest(id.as_str().as_bytes()))
 }
 

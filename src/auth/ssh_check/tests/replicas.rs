@@ -213,8 +213,6 @@ async fn a_check_running_out_on_two_replicas_is_audited_once() {
 /// is let in, not refused as expired, and no expiry is recorded.
 #[tokio::test]
 async fn a_check_approved_elsewhere_as_its_wait_runs_out_lets_the_login_in() {
-    use sha2::Digest;
-
     let Some(pg) = PgTemp::create("ssh_check_late_verdict").await else {
         return;
     };
@@ -227,16 +225,9 @@ async fn a_check_approved_elsewhere_as_its_wait_runs_out_lets_the_login_in() {
     let (id, follow) = hold_on(&a, &laptop, &server).await;
     let waiting = a.follow(follow);
     // What B's `auth approve` does first: claim the row, once.
-    let hash = hex::encode(sha2::Sha256::digest(id.as_str().as_bytes()));
-    let db = pg.db().await;
-    let claimed = sqlx::query(
-        "UPDATE auth_requests SET state = 'taken' WHERE id_hash = $1 AND state = 'pending'",
-    )
-    .bind(&hash)
-    .execute(db.postgres().unwrap())
-    .await
-    .unwrap();
-    assert_eq!(claimed.rows_affected(), 1);
+    let hash = crate::admin::registrations::request_hash(&id);
+    let claimed = b.state.claim_request(&hash).await.unwrap();
+    assert!(matches!(claimed, Some(None)), "{claimed:?}");
     // Then, after A's wait ran out, the verdict.
     tokio::time::sleep(ttl + Duration::from_millis(300)).await;
     assert!(!waiting.is_finished(), "answered before the verdict");
