@@ -203,18 +203,13 @@ async fn run(mut file: LogFile, mut rx: mpsc::UnboundedReceiver<Job>) {
                 }
                 let copy = shared.as_ref().map(|_| batch.clone());
                 let budget = file.budget();
-                let joined = tokio::task::spawn_blocking(move || {
+                let Some((f, result)) = blocking(move || {
                     let r = file.append(&batch);
                     (file, r)
                 })
-                .await;
-                let (f, result) = match joined {
-                    Ok(done) => done,
-                    // The runtime is shutting down and did not start the
-                    // write; this task is being dropped with it. (Reported
-                    // as a panic before, at the end of tests.)
-                    Err(e) if e.is_cancelled() => return,
-                    Err(e) => std::panic::resume_unwind(e.into_panic()),
+                .await
+                else {
+                    return;
                 };
                 file = f;
                 if let Err(e) = result {
@@ -244,6 +239,18 @@ async fn run(mut file: LogFile, mut rx: mpsc::UnboundedReceiver<Job>) {
     }
 }
 
+/// Runs `f` on the blocking pool; `None` when the runtime is shutting
+/// down and never started it (this task is being dropped with it; that
+/// was reported as a panic before, at the end of tests). A panic in `f`
+/// goes on as one.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(done) => Some(done),
+        Err(e) if e.is_cancelled() => None,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
 /// Answers `q` from the file (and the database when shared); gives the
 /// file back, or nothing when the runtime is shutting down.
 async fn answer(
@@ -257,17 +264,12 @@ async fn answer(
         None => None,
     };
     let limit = q.limit();
-    let (file, mine) = match tokio::task::spawn_blocking(move || {
+    // Shutting down: the reply is dropped unanswered.
+    let (file, mine) = blocking(move || {
         let r = file.query(&q);
         (file, r)
     })
-    .await
-    {
-        Ok(done) => done,
-        // Shutting down (see `run`); the reply is dropped unanswered.
-        Err(e) if e.is_cancelled() => return None,
-        Err(e) => std::panic::resume_unwind(e.into_panic()),
-    };
+    .await?;
     // The file also holds what was never in the database: lines from
     // before the trail was shared, and from offline commands (`restore`).
     let result = match others {
