@@ -396,12 +396,16 @@ impl SnapshotSource for LiveSnapshot {
     fn snapshot(&self) -> Snapshot {
         let world = self.state.world();
         let derp = self.derp.as_ref().map(|d| d.stats()).unwrap_or_default();
+        let writer = self.state.batch_counts();
         Snapshot {
             map_sessions: self.state.sessions().total() as i64,
             nodes: world.nodes.len() as i64,
             nodes_online: world.online.len() as i64,
             derp_clients: derp.clients_connected as i64,
             derp_packets_relayed: derp.packets_relayed,
+            writer_batches: writer.batches,
+            writer_jobs: writer.jobs,
+            writer_busy_seconds: writer.busy.as_secs_f64(),
         }
     }
 }

@@ -43,6 +43,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
 pub use api_keys::ApiKeyRef;
+pub use batch::BatchCounts;
 pub use derp_maps::DerpMaps;
 pub use oidc_login::OidcLogin;
 pub use preauth_keys::NewKey;

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use serde_json::json;
 
 use crate::client::SimNode;
-use crate::server::{Store, TestServer, config, raw_http};
+use crate::server::{Store, TestServer, config};
 
 const VALUE: &str = "Lt8Ztp1PPmi7oJ0ETa2ByYUYVnFJPJQvXnd1dqh9x4c";
 
@@ -50,15 +50,6 @@ async fn dig_txt(dns: SocketAddr, name: &str, tcp: bool) -> (String, Vec<String>
         .filter_map(|l| l.split_whitespace().nth(4).map(str::to_string))
         .collect();
     (status, answers)
-}
-
-async fn metrics(srv: &TestServer) -> anyhow::Result<String> {
-    let (_, body) = raw_http(
-        srv.addr,
-        b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-    )
-    .await?;
-    Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
 #[tokio::test]
@@ -151,7 +142,7 @@ async fn set_dns_publishes_only_the_nodes_own_challenge() -> anyhow::Result<()> 
         .await?;
     assert_eq!(reply.status, 400, "{:?}", reply.body);
 
-    let text = metrics(&srv).await?;
+    let text = srv.metrics().await?;
     assert!(
         text.contains("clawscale_acme_challenges_total{result=\"accepted\"} 1"),
         "{text}"

@@ -219,6 +219,19 @@ async fn reusable_key_enrolls_five() -> anyhow::Result<()> {
     unique.dedup();
     assert_eq!(unique.len(), 5, "{addrs:?}");
     assert_eq!(srv.state.world().nodes.len(), 5);
+
+    // The writer's batches are served: five registrations at least, in
+    // no more batches than jobs, and time spent on them.
+    let text = srv.metrics().await?;
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+    };
+    let jobs = value("clawscale_writer_jobs_total");
+    let batches = value("clawscale_writer_batches_total");
+    assert!(jobs >= 5.0 && batches >= 1.0 && batches <= jobs, "{text}");
+    assert!(value("clawscale_writer_busy_seconds_total") > 0.0, "{text}");
     srv.stop().await;
     Ok(())
 }

@@ -128,6 +128,13 @@ impl TestServer {
         let (status, _) = raw_http(self.addr, req).await?;
         Ok(status)
     }
+
+    /// `GET /metrics` body.
+    pub async fn metrics(&self) -> anyhow::Result<String> {
+        let req = b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+        let (_, body) = raw_http(self.addr, req).await?;
+        Ok(String::from_utf8_lossy(&body).into_owned())
+    }
 }
 
 impl Drop for TestServer {

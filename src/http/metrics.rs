@@ -12,7 +12,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
@@ -66,6 +66,11 @@ pub struct Snapshot {
     pub nodes_online: i64,
     pub derp_clients: i64,
     pub derp_packets_relayed: u64,
+    /// The state writer's batches, the jobs they ran, and the seconds it
+    /// spent on them (all since start).
+    pub writer_batches: u64,
+    pub writer_jobs: u64,
+    pub writer_busy_seconds: f64,
 }
 
 impl Metrics {
@@ -174,6 +179,22 @@ impl Metrics {
             "DNS answers carrying a live ACME DNS-01 challenge",
             self.acme_challenges_served.clone(),
         );
+        // Read whole from the writer at each scrape: nothing to keep here.
+        reg.register(
+            "writer_batches",
+            "State writer batches (each one database transaction)",
+            ConstCounter::new(snap.writer_batches),
+        );
+        reg.register(
+            "writer_jobs",
+            "Writes run by the state writer",
+            ConstCounter::new(snap.writer_jobs),
+        );
+        reg.register(
+            "writer_busy_seconds",
+            "Seconds the state writer spent running batches; its rate is the writer's utilisation",
+            ConstCounter::new(snap.writer_busy_seconds),
+        );
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &reg);
@@ -214,6 +235,9 @@ mod tests {
         let text = m.render(Snapshot {
             map_sessions: 3,
             nodes: 5,
+            writer_batches: 7,
+            writer_jobs: 9,
+            writer_busy_seconds: 0.25,
             ..Default::default()
         });
         assert!(
@@ -225,5 +249,8 @@ mod tests {
         assert!(text.contains("clawscale_acme_challenges_total{result=\"refused\"} 1"));
         assert!(text.contains("clawscale_acme_challenges_served_total 1"));
         assert!(text.contains("clawscale_nodes 5"));
+        assert!(text.contains("clawscale_writer_batches_total 7"), "{text}");
+        assert!(text.contains("clawscale_writer_jobs_total 9"));
+        assert!(text.contains("clawscale_writer_busy_seconds_total 0.25"));
     }
 }

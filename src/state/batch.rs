@@ -13,6 +13,9 @@
 //!   I/O error SQLite answers by rolling everything back) every job in the
 //!   batch reports that failure and the World stays as it was before it.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
 use tokio::sync::mpsc;
 
 use super::Error;
@@ -26,6 +29,7 @@ impl Core {
         // Other replicas' committed changes first, under their shared
         // writer lock (a no-op on SQLite): they are published with this
         // batch whatever becomes of its jobs.
+        let started = Instant::now();
         self.replication_begin().await;
         if let Some(change) = self.job_change.take() {
             self.unpublished.get_or_insert_default().merge(change);
@@ -73,6 +77,7 @@ impl Core {
             }
         };
         self.flush();
+        self.batches.record(replies.len(), started.elapsed());
         for reply in replies {
             reply(failure.clone().map(Error::Unavailable));
         }
@@ -96,5 +101,41 @@ impl Core {
             self.policy_base = policy_base;
         }
         (reply, kept.is_err())
+    }
+}
+
+/// What the writer has done, batch by batch. Its busy time over wall time
+/// is how close the one writer is to saturation: every write in the
+/// server waits on it.
+#[derive(Debug, Default)]
+pub struct BatchStats {
+    batches: AtomicU64,
+    jobs: AtomicU64,
+    busy_micros: AtomicU64,
+}
+
+/// A reading of [`BatchStats`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BatchCounts {
+    pub batches: u64,
+    pub jobs: u64,
+    /// From taking a batch's first job to publishing its World, summed.
+    pub busy: Duration,
+}
+
+impl BatchStats {
+    fn record(&self, jobs: usize, busy: Duration) {
+        self.jobs.fetch_add(jobs as u64, Ordering::Relaxed);
+        let micros = u64::try_from(busy.as_micros()).unwrap_or(u64::MAX);
+        self.busy_micros.fetch_add(micros, Ordering::Relaxed);
+        self.batches.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn counts(&self) -> BatchCounts {
+        BatchCounts {
+            batches: self.batches.load(Ordering::Relaxed),
+            jobs: self.jobs.load(Ordering::Relaxed),
+            busy: Duration::from_micros(self.busy_micros.load(Ordering::Relaxed)),
+        }
     }
 }

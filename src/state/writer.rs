@@ -24,6 +24,7 @@ use futures_util::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
+use super::batch::BatchStats;
 use super::change::{Change, PatchMask};
 use super::events::{Event, EventActor, EventKind};
 use super::policy::{PolicyState, PolicyStore};
@@ -80,6 +81,8 @@ pub struct Core {
     /// Following other replicas on the same PostgreSQL database
     /// (`replication`); `None` on SQLite.
     pub(super) replication: Option<super::replication::Replication>,
+    /// Counted per batch, read by `/metrics` through the handles.
+    pub(super) batches: Arc<BatchStats>,
 }
 
 /// How long a write probe's answer is reused. Health checks can come often
@@ -99,6 +102,7 @@ pub struct StateHandle {
     /// The database, when replicas share it: state kept outside the World
     /// that every replica must read (`certs`, `auth_requests`).
     pub(super) shared: Option<Db>,
+    batches: Arc<BatchStats>,
 }
 
 /// What a map request reports about its node.
@@ -326,6 +330,7 @@ pub async fn start(
     let policy_strict = opts.policy_strict;
     let (publisher, reader) = watch::channel(world.clone());
     let (tx, mut rx) = mpsc::channel::<Job>(1024);
+    let batches = Arc::<BatchStats>::default();
     let mut core = Core {
         db,
         world: world.clone(),
@@ -342,6 +347,7 @@ pub async fn start(
         unpublished: None,
         job_change: None,
         replication,
+        batches: batches.clone(),
     };
     // After a restart every node is offline: start the inactivity clock for
     // ephemeral nodes, which are removed unless they reconnect in time.
@@ -369,6 +375,7 @@ pub async fn start(
         clock,
         policy_strict,
         shared,
+        batches,
     };
     tokio::spawn(super::expiry::watch(handle.downgrade()));
     if let Some(f) = follower {
@@ -418,6 +425,7 @@ pub(super) struct WeakState {
     clock: Arc<dyn Clock>,
     policy_strict: bool,
     shared: Option<Db>,
+    batches: Arc<BatchStats>,
 }
 
 impl WeakState {
@@ -429,6 +437,7 @@ impl WeakState {
             clock: self.clock.clone(),
             policy_strict: self.policy_strict,
             shared: self.shared.clone(),
+            batches: self.batches.clone(),
         })
     }
 
@@ -450,6 +459,7 @@ impl StateHandle {
             clock: self.clock.clone(),
             policy_strict: self.policy_strict,
             shared: self.shared.clone(),
+            batches: self.batches.clone(),
         }
     }
 
@@ -502,6 +512,11 @@ impl StateHandle {
 
     /// Whether other replicas share this state's database: then state kept
     /// outside the World (ACME challenges, pending requests) is shared too.
+    /// The writer's batches so far (for `/metrics`).
+    pub fn batch_counts(&self) -> super::BatchCounts {
+        self.batches.counts()
+    }
+
     pub fn is_replicated(&self) -> bool {
         self.shared.is_some()
     }

@@ -60,6 +60,39 @@ async fn queued_jobs_publish_together_and_a_failure_stays_its_own() {
     );
 }
 
+#[tokio::test]
+async fn the_writer_counts_its_batches_jobs_and_busy_time() {
+    let f = fixture(Duration::from_secs(1800)).await;
+    let before = f.state.batch_counts();
+    let (open, held) = hold(&f.state).await;
+    let failing: Vec<_> = (0..10)
+        .map(|i| {
+            let state = f.state.clone();
+            tokio::spawn(async move { state.delete_node(NodeId(9_000 + i)).await })
+        })
+        .collect();
+    wait_until("ten jobs to queue", || f.state.queued() == 10).await;
+    // The batch in progress is busy for at least this long.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    open.send(()).expect("writer holds the gate");
+    held.await.expect("join").expect("holding job");
+    for j in failing {
+        assert!(j.await.expect("join").is_err(), "no such node");
+    }
+    let after = f.state.batch_counts();
+    assert_eq!(after.jobs - before.jobs, 11, "the holding job and the ten");
+    assert_eq!(
+        after.batches - before.batches,
+        1,
+        "the ten queued behind the holding job run in its batch"
+    );
+    assert!(
+        after.busy - before.busy >= Duration::from_millis(100),
+        "{:?} busy",
+        after.busy - before.busy
+    );
+}
+
 /// Holds the writer on a job that waits for the returned sender, so the
 /// jobs issued meanwhile all land in the batch that job starts.
 async fn hold(
