@@ -26,10 +26,10 @@ impl Core {
     /// Runs `first` and the jobs queued behind it (up to [`MAX_BATCH`]) as
     /// one batch, then answers their callers.
     pub(super) async fn run_batch(&mut self, first: Job, rx: &mut mpsc::Receiver<Job>) {
+        let started = Instant::now();
         // Other replicas' committed changes first, under their shared
         // writer lock (a no-op on SQLite): they are published with this
         // batch whatever becomes of its jobs.
-        let started = Instant::now();
         self.replication_begin().await;
         if let Some(change) = self.job_change.take() {
             self.unpublished.get_or_insert_default().merge(change);
