@@ -124,16 +124,19 @@ impl TestServer {
 
     /// `GET /healthz` status code.
     pub async fn healthz(&self) -> anyhow::Result<u16> {
-        let req = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
-        let (status, _) = raw_http(self.addr, req).await?;
-        Ok(status)
+        Ok(self.get("/healthz").await?.0)
     }
 
     /// `GET /metrics` body.
     pub async fn metrics(&self) -> anyhow::Result<String> {
-        let req = b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
-        let (_, body) = raw_http(self.addr, req).await?;
+        let (_, body) = self.get("/metrics").await?;
         Ok(String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// `GET path` over a fresh HTTP/1.1 connection: status and body.
+    async fn get(&self, path: &str) -> anyhow::Result<(u16, Vec<u8>)> {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+        raw_http(self.addr, req.as_bytes()).await
     }
 }
 
