@@ -29,8 +29,8 @@
 //! streaming its full map again, each node with its id and peer count as
 //! before; streams redial with tailscaled's backoff), CPU of server and
 //! clients in all and per phase (the sum over the cores bounds a phase's
-//! wall time when both share them), and the load average; the last line
-//! is machine-readable (`bench enroll nodes=… policy=… …`).
+//! wall time when both share them), the load average and the CPU model
+//! (`sys::cpu`); the last line is machine-readable (`bench enroll nodes=… policy=… …`).
 
 #[allow(dead_code)]
 #[path = "../../integration/inproc/client.rs"]
@@ -437,7 +437,7 @@ fn report(args: &Args, f: &Figures, streams: usize, client_cpu: Duration) {
          join_p50_ms={:.1} join_p99_ms={:.1} join_max_ms={:.1} restart_s={restart} \
          rss_kib_per_node={per_node:.1} server_cpu_s={:.1} client_cpu_s={:.1} \
          enroll_server_cpu_s={:.1} enroll_client_cpu_s={:.1} restart_server_cpu_s={} \
-         restart_client_cpu_s={} load={load}",
+         restart_client_cpu_s={} load={load} cpu={}",
         args.nodes,
         args.decode.name(),
         f.enroll.as_secs_f64(),
@@ -451,5 +451,6 @@ fn report(args: &Args, f: &Figures, streams: usize, client_cpu: Duration) {
         f.enroll_cpu.1.as_secs_f64(),
         secs(f.restart_cpu.map(|c| c.0)),
         secs(f.restart_cpu.map(|c| c.1)),
+        sys::cpu(),
     );
 }

@@ -52,6 +52,35 @@ pub fn load() -> String {
         .unwrap_or_else(|| "?".into())
 }
 
+/// The CPU the figures were taken on, as one token (`AMD_EPYC/f23m1`):
+/// model name with spaces as `_`, then family and model. The same code ran
+/// at half the speed on two days of this kind of machine (README, "Writes
+/// and enrollment"), so figures are only compared on the same CPU.
+pub fn cpu() -> String {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    cpu_token(&info)
+}
+
+fn cpu_token(cpuinfo: &str) -> String {
+    let field = |name: &str| {
+        cpuinfo
+            .lines()
+            .take_while(|l| !l.trim().is_empty())
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                (k.trim() == name).then(|| v.trim().to_string())
+            })
+    };
+    let model = field("model name").map_or_else(
+        || "?".to_string(),
+        |m| m.split_whitespace().collect::<Vec<_>>().join("_"),
+    );
+    match (field("cpu family"), field("model")) {
+        (Some(f), Some(m)) => format!("{model}/f{f}m{m}"),
+        _ => model,
+    }
+}
+
 /// Makes sure `want` file descriptors can be opened. `unsafe` is forbidden
 /// in this crate, so instead of `setrlimit` the process re-executes itself
 /// once through `sh -c 'ulimit -n …'` when the soft limit is too low.
