@@ -11,4 +11,5 @@ mod incr;
 mod layering;
 mod oidc_groups;
 mod rng;
+mod sources;
 mod validation;

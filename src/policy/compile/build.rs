@@ -64,6 +64,7 @@ impl Inner {
                     groups.push(SrcGroup {
                         node_bits: ax.interner.intern(node_bits),
                         static_set,
+                        danger_all: rule.src.contains(&Alias::DangerAll),
                         set: OnceLock::new(),
                         text: OnceLock::new(),
                     });

@@ -216,8 +216,10 @@ impl Inner {
                 hit = true;
             }
         }
-        if hit {
-            // An empty source set still yields the grant (as Tailscale does).
+        // Sources that match nothing (an empty group) still yield the grant,
+        // with no `SrcIPs`; a grant with no sources written (`"src": []`)
+        // yields none. Both as Tailscale does.
+        if hit && !rule.src.is_empty() {
             let (src, src_text) = if is_self {
                 let (set, text) = self.self_src(ri, d);
                 (Cow::Owned(set), Some(text))

@@ -23,6 +23,9 @@ pub(crate) struct SrcGroup {
     pub node_bits: Arc<Bits>,
     /// Address part (`*`, hosts, prefixes).
     pub static_set: IpSet,
+    /// The selectors include `autogroup:danger-all`: Tailscale writes such
+    /// sources as the one wildcard `*`, not as the two `/0` prefixes.
+    pub danger_all: bool,
     pub set: OnceLock<IpSet>,
     pub text: OnceLock<Arc<Vec<String>>>,
 }
@@ -114,7 +117,14 @@ impl Inner {
     pub(crate) fn src_text(&self, ri: usize) -> Arc<Vec<String>> {
         let g = &self.groups[self.rules[ri].src];
         g.text
-            .get_or_init(|| Arc::new(self.src_set(ri).to_strings()))
+            .get_or_init(|| {
+                let set = self.src_set(ri);
+                if g.danger_all && set.covers(&IpSet::full()) {
+                    Arc::new(vec!["*".to_string()])
+                } else {
+                    Arc::new(set.to_strings())
+                }
+            })
             .clone()
     }
 
