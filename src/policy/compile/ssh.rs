@@ -1,6 +1,7 @@
 //! SSH rules for a destination node (`tailcfg.SSHPolicy`), mirroring what
 //! Tailscale's control plane sends:
-//! - principals are the source nodes' addresses (one `nodeIP` each);
+//! - principals are the source nodes' addresses (one `nodeIP` each; a node
+//!   `autogroup:tagged` selects is listed once per tag, as Tailscale does);
 //! - `users` become `sshUsers`: `root` maps to itself only when listed
 //!   (otherwise `"root": ""`, i.e. "this rule does not grant root"),
 //!   `autogroup:nonroot` is `"*": "="`, other names map to themselves;
@@ -63,9 +64,17 @@ fn check_action() -> SshAction {
 
 /// One principal per address, IPv4 before IPv6, each sorted, no repeats.
 fn principals(addrs: impl IntoIterator<Item = IpAddr>) -> Vec<SshPrincipal> {
+    repeated(addrs, &[])
+}
+
+/// As [`principals`], with `extra` listed once more each: Tailscale lists
+/// a node that `autogroup:tagged` selects once per tag it carries.
+fn repeated(addrs: impl IntoIterator<Item = IpAddr>, extra: &[IpAddr]) -> Vec<SshPrincipal> {
     let mut ips: Vec<IpAddr> = addrs.into_iter().collect();
     ips.sort();
     ips.dedup();
+    ips.extend(extra);
+    ips.sort();
     ips.into_iter()
         .map(|ip| SshPrincipal {
             node_ip: ip.to_string(),
@@ -138,14 +147,24 @@ impl SshIndex {
                     .collect();
                 let mut user_addrs: BTreeMap<u64, Vec<IpAddr>> = BTreeMap::new();
                 let mut tagged = Vec::new();
+                let mut extra = Vec::new();
+                let per_tag = rule.src.contains(&Alias::Tagged);
                 for (n, _) in nodes.iter().zip(&is_src).filter(|(_, s)| **s) {
                     if !n.tags.is_empty() {
                         tagged.extend(node_ips(n));
+                        if per_tag {
+                            for _ in 1..n.tags.len() {
+                                extra.extend(node_ips(n));
+                            }
+                        }
                     } else if let Some(u) = n.user {
                         user_addrs.entry(u).or_default().extend(node_ips(n));
                     }
                 }
-                let all = principals(user_addrs.values().flatten().chain(&tagged).copied());
+                let all = repeated(
+                    user_addrs.values().flatten().chain(&tagged).copied(),
+                    &extra,
+                );
                 let has_localpart = rule.users.iter().any(|u| localpart_domain(u).is_some());
                 Entry {
                     has_self: rule.dst.contains(&Alias::SelfDevices),
@@ -168,7 +187,7 @@ impl SshIndex {
                         .into_iter()
                         .map(|(u, a)| (u, principals(a)))
                         .collect(),
-                    tagged: principals(tagged),
+                    tagged: repeated(tagged, &extra),
                     all,
                     is_src,
                     is_dst,

@@ -1,13 +1,14 @@
-//! How a rule's sources are written into the filter in the edge cases
-//! Tailscale treats specially: a grant with no sources written, one whose
-//! sources match nothing, and `autogroup:danger-all`.
+//! How a rule's sources are written in the edge cases Tailscale treats
+//! specially: a grant with no sources written, one whose sources match
+//! nothing, `autogroup:danger-all`, and SSH principals selected by
+//! `autogroup:tagged`.
 
 use std::net::Ipv4Addr;
 
-use crate::policy::{Policy, TopoNode, TopoUser, Topology};
+use crate::policy::{NodeOutput, Policy, TopoNode, TopoUser, Topology};
 use crate::tailcfg::FilterRule;
 
-/// alice's n1, and n2 tagged `tag:server`.
+/// alice's n1, n2 tagged `tag:server`, n3 tagged `tag:a` and `tag:b`.
 fn topo() -> Topology {
     let node = |id: u64, user: Option<u64>, tags: &[&str]| TopoNode {
         id,
@@ -27,19 +28,39 @@ fn topo() -> Topology {
     };
     Topology::new(
         vec![alice],
-        vec![node(1, Some(1), &[]), node(2, None, &["tag:server"])],
+        vec![
+            node(1, Some(1), &[]),
+            node(2, None, &["tag:server"]),
+            node(3, None, &["tag:a", "tag:b"]),
+        ],
     )
 }
 
-/// The server's (n2) filter under `body`.
-fn server_filter(body: &str) -> Vec<FilterRule> {
+/// The server's (n2) output under `body`.
+fn server(body: &str) -> NodeOutput {
+    let owners = r#"["alice@example.com"]"#;
     let text = format!(
-        r#"{{"tagOwners": {{"tag:server": ["alice@example.com"]}},
+        r#"{{"tagOwners": {{"tag:server": {owners}, "tag:a": {owners}, "tag:b": {owners}}},
             "groups": {{"group:empty": []}}, {body}}}"#
     );
     let p = Policy::parse(&text).expect("policy parses");
-    let c = p.compile(&topo());
-    c.node(2).expect("server").packet_filter.to_vec()
+    p.compile(&topo()).node(2).expect("server")
+}
+
+fn server_filter(body: &str) -> Vec<FilterRule> {
+    server(body).packet_filter.to_vec()
+}
+
+/// The principals of the server's one SSH rule under `body`.
+fn ssh_principals(body: &str) -> Vec<String> {
+    let out = server(body);
+    let rules = &out.ssh_policy.as_ref().expect("ssh policy").rules;
+    assert_eq!(rules.len(), 1, "{rules:?}");
+    rules[0]
+        .principals
+        .iter()
+        .map(|p| p.node_ip.clone())
+        .collect()
 }
 
 #[test]
@@ -90,4 +111,26 @@ fn danger_all_sources_are_written_as_the_wildcard() {
             .src_ips
             .contains(&"fd7a:115c:a1e0::/48".to_string())
     );
+}
+
+#[test]
+fn autogroup_tagged_lists_a_node_once_per_tag_among_ssh_principals() {
+    let ssh = |src: &str| {
+        ssh_principals(&format!(
+            r#""ssh": [{{"action": "accept", "src": [{src}], "dst": ["tag:server"],
+                "users": ["root"]}}]"#
+        ))
+    };
+    let n3 = ["100.64.0.3", "fd7a:115c:a1e0::3"].map(String::from);
+    let count = |p: &[String], ip: &str| p.iter().filter(|x| *x == ip).count();
+    let by_group = ssh(r#""autogroup:tagged""#);
+    for ip in &n3 {
+        assert_eq!(count(&by_group, ip), 2, "{by_group:?}");
+    }
+    // The server itself (one tag) once; alice's untagged n1 not at all.
+    assert_eq!(count(&by_group, "100.64.0.2"), 1, "{by_group:?}");
+    assert_eq!(count(&by_group, "100.64.0.1"), 0, "{by_group:?}");
+    // Named by one of its tags, a node is listed once.
+    let by_tag = ssh(r#""tag:a""#);
+    assert_eq!(by_tag, n3.to_vec());
 }
