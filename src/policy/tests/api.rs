@@ -1,22 +1,10 @@
 //! Unit tests of the public API beyond the conformance cases: services
 //! (`svc:NAME`), `check_tags`, `explain`, `auto_approved_routes`.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
-use crate::policy::{Claimant, Policy, TopoNode, TopoUser, Topology};
-
-fn node(id: u64, user: Option<u64>, tags: &[&str]) -> TopoNode {
-    TopoNode {
-        id,
-        name: format!("n{id}"),
-        hostname: format!("n{id}"),
-        user,
-        tags: tags.iter().map(|t| t.to_string()).collect(),
-        ipv4: Some(Ipv4Addr::new(100, 64, 0, id as u8)),
-        ipv6: Some(format!("fd7a:115c:a1e0::{id}").parse().expect("v6")),
-        ..Default::default()
-    }
-}
+use super::node;
+use crate::policy::{Claimant, Policy, TopoUser, Topology};
 
 /// alice (1) and bob (2); n1 alice, n2 bob, n3 tag:mcp-server,
 /// n4 tag:other, n5 tag:mcp-server.

@@ -2,22 +2,8 @@
 //! ordered `deny` rules (with grants, peers, SSH, `tests`, `explain`),
 //! TailOpsMCP's service syntax, Funnel's node attribute, and `--strict`.
 
-use std::net::Ipv4Addr;
-
-use crate::policy::{Policy, TopoNode, TopoUser, Topology};
-
-fn node(id: u64, user: Option<u64>, tags: &[&str]) -> TopoNode {
-    TopoNode {
-        id,
-        name: format!("n{id}"),
-        hostname: format!("n{id}"),
-        user,
-        tags: tags.iter().map(|t| t.to_string()).collect(),
-        ipv4: Some(Ipv4Addr::new(100, 64, 0, id as u8)),
-        ipv6: Some(format!("fd7a:115c:a1e0::{id}").parse().expect("v6")),
-        ..Default::default()
-    }
-}
+use super::node;
+use crate::policy::{Policy, TopoUser, Topology};
 
 /// alice (group:mcp-users), bob and carol (group:contractors); n1 alice,
 /// n2 bob, n3 the MCP host (100.64.0.3, tag:mcp-host and tag:server), n4

@@ -2,9 +2,8 @@
 //! member `oidc:NAME` holds every user whose OpenID Connect groups claim
 //! had NAME at their last login.
 
-use std::net::Ipv4Addr;
-
-use crate::policy::{Policy, TopoNode, TopoUser, Topology};
+use super::node;
+use crate::policy::{Policy, TopoUser, Topology};
 
 fn topo(alice_groups: &[&str]) -> Topology {
     let user = |id: u64, name: &str, groups: &[&str]| TopoUser {
@@ -12,15 +11,6 @@ fn topo(alice_groups: &[&str]) -> Topology {
         name: name.into(),
         login: format!("{name}@example.com"),
         groups: groups.iter().map(|g| g.to_string()).collect(),
-    };
-    let node = |id: u64, user: Option<u64>, tags: &[&str]| TopoNode {
-        id,
-        name: format!("n{id}"),
-        hostname: format!("n{id}"),
-        user,
-        tags: tags.iter().map(|t| t.to_string()).collect(),
-        ipv4: Some(Ipv4Addr::new(100, 64, 0, id as u8)),
-        ..Default::default()
     };
     Topology::new(
         vec![

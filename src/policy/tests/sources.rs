@@ -3,23 +3,12 @@
 //! nothing, `autogroup:danger-all`, and SSH principals selected by
 //! `autogroup:tagged`.
 
-use std::net::Ipv4Addr;
-
-use crate::policy::{NodeOutput, Policy, TopoNode, TopoUser, Topology};
+use super::node;
+use crate::policy::{NodeOutput, Policy, TopoUser, Topology};
 use crate::tailcfg::FilterRule;
 
 /// alice's n1, n2 tagged `tag:server`, n3 tagged `tag:a` and `tag:b`.
 fn topo() -> Topology {
-    let node = |id: u64, user: Option<u64>, tags: &[&str]| TopoNode {
-        id,
-        name: format!("n{id}"),
-        hostname: format!("n{id}"),
-        user,
-        tags: tags.iter().map(|t| t.to_string()).collect(),
-        ipv4: Some(Ipv4Addr::new(100, 64, 0, id as u8)),
-        ipv6: Some(format!("fd7a:115c:a1e0::{id}").parse().expect("v6")),
-        ..Default::default()
-    };
     let alice = TopoUser {
         id: 1,
         name: "alice".into(),
