@@ -58,13 +58,9 @@ pub fn load() -> String {
 /// and enrollment"), so figures are only compared on the same CPU.
 pub fn cpu() -> String {
     let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    cpu_token(&info)
-}
-
-fn cpu_token(cpuinfo: &str) -> String {
+    // The first processor's block: every core of these machines is alike.
     let field = |name: &str| {
-        cpuinfo
-            .lines()
+        info.lines()
             .take_while(|l| !l.trim().is_empty())
             .find_map(|l| {
                 let (k, v) = l.split_once(':')?;
