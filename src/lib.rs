@@ -25,25 +25,47 @@
 //!   prove, and its live ACME DNS-01 challenges).
 //! - `http`: the public listener, errors, metrics; `app`: wiring.
 
-pub mod admin;
-pub mod api;
-pub mod app;
-pub mod auth;
-pub mod certs;
-pub mod cli;
-pub mod clock;
-pub mod config;
-pub mod control;
-pub mod db;
-pub mod derp;
-pub mod dns;
-pub mod http;
-pub mod import;
-pub mod limits;
-pub mod mapper;
-pub mod noise;
 pub mod policy;
-pub mod state;
 pub mod tailcfg;
 pub mod types;
+
+// Everything that serves: without the `server` feature (on by default) the
+// library is the three modules above, which is all the fuzz target needs.
+#[cfg(feature = "server")]
+pub mod admin;
+#[cfg(feature = "server")]
+pub mod api;
+#[cfg(feature = "server")]
+pub mod app;
+#[cfg(feature = "server")]
+pub mod auth;
+#[cfg(feature = "server")]
+pub mod certs;
+#[cfg(feature = "server")]
+pub mod cli;
+#[cfg(feature = "server")]
+pub mod clock;
+#[cfg(feature = "server")]
+pub mod config;
+#[cfg(feature = "server")]
+pub mod control;
+#[cfg(feature = "server")]
+pub mod db;
+#[cfg(feature = "server")]
+pub mod derp;
+#[cfg(feature = "server")]
+pub mod dns;
+#[cfg(feature = "server")]
+pub mod http;
+#[cfg(feature = "server")]
+pub mod import;
+#[cfg(feature = "server")]
+pub mod limits;
+#[cfg(feature = "server")]
+pub mod mapper;
+#[cfg(feature = "server")]
+pub mod noise;
+#[cfg(feature = "server")]
+pub mod state;
+#[cfg(feature = "server")]
 pub mod whois;
