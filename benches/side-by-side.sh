@@ -10,8 +10,8 @@
 #
 # Servers: SIDE_BY_SIDE_SERVERS, default "clawscale,rscale" (clawscale on
 # PostgreSQL, as rscale; "clawscale-sqlite" is clawscale on SQLite). rscale
-# is never built here: RSCALE_BIN names a binary you built (README,
-# Performance). Needs root, iproute2, psql, CLAWSCALE_TEST_POSTGRES_URL (a
+# is never built here: RSCALE_BIN names a binary you built (docs/performance.md,
+# "Side by side"). Needs root, iproute2, psql, CLAWSCALE_TEST_POSTGRES_URL (a
 # unix-socket URL) and the clients `.ci/run --setup-only` provisions.
 set -eu
 cd "$(dirname "$0")/.."
@@ -22,8 +22,8 @@ for s in $(echo "$servers" | tr ',' ' '); do
     rscale)
         needs_pg=1
         if [ -z "${RSCALE_BIN:-}" ]; then
-            echo "side-by-side: RSCALE_BIN is not set; build rscale 0.1.0 (see README," >&2
-            echo "Performance) and point RSCALE_BIN at it, or set SIDE_BY_SIDE_SERVERS=clawscale" >&2
+            echo "side-by-side: RSCALE_BIN is not set; build rscale 0.1.0 (see docs/performance.md," >&2
+            echo "\"Side by side\") and point RSCALE_BIN at it, or set SIDE_BY_SIDE_SERVERS=clawscale" >&2
             exit 2
         fi
         ;;

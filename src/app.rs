@@ -349,8 +349,9 @@ fn raise_open_file_limit() {
 /// allocates constantly; with huge pages each page touched again after
 /// that was a 2 MiB page for the kernel to clear (9 % of the server's CPU
 /// in the 10,000-node enrollment bench, and 12 % less CPU without them:
-/// README, "Writes and enrollment"). Memory use did not change. Public for
-/// the enrollment bench, whose server process must match this one.
+/// docs/performance.md, "Writes and enrollment"). Memory use did not
+/// change. Public for the enrollment bench, whose server process must match
+/// this one.
 pub fn avoid_huge_pages() {
     if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {
         tracing::warn!(error = %e, "cannot turn transparent huge pages off");

@@ -54,8 +54,9 @@ pub fn load() -> String {
 
 /// The CPU the figures were taken on, as one token (`AMD_EPYC/f23m1`):
 /// model name with spaces as `_`, then family and model. The same code ran
-/// at half the speed on two days of this kind of machine (README, "Writes
-/// and enrollment"), so figures are only compared on the same CPU.
+/// at half the speed on two days of this kind of machine
+/// (docs/performance.md, "Writes and enrollment"), so figures are only
+/// compared on the same CPU.
 pub fn cpu() -> String {
     let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     // The first processor's block: every core of these machines is alike.

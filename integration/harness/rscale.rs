@@ -199,8 +199,8 @@ impl Drop for Rscale {
 pub fn binary() -> PathBuf {
     let Some(path) = std::env::var_os(BIN_ENV).filter(|p| !p.is_empty()) else {
         panic!(
-            "{BIN_ENV} is not set: point it at an rscale executable (README, Performance: \
-             how to build rscale 0.1.0), or leave rscale out of SIDE_BY_SIDE_SERVERS"
+            "{BIN_ENV} is not set: point it at an rscale executable (docs/performance.md, \
+             \"Side by side\": how to build rscale 0.1.0), or leave rscale out of SIDE_BY_SIDE_SERVERS"
         );
     };
     let path = PathBuf::from(path);

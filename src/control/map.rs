@@ -187,9 +187,9 @@ async fn run_stream(
 /// (endpoints) and its stream (presence). Sent at once, a join cost each
 /// peer two frames, the new peer and then its coming online; 10,000 team
 /// enrollments sent 1.2 million delta frames, with this 0.7 million
-/// (README, "Writes and enrollment"). Under that load the map request
-/// and stream mostly land 120–150 ms after the registration, and 120 ms
-/// here sent as many frames: the rest are that second frame.
+/// (docs/performance.md, "Writes and enrollment"). Under that load the
+/// map request and stream mostly land 120–150 ms after the registration,
+/// and 120 ms here sent as many frames: the rest are that second frame.
 const SETTLE: Duration = Duration::from_millis(50);
 
 /// When a stream sends what its mailbox holds, the first of it noticed at
