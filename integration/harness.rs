@@ -27,6 +27,7 @@ pub mod listener;
 pub mod loopback;
 pub mod mcp;
 pub mod netns;
+pub mod nginx;
 pub mod pebble;
 pub mod pg_server;
 pub mod postgres;

@@ -22,6 +22,7 @@ mod haroutes;
 mod import;
 mod limits;
 mod login;
+mod nginx;
 mod oidc;
 mod policy;
 mod replicas;
