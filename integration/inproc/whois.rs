@@ -566,3 +566,4 @@ async fn idle_whois_connections_are_closed() -> anyhow::Result<()> {
 }
 
 mod methods;
+mod paths;

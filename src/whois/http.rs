@@ -64,6 +64,8 @@ pub fn router(svc: Arc<Service>) -> Router {
     Router::new()
         .route("/api/v1/whois", any(public))
         .route("/api/v1/authorize", any(public))
+        .route("/api/v1/authorize/", any(public))
+        .route("/api/v1/authorize/{*original}", any(public))
         .with_state(ctx)
 }
 
@@ -169,6 +171,10 @@ impl Ctx {
         match path {
             "/api/v1/whois" => Some(Endpoint::Whois),
             "/api/v1/authorize" => Some(Endpoint::Authorize),
+            // Envoy's HTTP ext_authz (and gateways built on it) appends the
+            // original request's path to its `path_prefix`; what follows
+            // the prefix changes nothing about the answer.
+            p if p.starts_with("/api/v1/authorize/") => Some(Endpoint::Authorize),
             "/localapi/v0/whois" if self.via != Via::Public => Some(Endpoint::Whois),
             _ => None,
         }
