@@ -22,12 +22,12 @@
 
 pub mod bins;
 pub mod certs;
+pub mod gates;
 pub mod gateway;
 pub mod listener;
 pub mod loopback;
 pub mod mcp;
 pub mod netns;
-pub mod nginx;
 pub mod pebble;
 pub mod pg_server;
 pub mod postgres;

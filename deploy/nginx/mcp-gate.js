@@ -5,7 +5,7 @@
 // asks clawscale (`/_clawscale_authorize`, see mcp-gateway.conf) whether
 // the caller may use that tool, and only then hands the request to the MCP
 // server, with the identity clawscale answered. docs/gateway.md explains
-// the whole set-up; integration/nginx.rs runs it with real clients.
+// the whole set-up; integration/gates.rs runs it with real clients.
 
 // clawscale's identity headers, and the js_var each travels in to the
 // location that proxies to the MCP server.

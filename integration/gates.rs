@@ -1,13 +1,14 @@
-//! nginx as the MCP gateway: the shipped `deploy/nginx` config and njs gate
+//! The shipped MCP gates as the gateway: nginx with its njs gate
+//! (`deploy/nginx/`) and HAProxy with its Lua gate (`deploy/haproxy/`), each
 //! in front of `@modelcontextprotocol/server-everything`, asking clawscale's
 //! `/api/v1/authorize` for every request, with genuine tailscaled 1.96.4
 //! clients in test-made namespaces (the same tailnet and policy as the
 //! Caddy test in `gateway.rs`).
 //!
-//! The gateway host's tailscaled uses a TUN device, so nginx sees each
+//! The gateway host's tailscaled uses a TUN device, so the proxy sees each
 //! caller's tailnet address and sends it as `X-Forwarded-For` from the
-//! trusted gateway host. The gate reads the JSON-RPC body with a JSON
-//! parser, so unlike the Caddy regex it decides on the same tool the MCP
+//! trusted gateway host. Both gates read the JSON-RPC body with a JSON
+//! parser, so unlike the Caddy regex they decide on the same tool the MCP
 //! server will call: a body naming a tool twice is judged by the last name,
 //! as the server reads it, instead of being refused.
 
@@ -18,14 +19,23 @@ use crate::gateway::{
     assert_caller_identity, assert_common_replies, assert_member_refused, assert_reached,
     await_mcp_session, common_steps, create_api_key, ipv4, step, text_result,
 };
+use crate::harness::gates::{Gate, GateConfig};
 use crate::harness::mcp::{McpServer, McpStep, mcp_exchange};
-use crate::harness::nginx::{Nginx, NginxGateway};
 use crate::harness::{
     CONTROL_PORT, ClientVersion, Tailscaled, TailscaledOptions, Topology, skip_real_clients,
 };
 
 #[test]
 fn nginx_njs_gate_passes_mcp_tools_by_tailnet_identity() {
+    gate_passes_mcp_tools_by_tailnet_identity(Gate::Nginx);
+}
+
+#[test]
+fn haproxy_lua_gate_passes_mcp_tools_by_tailnet_identity() {
+    gate_passes_mcp_tools_by_tailnet_identity(Gate::Haproxy);
+}
+
+fn gate_passes_mcp_tools_by_tailnet_identity(gate: Gate) {
     if skip_real_clients() {
         return;
     }
@@ -43,9 +53,9 @@ fn nginx_njs_gate_passes_mcp_tools_by_tailnet_identity() {
             ..TailscaledOptions::default()
         },
     );
-    let _nginx = Nginx::start(
+    let _gate = gate.start(
         topo.host(2),
-        &NginxGateway {
+        &GateConfig {
             clawscale_url: format!("http://{}:{CONTROL_PORT}", topo.hub_ip()),
             api_key,
             mcp_upstream: format!("127.0.0.1:{MCP_PORT}"),
@@ -71,14 +81,14 @@ fn nginx_njs_gate_passes_mcp_tools_by_tailnet_identity() {
     });
     let gw_ip = ipv4(&gateway);
     eprintln!(
-        "gateway {gw_ip} (tun), tagged client {}, member {}",
+        "{gate:?} gateway {gw_ip} (tun), tagged client {}, member {}",
         ipv4(&client),
         ipv4(&member)
     );
 
     await_mcp_session(&client, &gw_ip);
 
-    // A forged source names no node here: nginx must not pass it on.
+    // A forged source names no node here: the gate must not pass it on.
     let mut steps = common_steps("100.64.0.99");
     steps.extend([
         // Two names: the last one counts, for the gate as for the
