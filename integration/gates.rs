@@ -14,13 +14,15 @@
 
 use std::thread;
 
+use serde_json::json;
+
 use crate::gateway::{
     CLIENT_NAME, GATEWAY_NAME, GATEWAY_PORT, GatewayTailnet, MCP_PORT, MEMBER_NAME,
     assert_caller_identity, assert_common_replies, assert_member_refused, assert_reached,
     await_mcp_session, common_steps, create_api_key, ipv4, step, text_result,
 };
 use crate::harness::gates::{Gate, GateConfig};
-use crate::harness::mcp::{McpServer, McpStep, mcp_exchange};
+use crate::harness::mcp::{McpServer, McpStep, mcp_exchange, tools_call};
 use crate::harness::{
     CONTROL_PORT, ClientVersion, Tailscaled, TailscaledOptions, Topology, skip_real_clients,
 };
@@ -119,6 +121,12 @@ fn gate_passes_mcp_tools_by_tailnet_identity(gate: Gate) {
             ),
             "batch",
         ),
+        // More than either gate reads at once (nginx 1 MiB, HAProxy's
+        // buffer 256 KiB): refused whole, never judged on a part.
+        step(
+            tools_call(11, "echo", json!({"message": "x".repeat(1_200_000)})),
+            "too-large",
+        ),
     ]);
     let replies = mcp_exchange(&client, &gw_ip, GATEWAY_PORT, &steps);
     assert_common_replies(&replies);
@@ -129,6 +137,20 @@ fn gate_passes_mcp_tools_by_tailnet_identity(gate: Gate) {
     assert_eq!(text_result(by(8)), "Echo: last", "{}", show());
     assert_eq!(by(9).status, 403, "escaped key: {}", show());
     assert_eq!(by(10).status, 400, "batch: {}", show());
+    // nginx reads and drops the rest of the body and answers 413. HAProxy
+    // answers 413 as soon as its buffer is full and closes, so a client
+    // still sending may see the connection reset instead of the answer.
+    let too_large = by(11);
+    assert!(
+        too_large.status == 413
+            || (too_large.status == 0
+                && ["RemoteDisconnected", "ConnectionReset", "BrokenPipe"]
+                    .iter()
+                    .any(|e| too_large.body.contains(e))),
+        "too large: {} {}",
+        too_large.status,
+        too_large.body
+    );
 
     assert_member_refused(&member, &gw_ip);
 
@@ -142,6 +164,7 @@ fn gate_passes_mcp_tools_by_tailnet_identity(gate: Gate) {
             "dup-name",
             "escaped",
             "batch",
+            "too-large",
             "member-echo",
         ],
     );

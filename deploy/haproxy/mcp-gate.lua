@@ -3,7 +3,8 @@
 -- is in the request body, so this action reads the JSON-RPC body itself,
 -- asks clawscale's /api/v1/authorize whether the caller may use that tool,
 -- and sets the caller's identity headers from clawscale's answer. It
--- leaves its verdict in txn.mcp_gate ("ok", "bad", "denied" or "error");
+-- leaves its verdict in txn.mcp_gate ("ok", "bad", "too_large", "denied"
+-- or "error");
 -- mcp-gateway.cfg turns every verdict but "ok" into a refusal.
 -- docs/gateway.md explains the set-up; integration/gates.rs runs it with
 -- real clients.
@@ -64,7 +65,16 @@ local function gate(txn, url, key)
   end
   txn.http:req_del_header("X-MCP-Tool")
 
-  local tool, reason = tool_of(txn.sf:req_body())
+  local body = txn.sf:req_body() or ""
+  -- HAProxy buffers at most tune.bufsize of the body; a longer one would
+  -- be judged on a part, so it is refused.
+  local declared = tonumber(txn.f:req_hdr("content-length") or "")
+  if declared ~= nil and declared > #body then
+    txn:set_var("txn.mcp_gate", "too_large")
+    txn:set_var("txn.mcp_gate_reason", "the body is larger than the gate reads")
+    return
+  end
+  local tool, reason = tool_of(body)
   if tool == nil then
     txn:set_var("txn.mcp_gate", "bad")
     txn:set_var("txn.mcp_gate_reason", reason)

@@ -55,7 +55,7 @@ http.Server.prototype.emit = function (event, req) {
 /// (JSON). Prints one JSON array of replies.
 const CLIENT_SCRIPT: &str = r#"
 import http.client, json, socket, subprocess, sys
-ts, sock, ip, port, steps = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], json.loads(sys.argv[5])
+ts, sock, ip, port, steps = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], json.load(open(sys.argv[5]))
 session = None
 replies = []
 for step in steps:
@@ -192,6 +192,10 @@ pub fn mcp_exchange(client: &Tailscaled, ip: &str, port: u16, steps: &[McpStep])
             json!({"body": s.body, "headers": headers, "session": s.session})
         })
         .collect();
+    // In a file, not an argument: a step's body may be larger than the
+    // kernel takes on a command line.
+    let steps_file = tempfile::NamedTempFile::new_in(client.state_dir()).expect("steps file");
+    std::fs::write(steps_file.path(), Value::Array(steps_json).to_string()).expect("write steps");
     let mut cmd = client.netns().command("python3");
     cmd.env_clear()
         .env("PATH", CLEAN_PATH)
@@ -201,7 +205,7 @@ pub fn mcp_exchange(client: &Tailscaled, ip: &str, port: u16, steps: &[McpStep])
         .arg(&socket)
         .arg(ip)
         .arg(port.to_string())
-        .arg(Value::Array(steps_json).to_string());
+        .arg(steps_file.path());
     let out = run(&mut cmd, Duration::from_secs(30 + 25 * steps.len() as u64));
     if !out.success() {
         panic!("MCP client in {} failed:\n{out}", client.name());
