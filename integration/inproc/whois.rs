@@ -3,7 +3,8 @@
 //! the whois TCP listener and the public port (API key required), forged
 //! `X-Forwarded-For` from an untrusted peer, joins, tag changes, policy
 //! reloads, deletions and key expiry showing within a second, and idle
-//! connections being closed; `methods`: any method gets the answer.
+//! connections being closed; `methods`: any method gets the answer;
+//! `paths`: authorize below its path, as Envoy asks.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -11,7 +12,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use clawscale::config::PolicyMode;
 use clawscale::state::ApiKeyRef;
 use clawscale::types::{NodeId, Scope, UserId};
 use serde_json::Value;
@@ -174,65 +174,46 @@ where
 
 #[tokio::test]
 async fn whois_and_authorize_end_to_end() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let sock: PathBuf = dir.path().join("whois.sock");
-    let audit = dir.path().join("audit/authorize.jsonl");
-    let mut cfg = config(dir.path(), &Store::Sqlite);
-    cfg.policy.mode = PolicyMode::Database;
-    cfg.whois.unix_socket = Some(sock.clone());
-    cfg.whois.listen_addr = Some("127.0.0.1:0".parse()?);
-    cfg.whois.gateway = Some("gw".into());
-    // 127.0.0.2 is the "proxy"; requests from 127.0.0.1 are not trusted.
-    cfg.whois.trusted_proxies = vec!["127.0.0.2/32".parse()?];
-    cfg.whois.audit_log = Some(audit.clone());
-    let srv = TestServer::start_with(cfg).await?;
-    let tcp_addr = srv.whois.tcp.context("whois TCP listener bound")?;
+    let l = Listeners::start_with(|cfg, dir| {
+        cfg.whois.audit_log = Some(dir.join("audit/authorize.jsonl"));
+    })
+    .await?;
+    let audit = l.dir.path().join("audit/authorize.jsonl");
+    let (srv, sock, tcp_addr, alpha) = (&l.srv, &l.sock, l.tcp, l.alpha);
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&sock)?.permissions().mode() & 0o777;
+        let mode = std::fs::metadata(sock)?.permissions().mode() & 0o777;
         assert_eq!(mode, 0o660, "whois socket mode");
     }
-    srv.state.set_policy(POLICY.into()).await?;
-    let alice = srv.create_user("alice").await?;
-    let alpha = join(&srv, "alpha", alice, &[]).await?;
-    let _gw = join(&srv, "gw", alice, &["tag:gw"]).await?;
-    let bot = join(&srv, "bot", alice, &["tag:bot"]).await?;
+    let bot = join(srv, "bot", l.alice, &["tag:bot"]).await?;
 
     // LocalAPI path on the unix socket: no key, tailscaled's shape.
-    let r = unix(
-        &sock,
-        &format!("/localapi/v0/whois?addr={alpha}:41234"),
-        &[],
-    )
-    .await?;
+    let r = unix(sock, &format!("/localapi/v0/whois?addr={alpha}:41234"), &[]).await?;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.headers["content-type"], "application/json");
     let v = r.json();
     assert_eq!(v["Node"]["Name"], "alpha.clawql.local.");
-    assert_eq!(
-        v["Node"]["StableID"],
-        format!("n{}", node_id(&srv, alpha).0)
-    );
+    assert_eq!(v["Node"]["StableID"], format!("n{}", node_id(srv, alpha).0));
     assert_eq!(v["UserProfile"]["LoginName"], "alice@example.com");
     assert_eq!(v["CapMap"]["clawql.dev/cap/mcp"][0]["tools"][0], "search_*");
     // Tagged caller: tagged-devices profile, identity in Tags.
-    let v = unix(&sock, &format!("/localapi/v0/whois?addr={bot}"), &[])
+    let v = unix(sock, &format!("/localapi/v0/whois?addr={bot}"), &[])
         .await?
         .json();
     assert_eq!(v["UserProfile"]["LoginName"], "tagged-devices");
     assert_eq!(v["Node"]["Tags"], serde_json::json!(["tag:bot"]));
     // Per destination: towards alpha nobody has caps.
     let v = unix(
-        &sock,
+        sock,
         &format!("/localapi/v0/whois?addr={bot}&dst=alpha"),
         &[],
     )
     .await?
     .json();
     assert!(v.get("CapMap").is_none(), "{v}");
-    let r = unix(&sock, "/localapi/v0/whois?addr=100.64.99.99:1", &[]).await?;
+    let r = unix(sock, "/localapi/v0/whois?addr=100.64.99.99:1", &[]).await?;
     assert_eq!((r.status, r.text().trim()), (404, "no match for IP:port"));
-    let r = unix(&sock, "/localapi/v0/whois", &[]).await?;
+    let r = unix(sock, "/localapi/v0/whois", &[]).await?;
     assert_eq!(
         (r.status, r.text().trim()),
         (400, "missing 'addr' parameter")
@@ -241,21 +222,21 @@ async fn whois_and_authorize_end_to_end() -> anyhow::Result<()> {
     // (Go's url.Values.Get). Other paths are not found; every method gets
     // the answer (see `every_method_gets_the_answer`).
     let r = unix(
-        &sock,
+        sock,
         &format!("/localapi/v0/whois?x=1&addr={alpha}%3A41234&addr=100.64.99.99"),
         &[],
     )
     .await?;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["Node"]["Name"], "alpha.clawql.local.");
-    assert_eq!(unix(&sock, "/localapi/v0/status", &[]).await?.status, 404);
+    assert_eq!(unix(sock, "/localapi/v0/status", &[]).await?.status, 404);
     let path = format!("/localapi/v0/whois?addr={alpha}");
     let r = exchange(UnixStream::connect(&sock).await?, "HEAD", &path, &[]).await?;
     assert_eq!((r.status, r.body.len()), (200, 0));
 
     // TCP listener and public port need a key of scope whois (or admin).
-    let (_, key) = srv.state.create_api_key(Scope::Whois, None).await?;
-    let bearer = format!("Bearer {key}");
+    let key = &l.key;
+    let bearer = l.bearer();
     let auth = [("Authorization", bearer.as_str())];
     let path = format!("/localapi/v0/whois?addr={alpha}");
     assert_eq!(tcp(tcp_addr, "127.0.0.1", &path, &[]).await?.status, 401);
@@ -327,7 +308,7 @@ async fn whois_and_authorize_end_to_end() -> anyhow::Result<()> {
     assert!(forged.text().contains("not a node"), "{}", forged.text());
     // Unix socket clients are trusted proxies and need no key.
     let r = unix(
-        &sock,
+        sock,
         "/api/v1/authorize",
         &[
             ("X-Forwarded-For", &bot.to_string()),
@@ -341,7 +322,7 @@ async fn whois_and_authorize_end_to_end() -> anyhow::Result<()> {
 
     // Changes show within a second. A policy reload takes alice's grant:
     srv.state.set_policy(POLICY_NO_ALICE.into()).await?;
-    let (s, x): (&Path, &str) = (&sock, &xff);
+    let (s, x): (&Path, &str) = (sock, &xff);
     within("policy reload", move || async move {
         let h = [("X-Forwarded-For", x), ("X-MCP-Tool", "search_web")];
         Ok(unix(s, "/api/v1/authorize", &h).await?.status == 403)
@@ -349,7 +330,7 @@ async fn whois_and_authorize_end_to_end() -> anyhow::Result<()> {
     .await?;
     // A tag change:
     srv.state
-        .set_tags(node_id(&srv, alpha), vec!["tag:bot".into()])
+        .set_tags(node_id(srv, alpha), vec!["tag:bot".into()])
         .await?;
     within("tag change", move || async move {
         let v = unix(s, &format!("/localapi/v0/whois?addr={alpha}"), &[])
@@ -360,7 +341,7 @@ async fn whois_and_authorize_end_to_end() -> anyhow::Result<()> {
     })
     .await?;
     // A join:
-    let late = join(&srv, "late", alice, &[]).await?;
+    let late = join(srv, "late", l.alice, &[]).await?;
     within("join", move || async move {
         Ok(unix(s, &format!("/localapi/v0/whois?addr={late}"), &[])
             .await?
@@ -369,7 +350,7 @@ async fn whois_and_authorize_end_to_end() -> anyhow::Result<()> {
     })
     .await?;
     // A deletion:
-    srv.state.delete_node(node_id(&srv, alpha)).await?;
+    srv.state.delete_node(node_id(srv, alpha)).await?;
     within("deletion", move || async move {
         Ok(unix(s, &format!("/localapi/v0/whois?addr={alpha}"), &[])
             .await?
@@ -443,7 +424,7 @@ async fn whois_and_authorize_end_to_end() -> anyhow::Result<()> {
         lines[2]["src"], "127.0.0.1",
         "forged header not logged as identity"
     );
-    srv.stop().await;
+    l.srv.stop().await;
     Ok(())
 }
 
@@ -565,5 +546,8 @@ async fn idle_whois_connections_are_closed() -> anyhow::Result<()> {
     Ok(())
 }
 
+mod listeners;
 mod methods;
 mod paths;
+
+use listeners::Listeners;

@@ -1,36 +1,18 @@
 //! Any method gets the whois and authorize answers, as from tailscaled's
 //! LocalAPI whois.
 
-use std::path::PathBuf;
-
-use anyhow::Context;
-use clawscale::config::PolicyMode;
-use clawscale::types::Scope;
 use tokio::net::{TcpStream, UnixStream};
 
-use super::{POLICY, exchange_with_body, join};
-use crate::server::{Store, TestServer, config};
+use super::{Listeners, exchange_with_body};
 
 /// As tailscaled's LocalAPI whois, any method gets the same answer and a
 /// body is ignored: agentgateway's extAuthz forwards the client's own method
 /// (an MCP call is a POST) to the whois call.
 #[tokio::test]
 async fn every_method_gets_the_answer() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let sock: PathBuf = dir.path().join("whois.sock");
-    let mut cfg = config(dir.path(), &Store::Sqlite);
-    cfg.policy.mode = PolicyMode::Database;
-    cfg.whois.unix_socket = Some(sock.clone());
-    cfg.whois.listen_addr = Some("127.0.0.1:0".parse()?);
-    cfg.whois.gateway = Some("gw".into());
-    let srv = TestServer::start_with(cfg).await?;
-    let tcp_addr = srv.whois.tcp.context("whois TCP listener bound")?;
-    srv.state.set_policy(POLICY.into()).await?;
-    let alice = srv.create_user("alice").await?;
-    let alpha = join(&srv, "alpha", alice, &[]).await?;
-    let _gw = join(&srv, "gw", alice, &["tag:gw"]).await?;
-    let (_, key) = srv.state.create_api_key(Scope::Whois, None).await?;
-    let bearer = format!("Bearer {key}");
+    let l = Listeners::start().await?;
+    let (srv, sock, tcp_addr, alpha) = (&l.srv, &l.sock, l.tcp, l.alpha);
+    let bearer = l.bearer();
     let auth = [("Authorization", bearer.as_str())];
     let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search_web"}}"#;
     let localapi = format!("/localapi/v0/whois?addr={alpha}:41234");
