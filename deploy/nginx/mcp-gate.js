@@ -69,4 +69,4 @@ async function gate(r) {
   r.internalRedirect('@clawscale_mcp');
 }
 
-export default {gate, toolOf};
+export default {gate};
