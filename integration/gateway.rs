@@ -38,7 +38,7 @@ use crate::harness::{
     ClientVersion, Db, KeyOptions, Server, Tailscaled, Topology, skip_real_clients, wait_for,
 };
 
-pub(crate) const JOIN: Duration = Duration::from_secs(90);
+const JOIN: Duration = Duration::from_secs(90);
 pub(crate) const GATEWAY_PORT: u16 = 80;
 pub(crate) const MCP_PORT: u16 = 3001;
 const STUB_PORT: u16 = 9099;
@@ -46,7 +46,7 @@ pub(crate) const GATEWAY_NAME: &str = "mcp-gateway";
 pub(crate) const CLIENT_NAME: &str = "mcp-client";
 pub(crate) const MEMBER_NAME: &str = "bob-laptop";
 
-pub(crate) fn policy() -> String {
+fn policy() -> String {
     r#"// gateway e2e policy
 {
   "tagOwners": {
