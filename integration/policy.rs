@@ -29,12 +29,20 @@ const DENIED_PORT: u16 = 8080;
 
 /// tag:mcp-client and group:mcp-users (alice, and bob once `bob_allowed`)
 /// may reach svc:mcp on 443; the group's members also get MCP tool caps.
+/// The rule also names 24 addresses of no node, so that the server's
+/// filter rule has more sources than one chunk takes and reaches its
+/// client as runs (`mapper/build/filter.rs`): alice's access comes from
+/// a full map's runs, bob's from a delta's.
 fn policy(bob_allowed: bool) -> String {
     let members = if bob_allowed {
         r#"["alice@example.com", "bob@example.com"]"#
     } else {
         r#"["alice@example.com"]"#
     };
+    let others: Vec<String> = (0..24)
+        .map(|i| format!(r#""10.77.{i}.{}""#, 2 * i + 1))
+        .collect();
+    let others = others.join(", ");
     format!(
         r#"// test policy (HuJSON: comments and trailing commas)
 {{
@@ -49,7 +57,7 @@ fn policy(bob_allowed: bool) -> String {
     "svc:mcp": {{"hosts": ["tag:mcp-server"], "ports": ["tcp:{ALLOWED_PORT}"]}},
   }},
   "acls": [
-    {{"action": "accept", "src": ["tag:mcp-client", "group:mcp-users"], "dst": ["svc:mcp:{ALLOWED_PORT}"]}},
+    {{"action": "accept", "src": ["tag:mcp-client", "group:mcp-users", {others}], "dst": ["svc:mcp:{ALLOWED_PORT}"]}},
   ],
   "grants": [
     // MCP tool capabilities: sent to the server's tailscaled as CapGrant.

@@ -14,6 +14,7 @@ use std::sync::{Arc, Weak};
 
 use chrono::{DateTime, SubsecRound, Utc};
 
+mod filter;
 mod peers;
 mod wire;
 
@@ -172,7 +173,7 @@ pub fn build_full(
         dns_config: Some(dns_now(world, me, sent, true).unwrap_or_default()),
         domain: settings.domain.clone(),
         collect_services: Some(false),
-        packet_filters: Some(filters(&view.filter)),
+        packet_filters: Some(filter::full(&view.filter)),
         ssh_policy: Some(view.ssh.clone().unwrap_or_default()),
         user_profiles,
         control_time: Some(control_time(now)),
@@ -236,8 +237,17 @@ pub fn build_delta(
     if let Some(v) = &view
         && policy_moved
     {
-        if sent.filter.as_ref() != Some(&v.filter) {
-            resp.packet_filters = Some(filters(&v.filter));
+        // Only the chunks that changed (`filter`); an unchanged filter is
+        // mostly the same `Arc`, shared with the compiled policy.
+        if !sent
+            .filter
+            .as_ref()
+            .is_some_and(|f| Arc::ptr_eq(f, &v.filter))
+        {
+            resp.packet_filters = match &sent.filter {
+                Some(old) => filter::delta(old, &v.filter),
+                None => Some(filter::full(&v.filter)),
+            };
             sent.filter = Some(v.filter.clone());
         }
         if sent.ssh != v.ssh {
@@ -407,10 +417,6 @@ fn farewell(world: &World, sent: &mut SentState, now: DateTime<Utc>) -> Option<B
         control_time: Some(control_time(now)),
         ..Default::default()
     }))
-}
-
-fn filters(rules: &Arc<Vec<FilterRule>>) -> BTreeMap<String, Vec<FilterRule>> {
-    BTreeMap::from([("base".to_string(), (**rules).clone())])
 }
 
 /// The self node: its CapMap comes from the policy (nodeAttrs), and its

@@ -57,10 +57,12 @@ pub struct MapResponse {
     pub domain: String,
     #[serde(rename = "CollectServices", skip_serializing_if = "Option::is_none")]
     pub collect_services: Option<bool>,
-    /// Named filter chunks; we always use `"base"` so that an empty rule set
-    /// can be said without `PacketFilter: []`'s deny-all ambiguity.
+    /// Named filter chunks (`mapper::build::filter`): a chunk's rules, or
+    /// `null` to delete it; `"*": null` clears them all first. Unlike
+    /// `PacketFilter: []`, which Go's `omitempty` drops, this can say "no
+    /// rules" (deny all inbound).
     #[serde(rename = "PacketFilters", skip_serializing_if = "Option::is_none")]
-    pub packet_filters: Option<BTreeMap<String, Vec<FilterRule>>>,
+    pub packet_filters: Option<BTreeMap<String, Option<Vec<FilterRule>>>>,
     /// Absent = unchanged; `{"rules": []}` = no SSH access.
     #[serde(rename = "SSHPolicy", skip_serializing_if = "Option::is_none")]
     pub ssh_policy: Option<super::SshPolicy>,

@@ -1,7 +1,7 @@
 //! Deltas against full maps: after any sequence of joins, removals, tag,
 //! route, approval and policy changes, a client that applied every delta
-//! holds exactly the peers (with their AllowedIPs and PrimaryRoutes) a
-//! fresh full map would give it. Every change names every node as
+//! holds exactly the peers (with their AllowedIPs and PrimaryRoutes) and
+//! the packet filter chunks a fresh full map would give it. Every change names every node as
 //! policy-moved, so each session takes the policy path of `build_delta`.
 
 use rand::rngs::StdRng;
@@ -9,6 +9,7 @@ use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
 
 use super::{install, node, now, settings, user};
+use crate::mapper::build::filter;
 use crate::mapper::build::{Delta, SentState, build_delta, build_full};
 use crate::state::World;
 use crate::state::change::Change;
@@ -52,8 +53,13 @@ fn world_of(nodes: &BTreeMap<i64, Node>, policy: &str) -> World {
     w
 }
 
-/// What a client holds of its peers: id to (AllowedIPs, PrimaryRoutes).
-type Held = BTreeMap<i64, (Option<Vec<String>>, Vec<String>)>;
+/// What a client holds: its peers, id to (AllowedIPs, PrimaryRoutes), and
+/// its packet filter.
+#[derive(Debug, Default, PartialEq)]
+struct Held {
+    peers: BTreeMap<i64, (Option<Vec<String>>, Vec<String>)>,
+    filter: filter::Held,
+}
 
 fn entry(p: &WireNode) -> (i64, (Option<Vec<String>>, Vec<String>)) {
     (p.id, (p.allowed_ips.clone(), p.primary_routes.clone()))
@@ -61,11 +67,14 @@ fn entry(p: &WireNode) -> (i64, (Option<Vec<String>>, Vec<String>)) {
 
 fn apply(held: &mut Held, r: &MapResponse) {
     if let Some(peers) = &r.peers {
-        *held = peers.iter().map(|p| entry(p)).collect();
+        held.peers = peers.iter().map(|p| entry(p)).collect();
     }
-    held.extend(r.peers_changed.iter().map(|p| entry(p)));
+    held.peers.extend(r.peers_changed.iter().map(|p| entry(p)));
     for id in &r.peers_removed {
-        held.remove(id);
+        held.peers.remove(id);
+    }
+    if let Some(chunks) = &r.packet_filters {
+        held.filter.apply(chunks);
     }
 }
 
@@ -73,7 +82,7 @@ fn apply(held: &mut Held, r: &MapResponse) {
 fn fresh(w: &World, id: i64) -> (SentState, Held) {
     let mut sent = SentState::default();
     let r = build_full(w, NodeId(id), &mut sent, now()).unwrap();
-    let mut held = Held::new();
+    let mut held = Held::default();
     apply(&mut held, &r);
     (sent, held)
 }
@@ -148,6 +157,7 @@ fn deltas_leave_every_client_with_what_a_full_map_gives() {
                     Delta::SelfRemoved(_) => panic!("node {id} is still there"),
                 }
                 routed += held
+                    .peers
                     .values()
                     .filter(|(_, primary)| !primary.is_empty())
                     .count();

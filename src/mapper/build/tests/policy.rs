@@ -8,6 +8,7 @@ use crate::mapper::build::{Delta, SentState, build_delta, build_full};
 use crate::state::World;
 use crate::state::change::Change;
 use crate::state::policy::{PolicyState, accept};
+use crate::tailcfg::{FilterRule, MapResponse};
 use crate::types::NodeId;
 
 /// alice (user 1) may reach tag:srv on 22; bob (user 2) nothing.
@@ -21,6 +22,12 @@ const BOTH_TO_SRV: &str = r#"{
   "tagOwners": {"tag:srv": ["alice@example.com"]},
   "acls": [{"action": "accept", "src": ["alice@example.com", "bob@example.com"], "dst": ["tag:srv:22"]}],
 }"#;
+
+/// The rules a client holds after applying this response's chunks.
+fn held(r: &MapResponse) -> Vec<FilterRule> {
+    let chunks = r.packet_filters.as_ref().expect("packet filters");
+    crate::mapper::build::filter::Held::of(chunks).rules()
+}
 
 fn three() -> World {
     // 1: alice's laptop, 2: bob's laptop, 3: tag:srv
@@ -44,7 +51,7 @@ fn full_map_shows_only_peers_the_policy_connects() {
     assert_eq!(peer_ids(3), vec![1], "the server sees alice, not bob");
 
     let r = build_full(&w, NodeId(3), &mut SentState::default(), now()).unwrap();
-    let rules = &r.packet_filters.unwrap()["base"];
+    let rules = &held(&r);
     assert_eq!(rules.len(), 1, "{rules:?}");
     assert!(rules[0].src_ips.iter().any(|s| s.starts_with("100.64.0.1")));
     assert!(
@@ -55,7 +62,7 @@ fn full_map_shows_only_peers_the_policy_connects() {
     );
     // Alice is no destination: her filter is empty (deny inbound).
     let r = build_full(&w, NodeId(1), &mut SentState::default(), now()).unwrap();
-    assert!(r.packet_filters.unwrap()["base"].is_empty());
+    assert!(held(&r).is_empty());
     assert!(
         r.ssh_policy.is_some(),
         "SSH policy always sent in full maps"
@@ -91,7 +98,7 @@ fn a_policy_change_sends_new_peers_and_filters_only_where_they_changed() {
         r.peers_changed.iter().map(|p| p.id).collect::<Vec<_>>(),
         vec![2]
     );
-    let rules = &r.packet_filters.unwrap()["base"];
+    let rules = &held(&r);
     assert!(
         rules[0].src_ips.iter().any(|s| s.contains("100.64.0.2")),
         "{rules:?}"
