@@ -6,6 +6,7 @@
 //! Usage (release build):
 //!   cargo bench --bench enroll -- [N] [--policy allow-all|team]
 //!       [--compress zstd|none] [--decode full|ids] [--parallel P] [--restart]
+//!       [--host-first]
 //! N defaults to `CLAWSCALE_BENCH_NODES` or 100.
 //! `CLAWSCALE_BENCH_SERVER_WRAP="heaptrack -o /tmp/ht"` runs the server
 //! under a profiler (its RSS and CPU figures then include the profiler's).
@@ -17,7 +18,9 @@
 //!
 //! Policies: `allow-all` (no policy: every node sees every other) and
 //! `team` ([`serve::TEAM_POLICY`]: 100 nodes per user, each sees its team
-//! and the shared `svc:mcp` host). Maps are asked for zstd-compressed, as
+//! and the shared `svc:mcp` host, which enrolls last unless `--host-first`:
+//! then every join also changes the filter of a host already streaming,
+//! as when an MCP server is up before its users join). Maps are asked for zstd-compressed, as
 //! real clients do, unless `--compress none`. Clients decode every map
 //! with `ts_control` unless `--decode ids` (see [`decode`]).
 //!
@@ -83,6 +86,7 @@ struct Args {
     zstd: bool,
     decode: Decode,
     restart: bool,
+    host_first: bool,
     /// `--serve DIR --port P --teams T`: be the server child.
     serve: Option<PathBuf>,
     port: u16,
@@ -100,6 +104,7 @@ fn parse_args() -> anyhow::Result<Args> {
         zstd: true,
         decode: Decode::Full,
         restart: false,
+        host_first: false,
         serve: None,
         port: 0,
         teams: 0,
@@ -133,6 +138,7 @@ fn parse_args() -> anyhow::Result<Args> {
                 }
             }
             "--restart" => a.restart = true,
+            "--host-first" => a.host_first = true,
             "--serve" => a.serve = Some(value()?.into()),
             "--port" => a.port = value()?.parse()?,
             "--teams" => a.teams = value()?.parse()?,
@@ -277,7 +283,13 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     let keys = &server.ready.keys;
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(streams);
-    for idx in 0..streams {
+    // The `svc:mcp` host is node `n`.
+    let order: Vec<usize> = if args.host_first && args.policy == Policy::Team {
+        std::iter::once(n).chain(0..n).collect()
+    } else {
+        (0..streams).collect()
+    };
+    for idx in order {
         let key = match server.ready.mcp_key.as_ref().filter(|_| idx == n) {
             Some(k) => k.clone(),
             None => keys[idx % keys.len()].clone(),
@@ -383,6 +395,11 @@ fn report(args: &Args, f: &Figures, streams: usize, client_cpu: Duration) {
         Policy::Team => "team",
     };
     let compress = if args.zstd { "zstd" } else { "none" };
+    let host = match args.policy {
+        Policy::AllowAll => "-",
+        Policy::Team if args.host_first => "first",
+        Policy::Team => "last",
+    };
     let per_node = f.idle_kib.saturating_sub(f.baseline_kib) as f64 / streams as f64;
     let load = sys::load();
     println!(
@@ -433,7 +450,7 @@ fn report(args: &Args, f: &Figures, streams: usize, client_cpu: Duration) {
         .restart
         .map_or("-".to_string(), |r| format!("{:.2}", r.as_secs_f64()));
     println!(
-        "bench enroll nodes={} policy={policy} compress={compress} decode={} enroll_s={:.2} mesh_s={:.2} \
+        "bench enroll nodes={} policy={policy} host={host} compress={compress} decode={} enroll_s={:.2} mesh_s={:.2} \
          join_p50_ms={:.1} join_p99_ms={:.1} join_max_ms={:.1} restart_s={restart} \
          rss_kib_per_node={per_node:.1} server_cpu_s={:.1} client_cpu_s={:.1} \
          enroll_server_cpu_s={:.1} enroll_client_cpu_s={:.1} restart_server_cpu_s={} \
