@@ -32,7 +32,8 @@
 //! streaming its full map again, each node with its id and peer count as
 //! before; streams redial with tailscaled's backoff), CPU of server and
 //! clients in all and per phase (the sum over the cores bounds a phase's
-//! wall time when both share them), the load average and the CPU model
+//! wall time when both share them), the bytes the server wrote by the end
+//! of enrollment (`wchar`: maps and database), the load average and the CPU model
 //! (`sys::cpu`); the last line is machine-readable (`bench enroll nodes=… policy=… …`).
 
 #[allow(dead_code)]
@@ -249,6 +250,9 @@ struct Figures {
     /// cores, their sum over the core count bounds how fast it can be.
     enroll_cpu: (Duration, Duration),
     restart_cpu: Option<(Duration, Duration)>,
+    /// Bytes the server passed to write-like syscalls by the end of
+    /// enrollment: its maps on the wire, plus its database writes.
+    enroll_wchar: u64,
 }
 
 async fn run(args: &Args) -> anyhow::Result<()> {
@@ -313,6 +317,7 @@ async fn run(args: &Args) -> anyhow::Result<()> {
         .await?;
     f.enroll = started.elapsed();
     f.enroll_cpu = (sys::cpu_time(&pid), sys::cpu_time("self"));
+    f.enroll_wchar = sys::written(&pid);
     eprintln!("enrolled {streams} streams in {:?}", f.enroll);
     let t = Instant::now();
     tally
@@ -441,6 +446,8 @@ fn report(args: &Args, f: &Figures, streams: usize, client_cpu: Duration) {
         )
     };
     println!("  CPU in enrollment      {}", phase(f.enroll_cpu));
+    let wchar_mib = f.enroll_wchar as f64 / (1024.0 * 1024.0);
+    println!("  server wrote by then   {wchar_mib:.1} MiB (sockets and files)");
     if let Some(c) = f.restart_cpu {
         println!("  CPU in restart         {}", phase(c));
     }
@@ -453,7 +460,8 @@ fn report(args: &Args, f: &Figures, streams: usize, client_cpu: Duration) {
         "bench enroll nodes={} policy={policy} host={host} compress={compress} decode={} enroll_s={:.2} mesh_s={:.2} \
          join_p50_ms={:.1} join_p99_ms={:.1} join_max_ms={:.1} restart_s={restart} \
          rss_kib_per_node={per_node:.1} server_cpu_s={:.1} client_cpu_s={:.1} \
-         enroll_server_cpu_s={:.1} enroll_client_cpu_s={:.1} restart_server_cpu_s={} \
+         enroll_server_cpu_s={:.1} enroll_client_cpu_s={:.1} \
+         enroll_server_wchar_mib={wchar_mib:.1} restart_server_cpu_s={} \
          restart_client_cpu_s={} load={load} cpu={}",
         args.nodes,
         args.decode.name(),

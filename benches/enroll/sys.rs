@@ -44,6 +44,19 @@ pub fn cpu_time(pid: &str) -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
+/// Bytes process `pid` has passed to `write`, `send` and their kin so far
+/// (`wchar` in `/proc/PID/io`: sockets and files alike); 0 if unreadable.
+pub fn written(pid: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .ok()
+        .and_then(|io| {
+            io.lines()
+                .find_map(|l| l.strip_prefix("wchar:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 /// The 1-minute load average, recorded with every figure.
 pub fn load() -> String {
     std::fs::read_to_string("/proc/loadavg")
