@@ -31,8 +31,8 @@ const DENIED_PORT: u16 = 8080;
 /// may reach svc:mcp on 443; the group's members also get MCP tool caps.
 /// The rule also names 24 addresses of no node, so that the server's
 /// filter rule has more sources than one chunk takes and reaches its
-/// client as runs (`mapper/build/filter.rs`): alice's access comes from
-/// a full map's runs, bob's from a delta's.
+/// client (tailscaled 1.78.1) as runs (`mapper/build/filter.rs`): alice's
+/// access comes from a full map's runs, bob's from a delta's.
 fn policy(bob_allowed: bool) -> String {
     let members = if bob_allowed {
         r#"["alice@example.com", "bob@example.com"]"#
@@ -120,8 +120,15 @@ fn policy_file_controls_visibility_and_ports_and_reloads_live() {
 
     let names = ["mcp", "alice-laptop", "bob-laptop"];
     let keys = [&server_key, &alice_key, &bob_key];
+    // The destination, whose filter decides, is the older client: 1.78
+    // applies the filter's runs (`policy`) as 1.96 does.
+    let versions = [
+        ClientVersion::V1_78_1,
+        ClientVersion::V1_96_4,
+        ClientVersion::V1_96_4,
+    ];
     let nodes: Vec<Tailscaled> = (0..3)
-        .map(|i| Tailscaled::start(topo.host(i), names[i], ClientVersion::V1_96_4))
+        .map(|i| Tailscaled::start(topo.host(i), names[i], versions[i]))
         .collect();
     let url = server.url();
     thread::scope(|s| {

@@ -204,9 +204,8 @@ fn cut(src: &[String]) -> Option<Spans> {
         .then(|| spans.into())
 }
 
-/// Whether `s` ends a run: a multiplicative hash of its last eight bytes
-/// (where addresses differ), cheap enough to run for every source of every
-/// filter a delta compares.
+/// Whether `s` ends a run: a multiplicative hash of its last eight bytes,
+/// where addresses differ (a few instructions per source).
 fn marks(s: &str) -> bool {
     let b = s.as_bytes();
     let tail = &b[b.len().saturating_sub(8)..];
