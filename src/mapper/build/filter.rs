@@ -46,7 +46,6 @@ const MAX_RUN: usize = 32;
 struct Run<'a> {
     rule: usize,
     src: &'a [String],
-    whole: bool,
 }
 
 impl Run<'_> {
@@ -63,7 +62,8 @@ impl Run<'_> {
 
     fn render(&self, rules: &[FilterRule]) -> Vec<FilterRule> {
         let r = &rules[self.rule];
-        let src_ips = if self.whole {
+        // A run of all the rule's sources shares them.
+        let src_ips = if self.src.len() == r.src_ips.len() {
             r.src_ips.clone()
         } else {
             Arc::new(self.src.to_vec())
@@ -138,13 +138,8 @@ fn runs(rules: &[FilterRule]) -> Vec<Run<'_>> {
             Some(spans) => out.extend(spans.iter().map(|&(from, to)| Run {
                 rule,
                 src: &src[from as usize..to as usize],
-                whole: false,
             })),
-            None => out.push(Run {
-                rule,
-                src,
-                whole: true,
-            }),
+            None => out.push(Run { rule, src }),
         }
     }
     out
@@ -217,72 +212,5 @@ fn marks(s: &str) -> bool {
     (h >> 32).is_multiple_of(CUT_ONE_IN)
 }
 
-/// What a client holds after applying chunk updates, as
-/// `controlclient/map.go` keeps them.
 #[cfg(test)]
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct Held(BTreeMap<String, Vec<FilterRule>>);
-
-#[cfg(test)]
-impl Held {
-    pub fn apply(&mut self, update: &Chunks) {
-        if update.get(CLEAR).is_some_and(Option::is_none) {
-            self.0.clear();
-        }
-        for (name, rules) in update {
-            match rules {
-                _ if name == CLEAR => {}
-                Some(r) => {
-                    self.0.insert(name.clone(), r.clone());
-                }
-                None => {
-                    self.0.remove(name);
-                }
-            }
-        }
-    }
-
-    pub fn of(update: &Chunks) -> Held {
-        let mut h = Held::default();
-        h.apply(update);
-        h
-    }
-
-    /// The rules concatenated in name order, as the client filters with.
-    pub fn rules(&self) -> Vec<FilterRule> {
-        self.0.values().flatten().cloned().collect()
-    }
-
-    /// What the rules mean, independent of how they are split: one entry
-    /// per (source, rest of the rule).
-    pub fn meaning(&self) -> std::collections::BTreeSet<(String, String)> {
-        meaning(&self.rules())
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-}
-
-#[cfg(test)]
-pub fn meaning(rules: &[FilterRule]) -> std::collections::BTreeSet<(String, String)> {
-    rules
-        .iter()
-        .flat_map(|r| {
-            let rest = FilterRule {
-                src_ips: Arc::new(Vec::new()),
-                ..r.clone()
-            };
-            let rest = serde_json::to_string(&rest).expect("rule");
-            let src: Vec<String> = if r.src_ips.is_empty() {
-                vec![String::new()]
-            } else {
-                r.src_ips.to_vec()
-            };
-            src.into_iter().map(move |s| (s, rest.clone()))
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests;
+pub(super) mod tests;

@@ -112,7 +112,7 @@ fn full_map_has_self_peers_profiles_and_allow_all() {
     let ids: Vec<i64> = r.user_profiles.iter().map(|p| p.id).collect();
     assert_eq!(ids, vec![1, 2, TAGGED_DEVICES_USER_ID]);
     assert_eq!(
-        filter::Held::of(&r.packet_filters.unwrap()).rules(),
+        filter::tests::Held::of(&r.packet_filters.unwrap()).rules(),
         vec![FilterRule::allow_all()]
     );
     assert_eq!(sent.peers.len(), 2);

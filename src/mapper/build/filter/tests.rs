@@ -1,3 +1,4 @@
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use rand::rngs::StdRng;
@@ -5,6 +6,70 @@ use rand::{Rng, SeedableRng};
 
 use super::*;
 use crate::tailcfg::{NetPortRange, PortRange};
+
+/// What a client holds after applying chunk updates, as
+/// `controlclient/map.go` keeps them.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) struct Held(BTreeMap<String, Vec<FilterRule>>);
+
+impl Held {
+    pub(crate) fn apply(&mut self, update: &Chunks) {
+        if update.get(CLEAR).is_some_and(Option::is_none) {
+            self.0.clear();
+        }
+        for (name, rules) in update {
+            match rules {
+                _ if name == CLEAR => {}
+                Some(r) => {
+                    self.0.insert(name.clone(), r.clone());
+                }
+                None => {
+                    self.0.remove(name);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn of(update: &Chunks) -> Held {
+        let mut h = Held::default();
+        h.apply(update);
+        h
+    }
+
+    /// The rules concatenated in name order, as the client filters with.
+    pub(crate) fn rules(&self) -> Vec<FilterRule> {
+        self.0.values().flatten().cloned().collect()
+    }
+
+    /// What the rules mean, independent of how they are split: one entry
+    /// per (source, rest of the rule).
+    pub(crate) fn meaning(&self) -> BTreeSet<(String, String)> {
+        meaning(&self.rules())
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+pub(crate) fn meaning(rules: &[FilterRule]) -> BTreeSet<(String, String)> {
+    rules
+        .iter()
+        .flat_map(|r| {
+            let rest = FilterRule {
+                src_ips: Arc::new(Vec::new()),
+                ..r.clone()
+            };
+            let rest = serde_json::to_string(&rest).expect("rule");
+            let src: Vec<String> = if r.src_ips.is_empty() {
+                vec![String::new()]
+            } else {
+                r.src_ips.to_vec()
+            };
+            src.into_iter().map(move |s| (s, rest.clone()))
+        })
+        .collect()
+}
 
 /// The sources of `ids` as the policy writes them: both addresses of each,
 /// sorted as text.

@@ -58,7 +58,7 @@ fn world_of(nodes: &BTreeMap<i64, Node>, policy: &str) -> World {
 #[derive(Debug, Default, PartialEq)]
 struct Held {
     peers: BTreeMap<i64, (Option<Vec<String>>, Vec<String>)>,
-    filter: filter::Held,
+    filter: filter::tests::Held,
 }
 
 fn entry(p: &WireNode) -> (i64, (Option<Vec<String>>, Vec<String>)) {

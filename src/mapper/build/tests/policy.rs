@@ -26,7 +26,7 @@ const BOTH_TO_SRV: &str = r#"{
 /// The rules a client holds after applying this response's chunks.
 fn held(r: &MapResponse) -> Vec<FilterRule> {
     let chunks = r.packet_filters.as_ref().expect("packet filters");
-    crate::mapper::build::filter::Held::of(chunks).rules()
+    crate::mapper::build::filter::tests::Held::of(chunks).rules()
 }
 
 fn three() -> World {
