@@ -33,8 +33,10 @@
 //! before; streams redial with tailscaled's backoff), CPU of server and
 //! clients in all and per phase (the sum over the cores bounds a phase's
 //! wall time when both share them), the bytes the server wrote by the end
-//! of enrollment (`wchar`: maps and database), the load average and the CPU model
-//! (`sys::cpu`); the last line is machine-readable (`bench enroll nodes=… policy=… …`).
+//! of enrollment (`wchar`: maps and database) and what its `/metrics`
+//! counted by then (map frames, the state writer's batches, jobs and busy
+//! seconds), the load average and the CPU model (`sys::cpu`); the last line
+//! is machine-readable (`bench enroll nodes=… policy=… …`).
 
 #[allow(dead_code)]
 #[path = "../../integration/inproc/client.rs"]
@@ -253,6 +255,7 @@ struct Figures {
     /// Bytes the server passed to write-like syscalls by the end of
     /// enrollment: its maps on the wire, plus its database writes.
     enroll_wchar: u64,
+    enroll_counts: serve::Counters,
 }
 
 async fn run(args: &Args) -> anyhow::Result<()> {
@@ -318,6 +321,7 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     f.enroll = started.elapsed();
     f.enroll_cpu = (sys::cpu_time(&pid), sys::cpu_time("self"));
     f.enroll_wchar = sys::written(&pid);
+    f.enroll_counts = serve::counters(&url).await?;
     eprintln!("enrolled {streams} streams in {:?}", f.enroll);
     let t = Instant::now();
     tally
@@ -448,6 +452,15 @@ fn report(args: &Args, f: &Figures, streams: usize, client_cpu: Duration) {
     println!("  CPU in enrollment      {}", phase(f.enroll_cpu));
     let wchar_mib = f.enroll_wchar as f64 / (1024.0 * 1024.0);
     println!("  server wrote by then   {wchar_mib:.1} MiB (sockets and files)");
+    let counts = f.enroll_counts;
+    println!(
+        "  map frames by then     {} full, {} deltas",
+        counts.full_frames, counts.delta_frames
+    );
+    println!(
+        "  state writer by then   {} batches, {} jobs, busy {:.1} s",
+        counts.writer_batches, counts.writer_jobs, counts.writer_busy_s
+    );
     if let Some(c) = f.restart_cpu {
         println!("  CPU in restart         {}", phase(c));
     }
@@ -461,7 +474,9 @@ fn report(args: &Args, f: &Figures, streams: usize, client_cpu: Duration) {
          join_p50_ms={:.1} join_p99_ms={:.1} join_max_ms={:.1} restart_s={restart} \
          rss_kib_per_node={per_node:.1} server_cpu_s={:.1} client_cpu_s={:.1} \
          enroll_server_cpu_s={:.1} enroll_client_cpu_s={:.1} \
-         enroll_server_wchar_mib={wchar_mib:.1} restart_server_cpu_s={} \
+         enroll_server_wchar_mib={wchar_mib:.1} enroll_full_frames={} enroll_delta_frames={} \
+         enroll_writer_batches={} enroll_writer_jobs={} enroll_writer_busy_s={:.1} \
+         restart_server_cpu_s={} \
          restart_client_cpu_s={} load={load} cpu={}",
         args.nodes,
         args.decode.name(),
@@ -474,6 +489,11 @@ fn report(args: &Args, f: &Figures, streams: usize, client_cpu: Duration) {
         client_cpu.as_secs_f64(),
         f.enroll_cpu.0.as_secs_f64(),
         f.enroll_cpu.1.as_secs_f64(),
+        counts.full_frames,
+        counts.delta_frames,
+        counts.writer_batches,
+        counts.writer_jobs,
+        counts.writer_busy_s,
         secs(f.restart_cpu.map(|c| c.0)),
         secs(f.restart_cpu.map(|c| c.1)),
         sys::cpu(),

@@ -90,3 +90,40 @@ pub async fn serve(dir: &Path, port: u16, teams: usize) -> anyhow::Result<()> {
     srv.stop().await;
     Ok(())
 }
+
+/// What the server at `url` counted so far, from its `/metrics`: map
+/// frames of each kind (`clawscale_map_frames_total`), since how many
+/// deltas a workload costs is what batching and settling change and bytes
+/// alone hide it; and the state writer's batches, jobs and busy seconds,
+/// since one writer serialises every registration and presence change.
+pub async fn counters(url: &url::Url) -> anyhow::Result<Counters> {
+    let text = reqwest::get(url.join("metrics")?)
+        .await?
+        .error_for_status()?
+        .text()
+        .await?;
+    let value = |series: &str| -> anyhow::Result<f64> {
+        let prefix = format!("{series} ");
+        Ok(match text.lines().find_map(|l| l.strip_prefix(&prefix)) {
+            Some(v) => v.trim().parse()?,
+            None => 0.0, // nothing counted yet
+        })
+    };
+    Ok(Counters {
+        full_frames: value("clawscale_map_frames_total{kind=\"full\"}")? as u64,
+        delta_frames: value("clawscale_map_frames_total{kind=\"delta\"}")? as u64,
+        writer_batches: value("clawscale_writer_batches_total")? as u64,
+        writer_jobs: value("clawscale_writer_jobs_total")? as u64,
+        writer_busy_s: value("clawscale_writer_busy_seconds_total")?,
+    })
+}
+
+/// Counts read by [`counters`].
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Counters {
+    pub full_frames: u64,
+    pub delta_frames: u64,
+    pub writer_batches: u64,
+    pub writer_jobs: u64,
+    pub writer_busy_s: f64,
+}
