@@ -5,16 +5,26 @@
 //! does not BEGIN/COMMIT but opens a savepoint on the batch's transaction:
 //!
 //! ```text
-//! BEGIN                      -- lazily, at the batch's first write
-//!   SAVEPOINT job            -- per job ([`job_start`] / [`job_end`])
-//!     SAVEPOINT op … RELEASE op          -- per write_tx!: all or nothing
-//!     SAVEPOINT op … ROLLBACK TO op      -- a refused or failed write
-//!   RELEASE job | ROLLBACK TO job        -- the job succeeded | failed
+//! BEGIN; SAVEPOINT job; SAVEPOINT op        -- the batch's first write
+//!   SAVEPOINT job; SAVEPOINT op …           -- a job's first write
+//!     SAVEPOINT op …                        -- its later writes (write_tx!)
+//!     … ROLLBACK TO op; RELEASE op          -- a refused or failed write
+//!   RELEASE job | ROLLBACK TO job; RELEASE job  -- the job succeeded | failed
 //! COMMIT                     -- [`commit`], before any caller hears back
 //! ```
 //!
 //! A job that fails is rolled back to its own savepoint and the others stay
-//! committed. Only a failure the transaction itself cannot survive (a
+//! committed. A write that succeeded keeps its savepoint until its job's
+//! `RELEASE job`, which releases it too (a reused name refers to the newest
+//! savepoint, so `ROLLBACK TO op` undoes only the latest write). Each line
+//! above is one round trip to the database: statements with no result to
+//! wait for in between go together. A write thus costs three round trips
+//! instead of five, and the one writer waits out every round trip in turn.
+//! Jobs are released one by one rather than left stacked until COMMIT:
+//! SQLite's sub-journal keeps growing while any savepoint is open, and a
+//! 10,000-node enrollment wrote 2.6 times the bytes that way.
+//!
+//! Only a failure the transaction itself cannot survive (a
 //! ROLLBACK TO that fails, e.g. SQLite rolled everything back on an I/O
 //! error, or a failed COMMIT) fails the batch as a whole; the writer then
 //! fails every job in it, so nothing is acknowledged that is not durable.
@@ -73,11 +83,14 @@ struct Slot {
 
 /// Engines that can hold a batch.
 pub(super) trait Batched: Engine + Sized {
+    /// `BEGIN`, then the first job's savepoint and its first write's.
+    const BEGIN_JOB_OP: &'static str;
     fn wrap(tx: WriteTx<Self>) -> Open;
     fn unwrap(open: Open) -> WriteTx<Self>;
 }
 
 impl Batched for Sqlite {
+    const BEGIN_JOB_OP: &'static str = "BEGIN IMMEDIATE; SAVEPOINT job; SAVEPOINT op";
     fn wrap(tx: WriteTx<Self>) -> Open {
         Open::Sqlite(tx)
     }
@@ -90,6 +103,7 @@ impl Batched for Sqlite {
 }
 
 impl Batched for Postgres {
+    const BEGIN_JOB_OP: &'static str = "BEGIN; SAVEPOINT job; SAVEPOINT op";
     fn wrap(tx: WriteTx<Self>) -> Open {
         Open::Postgres(tx)
     }
@@ -128,38 +142,45 @@ pub(super) async fn enter<DB: Batched>(pool: &Pool<DB>) -> Result<Option<WriteTx
         }
         return Err(broken());
     }
-    let mut tx = match held {
-        Some(open) => DB::unwrap(open),
-        None => WriteTx::begin(pool).await?,
-    };
-    let started = async {
-        if !job_open {
-            tx.exec("SAVEPOINT job").await?;
+    let started = match held {
+        None => WriteTx::begin_with(pool, DB::BEGIN_JOB_OP).await,
+        Some(open) => {
+            let mut tx = DB::unwrap(open);
+            let sql = if job_open {
+                "SAVEPOINT op"
+            } else {
+                "SAVEPOINT job; SAVEPOINT op"
+            };
+            match tx.exec(sql).await {
+                Ok(()) => Ok(tx),
+                Err(e) => Err((Some(tx), e)),
+            }
         }
-        tx.exec("SAVEPOINT op").await
+    };
+    match started {
+        Ok(tx) => {
+            with(|s| s.job_open = true);
+            Ok(Some(tx))
+        }
+        Err((tx, e)) => {
+            with(|s| {
+                s.broken = Some(e.to_string());
+                s.doubtful = true;
+                s.tx = tx.map(DB::wrap);
+            });
+            Err(e)
+        }
     }
-    .await;
-    if let Err(e) = started {
-        with(|s| {
-            s.broken = Some(e.to_string());
-            s.doubtful = true;
-            s.tx = Some(DB::wrap(tx));
-        });
-        return Err(e);
-    }
-    with(|s| s.job_open = true);
-    Ok(Some(tx))
 }
 
 /// Ends a write begun by [`enter`]: releases its savepoint, or rolls back
 /// to it on failure, and hands the transaction back to the batch.
 pub(super) async fn leave<DB: Batched, T>(mut tx: WriteTx<DB>, result: Result<T>) -> Result<T> {
     let end = match &result {
-        Ok(_) => tx.exec("RELEASE op").await,
-        Err(_) => match tx.exec("ROLLBACK TO op").await {
-            Ok(()) => tx.exec("RELEASE op").await,
-            Err(e) => Err(e),
-        },
+        // Kept on the stack: the job's RELEASE or ROLLBACK, or the COMMIT,
+        // ends it.
+        Ok(_) => Ok(()),
+        Err(_) => tx.exec("ROLLBACK TO op; RELEASE op").await,
     };
     let refusal = matches!(
         result,
@@ -202,11 +223,9 @@ pub async fn job_end(ok: bool) -> Result<()> {
     };
     let end = match (open, ok) {
         (false, _) => Ok(()),
+        // Released, which releases its writes' savepoints with it.
         (true, true) => tx.exec("RELEASE job").await,
-        (true, false) => match tx.exec("ROLLBACK TO job").await {
-            Ok(()) => tx.exec("RELEASE job").await,
-            Err(e) => Err(e),
-        },
+        (true, false) => tx.exec("ROLLBACK TO job; RELEASE job").await,
     };
     with(|s| {
         if let Err(e) = &end {
@@ -247,3 +266,6 @@ pub async fn commit() -> Result<()> {
         None => tx.finish(true, doubtful).await,
     }
 }
+
+#[cfg(test)]
+mod tests;
