@@ -470,7 +470,8 @@ fn report(args: &Args, f: &Figures, streams: usize, client_cpu: Duration) {
         .restart
         .map_or("-".to_string(), |r| format!("{:.2}", r.as_secs_f64()));
     println!(
-        "bench enroll nodes={} policy={policy} host={host} compress={compress} decode={} enroll_s={:.2} mesh_s={:.2} \
+        "bench enroll nodes={} policy={policy} host={host} compress={compress} decode={} parallel={} \
+         enroll_s={:.2} mesh_s={:.2} \
          join_p50_ms={:.1} join_p99_ms={:.1} join_max_ms={:.1} restart_s={restart} \
          rss_kib_per_node={per_node:.1} server_cpu_s={:.1} client_cpu_s={:.1} \
          enroll_server_cpu_s={:.1} enroll_client_cpu_s={:.1} \
@@ -480,6 +481,7 @@ fn report(args: &Args, f: &Figures, streams: usize, client_cpu: Duration) {
          restart_client_cpu_s={} load={load} cpu={}",
         args.nodes,
         args.decode.name(),
+        args.parallel,
         f.enroll.as_secs_f64(),
         f.converge.as_secs_f64(),
         ms(f.p50),
