@@ -142,43 +142,38 @@ pub(super) async fn enter<DB: Batched>(pool: &Pool<DB>) -> Result<Option<WriteTx
         }
         return Err(broken());
     }
-    let started = match held {
-        None => WriteTx::begin_with(pool, DB::BEGIN_JOB_OP).await,
-        Some(open) => {
-            let mut tx = DB::unwrap(open);
-            let sql = if job_open {
-                "SAVEPOINT op"
-            } else {
-                "SAVEPOINT job; SAVEPOINT op"
-            };
-            match tx.exec(sql).await {
-                Ok(()) => Ok(tx),
-                Err(e) => Err((Some(tx), e)),
-            }
+    let mut tx = match held {
+        Some(open) => DB::unwrap(open),
+        // The batch's first write: if this fails nothing of the batch is
+        // lost, so it fails this write alone and the next one begins afresh.
+        None => {
+            let tx = WriteTx::begin_with(pool, DB::BEGIN_JOB_OP).await?;
+            with(|s| s.job_open = true);
+            return Ok(Some(tx));
         }
     };
-    match started {
-        Ok(tx) => {
-            with(|s| s.job_open = true);
-            Ok(Some(tx))
-        }
-        Err((tx, e)) => {
-            with(|s| {
-                s.broken = Some(e.to_string());
-                s.doubtful = true;
-                s.tx = tx.map(DB::wrap);
-            });
-            Err(e)
-        }
+    let sql = if job_open {
+        "SAVEPOINT op"
+    } else {
+        "SAVEPOINT job; SAVEPOINT op"
+    };
+    if let Err(e) = tx.exec(sql).await {
+        with(|s| {
+            s.broken = Some(e.to_string());
+            s.doubtful = true;
+            s.tx = Some(DB::wrap(tx));
+        });
+        return Err(e);
     }
+    with(|s| s.job_open = true);
+    Ok(Some(tx))
 }
 
 /// Ends a write begun by [`enter`]: releases its savepoint, or rolls back
 /// to it on failure, and hands the transaction back to the batch.
 pub(super) async fn leave<DB: Batched, T>(mut tx: WriteTx<DB>, result: Result<T>) -> Result<T> {
     let end = match &result {
-        // Kept on the stack: the job's RELEASE or ROLLBACK, or the COMMIT,
-        // ends it.
+        // Kept until its job's RELEASE (or ROLLBACK TO) ends it too.
         Ok(_) => Ok(()),
         Err(_) => tx.exec("ROLLBACK TO op; RELEASE op").await,
     };

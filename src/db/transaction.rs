@@ -76,27 +76,21 @@ pub(super) struct WriteTx<DB: Database> {
 
 impl<DB: Engine> WriteTx<DB> {
     pub(super) async fn begin(pool: &Pool<DB>) -> Result<Self> {
-        Self::begin_with(pool, DB::BEGIN).await.map_err(|(_, e)| e)
+        Self::begin_with(pool, DB::BEGIN).await
     }
 
     /// Begins with `sql`: `BEGIN` and whatever the caller opens with it
     /// (savepoints), in one round trip to the database. On failure the
-    /// transaction is handed back, still counted open, with the error:
-    /// whether `BEGIN` took effect is not known, so ending it closes the
-    /// connection.
-    pub(super) async fn begin_with(
-        pool: &Pool<DB>,
-        sql: &'static str,
-    ) -> std::result::Result<Self, (Option<Self>, Error)> {
-        let conn = pool.acquire().await.map_err(|e| (None, e.into()))?;
+    /// transaction is dropped still counted open, which closes its
+    /// connection: whether `BEGIN` took effect is not known.
+    pub(super) async fn begin_with(pool: &Pool<DB>, sql: &'static str) -> Result<Self> {
+        let conn = pool.acquire().await?;
         let mut tx = WriteTx {
             conn: Some(conn),
             open: true,
         };
-        match tx.exec(sql).await {
-            Ok(()) => Ok(tx),
-            Err(e) => Err((Some(tx), e)),
-        }
+        tx.exec(sql).await?;
+        Ok(tx)
     }
 
     /// The connection, for the transaction's statements.

@@ -1,6 +1,6 @@
 //! Savepoints in a batch, on both engines: what a job or a write undoes is
-//! its own and nothing else, though savepoints that succeeded stay stacked
-//! until COMMIT and their names repeat.
+//! its own and nothing else, though a write's savepoint stays open until
+//! its job ends and every job and write reuses one name.
 
 use chrono::Utc;
 
@@ -43,8 +43,8 @@ async fn each_job_and_write_undoes_only_itself(db: &Db) {
         assert!(user(db, "b1").await.is_err(), "b1 exists in this batch");
         user(db, "c2").await.expect("c2");
         job_end(true).await.expect("job c");
-        // Many jobs, every third failing: each is undone alone however
-        // deep the stack of kept savepoints under it.
+        // Many jobs in one batch, every third failing: each is undone
+        // alone.
         for i in 0..300 {
             job_start();
             user(db, &format!("m{i}")).await.expect("many");
