@@ -81,3 +81,39 @@ async fn postgres_each_job_and_write_undoes_only_itself() {
     };
     each_job_and_write_undoes_only_itself(&pg.db().await).await;
 }
+
+/// A batch whose first write cannot even begin (another process holds
+/// SQLite's write lock until the busy timeout runs out) fails that write
+/// alone: the next write in the batch begins a transaction afresh, and
+/// only it is committed.
+#[tokio::test]
+async fn a_first_write_that_cannot_begin_fails_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("db.sqlite");
+    let db = sqlite_one_connection(&path).await;
+    let other = crate::db::testing::sqlite_observer(&path).await;
+    let mut lock = other.acquire().await.expect("observer connection");
+    sqlx::Executor::execute(&mut *lock, "BEGIN IMMEDIATE")
+        .await
+        .expect("hold the write lock");
+    let committed = scope(async {
+        job_start();
+        let busy = user(&db, "blocked").await;
+        assert!(busy.is_err(), "BEGIN under another's write lock: {busy:?}");
+        job_end(false)
+            .await
+            .expect("a failed BEGIN leaves the batch usable");
+        sqlx::Executor::execute(&mut *lock, "ROLLBACK")
+            .await
+            .expect("release the write lock");
+        job_start();
+        user(&db, "next")
+            .await
+            .expect("the next write begins afresh");
+        job_end(true).await.expect("job");
+        commit().await
+    })
+    .await;
+    committed.expect("commit");
+    assert_eq!(names(&db).await, ["next"]);
+}
