@@ -321,7 +321,7 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     f.enroll = started.elapsed();
     f.enroll_cpu = (sys::cpu_time(&pid), sys::cpu_time("self"));
     f.enroll_wchar = sys::written(&pid);
-    f.enroll_counts = serve::counters(&url).await?;
+    f.enroll_counts = serve::counters(([127, 0, 0, 1], port).into()).await?;
     eprintln!("enrolled {streams} streams in {:?}", f.enroll);
     let t = Instant::now();
     tally

@@ -91,17 +91,15 @@ pub async fn serve(dir: &Path, port: u16, teams: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What the server at `url` counted so far, from its `/metrics`: map
+/// What the server at `addr` counted so far, from its `/metrics`: map
 /// frames of each kind (`clawscale_map_frames_total`), since how many
 /// deltas a workload costs is what batching and settling change and bytes
 /// alone hide it; and the state writer's batches, jobs and busy seconds,
 /// since one writer serialises every registration and presence change.
-pub async fn counters(url: &url::Url) -> anyhow::Result<Counters> {
-    let text = reqwest::get(url.join("metrics")?)
-        .await?
-        .error_for_status()?
-        .text()
-        .await?;
+pub async fn counters(addr: std::net::SocketAddr) -> anyhow::Result<Counters> {
+    let (status, body) = crate::server::http_get(addr, "/metrics").await?;
+    anyhow::ensure!(status == 200, "GET /metrics: {status}");
+    let text = String::from_utf8_lossy(&body);
     let value = |series: &str| -> anyhow::Result<f64> {
         let prefix = format!("{series} ");
         Ok(match text.lines().find_map(|l| l.strip_prefix(&prefix)) {

@@ -133,11 +133,16 @@ impl TestServer {
         Ok(String::from_utf8_lossy(&body).into_owned())
     }
 
-    /// `GET path` over a fresh HTTP/1.1 connection: status and body.
     async fn get(&self, path: &str) -> anyhow::Result<(u16, Vec<u8>)> {
-        let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
-        raw_http(self.addr, req.as_bytes()).await
+        http_get(self.addr, path).await
     }
+}
+
+/// `GET path` from the server at `addr` over a fresh HTTP/1.1 connection:
+/// status and body.
+pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, Vec<u8>)> {
+    let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    raw_http(addr, req.as_bytes()).await
 }
 
 impl Drop for TestServer {
