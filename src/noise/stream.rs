@@ -153,7 +153,11 @@ impl<T: AsyncWrite + Unpin> NoiseStream<T> {
                 Err(e) => return Poll::Ready(Err(self.fail_write(e))),
             }
         }
-        if self.wbuf.is_empty() && self.wbuf.capacity() > WRITE_RETAIN {
+        // `capacity()` counts only the room past the bytes written out, so
+        // it can be small while a map-sized allocation stays behind it:
+        // reclaiming more than the retained size succeeds only if the
+        // allocation is larger than that.
+        if self.wbuf.is_empty() && self.wbuf.try_reclaim(WRITE_RETAIN + 1) {
             self.wbuf = BytesMut::new();
         }
         Poll::Ready(Ok(()))
