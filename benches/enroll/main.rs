@@ -28,15 +28,17 @@
 //! map, P at a time), the further wait until every stream lists all the
 //! peers it should, join propagation p50/p99/max (from the newcomer's
 //! register request to each stream that must see it decoding it), server
-//! RSS per idle connected node, restart time (SIGKILL to every stream
-//! streaming its full map again, each node with its id and peer count as
-//! before; streams redial with tailscaled's backoff), CPU of server and
-//! clients in all and per phase (the sum over the cores bounds a phase's
-//! wall time when both share them), the bytes the server wrote by the end
-//! of enrollment (`wchar`: maps and database) and what its `/metrics`
-//! counted by then (map frames, the state writer's batches, jobs and busy
-//! seconds), the load average and the CPU model (`sys::cpu`); the last line
-//! is machine-readable (`bench enroll nodes=… policy=… …`).
+//! RSS per idle connected node (and again once all are back after a
+//! restart, from the same empty-server baseline), restart time (SIGKILL
+//! to every stream streaming its full map again, each node with its id
+//! and peer count as before; streams redial with tailscaled's backoff),
+//! CPU of server and clients in all and per phase (the sum over the cores
+//! bounds a phase's wall time when both share them), the bytes the server
+//! wrote by the end of enrollment (`wchar`: maps and database) and what
+//! its `/metrics` counted by then (map frames, the state writer's batches,
+//! jobs and busy seconds), the load average and the CPU model
+//! (`sys::cpu`); the last line is machine-readable (`bench enroll nodes=…
+//! policy=… …`).
 
 #[allow(dead_code)]
 #[path = "../../integration/inproc/client.rs"]
@@ -247,6 +249,9 @@ struct Figures {
     restart: Option<Duration>,
     baseline_kib: u64,
     idle_kib: u64,
+    /// Idle again after the restart, every stream back: a fleet that
+    /// reconnected at once, measured from the same empty-server baseline.
+    restart_idle_kib: Option<u64>,
     server_cpu: Duration,
     /// CPU (server, clients) spent in one phase: with both on the same
     /// cores, their sum over the core count bounds how fast it can be.
@@ -383,6 +388,8 @@ async fn run(args: &Args) -> anyhow::Result<()> {
             bail!("{differ} nodes came back with another id or peer count");
         }
         f.server_cpu += sys::cpu_time(&again.pid());
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        f.restart_idle_kib = Some(sys::rss(&again.pid())?.current_kib);
         again
     } else {
         server
@@ -409,7 +416,11 @@ fn report(args: &Args, f: &Figures, streams: usize, client_cpu: Duration) {
         Policy::Team if args.host_first => "first",
         Policy::Team => "last",
     };
-    let per_node = f.idle_kib.saturating_sub(f.baseline_kib) as f64 / streams as f64;
+    let kib_per_node = |idle: u64| idle.saturating_sub(f.baseline_kib) as f64 / streams as f64;
+    let per_node = kib_per_node(f.idle_kib);
+    let restart_per_node = f
+        .restart_idle_kib
+        .map_or("-".to_string(), |k| format!("{:.1}", kib_per_node(k)));
     let load = sys::load();
     println!(
         "enroll bench: N={} policy={policy} compress={compress} decode={} parallel={}",
@@ -464,6 +475,9 @@ fn report(args: &Args, f: &Figures, streams: usize, client_cpu: Duration) {
     if let Some(c) = f.restart_cpu {
         println!("  CPU in restart         {}", phase(c));
     }
+    if let Some(k) = f.restart_idle_kib {
+        println!("  server RSS, restarted  {k} KiB idle: {restart_per_node} KiB per node");
+    }
     let secs =
         |d: Option<Duration>| d.map_or("-".to_string(), |d| format!("{:.1}", d.as_secs_f64()));
     let restart = f
@@ -478,7 +492,7 @@ fn report(args: &Args, f: &Figures, streams: usize, client_cpu: Duration) {
          enroll_server_wchar_mib={wchar_mib:.1} enroll_full_frames={} enroll_delta_frames={} \
          enroll_writer_batches={} enroll_writer_jobs={} enroll_writer_busy_s={:.1} \
          restart_server_cpu_s={} \
-         restart_client_cpu_s={} load={load} cpu={}",
+         restart_client_cpu_s={} restart_rss_kib_per_node={restart_per_node} load={load} cpu={}",
         args.nodes,
         args.decode.name(),
         args.parallel,
