@@ -71,15 +71,24 @@ impl Open {
     }
 }
 
+/// Where the `job` savepoint stands.
+#[derive(Default, Clone, Copy, PartialEq, Eq)]
+enum JobSavepoint {
+    /// None open: the next write opens the current job's.
+    #[default]
+    Closed,
+    /// The current job's is open.
+    Open,
+    /// A finished job's, kept since that job succeeded: released with the
+    /// next job's first write, or by COMMIT.
+    Kept,
+}
+
 #[derive(Default)]
 struct Slot {
     /// Out of the slot while a `write_tx!` body runs on it.
     tx: Option<Open>,
-    /// The current job has its savepoint.
-    job_open: bool,
-    /// The last job that wrote succeeded and its savepoint is still open:
-    /// released with the next job's first write, or by COMMIT.
-    release_pending: bool,
+    job: JobSavepoint,
     /// A statement failed in this batch: the connection is closed at the
     /// end instead of going back to the pool.
     doubtful: bool,
@@ -138,17 +147,9 @@ fn broken() -> Error {
 /// Inside a batch: the batch's transaction (begun if this is its first
 /// write) with a savepoint for this write. Outside one: `None`.
 pub(super) async fn enter<DB: Batched>(pool: &Pool<DB>) -> Result<Option<WriteTx<DB>>> {
-    let Some(state) = with(|s| {
-        (
-            s.broken.is_some(),
-            s.tx.take(),
-            s.job_open,
-            s.release_pending,
-        )
-    }) else {
+    let Some((is_broken, held, job)) = with(|s| (s.broken.is_some(), s.tx.take(), s.job)) else {
         return Ok(None);
     };
-    let (is_broken, held, job_open, release_pending) = state;
     if is_broken {
         if let Some(tx) = held {
             with(|s| s.tx = Some(tx));
@@ -161,14 +162,14 @@ pub(super) async fn enter<DB: Batched>(pool: &Pool<DB>) -> Result<Option<WriteTx
         // lost, so it fails this write alone and the next one begins afresh.
         None => {
             let tx = WriteTx::begin_with(pool, DB::BEGIN_JOB_OP).await?;
-            with(|s| s.job_open = true);
+            with(|s| s.job = JobSavepoint::Open);
             return Ok(Some(tx));
         }
     };
-    let sql = match (job_open, release_pending) {
-        (true, _) => "SAVEPOINT op",
-        (false, false) => "SAVEPOINT job; SAVEPOINT op",
-        (false, true) => "RELEASE job; SAVEPOINT job; SAVEPOINT op",
+    let sql = match job {
+        JobSavepoint::Open => "SAVEPOINT op",
+        JobSavepoint::Closed => "SAVEPOINT job; SAVEPOINT op",
+        JobSavepoint::Kept => "RELEASE job; SAVEPOINT job; SAVEPOINT op",
     };
     if let Err(e) = tx.exec(sql).await {
         with(|s| {
@@ -178,10 +179,7 @@ pub(super) async fn enter<DB: Batched>(pool: &Pool<DB>) -> Result<Option<WriteTx
         });
         return Err(e);
     }
-    with(|s| {
-        s.job_open = true;
-        s.release_pending = false;
-    });
+    with(|s| s.job = JobSavepoint::Open);
     Ok(Some(tx))
 }
 
@@ -216,15 +214,31 @@ pub(super) async fn leave<DB: Batched, T>(mut tx: WriteTx<DB>, result: Result<T>
 
 /// Marks the start of a job: its first write takes a savepoint.
 pub fn job_start() {
-    with(|s| s.job_open = false);
+    with(|s| {
+        if s.job == JobSavepoint::Open {
+            s.job = JobSavepoint::Closed;
+        }
+    });
 }
 
 /// Ends a job: keeps its writes if `ok`, otherwise undoes them. Fails when
 /// the batch's transaction cannot go on.
 pub async fn job_end(ok: bool) -> Result<()> {
-    let Some((tx, open)) = with(|s| (s.tx.take(), std::mem::take(&mut s.job_open))) else {
+    let Some((tx, job)) = with(|s| (s.tx.take(), s.job)) else {
         return Ok(());
     };
+    let open = job == JobSavepoint::Open;
+    if open {
+        // Released (which releases its writes' savepoints with it) in the
+        // next round trip there is anyway, or rolled back below.
+        with(|s| {
+            s.job = if ok {
+                JobSavepoint::Kept
+            } else {
+                JobSavepoint::Closed
+            }
+        });
+    }
     let Some(mut tx) = tx else {
         return if with(|s| s.broken.is_some()) == Some(true) {
             Err(broken())
@@ -232,15 +246,10 @@ pub async fn job_end(ok: bool) -> Result<()> {
             Ok(())
         };
     };
-    let end = match (open, ok) {
-        (false, _) => Ok(()),
-        // Released (which releases its writes' savepoints with it) in the
-        // next round trip there is anyway.
-        (true, true) => {
-            with(|s| s.release_pending = true);
-            Ok(())
-        }
-        (true, false) => tx.exec("ROLLBACK TO job; RELEASE job").await,
+    let end = if open && !ok {
+        tx.exec("ROLLBACK TO job; RELEASE job").await
+    } else {
+        Ok(())
     };
     with(|s| {
         if let Err(e) = &end {
