@@ -354,9 +354,7 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     let pct = |p: usize| lat[(lat.len() * p).div_ceil(100).saturating_sub(1)];
     (f.p50, f.p99, f.max) = (pct(50), pct(99), *lat.last().context("no samples")?);
 
-    // Idle: every stream open, nothing happening.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    f.idle_kib = sys::rss(&pid)?.current_kib;
+    f.idle_kib = idle_kib(&pid).await?;
     f.server_cpu = sys::cpu_time(&pid);
 
     let server = if args.restart {
@@ -388,8 +386,7 @@ async fn run(args: &Args) -> anyhow::Result<()> {
             bail!("{differ} nodes came back with another id or peer count");
         }
         f.server_cpu += sys::cpu_time(&again.pid());
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        f.restart_idle_kib = Some(sys::rss(&again.pid())?.current_kib);
+        f.restart_idle_kib = Some(idle_kib(&again.pid()).await?);
         again
     } else {
         server
@@ -402,6 +399,13 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     }
     report(args, &f, streams, client_cpu);
     Ok(())
+}
+
+/// The server's RSS once every stream is open and nothing has happened
+/// for a while.
+async fn idle_kib(pid: &str) -> anyhow::Result<u64> {
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    Ok(sys::rss(pid)?.current_kib)
 }
 
 fn report(args: &Args, f: &Figures, streams: usize, client_cpu: Duration) {
